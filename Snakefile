@@ -1,0 +1,23 @@
+# contrastive-prosthetics: NinaPro sEMG → per-subject tensors → models → subset-size evaluation → report.
+# A table of contents: the rules live in workflow/rules/, the logic in the package they call.
+from snakemake.utils import min_version
+
+from contrastive_prosthetics.config import validate_config
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate_config(config, "config")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        tensors=all_tensors(),

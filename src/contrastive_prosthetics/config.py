@@ -1,0 +1,73 @@
+"""Loading and validating the workflow configuration, with errors that name the offending key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .ninapro import database
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration the workflow cannot run with; the message names the key and what to do."""
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+def validate_config(config: dict, source: str = "config", schema_path: Path = SCHEMA_PATH) -> dict:
+    """Check ``config`` against the JSON schema and against the NinaPro specs; return it unchanged.
+
+    Schema errors name the key (``data.synthetic.movment_s``); the NinaPro checks catch what a schema
+    cannot: a subject a database does not have, an exercise missing from a database.
+    """
+    schema = yaml.safe_load(schema_path.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {_key_path(e)}: {e.message}" for e in errors]
+        raise ConfigError(f"{source} does not match {schema_path.name}:\n" + "\n".join(lines))
+
+    data = config["data"]
+    for name, subjects in data["databases"].items():
+        spec = database(name)
+        wrong = [s for s in subjects if s not in spec.subjects]
+        if wrong:
+            raise ConfigError(
+                f"{source}: data.databases.{name}: {spec.name} has subjects 1-{spec.n_subjects}, not {wrong}"
+            )
+        for exercise in data["exercises"]:
+            if exercise not in spec.file_exercises.values():
+                raise ConfigError(
+                    f"{source}: data.exercises: {name} has no exercise {exercise} "
+                    f"(it has {sorted(spec.file_exercises.values())}); choose exercises every selected database has"
+                )
+        if data["source"] == "local" and not data["local"][name]:
+            raise ConfigError(f"{source}: data.local.{name}: set the folder holding {name}'s files for source local")
+    pre = config["preprocess"]
+    for name in data["databases"]:
+        spec = database(name)
+        if not spec.already_rectified and pre["bandpass_high_hz"] >= spec.sampling_rate_hz / 2:
+            raise ConfigError(
+                f"{source}: preprocess.bandpass_high_hz = {pre['bandpass_high_hz']} must be below the Nyquist "
+                f"frequency of {name} ({spec.sampling_rate_hz / 2} Hz)"
+            )
+    if pre["bandpass_low_hz"] >= pre["bandpass_high_hz"]:
+        raise ConfigError(f"{source}: preprocess.bandpass_low_hz must be below preprocess.bandpass_high_hz")
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot be read as YAML ({error})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: must be a YAML mapping of keys to values")
+    return validate_config(config, str(path))

@@ -1,0 +1,245 @@
+"""Convert one subject's NinaPro files into the tensor file the rest of the pipeline reads.
+
+Output (``torch.save`` dict, written atomically):
+    emg           float32 [class, rep, frame, channel]   100 Hz RMS frames, zeros where not valid
+    valid         bool    [class, rep]                    False for movements/repetitions never recorded
+    channel_mask  bool    [channel]                       False for flat (dead or unfitted) electrodes
+    glove         float32 [class, rep, frame, 22]        joint angles at each frame's last sample
+    glove_mask    bool    [22]                            False for glove channels with missing (NaN) values
+    classes       list[str]                               the class axis: rest, then movement names
+    metadata      dict                                    database, subject, amputee, rates, parameters, sources
+
+Segments: each movement repetition is the relabelled run (``restimulus``) of that movement, its repetition
+number taken from ``rerepetition`` (or, where that is 0, from the run's position); the segment starts
+``window_offset_ms`` after the relabelled onset. Rest has no repetition labels worth trusting (files differ
+in what ``rerepetition`` holds during rest), so rest runs are assigned to repetitions by position: a rest run
+belongs to the repetition of the movement that follows it (the trailing rest to the one before it), and the
+rest of repetition r is the first such run of the first exercise file, its segment centred in the run, away
+from both transitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .matfile import MatFileError, Recording, load_recording
+from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
+from .preprocess import PreprocessParams, find_runs, hop_samples, segment_frames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Segment:
+    class_index: int
+    repetition: int  # 1-based
+    start: int  # first sample of the segment
+
+
+def movement_segments(
+    recording: Recording, movements: np.ndarray, class_of_movement: dict[int, int], n_samples: int, repetitions: int
+) -> list[Segment]:
+    """The longest relabelled run of every (movement, repetition), as a segment of ``n_samples``."""
+    starts, stops, values = find_runs(movements)
+    chosen: dict[tuple[int, int], tuple[int, int]] = {}
+    position: dict[int, int] = {}
+    for start, stop, movement in zip(starts, stops, values, strict=True):
+        if movement == 0:
+            continue
+        position[movement] = position.get(movement, 0) + 1
+        labelled = int(recording.rerepetition[(start + stop) // 2])
+        repetition = labelled if labelled > 0 else position[movement]
+        if repetition > repetitions:
+            log.warning(
+                "%s: movement %d has repetition %d > %d; ignored", recording.source, movement, repetition, repetitions
+            )
+            continue
+        key = (int(movement), repetition)
+        if key not in chosen or stop - start > chosen[key][1] - chosen[key][0]:
+            chosen[key] = (int(start), int(stop))
+    segments = []
+    for (movement, repetition), (start, stop) in sorted(chosen.items()):
+        if stop - start < n_samples:
+            log.warning(
+                "%s: movement %d repetition %d lasts %d samples, shorter than the %d-sample window; left invalid",
+                recording.source,
+                movement,
+                repetition,
+                stop - start,
+                n_samples,
+            )
+            continue
+        segments.append(Segment(class_of_movement[movement], repetition, start))
+    return segments
+
+
+def assign_rest_to_repetitions(movements: np.ndarray, rerepetition: np.ndarray) -> list[tuple[int, int, int]]:
+    """Rest runs as (start, stop, repetition): each belongs to the repetition of the movement after it.
+
+    ``rerepetition`` is read only inside movement runs, so files that write 0 during rest and files that
+    carry the repetition number there give the same answer.
+    """
+    starts, stops, values = find_runs(movements)
+    run_repetition = np.where(values != 0, rerepetition[(starts + stops) // 2], 0)
+    moving = np.flatnonzero(values != 0)
+    rests = []
+    for run in np.flatnonzero(values == 0):
+        after = moving[moving > run]
+        before = moving[moving < run]
+        neighbour = after[0] if after.size else (before[-1] if before.size else None)
+        if neighbour is not None:
+            rests.append((int(starts[run]), int(stops[run]), int(run_repetition[neighbour])))
+    return rests
+
+
+def rest_segments(
+    recording: Recording, movements: np.ndarray, n_samples: int, repetitions: int, rest_class: int
+) -> list[Segment]:
+    segments = []
+    taken = set()
+    for start, stop, repetition in assign_rest_to_repetitions(movements, recording.rerepetition):
+        if repetition in taken or not 1 <= repetition <= repetitions or stop - start < n_samples:
+            continue
+        taken.add(repetition)
+        segments.append(Segment(rest_class, repetition, start + (stop - start - n_samples) // 2))
+    return segments
+
+
+def check_no_empty_movement(recording: Recording, stimulus: np.ndarray, movements: np.ndarray, exercise: str) -> None:
+    cued = set(np.unique(stimulus[stimulus != 0]).tolist())
+    performed = set(np.unique(movements[movements != 0]).tolist())
+    empty = sorted(cued - performed)
+    if empty:
+        names = [movement_names(exercise)[m - 1] for m in empty]
+        raise MatFileError(
+            f"{recording.source}: movement(s) {names} are cued in 'stimulus' but have no samples in 'restimulus'; "
+            "the relabelling of this file is broken: download it again or leave the subject out"
+        )
+
+
+def atomic_torch_save(payload: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def convert_subject(
+    spec: DatabaseSpec,
+    subject: int,
+    sources: dict[str, str],
+    exercises: list[str],
+    params: PreprocessParams,
+    out_path: Path | None = None,
+    expected_sha256: dict[str, str] | None = None,
+) -> dict:
+    """Read one subject's files (``sources``: exercise → path) and return (and optionally save) its tensors.
+
+    ``expected_sha256`` (file name → digest, e.g. from a download manifest) is checked against what is read.
+    """
+    spec.check_subject(subject)
+    classes = class_names(exercises)
+    n_frames = params.frames_per_segment()
+    hop = hop_samples(spec.sampling_rate_hz, params)
+    n_samples = n_frames * hop
+    offset = round(params.window_offset_ms * spec.sampling_rate_hz / 1000)
+    shape = (len(classes), spec.repetitions, n_frames)
+    emg = np.zeros((*shape, spec.n_channels), np.float32)
+    glove = np.zeros((*shape, GLOVE_CHANNELS), np.float32)
+    valid = np.zeros(shape[:2], bool)
+    live_channels = np.ones(spec.n_channels, bool)
+    sources_metadata = []
+
+    for file_number, exercise in enumerate(classes_order(exercises)):
+        recording = load_recording(sources[exercise], spec.n_channels, max_length_mismatch=params.max_length_mismatch)
+        check_expected_digest(recording, expected_sha256)
+        sources_metadata.append(
+            {"exercise": exercise, "file": recording.source, "sha256": recording.sha256, "size": recording.size}
+        )
+        movements = spec.global_labels(exercise, recording.restimulus, recording.source)
+        cued = spec.global_labels(exercise, recording.stimulus, recording.source)
+        check_no_empty_movement(recording, cued, movements, exercise)
+        class_of_movement = {m: classes.index(name) for m, name in enumerate(movement_names(exercise), start=1)}
+        segments = movement_segments(recording, movements, class_of_movement, n_samples + offset, spec.repetitions)
+        segments = [Segment(s.class_index, s.repetition, s.start + offset) for s in segments]
+        if file_number == 0:
+            segments += rest_segments(recording, movements, n_samples, spec.repetitions, classes.index("rest"))
+        if not segments:
+            continue
+        first_frame_ends = np.array([s.start + hop - 1 for s in segments])
+        frames = segment_frames(
+            recording.emg, first_frame_ends, n_frames, spec.sampling_rate_hz, params, spec.already_rectified
+        )
+        frame_ends = first_frame_ends[:, None] + np.arange(n_frames) * hop
+        class_index = np.array([s.class_index for s in segments])
+        repetition_index = np.array([s.repetition - 1 for s in segments])
+        emg[class_index, repetition_index] = frames
+        glove[class_index, repetition_index] = recording.glove[frame_ends]
+        valid[class_index, repetition_index] = True
+        live_channels &= np.ptp(recording.emg, axis=0) > 0  # flat: an electrode that was dead or not fitted
+
+    for missing in spec.missing_electrodes.get(subject, ()):
+        live_channels[missing] = False
+    glove_mask = np.isfinite(glove[valid]).all(axis=(0, 1)) if valid.any() else np.zeros(GLOVE_CHANNELS, bool)
+    glove[..., ~glove_mask] = 0.0
+    emg[..., ~live_channels] = 0.0
+    if not live_channels.all():
+        log.info("%s s%d: flat electrode(s) %s masked", spec.name, subject, np.flatnonzero(~live_channels).tolist())
+    absent = [f"{classes[c]}/rep{r + 1}" for c, r in zip(*np.nonzero(~valid), strict=True)]
+    if absent:
+        log.info("%s s%d: %d (class, repetition) pairs not recorded: %s", spec.name, subject, len(absent), absent)
+
+    payload = {
+        "emg": torch.from_numpy(emg),
+        "valid": torch.from_numpy(valid),
+        "channel_mask": torch.from_numpy(live_channels),
+        "glove": torch.from_numpy(glove),
+        "glove_mask": torch.from_numpy(glove_mask),
+        "classes": classes,
+        "metadata": {
+            "database": spec.name,
+            "subject": subject,
+            "amputee": spec.amputee,
+            "sampling_rate_hz": spec.sampling_rate_hz,
+            "frame_rate_hz": params.frame_rate_hz,
+            "filtered": not spec.already_rectified,
+            "preprocess": params.as_dict(),
+            "exercises": list(classes_order(exercises)),
+            "sources": sources_metadata,
+            "version": __version__,
+        },
+    }
+    if out_path is not None:
+        atomic_torch_save(payload, Path(out_path))
+    return payload
+
+
+def classes_order(exercises: list[str]) -> list[str]:
+    """Selected exercises in catalogue order, the order of the class axis."""
+    names = class_names(exercises)
+    return list(dict.fromkeys(name[0] for name in names[1:]))
+
+
+def check_expected_digest(recording: Recording, expected_sha256: dict[str, str] | None) -> None:
+    if not expected_sha256:
+        return
+    name = Path(recording.source.split("::")[-1]).name
+    expected = expected_sha256.get(name)
+    if expected is not None and expected != recording.sha256:
+        raise MatFileError(
+            f"{recording.source}: sha256 {recording.sha256} differs from {expected} recorded when it was "
+            "downloaded; the file changed on disk: delete the subject's folder and run again to re-download"
+        )

@@ -1,0 +1,92 @@
+"""Shared test fixtures: small hand-made NinaPro-format recordings whose every sample the test controls."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+REPO = Path(__file__).resolve().parents[1]
+DB1_DIR = Path(os.environ.get("NINAPRO_DB1_DIR", REPO.parent / "shared" / "ninapro" / "db1"))
+
+
+@dataclass
+class Protocol:
+    """Label vectors of a NinaPro-like session: rest, then each movement's repetitions, rest in between."""
+
+    stimulus: np.ndarray
+    restimulus: np.ndarray
+    repetition: np.ndarray
+    rerepetition: np.ndarray
+
+
+def make_protocol(
+    labels: list[int],
+    repetitions: int,
+    movement_samples: int,
+    rest_samples: int,
+    rerepetition_in_rest: str = "zero",
+    relabel_trim: int = 0,
+) -> Protocol:
+    """Cued movements of ``movement_samples``; the relabelled movement is trimmed by ``relabel_trim`` at each end."""
+    stimulus, restimulus, repetition, rerepetition = [], [], [], []
+    for label in labels:
+        for rep in range(1, repetitions + 1):
+            rest_rep = rep if rerepetition_in_rest == "repetition" else 0
+            stimulus += [0] * rest_samples
+            restimulus += [0] * rest_samples
+            repetition += [0] * rest_samples
+            rerepetition += [rest_rep] * rest_samples
+            stimulus += [label] * movement_samples
+            repetition += [rep] * movement_samples
+            moving = movement_samples - 2 * relabel_trim
+            restimulus += [0] * relabel_trim + [label] * moving + [0] * relabel_trim
+            rerepetition += [rest_rep] * relabel_trim + [rep] * moving + [rest_rep] * relabel_trim
+    for values in (stimulus, restimulus, repetition, rerepetition):
+        values += [0] * rest_samples
+    as_column = [np.array(v, dtype=np.uint8)[:, None] for v in (stimulus, restimulus, repetition, rerepetition)]
+    return Protocol(*as_column)
+
+
+def emg_for(protocol: Protocol, n_channels: int, seed: int = 0, rectified: bool = False) -> np.ndarray:
+    """Noise whose per-channel amplitude depends on the movement, so every class looks different."""
+    rng = np.random.default_rng(seed)
+    labels = protocol.restimulus[:, 0].astype(int)
+    gains = 1.0 + rng.random((labels.max() + 1, n_channels)) * 4
+    gains[0] = 0.3
+    noise = rng.standard_normal((len(labels), n_channels))
+    emg = noise * gains[labels]
+    return np.abs(emg) if rectified else emg
+
+
+def write_mat(path: Path, protocol: Protocol, signals: np.ndarray, **overrides) -> Path:
+    """Write a NinaPro-format file; ``overrides`` replace fields (None drops one)."""
+    fields = {
+        "emg": signals,
+        "glove": np.zeros((len(signals), 22)),
+        "stimulus": protocol.stimulus,
+        "restimulus": protocol.restimulus,
+        "repetition": protocol.repetition,
+        "rerepetition": protocol.rerepetition,
+        "subject": np.array([[1.0]]),
+        "exercise": np.array([[1.0]]),
+    }
+    for name, value in overrides.items():
+        if value is None:
+            del fields[name]
+        else:
+            fields[name] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, fields, do_compression=True)
+    return path
+
+
+@pytest.fixture
+def db1_dir() -> Path:
+    if not DB1_DIR.is_dir():
+        pytest.skip(f"real NinaPro DB1 files not found in {DB1_DIR} (set NINAPRO_DB1_DIR)")
+    return DB1_DIR

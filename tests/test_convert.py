@@ -1,0 +1,188 @@
+"""Conversion of one subject's files into tensors: segments, rest, gaps, dead channels and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from conftest import emg_for, make_protocol, write_mat
+
+from contrastive_prosthetics.convert import assign_rest_to_repetitions, convert_subject
+from contrastive_prosthetics.matfile import MatFileError
+from contrastive_prosthetics.ninapro import DB1, DB2
+from contrastive_prosthetics.preprocess import PreprocessParams, recording_frames
+
+PARAMS = PreprocessParams()
+
+
+def db1_file(tmp_path, name="S1_A1_E1.mat", labels=(1, 2, 3), **kwargs):
+    protocol = make_protocol(list(labels), DB1.repetitions, movement_samples=150, rest_samples=130, **kwargs)
+    emg = emg_for(protocol, DB1.n_channels, rectified=True)
+    return write_mat(tmp_path / name, protocol, emg), protocol, emg
+
+
+def convert_db1(path, out=None, exercises=("A",)):
+    return convert_subject(DB1, 1, {"A": str(path)}, list(exercises), PARAMS, out)
+
+
+def test_movement_segment_holds_the_first_second_after_relabelled_onset(tmp_path):
+    path, protocol, emg = db1_file(tmp_path, relabel_trim=10)
+    tensors = convert_db1(path)
+    onsets = np.flatnonzero(np.diff(protocol.restimulus[:, 0].astype(int)) > 0) + 1
+    first_onset_of_a2_rep3 = onsets[DB1.repetitions + 2]  # movement 2 (A2, class 2), repetition 3
+    expected = emg[first_onset_of_a2_rep3 : first_onset_of_a2_rep3 + 100].astype(np.float32)
+    np.testing.assert_array_equal(tensors["emg"][2, 2].numpy(), expected)
+    assert tensors["classes"][:4] == ["rest", "A1", "A2", "A3"]
+
+
+def test_rest_without_repetition_labels_is_split_by_position(tmp_path):
+    zero, _, _ = db1_file(tmp_path / "zero", rerepetition_in_rest="zero")
+    carried, _, _ = db1_file(tmp_path / "carried", rerepetition_in_rest="repetition")
+    a, b = convert_db1(zero), convert_db1(carried)
+    assert a["valid"][0].all()  # every repetition has its rest
+    for key in ("emg", "valid", "glove"):
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_rest_runs_belong_to_the_repetition_that_follows():
+    protocol = make_protocol([1, 2], 3, movement_samples=5, rest_samples=4)
+    rests = assign_rest_to_repetitions(protocol.restimulus[:, 0].astype(int), protocol.rerepetition[:, 0])
+    assert [r[2] for r in rests] == [1, 2, 3, 1, 2, 3, 3]  # the trailing rest joins the last repetition
+    assert rests[0][:2] == (0, 4)
+
+
+def test_missing_movement_is_invalid_not_zeros(tmp_path):
+    path, _, _ = db1_file(tmp_path, labels=(1, 3))
+    tensors = convert_db1(path)
+    assert not tensors["valid"][2].any()  # A2 was never recorded
+    assert tensors["valid"][[0, 1, 3]].all()
+    assert not tensors["valid"][4:].any()
+
+
+def test_missing_repetition_is_invalid(tmp_path):
+    protocol = make_protocol([1], DB1.repetitions, movement_samples=150, rest_samples=130)
+    restimulus = protocol.restimulus.copy()
+    rep4 = protocol.rerepetition[:, 0] == 4
+    restimulus[rep4 & (restimulus[:, 0] != 0)] = 0
+    stimulus = protocol.stimulus.copy()
+    stimulus[(protocol.repetition[:, 0] == 4)] = 0
+    path = write_mat(
+        tmp_path / "S1_A1_E1.mat", protocol, emg_for(protocol, 10, rectified=True), restimulus=restimulus
+    )
+    valid = convert_db1(path)["valid"][1]
+    assert valid.tolist() == [r != 4 for r in range(1, 11)]
+
+
+def test_dead_channel_is_flagged_and_zeroed(tmp_path):
+    protocol = make_protocol([1, 2], DB1.repetitions, movement_samples=150, rest_samples=130)
+    emg = emg_for(protocol, 10, rectified=True)
+    emg[:, 7] = 0.0
+    tensors = convert_db1(write_mat(tmp_path / "S1_A1_E1.mat", protocol, emg))
+    assert tensors["channel_mask"].tolist() == [c != 7 for c in range(10)]
+    assert (tensors["emg"][..., 7] == 0).all()
+
+
+def test_glove_channel_with_nan_is_masked(tmp_path):
+    protocol = make_protocol([1], DB1.repetitions, movement_samples=150, rest_samples=130)
+    glove = np.ones((len(protocol.stimulus), 22))
+    glove[500, 3] = np.nan
+    path = write_mat(tmp_path / "S1_A1_E1.mat", protocol, emg_for(protocol, 10, rectified=True), glove=glove)
+    tensors = convert_db1(path)
+    assert tensors["glove_mask"].tolist() == [c != 3 for c in range(22)]
+    assert torch.isfinite(tensors["glove"]).all()
+
+
+def test_segments_of_2khz_recording_equal_continuous_filtering(tmp_path):
+    protocol = make_protocol([1, 2], DB2.repetitions, movement_samples=2600, rest_samples=2200, relabel_trim=100)
+    emg = emg_for(protocol, DB2.n_channels, seed=3) + 0.5  # an offset: the filter's start-up would show it
+    path = write_mat(tmp_path / "S1_E1_A1.mat", protocol, emg)
+    tensors = convert_subject(DB2, 1, {"B": str(path)}, ["B"], PARAMS)
+    continuous = recording_frames(emg, DB2.sampling_rate_hz, PARAMS)  # frame f ends at sample 20 f + 19
+    onsets = np.flatnonzero(np.diff(protocol.restimulus[:, 0].astype(int)) > 0) + 1
+    scale = float(np.abs(continuous).max())
+    for index, onset in enumerate(onsets):
+        movement, rep = divmod(index, DB2.repetitions)
+        assert onset % 20 == 0  # so the segment's frames line up with the continuous frame grid
+        expected = continuous[onset // 20 : onset // 20 + 100]
+        got = tensors["emg"][movement + 1, rep].numpy()
+        assert np.abs(got - expected).max() <= 1e-6 * scale
+
+
+def test_label_length_mismatch_within_tolerance_is_truncated_with_warning(tmp_path, caplog):
+    path, protocol, emg = db1_file(tmp_path)
+    write_mat(path, protocol, emg[:-5])
+    tensors = convert_db1(path)
+    assert tensors["valid"][:4].all()
+    assert "truncating" in caplog.text
+
+
+def test_raw_files_are_never_modified(tmp_path):
+    path, _, _ = db1_file(tmp_path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+    convert_db1(path, tmp_path / "out.pt")
+    assert (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["S1_A1_E1.mat", "out.pt"]
+
+
+def test_output_records_sources_and_parameters(tmp_path):
+    path, _, _ = db1_file(tmp_path)
+    convert_db1(path, tmp_path / "s1.pt")
+    saved = torch.load(tmp_path / "s1.pt", weights_only=False)
+    meta = saved["metadata"]
+    assert meta["sources"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert meta["database"] == "db1" and meta["subject"] == 1 and meta["amputee"] is False
+    assert meta["preprocess"]["window_length_ms"] == 1000
+    assert saved["emg"].dtype == torch.float32 and saved["emg"].shape == (13, 10, 100, 10)
+
+
+# Bad input: a clear error naming file and field, and no output file left behind.
+
+
+def bad_input_cases(tmp_path):
+    path, protocol, emg = db1_file(tmp_path)
+    good = path.read_bytes()
+    cases = {}
+    truncated = tmp_path / "truncated" / path.name
+    truncated.parent.mkdir()
+    truncated.write_bytes(good[: len(good) // 2])
+    cases["truncated"] = (truncated, "truncated or corrupt")
+    cases["missing emg"] = (write_mat(tmp_path / "noemg" / path.name, protocol, emg, emg=None), "'emg'")
+    nan = emg.copy()
+    nan[400, 2] = np.nan
+    cases["nan"] = (write_mat(tmp_path / "nan" / path.name, protocol, nan), "NaN")
+    cases["mismatch"] = (write_mat(tmp_path / "mismatch" / path.name, protocol, emg[:-500]), "differ in length")
+    no_samples = protocol.restimulus.copy()
+    no_samples[no_samples == 2] = 0
+    cases["empty movement"] = (
+        write_mat(tmp_path / "empty" / path.name, protocol, emg, restimulus=no_samples),
+        "no samples in 'restimulus'",
+    )
+    cases["wrong channels"] = (write_mat(tmp_path / "channels" / path.name, protocol, emg[:, :8]), "'emg' has shape")
+    return cases
+
+
+@pytest.mark.parametrize("case", ["truncated", "missing emg", "nan", "mismatch", "empty movement", "wrong channels"])
+def test_bad_input_is_rejected_with_clear_error_and_no_output(tmp_path, case):
+    path, expected = bad_input_cases(tmp_path)[case]
+    out = tmp_path / "out" / "s1.pt"
+    with pytest.raises(MatFileError) as error:
+        convert_db1(path, out)
+    assert str(path) in str(error.value)
+    assert expected in str(error.value)
+    assert not out.exists()
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_changed_file_does_not_match_download_digest(tmp_path):
+    path, _, _ = db1_file(tmp_path)
+    with pytest.raises(MatFileError, match="differs from"):
+        convert_subject(DB1, 1, {"A": str(path)}, ["A"], PARAMS, expected_sha256={path.name: "0" * 64})
+
+
+def test_uint8_labels_do_not_wrap(tmp_path):
+    path, _, _ = db1_file(tmp_path)
+    assert scipy.io.loadmat(path)["restimulus"].dtype == np.uint8
+    assert convert_db1(path)["valid"][:4].all()

@@ -1,0 +1,49 @@
+# Shared wiring: which subjects exist and where their files are. Everything here asks the package.
+import json
+
+from contrastive_prosthetics.ninapro import database, exercise_from_file_name
+from contrastive_prosthetics.sources import archive_name, raw_sources, subject_dir, tracked_inputs
+
+SOURCE = config["data"]["source"]
+EXERCISES = config["data"]["exercises"]
+SUBJECTS = [(db, subject) for db, subjects in config["data"]["databases"].items() for subject in subjects]
+
+
+wildcard_constraints:
+    db="db[123]",
+    subject=r"\d+",
+
+
+def all_tensors():
+    return [f"results/tensors/{db}/s{subject}.pt" for db, subject in SUBJECTS]
+
+
+def sources_of(wildcards):
+    return raw_sources(config, wildcards.db, int(wildcards.subject))
+
+
+def convert_inputs(wildcards):
+    if SOURCE == "ninapro":
+        return [str(subject_dir("ninapro", wildcards.db, int(wildcards.subject)) / "manifest.json")]
+    return tracked_inputs(sources_of(wildcards))
+
+
+def source_arguments(wildcards):
+    return " ".join(f"--source {exercise}={path}" for exercise, path in sources_of(wildcards).items())
+
+
+def manifest_argument(wildcards, input):
+    return f"--manifest {input[0]}" if SOURCE == "ninapro" else ""
+
+
+def exercise_of_file(wildcards):
+    return exercise_from_file_name(database(wildcards.db), int(wildcards.subject), wildcards.file + ".mat")
+
+
+def archive_url(wildcards):
+    return config["data"]["urls"][wildcards.db].format(subject=wildcards.subject)
+
+
+def archive_checksum(wildcards):
+    name = archive_name(config["data"]["urls"][wildcards.db], int(wildcards.subject))
+    return config["data"]["checksums"].get(name, "")
