@@ -69,9 +69,7 @@ def test_missing_repetition_is_invalid(tmp_path):
     restimulus[rep4 & (restimulus[:, 0] != 0)] = 0
     stimulus = protocol.stimulus.copy()
     stimulus[(protocol.repetition[:, 0] == 4)] = 0
-    path = write_mat(
-        tmp_path / "S1_A1_E1.mat", protocol, emg_for(protocol, 10, rectified=True), restimulus=restimulus
-    )
+    path = write_mat(tmp_path / "S1_A1_E1.mat", protocol, emg_for(protocol, 10, rectified=True), restimulus=restimulus)
     valid = convert_db1(path)["valid"][1]
     assert valid.tolist() == [r != 4 for r in range(1, 11)]
 

@@ -26,7 +26,7 @@ def test_file_names_follow_each_database():
     assert DB1.file_name(3, "A") == "S3_A1_E1.mat"
     assert DB2.file_name(3, "C") == "S3_E2_A1.mat"
     assert exercise_from_file_name(DB3, 2, "S2_E1_A1.mat") == "B"
-    with pytest.raises(ValueError, match="not a db2 file"):
+    with pytest.raises(ValueError, match=r"not a db2 file"):
         exercise_from_file_name(DB2, 2, "S3_E1_A1.mat")
 
 
@@ -46,7 +46,7 @@ def test_db2_exercise_c_file_numbered_1_to_23_is_detected():
 
 
 def test_labels_fitting_no_numbering_are_an_error_naming_the_file():
-    with pytest.raises(ValueError, match="S1_E2_A1.mat: labels 5-41"):
+    with pytest.raises(ValueError, match=r"S1_E2_A1.mat: labels 5-41"):
         DB2.global_labels("C", np.array([0, 5, 41]), "S1_E2_A1.mat")
 
 
@@ -56,9 +56,9 @@ def test_known_gaps_of_db3():
 
 
 def test_unknown_database_or_subject_is_an_error():
-    with pytest.raises(ValueError, match="unknown database 'db9'"):
+    with pytest.raises(ValueError, match=r"unknown database 'db9'"):
         database("db9")
-    with pytest.raises(ValueError, match="subjects 1-11"):
+    with pytest.raises(ValueError, match=r"subjects 1-11"):
         DB3.check_subject(12)
-    with pytest.raises(ValueError, match="has no exercise 'A'"):
+    with pytest.raises(ValueError, match=r"has no exercise 'A'"):
         DB2.file_name(1, "A")

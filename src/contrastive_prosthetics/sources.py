@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
 
 from .matfile import ARCHIVE_SEPARATOR
 from .ninapro import DatabaseSpec, database
@@ -20,10 +19,6 @@ RESOURCES = Path("resources")
 
 def subject_dir(source: str, db: str, subject: int, resources: Path = RESOURCES) -> Path:
     return resources / source / db / f"s{subject}"
-
-
-def archive_name(url_template: str, subject: int) -> str:
-    return PurePosixPath(urlparse(url_template.format(subject=subject)).path).name
 
 
 def exercise_files(spec: DatabaseSpec, subject: int, exercises: list[str]) -> dict[str, str]:

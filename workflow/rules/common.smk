@@ -2,7 +2,8 @@
 import json
 
 from contrastive_prosthetics.ninapro import database, exercise_from_file_name
-from contrastive_prosthetics.sources import archive_name, raw_sources, subject_dir, tracked_inputs
+from contrastive_prosthetics.download import archive_name
+from contrastive_prosthetics.sources import raw_sources, subject_dir, tracked_inputs
 
 SOURCE = config["data"]["source"]
 EXERCISES = config["data"]["exercises"]
@@ -45,5 +46,5 @@ def archive_url(wildcards):
 
 
 def archive_checksum(wildcards):
-    name = archive_name(config["data"]["urls"][wildcards.db], int(wildcards.subject))
+    name = archive_name(archive_url(wildcards))
     return config["data"]["checksums"].get(name, "")

@@ -1,0 +1,150 @@
+"""DB23: loading, selection, normalisation from training data only, and the contrastive sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from contrastive_prosthetics.convert import atomic_torch_save
+from contrastive_prosthetics.dataset import DB23
+from contrastive_prosthetics.ninapro import class_names
+
+CLASSES = class_names(["A"])  # 13 classes
+
+
+def fake_subject(path, database, subject, n_reps, n_channels, invalid=()):
+    """A converted-subject file whose every frame encodes where it came from: value = s*1e6 + c*1e4 + r*100 + f."""
+    n_classes, n_frames = len(CLASSES), 7
+    c, r, f = np.meshgrid(np.arange(n_classes), np.arange(n_reps), np.arange(n_frames), indexing="ij")
+    code = subject * 1e6 + c * 1e4 + (r + 1) * 100 + f
+    emg = np.repeat(code[..., None], n_channels, axis=-1).astype(np.float64)
+    valid = np.ones((n_classes, n_reps), bool)
+    for class_index, rep in invalid:
+        valid[class_index, rep - 1] = False
+    payload = {
+        "emg": torch.tensor(emg, dtype=torch.float32),
+        "valid": torch.from_numpy(valid),
+        "channel_mask": torch.ones(n_channels, dtype=torch.bool),
+        "glove": torch.zeros((n_classes, n_reps, n_frames, 22)),
+        "glove_mask": torch.ones(22, dtype=torch.bool),
+        "classes": CLASSES,
+        "metadata": {"database": database, "subject": subject, "amputee": database == "db3"},
+    }
+    atomic_torch_save(payload, path)
+    return path
+
+
+@pytest.fixture
+def data(tmp_path):
+    paths = [
+        fake_subject(tmp_path / "a.pt", "db1", 1, 10, 10),
+        fake_subject(tmp_path / "b.pt", "db2", 2, 6, 12, invalid=[(3, 1), (3, 3)]),
+        fake_subject(tmp_path / "c.pt", "db3", 3, 6, 12, invalid=[(5, r) for r in range(1, 7)]),
+    ]
+    return DB23.load(paths, device="cpu")
+
+
+def decode(x):
+    code = x[..., 0].double()
+    return (code // 1e6).long(), (code % 1e6 // 1e4).long(), (code % 1e4 // 100).long(), (code % 100).long()
+
+
+def test_mixed_databases_are_padded_and_masked(data):
+    assert data.emg.shape == (3, 13, 10, 7, 12)
+    assert data.subject_names == ["db1/s1", "db2/s2", "db3/s3"]
+    assert data.channel_mask[0].tolist() == [True] * 10 + [False] * 2
+    assert not data.valid[1, :, 6:].any() and data.valid[0].all()
+    assert not data.valid[1, 3, 0] and data.valid[1, 3, 1]
+
+
+def test_every_group_holds_each_selected_class_once(data):
+    selection = data.select(classes=["rest", "A1", "A3", "A5"], repetitions=[1, 2, 3, 4])
+    batch = data.contrastive_sampler(selection, groups=512, seed=1).draw()
+    assert batch.x.shape == (512, 4, 12)
+    _, classes, _, _ = decode(batch.x)
+    assert (classes == torch.tensor([0, 1, 3, 5])).all()
+    assert batch.classes.tolist() == [0, 1, 3, 5]
+
+
+def test_held_out_repetitions_and_subjects_are_never_drawn(data):
+    selection = data.select(subjects=["db1/s1", "db2/s2"], repetitions=[1, 3, 4, 6])
+    for per_subject in (False, True):
+        sampler = data.contrastive_sampler(selection, groups=256, seed=2, per_subject=per_subject)
+        for _ in range(20):
+            batch = sampler.draw()
+            subjects, classes, reps, frames = decode(batch.x)
+            assert set(subjects.unique().tolist()) <= {1, 2}
+            assert set(reps.unique().tolist()) <= {1, 3, 4, 6}
+            # an invalid (class, rep) is never drawn: subject 2 lacks class 3 in repetitions 1 and 3
+            assert not ((subjects == 2) & (classes == 3) & ((reps == 1) | (reps == 3))).any()
+            assert (frames < 7).all()
+    seen = decode(data.contrastive_sampler(selection, groups=4096, seed=3).draw().x)
+    assert set(seen[2].unique().tolist()) == {1, 3, 4, 6}  # every training repetition does occur
+
+
+def test_per_subject_batches_come_from_one_subject(data):
+    sampler = data.contrastive_sampler(data.select(), groups=64, seed=4, per_subject=True)
+    seen = set()
+    for _ in range(30):
+        batch = sampler.draw()
+        subjects = decode(batch.x)[0]
+        present_subjects = subjects[batch.present]
+        assert present_subjects.unique().numel() == 1
+        assert (batch.subjects == batch.subjects[0, 0]).all()
+        seen.add(int(present_subjects[0]))
+    assert seen == {1, 2, 3}
+
+
+def test_class_a_subject_never_recorded_is_marked_absent(data):
+    sampler = data.contrastive_sampler(data.select(subjects=["db3/s3"]), groups=8, seed=0, per_subject=True)
+    batch = sampler.draw()
+    assert batch.present[:, 5].eq(False).all() and batch.present[:, [0, 1, 2, 4]].all()
+
+
+def test_same_seed_same_batches(data):
+    selection = data.select(repetitions=[1, 3])
+    a = data.contrastive_sampler(selection, groups=32, seed=7)
+    b = data.contrastive_sampler(selection, groups=32, seed=7)
+    c = data.contrastive_sampler(selection, groups=32, seed=8)
+    first, second, other = a.draw().x, b.draw().x, c.draw().x
+    assert torch.equal(first, second) and not torch.equal(first, other)
+    assert torch.equal(a.draw().x, b.draw().x)
+
+
+def test_normalisation_uses_only_the_training_selection(data):
+    train = data.select(repetitions=[1, 3, 4])
+    norm = data.normalisation(train, log_amplitude=False)
+    changed = DB23(data.emg.clone(), data.valid, data.channel_mask, None, data.classes, data.subjects, data.device)
+    changed.emg[:, :, [1, 4]] *= 1000  # held-out repetitions 2 and 5
+    again = changed.normalisation(train, log_amplitude=False)
+    assert torch.equal(norm.mean, again.mean) and torch.equal(norm.std, again.std)
+    x = data.emg[data.selection_mask(train)][..., :10]
+    torch.testing.assert_close(norm.mean[:10], x.reshape(-1, 10).double().mean(0).float())
+
+
+def test_normalised_training_frames_have_zero_mean_unit_variance(data):
+    train = data.select(repetitions=[1, 2])
+    normalised = data.normalised(data.normalisation(train))
+    x = normalised.emg[normalised.selection_mask(train)][..., :10].reshape(-1, 10)
+    torch.testing.assert_close(x.mean(0), torch.zeros(10), atol=1e-3, rtol=0)
+    torch.testing.assert_close(x.std(0), torch.ones(10), atol=1e-2, rtol=0)
+    assert (normalised.emg[0, ..., 10:] == 0).all()  # padded channels stay zero
+
+
+def test_frames_iterate_every_selected_frame_in_order(data):
+    selection = data.select(subjects=["db2/s2"], classes=["A3"], repetitions=[1, 2, 3])
+    chunks = list(data.frames(selection, batch_size=5))
+    x = torch.cat([c[0] for c in chunks])
+    index = torch.cat([c[1] for c in chunks])
+    assert len(x) == 7  # repetitions 1 and 3 of A3 are invalid for db2/s2
+    _, _, reps, frames = decode(x)
+    assert (reps == 2).all() and frames.tolist() == list(range(7))
+    assert (index[:, 0] == 1).all() and (index[:, 1] == 3).all() and (index[:, 2] == 1).all()
+
+
+def test_unknown_names_are_errors(data):
+    with pytest.raises(ValueError, match=r"unknown subject"):
+        data.select(subjects=["db2/s9"])
+    with pytest.raises(ValueError, match=r"repetitions \[11\] do not exist"):
+        data.select(repetitions=[11])

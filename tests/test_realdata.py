@@ -1,0 +1,27 @@
+"""The real NinaPro DB1 recordings in $NINAPRO_DB1_DIR (skipped when absent)."""
+
+import hashlib
+
+import pytest
+import torch
+
+from contrastive_prosthetics.convert import convert_subject
+from contrastive_prosthetics.ninapro import DB1
+from contrastive_prosthetics.preprocess import PreprocessParams
+from contrastive_prosthetics.sources import find_local_files
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("subject", [1, 2, 3, 4])
+def test_real_db1_subject_converts_completely(db1_dir, tmp_path, subject):
+    sources = find_local_files(db1_dir, DB1, subject, ["A"])
+    raw = sources["A"]
+    before = hashlib.sha256(open(raw, "rb").read()).hexdigest()
+    tensors = convert_subject(DB1, subject, sources, ["A"], PreprocessParams(), tmp_path / f"s{subject}.pt")
+    assert tensors["emg"].shape == (13, 10, 100, 10)
+    assert tensors["valid"].all()
+    assert tensors["channel_mask"].all()
+    assert torch.isfinite(tensors["emg"]).all() and (tensors["emg"] >= 0).all()  # rectified envelopes
+    # Movement is louder than rest on average: the segments sit on the movements.
+    assert tensors["emg"][1:].mean() > 1.25 * tensors["emg"][0].mean()
+    assert hashlib.sha256(open(raw, "rb").read()).hexdigest() == before

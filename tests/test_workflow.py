@@ -1,0 +1,94 @@
+"""The Snakemake workflow end to end on tiny configurations (runs snakemake in a subprocess)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO
+
+pytestmark = pytest.mark.workflow
+
+DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    bin_dir = str(Path(sys.executable).parent)  # where the package's command line entry point is installed
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    command = [
+        str(Path(bin_dir) / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+
+
+def write_config(workdir: Path, change) -> Path:
+    config = copy.deepcopy(DEFAULT)
+    change(config)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+def tiny(config: dict) -> None:
+    config["data"]["databases"] = {"db2": [1], "db3": [6]}
+    config["data"]["exercises"] = ["B"]
+    config["synthetic"].update(movement_s=1.6, rest_s=0.8)
+
+
+def test_default_dag_plans_every_subject(tmp_path):
+    result = snakemake(write_config(tmp_path, lambda c: None), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    jobs = dict(
+        line.split()[:2] for line in result.stdout.splitlines() if line.split()[:1] in (["convert"], ["synthesize"])
+    )
+    assert jobs == {"convert": "5", "synthesize": "10"}
+
+
+def test_data_rules_make_tensors_and_a_second_run_does_nothing(tmp_path):
+    workdir = write_config(tmp_path, tiny)
+    first = snakemake(workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for name in ("db2/s1", "db3/s6"):
+        tensors = torch.load(workdir / f"results/tensors/{name}.pt", weights_only=False)
+        assert tensors["emg"].shape == (18, 6, 100, 12)
+        assert tensors["valid"].all()
+    dead = torch.load(workdir / "results/tensors/db3/s6.pt", weights_only=False)["channel_mask"]
+    assert dead.tolist() == [True] * 10 + [False] * 2
+    assert (workdir / "logs/convert/db2/s1.log").exists() and (workdir / "benchmarks/convert/db2/s1.tsv").exists()
+    second = snakemake(workdir)
+    assert second.returncode == 0
+    assert "Nothing to be done" in second.stdout + second.stderr
+
+
+def test_misspelt_config_key_stops_before_any_job(tmp_path):
+    workdir = write_config(tmp_path, lambda c: c["preprocess"].update(rms_windw_ms=100))
+    result = snakemake(workdir, "--dry-run")
+    assert result.returncode != 0
+    assert "rms_windw_ms" in result.stderr + result.stdout
+    assert not (workdir / "results").exists()
+
+
+def test_local_source_reads_real_files_in_place(tmp_path, db1_dir):
+    def local(config):
+        config["data"].update(source="local", databases={"db1": [2]}, exercises=["A"])
+        config["data"]["local"]["db1"] = str(db1_dir)
+
+    workdir = write_config(tmp_path, local)
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tensors = torch.load(workdir / "results/tensors/db1/s2.pt", weights_only=False)
+    assert tensors["valid"].all() and tensors["emg"].shape == (13, 10, 100, 10)
+    assert not (workdir / "resources").exists()  # nothing copied
