@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import copy
+import functools
+import http.server
+import json
 import os
 import subprocess
 import sys
+import threading
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from conftest import REPO, emg_for, make_protocol, write_mat
 
 pytestmark = pytest.mark.workflow
 
@@ -92,3 +97,44 @@ def test_local_source_reads_real_files_in_place(tmp_path, db1_dir):
     tensors = torch.load(workdir / "results/tensors/db1/s2.pt", weights_only=False)
     assert tensors["valid"].all() and tensors["emg"].shape == (13, 10, 100, 10)
     assert not (workdir / "resources").exists()  # nothing copied
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A NinaPro mirror on 127.0.0.1 serving a DB1-format archive ``s1.zip`` of a hand-made recording."""
+    folder = tmp_path / "mirror"
+    protocol = make_protocol([1, 2, 3], 10, movement_samples=150, rest_samples=130)
+    mat = write_mat(folder / "S1_A1_E1.mat", protocol, emg_for(protocol, 10, rectified=True))
+    with zipfile.ZipFile(folder / "s1.zip", "w") as archive:
+        archive.write(mat, "s1/S1_A1_E1.mat")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/s{{subject}}.zip"
+    server.shutdown()
+    server.server_close()
+
+
+def test_ninapro_source_downloads_verifies_and_converts(tmp_path, mirror):
+    def from_mirror(config):
+        config["data"].update(source="ninapro", databases={"db1": [1]}, exercises=["A"])
+        config["data"]["urls"]["db1"] = mirror
+
+    workdir = write_config(tmp_path / "run", from_mirror)
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((workdir / "resources/ninapro/db1/s1/manifest.json").read_text())
+    assert [m["name"] for m in manifest["members"]] == ["S1_A1_E1.mat"]
+    tensors = torch.load(workdir / "results/tensors/db1/s1.pt", weights_only=False)
+    assert tensors["valid"][:4].all() and not tensors["valid"][4:].any()
+    assert tensors["metadata"]["sources"][0]["sha256"] == manifest["members"][0]["sha256"]
+
+    # A raw file that changes after download is caught when the subject is converted again.
+    extracted = workdir / "resources/ninapro/db1/s1/S1_A1_E1.mat"
+    extracted.write_bytes(extracted.read_bytes()[:-1] + b"\0")
+    again = snakemake(workdir, "--forcerun", "convert")
+    assert again.returncode != 0
+    log = (workdir / "logs/convert/db1/s1.log").read_text()
+    assert "differs from" in log and "S1_A1_E1.mat" in log

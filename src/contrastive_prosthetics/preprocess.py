@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.signal
 
+SEGMENTS_PER_CHUNK = 16
+
 
 @dataclass(frozen=True)
 class PreprocessParams:
@@ -80,11 +82,10 @@ def find_runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, stops, labels[starts]
 
 
-def _moving_rms_at(squared_cumsum: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
-    """RMS over ``window`` samples ending at each index of ``ends`` (inclusive), from a zero-led cumsum."""
-    total = np.take_along_axis(squared_cumsum, ends + 1, axis=-2) - np.take_along_axis(
-        squared_cumsum, ends + 1 - window, axis=-2
-    )
+def _rms_from_energy(energy: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
+    """RMS over the ``window`` samples ending at each of ``ends`` (inclusive), from a running sum of squares
+    along the last axis. ``ends - window`` must be ≥ 0 (callers pad the start)."""
+    total = energy[..., ends] - energy[..., ends - window]
     return np.sqrt(np.maximum(total, 0.0) / window)
 
 
@@ -107,17 +108,22 @@ def segment_frames(
         return emg[first_frame_ends[:, None] + offsets].astype(np.float32)
 
     sos = bandpass_sos(sampling_rate_hz, params)
-    lead_in = filter_lead_in(sos, params.lead_in_tolerance)
+    lead_in = max(filter_lead_in(sos, params.lead_in_tolerance), 1)
     window = round(params.rms_window_ms * sampling_rate_hz / 1000)
-    stretch = lead_in + window - 1 + offsets[-1] + 1
+    stretch = np.arange(lead_in + window - 1 + offsets[-1] + 1)
     starts = first_frame_ends - (window - 1) - lead_in
-    index = starts[:, None] + np.arange(stretch)
-    # Before the recording's first sample the continuous filter saw nothing: zeros reproduce it exactly.
-    gathered = np.where((index >= 0)[..., None], emg[np.maximum(index, 0)], 0.0)
-    filtered = scipy.signal.sosfilt(sos, gathered, axis=1)
-    squared_cumsum = np.concatenate((np.zeros((len(starts), 1, emg.shape[1])), np.cumsum(filtered**2, axis=1)), axis=1)
-    ends = np.broadcast_to((lead_in + window - 1 + offsets)[None, :, None], (len(starts), n_frames, emg.shape[1]))
-    return _moving_rms_at(squared_cumsum, ends, window).astype(np.float32)
+    ends = lead_in + window - 1 + offsets  # each frame's last sample, within a stretch
+    frames = np.empty((len(starts), n_frames, emg.shape[1]), np.float32)
+    # Chunks of segments keep the working arrays small enough for the allocator to reuse: on these machines
+    # fresh large arrays cost more in page faults than the filtering itself. Each chunk is one vectorised pass.
+    for first in range(0, len(starts), SEGMENTS_PER_CHUNK):
+        index = starts[first : first + SEGMENTS_PER_CHUNK, None] + stretch
+        stretches = emg[np.maximum(index, 0)]  # [segment, sample, channel]
+        stretches[index < 0] = 0.0  # before the recording the continuous filter saw zeros: reproduce that
+        filtered = scipy.signal.sosfilt(sos, stretches.transpose(0, 2, 1), axis=-1)
+        energy = np.cumsum(filtered**2, axis=-1)
+        frames[first : first + SEGMENTS_PER_CHUNK] = _rms_from_energy(energy, ends, window).transpose(0, 2, 1)
+    return frames
 
 
 def recording_frames(emg: np.ndarray, sampling_rate_hz: float, params: PreprocessParams) -> np.ndarray:
@@ -125,9 +131,8 @@ def recording_frames(emg: np.ndarray, sampling_rate_hz: float, params: Preproces
     sample ``(f + 1) * hop - 1``. The reference that segment-wise processing must reproduce."""
     hop = hop_samples(sampling_rate_hz, params)
     window = round(params.rms_window_ms * sampling_rate_hz / 1000)
-    filtered = scipy.signal.sosfilt(bandpass_sos(sampling_rate_hz, params), emg, axis=0)
-    padded = np.concatenate((np.zeros((window, emg.shape[1])), filtered))  # the filter saw zeros before start
-    squared_cumsum = np.concatenate((np.zeros((1, emg.shape[1])), np.cumsum(padded**2, axis=0)))
+    filtered = scipy.signal.sosfilt(bandpass_sos(sampling_rate_hz, params), emg.T, axis=-1)
+    padded = np.concatenate((np.zeros((emg.shape[1], window)), filtered), axis=-1)  # zeros before the start
+    energy = np.cumsum(padded**2, axis=-1)
     ends = (np.arange(len(emg) // hop) + 1) * hop - 1 + window
-    ends = np.broadcast_to(ends[:, None], (len(ends), emg.shape[1]))
-    return _moving_rms_at(squared_cumsum, ends, window).astype(np.float32)
+    return _rms_from_energy(energy, ends, window).T.astype(np.float32)

@@ -1,0 +1,11 @@
+"""Run every benchmark: python -m bench [name ...]."""
+
+import sys
+
+from . import convert_speed, sampler_speed
+
+BENCHMARKS = {"convert": convert_speed.main, "sampler": sampler_speed.main}
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(BENCHMARKS):
+        BENCHMARKS[name]()
