@@ -184,3 +184,40 @@ def test_uint8_labels_do_not_wrap(tmp_path):
     path, _, _ = db1_file(tmp_path)
     assert scipy.io.loadmat(path)["restimulus"].dtype == np.uint8
     assert convert_db1(path)["valid"][:4].all()
+
+
+def test_matlab_v73_file_is_read_through_hdf5(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    protocol = make_protocol([1, 2], DB1.repetitions, movement_samples=150, rest_samples=130)
+    emg = emg_for(protocol, DB1.n_channels, rectified=True)
+    path = tmp_path / "S1_A1_E1.mat"
+    with h5py.File(path, "w", userblock_size=512) as handle:
+        # MATLAB writes column-major arrays, which HDF5 shows transposed.
+        handle["emg"] = emg.T
+        for name in ("stimulus", "restimulus", "repetition", "rerepetition"):
+            handle[name] = getattr(protocol, name).T
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: test HDF5 schema 1.00 .".ljust(116)
+    with open(path, "r+b") as raw:  # the 128-byte MAT header that tells loadmat this is a v7.3 file
+        raw.write(header + b"\0" * 8 + b"\x00\x02" + b"IM")
+    with pytest.raises(NotImplementedError):
+        scipy.io.loadmat(path)
+    tensors = convert_db1(path)
+    assert tensors["valid"][:3].all() and not tensors["valid"][3:].any()
+    np.testing.assert_allclose(tensors["emg"][1, 0, 0].numpy(), emg[130].astype(np.float32))
+    assert not tensors["glove_mask"].any()  # the file has no glove: every glove channel is masked
+
+
+def test_synthetic_files_give_the_same_tensors_whatever_rerepetition_holds_in_rest(tmp_path):
+    from contrastive_prosthetics.synthetic import SyntheticParams, write_subject
+
+    tensors = []
+    for convention in ("zero", "repetition"):
+        params = SyntheticParams(movement_s=1.6, rest_s=1.2, rerepetition_in_rest=convention)
+        (path,) = write_subject(DB1, 2, ["A"], tmp_path / convention, params, seed=5)
+        raw = scipy.io.loadmat(path)
+        rest = raw["restimulus"][:, 0] == 0
+        assert (raw["rerepetition"][rest, 0] > 0).any() == (convention == "repetition")
+        tensors.append(convert_subject(DB1, 2, {"A": str(path)}, ["A"], PARAMS))
+    assert tensors[0]["valid"].all()
+    for key in ("emg", "valid", "glove"):
+        assert torch.equal(tensors[0][key], tensors[1][key]), key
