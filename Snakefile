@@ -18,9 +18,11 @@ validate_config(config, "config")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     default_target: True
     input:
         tensors=all_tensors(),
+        logits=all_logits(),

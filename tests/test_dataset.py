@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_prosthetics.convert import atomic_torch_save
+from contrastive_prosthetics.atomic import atomic_torch_save
 from contrastive_prosthetics.dataset import DB23
 from contrastive_prosthetics.ninapro import class_names
 

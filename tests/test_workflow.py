@@ -51,18 +51,27 @@ def tiny(config: dict) -> None:
     config["data"]["databases"] = {"db2": [1], "db3": [6]}
     config["data"]["exercises"] = ["B"]
     config["synthetic"].update(movement_s=1.6, rest_s=0.8)
+    config["models"] = {
+        "contrastive_adabn": {"kind": "contrastive", "adabn": True},
+        "classifier": {"kind": "classifier", "adabn": False},
+    }
+    config["architecture"].update(width=16, conv_maps=4, depth=1)
+    config["training"].update(groups=4, steps_per_epoch=3, threads=1)
+    config["training"]["search"].update(trials=2, epochs=1)
+    config["training"]["final"]["epochs"] = 2
 
 
 def test_default_dag_plans_every_subject(tmp_path):
     result = snakemake(write_config(tmp_path, lambda c: None), "--dry-run")
     assert result.returncode == 0, result.stderr
-    jobs = dict(
-        line.split()[:2] for line in result.stdout.splitlines() if line.split()[:1] in (["convert"], ["synthesize"])
-    )
-    assert jobs == {"convert": "5", "synthesize": "10"}
+    output = (result.stdout + result.stderr).splitlines()
+    table = output[output.index("Job stats:") + 3 :]
+    table = table[: next(i for i, line in enumerate(table) if line.startswith("total"))]
+    jobs = dict(line.split() for line in table)
+    assert jobs == {"convert": "5", "synthesize": "10", "train": "4", "all": "1"}
 
 
-def test_data_rules_make_tensors_and_a_second_run_does_nothing(tmp_path):
+def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_path):
     workdir = write_config(tmp_path, tiny)
     first = snakemake(workdir)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -73,6 +82,12 @@ def test_data_rules_make_tensors_and_a_second_run_does_nothing(tmp_path):
     dead = torch.load(workdir / "results/tensors/db3/s6.pt", weights_only=False)["channel_mask"]
     assert dead.tolist() == [True] * 10 + [False] * 2
     assert (workdir / "logs/convert/db2/s1.log").exists() and (workdir / "benchmarks/convert/db2/s1.tsv").exists()
+    for model in ("contrastive_adabn", "classifier"):
+        folder = workdir / "results/models" / model / "reps-2-5"
+        assert sorted(p.name for p in folder.iterdir()) == ["history.tsv", "logits.pt", "model.pt", "search.tsv"]
+        logits = torch.load(folder / "logits.pt", weights_only=False)
+        assert logits["logits"].shape == (2 * 18 * 2 * 100, 18) and logits["model"] == model
+        assert (workdir / f"logs/train/{model}/reps-2-5.log").exists()
     second = snakemake(workdir)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
@@ -92,7 +107,7 @@ def test_local_source_reads_real_files_in_place(tmp_path, db1_dir):
         config["data"]["local"]["db1"] = str(db1_dir)
 
     workdir = write_config(tmp_path, local)
-    result = snakemake(workdir)
+    result = snakemake(workdir, "results/tensors/db1/s2.pt")
     assert result.returncode == 0, result.stderr[-3000:]
     tensors = torch.load(workdir / "results/tensors/db1/s2.pt", weights_only=False)
     assert tensors["valid"].all() and tensors["emg"].shape == (13, 10, 100, 10)
@@ -123,7 +138,7 @@ def test_ninapro_source_downloads_verifies_and_converts(tmp_path, mirror):
         config["data"]["urls"]["db1"] = mirror
 
     workdir = write_config(tmp_path / "run", from_mirror)
-    result = snakemake(workdir)
+    result = snakemake(workdir, "results/tensors/db1/s1.pt")
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((workdir / "resources/ninapro/db1/s1/manifest.json").read_text())
     assert [m["name"] for m in manifest["members"]] == ["S1_A1_E1.mat"]
@@ -134,7 +149,7 @@ def test_ninapro_source_downloads_verifies_and_converts(tmp_path, mirror):
     # A raw file that changes after download is caught when the subject is converted again.
     extracted = workdir / "resources/ninapro/db1/s1/S1_A1_E1.mat"
     extracted.write_bytes(extracted.read_bytes()[:-1] + b"\0")
-    again = snakemake(workdir, "--forcerun", "convert")
+    again = snakemake(workdir, "--forcerun", "convert", "--", "results/tensors/db1/s1.pt")
     assert again.returncode != 0
     log = (workdir / "logs/convert/db1/s1.log").read_text()
     assert "differs from" in log and "S1_A1_E1.mat" in log

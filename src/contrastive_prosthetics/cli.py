@@ -80,6 +80,26 @@ def command_convert(args: argparse.Namespace) -> None:
     log.info("wrote %s", args.out)
 
 
+def command_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from .train import train_fold
+
+    torch.set_num_threads(args.threads)
+    train_fold(
+        [Path(p) for p in args.tensors],
+        args.model,
+        json.loads(args.model_json),
+        json.loads(args.architecture_json),
+        args.fold,
+        json.loads(args.fold_json),
+        json.loads(args.training_json),
+        args.seed,
+        Path(args.out_dir),
+        device=args.device,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrastive-prosthetics", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -118,6 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--manifest", help="download manifest whose SHA-256s the files must match")
     convert.add_argument("--out", required=True, help="the .pt file to write")
     convert.set_defaults(run=command_convert)
+
+    train = commands.add_parser("train", help="search, train and write test logits for one model x fold")
+    train.add_argument("--model", required=True, help="the model's name (config key under 'models')")
+    train.add_argument("--model-json", required=True, help="the model's settings: {kind, adabn}")
+    train.add_argument("--architecture-json", required=True, help="config key 'architecture' as JSON")
+    train.add_argument("--fold", required=True, help="the fold's name (config key under 'folds')")
+    train.add_argument("--fold-json", required=True, help="the fold's settings as JSON")
+    train.add_argument("--training-json", required=True, help="config key 'training' as JSON")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    train.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    train.add_argument("--tensors", required=True, nargs="+", help="converted subject files")
+    train.add_argument("--out-dir", required=True, help="results/models/{model}/{fold}")
+    train.set_defaults(run=command_train)
     return parser
 
 

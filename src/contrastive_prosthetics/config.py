@@ -57,6 +57,19 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
                 f"{source}: preprocess.bandpass_high_hz = {pre['bandpass_high_hz']} must be below the Nyquist "
                 f"frequency of {name} ({spec.sampling_rate_hz / 2} Hz)"
             )
+    selected = {f"{db}/s{n}" for db, subjects in data["databases"].items() for n in subjects}
+    fewest_repetitions = min(database(name).repetitions for name in data["databases"])
+    for name, fold in config["folds"].items():
+        for subject in fold.get("subjects", []):
+            if subject not in selected:
+                raise ConfigError(f"{source}: folds.{name}.subjects: {subject} is not in data.databases")
+        for part in ("train", "validation", "test"):
+            wrong = [r for r in fold.get(part, []) if r > fewest_repetitions]
+            if wrong:
+                raise ConfigError(
+                    f"{source}: folds.{name}.{part}: repetitions {wrong} do not exist; the selected databases "
+                    f"have {fewest_repetitions} repetitions"
+                )
     if pre["bandpass_low_hz"] >= pre["bandpass_high_hz"]:
         raise ConfigError(f"{source}: preprocess.bandpass_low_hz must be below preprocess.bandpass_high_hz")
     return config

@@ -21,8 +21,6 @@ from both transitions.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .atomic import atomic_torch_save
 from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, load_recording
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
 from .preprocess import PreprocessParams, find_runs, hop_samples, segment_frames
@@ -137,18 +136,6 @@ def flat_channels(emg: np.ndarray, stride: int = 97) -> np.ndarray:
     for channel in np.flatnonzero(flat):
         flat[channel] = np.ptp(emg[:, channel]) == 0
     return flat
-
-
-def atomic_torch_save(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def prefetched_recordings(

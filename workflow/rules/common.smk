@@ -1,6 +1,7 @@
 # Shared wiring: which subjects exist and where their files are. Everything here asks the package.
 import json
 
+from contrastive_prosthetics.folds import fold_subjects
 from contrastive_prosthetics.ninapro import database, exercise_from_file_name
 from contrastive_prosthetics.download import archive_name
 from contrastive_prosthetics.sources import raw_sources, subject_dir, tracked_inputs
@@ -13,10 +14,21 @@ SUBJECTS = [(db, subject) for db, subjects in config["data"]["databases"].items(
 wildcard_constraints:
     db="db[123]",
     subject=r"\d+",
+    model="|".join(config["models"]),
+    fold="|".join(config["folds"]),
 
 
 def all_tensors():
     return [f"results/tensors/{db}/s{subject}.pt" for db, subject in SUBJECTS]
+
+
+def all_logits():
+    return [f"results/models/{model}/{fold}/logits.pt" for model in config["models"] for fold in config["folds"]]
+
+
+def fold_tensors(wildcards):
+    names = fold_subjects(config["folds"][wildcards.fold], [f"{db}/s{subject}" for db, subject in SUBJECTS])
+    return [f"results/tensors/{name}.pt" for name in names]
 
 
 def sources_of(wildcards):

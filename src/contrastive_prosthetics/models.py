@@ -1,0 +1,179 @@
+"""Encoders, the contrastive (CLIP-style) model, the classifier baseline and adaptive batch normalisation.
+
+The contrastive model embeds every RMS frame with an EMG encoder and every class with a class encoder into one
+space; logits are a learnable, clamped scale times the cosine similarity (as in CLIP). Training sees groups of
+one frame per class, and the loss is the symmetric cross-entropy over each group's [frame × class] similarity
+matrix. The class encoder takes any per-class vector (one-hot codes now; glove-angle prototypes later), so
+classes unseen in training can be scored from their codes alone.
+
+The classifier shares the EMG encoder and puts a softmax head over the training classes: restricting its
+logits to a subset of gestures is the same operation as for the contrastive model, which makes it the
+baseline that tells whether the contrastive head is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str  # "contrastive" or "classifier"
+    n_channels: int
+    n_classes: int
+    embedding_dim: int = 16
+    conv_maps: int = 64
+    width: int = 512
+    depth: int = 2
+    dropout: float = 0.1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class EMGEncoder(nn.Module):
+    """One RMS frame [batch, channel] → an embedding [batch, embedding_dim].
+
+    The reference's encoder: two convolutions across the electrode axis (neighbouring electrodes of the ring
+    see overlapping muscles) with ``conv_maps`` maps, then ``depth`` fully connected layers of ``width`` with
+    batch norm, ReLU and dropout. Its 3×3 kernels see a frame as a one-column image, so only three taps along
+    the electrodes act: that is what the 3-tap 1-D convolutions here compute.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        maps = config.conv_maps
+        self.convolutions = nn.Sequential(
+            nn.Conv1d(1, maps, kernel_size=3, padding=1),
+            nn.BatchNorm1d(maps),
+            nn.ReLU(),
+            nn.Conv1d(maps, maps, kernel_size=3, padding=1),
+            nn.BatchNorm1d(maps),
+            nn.ReLU(),
+        )
+        layers: list[nn.Module] = []
+        width_in = maps * config.n_channels
+        for _ in range(config.depth):
+            layers += [nn.Linear(width_in, config.width), nn.BatchNorm1d(config.width), nn.ReLU()]
+            layers.append(nn.Dropout(config.dropout))
+            width_in = config.width
+        layers.append(nn.Linear(width_in, config.embedding_dim))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.convolutions(x.unsqueeze(1)).flatten(1))
+
+
+class ContrastiveModel(nn.Module):
+    """CLIP-style: frames and class codes meet in one normalised embedding space."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.emg_encoder = EMGEncoder(config)
+        self.class_encoder = nn.Linear(config.n_classes, config.embedding_dim)  # one-hot codes → embeddings
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+        self.register_buffer("class_codes", torch.eye(config.n_classes), persistent=False)
+
+    def encode_emg(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.emg_encoder(x), dim=-1)
+
+    def encode_classes(self, codes: torch.Tensor | None = None) -> torch.Tensor:
+        return F.normalize(self.class_encoder(self.class_codes if codes is None else codes), dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=math.log(100)).exp()  # CLIP clamps at 100 to keep training stable
+
+    def group_logits(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Groups [group, class, channel] → [group, frame, class] logits of each group's frames vs its classes."""
+        groups, n_classes, channels = x.shape
+        frames = self.encode_emg(x.reshape(-1, channels)).view(groups, n_classes, -1)
+        return self.scale() * frames @ self.encode_classes()[classes].T
+
+    def forward(self, x: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames [frame, channel] → logits over every class [frame, class]."""
+        return self.scale() * self.encode_emg(x) @ self.encode_classes(codes).T
+
+
+class ClassifierModel(nn.Module):
+    """The same EMG encoder with a softmax head over the training classes (the reference's prediction mode)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.emg_encoder = EMGEncoder(config)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(config.embedding_dim, config.n_classes))
+
+    def group_logits(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        groups, n_classes, channels = x.shape
+        return self.head(self.emg_encoder(x.reshape(-1, channels))).view(groups, n_classes, -1)[..., classes]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emg_encoder(x))
+
+
+MODEL_KINDS = {"contrastive": ContrastiveModel, "classifier": ClassifierModel}
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    try:
+        return MODEL_KINDS[config.kind](config)
+    except KeyError:
+        raise ValueError(f"unknown model kind {config.kind!r}; choose from {sorted(MODEL_KINDS)}") from None
+
+
+def contrastive_loss(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Symmetric cross-entropy over each group's [frame × class] matrix; frame i belongs to class i.
+
+    ``present`` [group, class] removes classes a group's subject never recorded: their rows and columns
+    take no part. Vectorised over groups: one masked cross-entropy per direction.
+    """
+    n = logits.shape[-1]
+    target = torch.arange(n, device=logits.device).expand(logits.shape[:-1])
+    absent = ~present
+    # Mask absent classes as candidates in both directions; -inf would give NaN for fully masked rows.
+    masked = logits.masked_fill(absent[:, None, :] | absent[:, :, None], torch.finfo(logits.dtype).min)
+    frame_to_class = F.cross_entropy(masked.transpose(1, 2), target, reduction="none")  # [group, frame]
+    class_to_frame = F.cross_entropy(masked, target, reduction="none")  # [group, class]
+    weight = present.to(logits.dtype)
+    return ((frame_to_class + class_to_frame) * weight).sum() / (2 * weight.sum())
+
+
+def classifier_loss(logits: torch.Tensor, present: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every present frame of the groups against its class, over all training classes."""
+    target = classes.expand(present.shape)
+    per_frame = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+    weight = present.to(logits.dtype)
+    return (per_frame * weight).sum() / weight.sum()
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def adapt_batchnorm(model: nn.Module, frames: torch.Tensor, batch_size: int = 1 << 16) -> None:
+    """AdaBN: re-estimate every batch-norm layer's statistics from one subject's unlabelled frames.
+
+    Forward passes only, no gradient. Layers are adapted one after another, each from the activations that
+    the already adapted layers before it produce in eval mode, so that after adaptation every layer's
+    statistics are exactly those of its input at prediction time (one pass in train mode would normalise
+    earlier layers with biased batch variances instead). Statistics are a cumulative average over batches
+    (``momentum=None``): exact when the frames fit in one batch. The model is left in eval mode, statistics
+    frozen.
+    """
+    model.eval()
+    for layer in batchnorm_layers(model):
+        momentum = layer.momentum
+        layer.reset_running_stats()
+        layer.momentum = None
+        layer.train()
+        for start in range(0, len(frames), batch_size):
+            model.emg_encoder(frames[start : start + batch_size])  # every batch-norm layer lives in the encoder
+        layer.eval()
+        layer.momentum = momentum

@@ -1,0 +1,138 @@
+"""The contrastive loss, the encoders and AdaBN."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from contrastive_prosthetics.models import (
+    ClassifierModel,
+    ContrastiveModel,
+    ModelConfig,
+    adapt_batchnorm,
+    batchnorm_layers,
+    contrastive_loss,
+)
+
+CONFIG = ModelConfig(kind="contrastive", n_channels=6, n_classes=5, embedding_dim=8, conv_maps=4, width=32, depth=2)
+
+
+def reference_loss(logits: torch.Tensor) -> torch.Tensor:
+    """CLIP's loss written out group by group: mean of cross-entropy along rows and along columns."""
+    losses = []
+    for matrix in logits:
+        target = torch.arange(len(matrix))
+        losses.append((F.cross_entropy(matrix, target) + F.cross_entropy(matrix.T, target)) / 2)
+    return torch.stack(losses).mean()
+
+
+def test_contrastive_loss_equals_the_reference_computation():
+    logits = torch.randn(4, 5, 5, generator=torch.Generator().manual_seed(0))
+    present = torch.ones(4, 5, dtype=torch.bool)
+    torch.testing.assert_close(contrastive_loss(logits, present), reference_loss(logits))
+
+
+def test_contrastive_loss_is_symmetric():
+    logits = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(1))
+    present = torch.ones(3, 6, dtype=torch.bool)
+    torch.testing.assert_close(contrastive_loss(logits, present), contrastive_loss(logits.transpose(1, 2), present))
+
+
+def test_absent_classes_take_no_part_in_the_loss():
+    logits = torch.randn(2, 5, 5, generator=torch.Generator().manual_seed(2))
+    present = torch.ones(2, 5, dtype=torch.bool)
+    present[:, 3] = False
+    keep = torch.tensor([0, 1, 2, 4])
+    expected = reference_loss(logits[:, keep][:, :, keep])
+    torch.testing.assert_close(contrastive_loss(logits, present), expected)
+    changed = logits.clone()
+    changed[:, 3, :] = 100.0
+    changed[:, :, 3] = -100.0
+    torch.testing.assert_close(contrastive_loss(changed, present), expected)
+
+
+def separable_groups(groups: int = 64, seed: int = 0) -> torch.Tensor:
+    """[group, class, channel]: class c lights up channel c (plus noise)."""
+    noise = 0.1 * torch.randn(groups, 5, 6, generator=torch.Generator().manual_seed(seed))
+    return noise + torch.eye(5, 6) * 3
+
+
+def test_one_step_lowers_the_loss_on_a_separable_batch():
+    torch.manual_seed(0)
+    for model in (ContrastiveModel(CONFIG), ClassifierModel(ModelConfig(**{**CONFIG.as_dict(), "kind": "classifier"}))):
+        x, classes, present = separable_groups(), torch.arange(5), torch.ones(64, 5, dtype=torch.bool)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+        def loss_now(model=model, x=x, classes=classes, present=present):
+            logits = model.group_logits(x, classes)
+            if isinstance(model, ContrastiveModel):
+                return contrastive_loss(logits, present)
+            return F.cross_entropy(logits.transpose(1, 2), classes.expand(64, 5))
+
+        model.train()
+        before = loss_now()
+        before.backward()
+        optimiser.step()
+        assert loss_now().item() < before.item()
+
+
+def test_logit_scale_is_clamped_at_100():
+    model = ContrastiveModel(CONFIG)
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)
+    assert abs(model.scale().item() - 100.0) < 1e-3
+
+
+def frames_of_one_subject(seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return 2.0 + 3.0 * torch.randn(500, 6, generator=generator)
+
+
+def test_adabn_statistics_equal_the_subjects_frame_statistics():
+    torch.manual_seed(0)
+    model = ContrastiveModel(CONFIG)
+    frames = frames_of_one_subject(3)
+    adapt_batchnorm(model, frames)
+    first = batchnorm_layers(model)[0]
+    with torch.no_grad():
+        conv_out = model.emg_encoder.convolutions[0](frames.unsqueeze(1))  # the first batch norm's input
+    torch.testing.assert_close(first.running_mean, conv_out.mean(dim=(0, 2)))
+    torch.testing.assert_close(first.running_var, conv_out.var(dim=(0, 2), unbiased=True))
+    # The deepest batch norm too: its input, computed with every earlier layer in its adapted eval state.
+    last = batchnorm_layers(model)[-1]
+    with torch.no_grad():
+        hidden = model.emg_encoder.convolutions(frames.unsqueeze(1)).flatten(1)
+        for layer in model.emg_encoder.layers:
+            if layer is last:
+                break
+            hidden = layer(hidden)
+    torch.testing.assert_close(last.running_mean, hidden.mean(0))
+    torch.testing.assert_close(last.running_var, hidden.var(0))
+    assert not model.training
+
+
+def test_prediction_does_not_update_adapted_statistics():
+    model = ContrastiveModel(CONFIG)
+    adapt_batchnorm(model, frames_of_one_subject(4))
+    saved = [layer.running_mean.clone() for layer in batchnorm_layers(model)]
+    with torch.no_grad():
+        model(frames_of_one_subject(5) * 10)
+    for layer, mean in zip(batchnorm_layers(model), saved, strict=True):
+        assert torch.equal(layer.running_mean, mean)
+
+
+def test_without_adabn_the_training_statistics_stay():
+    torch.manual_seed(0)
+    model = ContrastiveModel(CONFIG)
+    model.train()
+    with torch.no_grad():
+        model(frames_of_one_subject(6))  # training updates running statistics
+    model.eval()
+    trained = [layer.running_mean.clone() for layer in batchnorm_layers(model)]
+    with torch.no_grad():
+        model(frames_of_one_subject(7) + 50)  # a new subject, no adaptation
+    assert all(
+        torch.equal(layer.running_mean, mean) for layer, mean in zip(batchnorm_layers(model), trained, strict=True)
+    )
+    adapt_batchnorm(model, frames_of_one_subject(7) + 50)
+    assert not torch.equal(batchnorm_layers(model)[0].running_mean, trained[0])

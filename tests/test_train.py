@@ -1,0 +1,119 @@
+"""Training one model × fold: accuracy above chance, determinism, no leakage of test data."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from contrastive_prosthetics.atomic import atomic_torch_save
+from contrastive_prosthetics.ninapro import class_names
+from contrastive_prosthetics.train import TrainingSettings, sample_hyperparameters, train_fold
+
+CLASSES = class_names(["A"])  # 13 classes
+ARCHITECTURE = {"embedding_dim": 8, "conv_maps": 4, "width": 32, "depth": 1}
+TRAINING = {
+    "groups": 16,
+    "steps_per_epoch": 15,
+    "log_amplitude": True,
+    "search": {
+        "trials": 2,
+        "epochs": 1,
+        "learning_rate": [3e-3, 1e-2],
+        "weight_decay": [1e-5, 1e-3],
+        "dropout": [0.0, 0.1],
+    },
+    "final": {"epochs": 3},
+    "threads": 1,
+}
+FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}
+
+
+def write_subject(path, subject: int, separation: float = 1.0, test_scale: float = 1.0):
+    """RMS-like frames: each class has its own pattern over 6 channels; subjects differ in electrode gains."""
+    rng = np.random.default_rng(subject)
+    patterns = np.random.default_rng(99).uniform(0.0, 3.0, (len(CLASSES), 6))
+    gains = rng.uniform(0.5, 2.0, 6)
+    noise = rng.lognormal(0.0, 0.2, (len(CLASSES), 6, 20, 6))
+    emg = np.exp(separation * patterns[:, None, None, :]) * gains * noise * 0.01
+    emg[:, [1, 4]] *= test_scale  # repetitions 2 and 5: the test repetitions of FOLD
+    payload = {
+        "emg": torch.tensor(emg, dtype=torch.float32),
+        "valid": torch.ones(len(CLASSES), 6, dtype=torch.bool),
+        "channel_mask": torch.ones(6, dtype=torch.bool),
+        "glove": torch.zeros(len(CLASSES), 6, 20, 22),
+        "glove_mask": torch.zeros(22, dtype=torch.bool),
+        "classes": CLASSES,
+        "metadata": {"database": "db2", "subject": subject, "amputee": False},
+    }
+    atomic_torch_save(payload, path)
+    return path
+
+
+def run(tmp_path, name, model="contrastive", adabn=False, test_scale=1.0, seed=0, fold=FOLD):
+    paths = [write_subject(tmp_path / name / f"s{s}.pt", s, test_scale=test_scale) for s in (1, 2, 3)]
+    out = tmp_path / name / "out"
+    train_fold(
+        paths, model, {"kind": model, "adabn": adabn}, ARCHITECTURE, "reps-2-5", fold, TRAINING, seed, out, "cpu"
+    )
+    return out
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("model", "adabn"), [("contrastive", False), ("contrastive", True), ("classifier", False)])
+def test_training_on_separable_data_beats_chance_by_far(tmp_path, model, adabn):
+    out = run(tmp_path, "a", model=model, adabn=adabn)
+    logits = torch.load(out / "logits.pt", weights_only=False)
+    accuracy = (logits["logits"].argmax(1) == logits["label"]).float().mean().item()
+    assert accuracy > 5 / len(CLASSES)  # chance is 1/13
+    assert logits["logits"].shape == (3 * 13 * 2 * 20, 13)
+    assert set(logits["repetition"].tolist()) == {2, 5} and logits["adabn"] is adabn
+    search = (out / "search.tsv").read_text().splitlines()
+    assert len(search) == 3 and search[0].split("\t")[:4] == ["trial", "learning_rate", "weight_decay", "dropout"]
+    history = (out / "history.tsv").read_text().splitlines()
+    assert len(history) == 4 and "frames_per_s" in history[0]
+    saved = torch.load(out / "model.pt", weights_only=False)
+    assert saved["normalisation"]["mean"].shape == (6,) and saved["classes"] == CLASSES
+
+
+def test_two_runs_with_one_seed_are_identical(tmp_path):
+    first, second = run(tmp_path, "one"), run(tmp_path, "two")
+    for name in ("model.pt", "logits.pt", "search.tsv"):
+        assert digest(first / name) == digest(second / name), name
+
+
+def test_changing_test_repetitions_changes_only_the_logits(tmp_path):
+    plain, changed = run(tmp_path, "plain"), run(tmp_path, "changed", test_scale=5.0)
+    assert digest(plain / "search.tsv") == digest(changed / "search.tsv")
+    assert digest(plain / "model.pt") == digest(changed / "model.pt")
+    assert digest(plain / "logits.pt") != digest(changed / "logits.pt")
+
+
+def test_leave_one_subject_out_tests_every_repetition_of_the_new_subject(tmp_path):
+    fold = {
+        "scheme": "subjects",
+        "subjects": ["db2/s1", "db2/s2", "db2/s3"],
+        "test_subject": "db2/s3",
+        "train": [1, 2, 3, 4],
+        "validation": [5, 6],
+    }
+    out = run(tmp_path, "loso", adabn=True, fold=fold)
+    logits = torch.load(out / "logits.pt", weights_only=False)
+    assert set(logits["subject"].tolist()) == {2} and set(logits["repetition"].tolist()) == set(range(1, 7))
+    assert torch.load(out / "model.pt", weights_only=False)["subjects"] == ["db2/s1", "db2/s2", "db2/s3"]
+
+
+def test_hyperparameters_are_drawn_from_their_ranges():
+    settings = TrainingSettings.from_config(
+        {**TRAINING, "search": {**TRAINING["search"], "learning_rate": [1e-6, 1e-1]}}
+    )
+    drawn = sample_hyperparameters(settings, 200, seed=0)
+    rates = np.array([h.learning_rate for h in drawn])
+    assert rates.min() >= 1e-6 and rates.max() <= 1e-1
+    assert 0.3 < np.mean(np.log10(rates) < -3.5) < 0.7  # log-uniform: half below the middle decade
+    assert drawn == sample_hyperparameters(settings, 200, seed=0)

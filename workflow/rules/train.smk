@@ -1,0 +1,33 @@
+# Per-subject tensors → one searched, trained and checkpointed model per {model}/{fold}, with its test logits.
+
+
+rule train:
+    input:
+        fold_tensors,
+    output:
+        search="results/models/{model}/{fold}/search.tsv",
+        model="results/models/{model}/{fold}/model.pt",
+        history="results/models/{model}/{fold}/history.tsv",
+        logits="results/models/{model}/{fold}/logits.pt",
+    log:
+        "logs/train/{model}/{fold}.log",
+    benchmark:
+        "benchmarks/train/{model}/{fold}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    params:
+        model=lambda wildcards: json.dumps(config["models"][wildcards.model]),
+        architecture=json.dumps(config["architecture"]),
+        fold=lambda wildcards: json.dumps(config["folds"][wildcards.fold]),
+        training=json.dumps(config["training"]),
+        seed=config["seed"],
+        device=config["device"],
+    shell:
+        "contrastive-prosthetics train --model {wildcards.model} --model-json {params.model:q} "
+        "--architecture-json {params.architecture:q} --fold {wildcards.fold} --fold-json {params.fold:q} "
+        "--training-json {params.training:q} --seed {params.seed} --device {params.device} --threads {threads} "
+        "--tensors {input} --out-dir results/models/{wildcards.model}/{wildcards.fold} > {log} 2>&1"
