@@ -62,3 +62,29 @@ def test_unreadable_yaml_names_the_file(tmp_path):
     path.write_text("data: [unclosed\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: cannot be read as YAML"):
         load_config(path)
+
+
+def test_full_scale_config_is_valid():
+    config = load_config(REPO / "config" / "ninapro.yaml")
+    assert len(config["data"]["databases"]["db2"]) == 40 and len(config["data"]["databases"]["db3"]) == 11
+    assert len(config["folds"]) == 12 and config["training"]["search"]["trials"] == 150
+
+
+def test_fold_subject_outside_the_data_is_named():
+    def change(config):
+        config["folds"]["loso"] = {
+            "scheme": "subjects",
+            "subjects": ["db2/s1", "db2/s9"],
+            "test_subject": "db2/s1",
+            "train": [1, 2],
+            "validation": [6],
+        }
+
+    with pytest.raises(ConfigError, match=r"folds.loso.subjects: db2/s9 is not in data.databases"):
+        validate_config(edited(change))
+
+
+def test_fold_repetition_that_does_not_exist_is_named():
+    config = edited(lambda c: c["folds"]["reps-2-5"].update(test=[2, 7]))
+    with pytest.raises(ConfigError, match=r"folds.reps-2-5.test: repetitions \[7\] do not exist"):
+        validate_config(config)
