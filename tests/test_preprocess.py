@@ -8,6 +8,7 @@ from contrastive_prosthetics.preprocess import (
     bandpass_sos,
     filter_lead_in,
     find_runs,
+    hudgins_features,
     recording_frames,
     segment_frames,
 )
@@ -47,8 +48,9 @@ def test_rms_of_a_sine_is_amplitude_over_root_two_at_100_hz():
 
 def test_rectified_database_frames_are_its_samples():
     emg = np.arange(50.0).reshape(25, 2)
-    frames = segment_frames(emg, np.array([3, 10]), 4, 100.0, PreprocessParams(), already_rectified=True)
+    frames, features = segment_frames(emg, np.array([3, 10]), 4, 100.0, PreprocessParams(), already_rectified=True)
     np.testing.assert_array_equal(frames[1], emg[10:14])
+    assert features.shape == (2, 4, 2, 4)
 
 
 def test_lead_in_grows_with_stricter_tolerance():
@@ -59,3 +61,26 @@ def test_lead_in_grows_with_stricter_tolerance():
 def test_find_runs():
     starts, stops, values = find_runs(np.array([0, 0, 3, 3, 3, 0, 5]))
     assert starts.tolist() == [0, 2, 5, 6] and stops.tolist() == [2, 5, 6, 7] and values.tolist() == [0, 3, 0, 5]
+
+
+def test_hudgins_features_equal_a_loop_over_windows():
+    rng = np.random.default_rng(1)
+    signal = rng.standard_normal((2, 300))
+    ends = np.array([49, 120, 299])
+    features = hudgins_features(signal, ends, window=40)
+    for channel in range(2):
+        for f, end in enumerate(ends):
+            x = signal[channel, end - 39 : end + 1]
+            d = np.diff(x)
+            expected = [np.mean(np.abs(x)), np.sum(np.abs(d)), np.sum(x[:-1] * x[1:] < 0), np.sum(d[:-1] * d[1:] < 0)]
+            np.testing.assert_allclose(features[channel, f], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_segment_features_come_from_the_band_passed_signal():
+    t = np.arange(8000) / FS
+    emg = np.stack((np.sin(2 * np.pi * 100 * t), 3 * np.sin(2 * np.pi * 100 * t)), axis=1) + 5.0  # DC is removed
+    frames, features = segment_frames(emg, np.array([4019]), 3, FS, PreprocessParams(), already_rectified=False)
+    np.testing.assert_allclose(features[0, :, 1, 0] / features[0, :, 0, 0], 3.0, rtol=1e-3)  # MAV scales
+    np.testing.assert_allclose(features[0, :, 0, 2], 40, atol=1)  # 100 Hz: 2 zero crossings per period, 200 ms
+    np.testing.assert_allclose(features[0, :, 0, 0], 2 / np.pi, rtol=0.02)  # MAV of a unit sine
+    np.testing.assert_allclose(frames[0, :, 0], 1 / np.sqrt(2), rtol=0.02)

@@ -25,3 +25,21 @@ def test_real_db1_subject_converts_completely(db1_dir, tmp_path, subject):
     # Movement is louder than rest on average: the segments sit on the movements.
     assert tensors["emg"][1:].mean() > 1.25 * tensors["emg"][0].mean()
     assert hashlib.sha256(open(raw, "rb").read()).hexdigest() == before
+
+
+@pytest.mark.realdata
+def test_lda_baseline_beats_chance_by_far_on_real_db1(db1_dir, tmp_path):
+    from contrastive_prosthetics.baseline import train_lda_fold
+
+    paths = []
+    for subject in (1, 2, 3, 4):
+        sources = find_local_files(db1_dir, DB1, subject, ["A"])
+        paths.append(tmp_path / f"s{subject}.pt")
+        convert_subject(DB1, subject, sources, ["A"], PreprocessParams(), paths[-1])
+    fold = {"scheme": "repetitions", "train": [1, 3, 4, 8, 9, 10], "validation": [6], "test": [2, 5, 7]}
+    train_lda_fold(paths, "lda", "reps-2-5-7", fold, 0, tmp_path / "lda")
+    logits = torch.load(tmp_path / "lda" / "logits.pt", weights_only=False)
+    accuracy = (logits["logits"].argmax(1) == logits["label"]).float().mean().item()
+    chance = 1 / 13
+    assert accuracy > 4 * chance, accuracy  # per frame, before any voting
+    assert set(logits["repetition"].tolist()) == {2, 5, 7}

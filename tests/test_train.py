@@ -45,6 +45,11 @@ def write_subject(path, subject: int, separation: float = 1.0, test_scale: float
         "channel_mask": torch.ones(6, dtype=torch.bool),
         "glove": torch.zeros(len(CLASSES), 6, 20, 22),
         "glove_mask": torch.zeros(22, dtype=torch.bool),
+        # Hudgins-like features: amplitude-driven MAV and WL, noise-only ZC and SSC.
+        "features": torch.tensor(
+            np.stack((emg, 2 * emg, rng.poisson(20, emg.shape), rng.poisson(30, emg.shape)), axis=-1),
+            dtype=torch.float32,
+        ),
         "classes": CLASSES,
         "metadata": {"database": "db2", "subject": subject, "amputee": False},
     }
@@ -65,7 +70,9 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize(("model", "adabn"), [("contrastive", False), ("contrastive", True), ("classifier", False)])
+@pytest.mark.parametrize(
+    ("model", "adabn"), [("contrastive", False), ("contrastive", True), ("classifier", False), ("lda", False)]
+)
 def test_training_on_separable_data_beats_chance_by_far(tmp_path, model, adabn):
     out = run(tmp_path, "a", model=model, adabn=adabn)
     logits = torch.load(out / "logits.pt", weights_only=False)
@@ -73,12 +80,15 @@ def test_training_on_separable_data_beats_chance_by_far(tmp_path, model, adabn):
     assert accuracy > 5 / len(CLASSES)  # chance is 1/13
     assert logits["logits"].shape == (3 * 13 * 2 * 20, 13)
     assert set(logits["repetition"].tolist()) == {2, 5} and logits["adabn"] is adabn
+    history = (out / "history.tsv").read_text().splitlines()
+    assert "frames_per_s" in history[0] and "val_accuracy" in history[0]
+    saved = torch.load(out / "model.pt", weights_only=False)
+    assert saved["classes"] == CLASSES and saved["model"] == model
+    if model == "lda":
+        return
     search = (out / "search.tsv").read_text().splitlines()
     assert len(search) == 3 and search[0].split("\t")[:4] == ["trial", "learning_rate", "weight_decay", "dropout"]
-    history = (out / "history.tsv").read_text().splitlines()
-    assert len(history) == 4 and "frames_per_s" in history[0]
-    saved = torch.load(out / "model.pt", weights_only=False)
-    assert saved["normalisation"]["mean"].shape == (6,) and saved["classes"] == CLASSES
+    assert len(history) == 4 and saved["normalisation"]["mean"].shape == (6,)
 
 
 def test_two_runs_with_one_seed_are_identical(tmp_path):

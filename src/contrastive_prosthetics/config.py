@@ -57,6 +57,9 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
                 f"{source}: preprocess.bandpass_high_hz = {pre['bandpass_high_hz']} must be below the Nyquist "
                 f"frequency of {name} ({spec.sampling_rate_hz / 2} Hz)"
             )
+    for name, model in config["models"].items():
+        if model["kind"] == "lda" and model["adabn"]:
+            raise ConfigError(f"{source}: models.{name}.adabn: LDA has no batch normalisation; set adabn: false")
     selected = {f"{db}/s{n}" for db, subjects in data["databases"].items() for n in subjects}
     fewest_repetitions = min(database(name).repetitions for name in data["databases"])
     for name, fold in config["folds"].items():

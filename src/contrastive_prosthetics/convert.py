@@ -6,6 +6,9 @@ Output (``torch.save`` dict, written atomically):
     channel_mask  bool    [channel]                       False for flat (dead or unfitted) electrodes
     glove         float32 [class, rep, frame, 22]        joint angles at each frame's last sample
     glove_mask    bool    [22]                            False for glove channels with missing (NaN) values
+    features      float32 [class, rep, frame, channel, 4] Hudgins features (MAV, WL, ZC, SSC) over the
+                                                          ``feature_window_ms`` ending at each frame
+    feature_names list[str]
     classes       list[str]                               the class axis: rest, then movement names
     metadata      dict                                    database, subject, amputee, rates, parameters, sources
 
@@ -33,7 +36,7 @@ from . import __version__
 from .atomic import atomic_torch_save
 from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, load_recording
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
-from .preprocess import PreprocessParams, find_runs, hop_samples, segment_frames
+from .preprocess import HUDGINS_FEATURES, PreprocessParams, find_runs, hop_samples, segment_frames
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +195,7 @@ def convert_subject(
     shape = (len(classes), spec.repetitions, n_frames)
     emg = np.zeros((*shape, spec.n_channels), np.float32)
     glove = np.zeros((*shape, GLOVE_CHANNELS), np.float32)
+    features = np.zeros((*shape, spec.n_channels, len(HUDGINS_FEATURES)), np.float32)
     valid = np.zeros(shape[:2], bool)
     live_channels = np.ones(spec.n_channels, bool)
     sources_metadata = []
@@ -213,13 +217,14 @@ def convert_subject(
         if not segments:
             continue
         first_frame_ends = np.array([s.start + hop - 1 for s in segments])
-        frames = segment_frames(
+        frames, frame_features = segment_frames(
             recording.emg, first_frame_ends, n_frames, spec.sampling_rate_hz, params, spec.already_rectified
         )
         frame_ends = first_frame_ends[:, None] + np.arange(n_frames) * hop
         class_index = np.array([s.class_index for s in segments])
         repetition_index = np.array([s.repetition - 1 for s in segments])
         emg[class_index, repetition_index] = frames
+        features[class_index, repetition_index] = frame_features
         glove[class_index, repetition_index] = recording.glove[frame_ends]
         valid[class_index, repetition_index] = True
         live_channels &= ~flat_channels(recording.emg)
@@ -229,6 +234,7 @@ def convert_subject(
     glove_mask = np.isfinite(glove[valid]).all(axis=(0, 1)) if valid.any() else np.zeros(GLOVE_CHANNELS, bool)
     glove[..., ~glove_mask] = 0.0
     emg[..., ~live_channels] = 0.0
+    features[..., ~live_channels, :] = 0.0
     if not live_channels.all():
         log.info("%s s%d: flat electrode(s) %s masked", spec.name, subject, np.flatnonzero(~live_channels).tolist())
     absent = [f"{classes[c]}/rep{r + 1}" for c, r in zip(*np.nonzero(~valid), strict=True)]
@@ -241,6 +247,8 @@ def convert_subject(
         "channel_mask": torch.from_numpy(live_channels),
         "glove": torch.from_numpy(glove),
         "glove_mask": torch.from_numpy(glove_mask),
+        "features": torch.from_numpy(features),
+        "feature_names": list(HUDGINS_FEATURES),
         "classes": classes,
         "metadata": {
             "database": spec.name,

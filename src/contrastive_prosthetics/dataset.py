@@ -181,6 +181,7 @@ class DB23:
         pinned: bool = False,
     ):
         self.emg, self.valid, self.channel_mask, self.glove = emg, valid, channel_mask, glove
+        self.features: torch.Tensor | None = None  # [subject, class, rep, frame, channel, 4] Hudgins features
         self.classes = list(classes)
         self.subjects = list(subjects)
         self.device = device  # where batches are delivered
@@ -191,7 +192,9 @@ class DB23:
         return self.emg.device
 
     @classmethod
-    def load(cls, paths: Iterable[str | Path], device: str = "auto", with_glove: bool = False) -> DB23:
+    def load(
+        cls, paths: Iterable[str | Path], device: str = "auto", with_glove: bool = False, with_features: bool = False
+    ) -> DB23:
         paths = [Path(p) for p in paths]
         if not paths:
             raise ValueError("DB23.load needs at least one converted subject file")
@@ -223,7 +226,14 @@ class DB23:
             SubjectInfo(p["metadata"]["database"], int(p["metadata"]["subject"]), bool(p["metadata"]["amputee"]))
             for p in payloads
         ]
-        return cls(emg, valid, channel_mask, glove, classes, subjects, torch.device("cpu")).to(choose_device(device))
+        data = cls(emg, valid, channel_mask, glove, classes, subjects, torch.device("cpu"))
+        if with_features:
+            # Classical baselines use these on the CPU (scikit-learn): they stay there.
+            data.features = torch.zeros((*emg.shape, payloads[0]["features"].shape[-1]))
+            for i, payload in enumerate(payloads):
+                reps, channels = payload["features"].shape[1], payload["features"].shape[3]
+                data.features[i, :, :reps, :, :channels] = payload["features"]
+        return data.to(choose_device(device))
 
     def to(self, device: torch.device) -> DB23:
         """Move to ``device``; on a GPU too small for the data, keep it in pinned host memory instead."""
@@ -236,7 +246,7 @@ class DB23:
                 storage, pinned = torch.device("cpu"), True
         move = (lambda t: t.pin_memory()) if pinned else (lambda t: t.to(storage))
         glove = None if self.glove is None else move(self.glove)
-        return DB23(
+        moved = DB23(
             move(self.emg),
             move(self.valid),
             move(self.channel_mask),
@@ -246,6 +256,8 @@ class DB23:
             device,
             pinned,
         )
+        moved.features = self.features
+        return moved
 
     @property
     def subject_names(self) -> list[str]:

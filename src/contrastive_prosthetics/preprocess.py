@@ -28,6 +28,7 @@ class PreprocessParams:
     frame_rate_hz: float = 100.0
     window_offset_ms: float = 0.0  # where a movement's segment starts after its relabelled onset
     window_length_ms: float = 1000.0  # the reference used the first 1 s of each movement
+    feature_window_ms: float = 200.0  # Hudgins features for the LDA baseline, as in NinaPro's benchmarks
     max_length_mismatch: int = 100  # samples by which a file's fields may differ before it is rejected
     lead_in_tolerance: float = 1e-9  # impulse-response tail left when a stretch's filtering starts
 
@@ -89,6 +90,31 @@ def _rms_from_energy(energy: np.ndarray, ends: np.ndarray, window: int) -> np.nd
     return np.sqrt(np.maximum(total, 0.0) / window)
 
 
+HUDGINS_FEATURES = ("mav", "wl", "zc", "ssc")
+
+
+def _windowed_sum(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` over [first, last] (inclusive, per entry) along the last axis, via one cumsum."""
+    running = np.concatenate((np.zeros((*values.shape[:-1], 1)), np.cumsum(values, axis=-1)), axis=-1)
+    return running[..., last + 1] - running[..., first]
+
+
+def hudgins_features(signal: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
+    """Hudgins' time-domain features over the ``window`` samples ending at each of ``ends``.
+
+    ``signal`` [..., sample] → [..., frame, 4]: mean absolute value, waveform length, zero crossings and slope
+    sign changes (counts without a dead-band threshold: the band-passed signal has no DC offset to guard
+    against, and a threshold would need per-subject calibration).
+    """
+    step = np.diff(signal, axis=-1)  # step[j] = x[j+1] - x[j]
+    first = ends - window + 1
+    mav = _windowed_sum(np.abs(signal), first, ends) / window
+    wl = _windowed_sum(np.abs(step), first, ends - 1)  # the window's window-1 steps
+    zc = _windowed_sum((signal[..., :-1] * signal[..., 1:] < 0).astype(np.float64), first, ends - 1)
+    ssc = _windowed_sum((step[..., :-1] * step[..., 1:] < 0).astype(np.float64), first, ends - 2)  # interior
+    return np.stack((mav, wl, zc, ssc), axis=-1)
+
+
 def segment_frames(
     emg: np.ndarray,
     first_frame_ends: np.ndarray,
@@ -96,34 +122,45 @@ def segment_frames(
     sampling_rate_hz: float,
     params: PreprocessParams,
     already_rectified: bool,
-) -> np.ndarray:
-    """Frames [segment, frame, channel] for segments whose first frame ends at ``first_frame_ends`` (samples).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames [segment, frame, channel] and Hudgins features [segment, frame, channel, 4] for segments whose
+    first frame ends at ``first_frame_ends`` (samples); frame ``f`` ends at ``first_frame_end + f * hop``.
 
-    Each frame ``f`` of a segment ends at ``first_frame_end + f * hop``. Vectorised over segments: every
-    stretch is gathered into one array and filtered along its time axis in one call.
+    2 kHz signals are band-passed stretch by stretch (with a lead-in, see the module docstring), then give RMS
+    frames; rectified 100 Hz signals (DB1) are their own frames. Features come from the same signal: the
+    band-passed 2 kHz one, or the 100 Hz one for DB1.
     """
     hop = hop_samples(sampling_rate_hz, params)
     offsets = np.arange(n_frames) * hop
+    feature_window = max(round(params.feature_window_ms * sampling_rate_hz / 1000), 2)
     if already_rectified:
-        return emg[first_frame_ends[:, None] + offsets].astype(np.float32)
-
-    sos = bandpass_sos(sampling_rate_hz, params)
-    lead_in = max(filter_lead_in(sos, params.lead_in_tolerance), 1)
-    window = round(params.rms_window_ms * sampling_rate_hz / 1000)
-    stretch = np.arange(lead_in + window - 1 + offsets[-1] + 1)
-    starts = first_frame_ends - (window - 1) - lead_in
-    ends = lead_in + window - 1 + offsets  # each frame's last sample, within a stretch
+        sos, lead_in, window = None, 0, 1
+    else:
+        sos = bandpass_sos(sampling_rate_hz, params)
+        lead_in = max(filter_lead_in(sos, params.lead_in_tolerance), 1)
+        window = round(params.rms_window_ms * sampling_rate_hz / 1000)
+    history = max(window, feature_window)  # samples a frame looks back over, its own included
+    stretch = np.arange(lead_in + history - 1 + offsets[-1] + 1)
+    starts = first_frame_ends - (history - 1) - lead_in
+    ends = lead_in + history - 1 + offsets  # each frame's last sample, within a stretch
     frames = np.empty((len(starts), n_frames, emg.shape[1]), np.float32)
+    features = np.empty((len(starts), n_frames, emg.shape[1], len(HUDGINS_FEATURES)), np.float32)
     # Chunks of segments keep the working arrays small enough for the allocator to reuse: on these machines
     # fresh large arrays cost more in page faults than the filtering itself. Each chunk is one vectorised pass.
     for first in range(0, len(starts), SEGMENTS_PER_CHUNK):
-        index = starts[first : first + SEGMENTS_PER_CHUNK, None] + stretch
-        stretches = emg[np.maximum(index, 0)]  # [segment, sample, channel]
-        stretches[index < 0] = 0.0  # before the recording the continuous filter saw zeros: reproduce that
-        filtered = scipy.signal.sosfilt(sos, stretches.transpose(0, 2, 1), axis=-1)
-        energy = np.cumsum(filtered**2, axis=-1)
-        frames[first : first + SEGMENTS_PER_CHUNK] = _rms_from_energy(energy, ends, window).transpose(0, 2, 1)
-    return frames
+        chunk = slice(first, first + SEGMENTS_PER_CHUNK)
+        index = starts[chunk, None] + stretch
+        stretches = emg[np.maximum(index, 0)].transpose(0, 2, 1)  # [segment, channel, sample]
+        # Before the recording the continuous filter saw zeros: reproduce that.
+        stretches = np.where(index[:, None, :] >= 0, stretches, 0.0)
+        if sos is None:
+            signal = stretches
+            frames[chunk] = signal[..., ends].transpose(0, 2, 1)
+        else:
+            signal = scipy.signal.sosfilt(sos, stretches, axis=-1)
+            frames[chunk] = _rms_from_energy(np.cumsum(signal**2, axis=-1), ends, window).transpose(0, 2, 1)
+        features[chunk] = hudgins_features(signal, ends, feature_window).transpose(0, 2, 1, 3)
+    return frames, features
 
 
 def recording_frames(emg: np.ndarray, sampling_rate_hz: float, params: PreprocessParams) -> np.ndarray:

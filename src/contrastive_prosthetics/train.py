@@ -218,6 +218,10 @@ def train_fold(
     device: str = "auto",
 ) -> None:
     """Search, train and write search.tsv, model.pt, history.tsv and logits.pt for one model × fold."""
+    if model_settings["kind"] == "lda":
+        from .baseline import train_lda_fold
+
+        return train_lda_fold(tensor_paths, model_name, fold_name, fold, seed, out_dir)
     torch.use_deterministic_algorithms(True, warn_only=True)
     settings = TrainingSettings.from_config(training)
     chosen = Device(choose_device(device))
