@@ -19,6 +19,15 @@ validate_config(config, "config")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+# Quick bookkeeping jobs run on the submitting machine, never on a cluster node.
+localrules:
+    all,
+    aggregate,
+    figures,
 
 
 rule all:
@@ -26,3 +35,5 @@ rule all:
     input:
         tensors=all_tensors(),
         logits=all_logits(),
+        tables=expand("results/eval/{table}.tsv", table=EVAL_TABLES),
+        figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),

@@ -54,7 +54,9 @@ def tiny(config: dict) -> None:
     config["models"] = {
         "contrastive_adabn": {"kind": "contrastive", "adabn": True},
         "classifier": {"kind": "classifier", "adabn": False},
+        "lda": {"kind": "lda", "adabn": False},
     }
+    config["evaluation"]["subset_trials"] = 8
     config["architecture"].update(width=16, conv_maps=4, depth=1)
     config["training"].update(groups=4, steps_per_epoch=3, threads=1)
     config["training"]["search"].update(trials=2, epochs=1)
@@ -68,7 +70,15 @@ def test_default_dag_plans_every_subject(tmp_path):
     table = output[output.index("Job stats:") + 3 :]
     table = table[: next(i for i, line in enumerate(table) if line.startswith("total"))]
     jobs = dict(line.split() for line in table)
-    assert jobs == {"convert": "5", "synthesize": "10", "train": "4", "all": "1"}
+    assert jobs == {
+        "convert": "5",
+        "synthesize": "10",
+        "train": "5",
+        "evaluate": "5",
+        "aggregate": "1",
+        "figures": "1",
+        "all": "1",
+    }
 
 
 def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_path):
@@ -82,15 +92,24 @@ def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_pat
     dead = torch.load(workdir / "results/tensors/db3/s6.pt", weights_only=False)["channel_mask"]
     assert dead.tolist() == [True] * 10 + [False] * 2
     assert (workdir / "logs/convert/db2/s1.log").exists() and (workdir / "benchmarks/convert/db2/s1.tsv").exists()
-    for model in ("contrastive_adabn", "classifier"):
+    for model in ("contrastive_adabn", "classifier", "lda"):
         folder = workdir / "results/models" / model / "reps-2-5"
         assert sorted(p.name for p in folder.iterdir()) == ["history.tsv", "logits.pt", "model.pt", "search.tsv"]
         logits = torch.load(folder / "logits.pt", weights_only=False)
         assert logits["logits"].shape == (2 * 18 * 2 * 100, 18) and logits["model"] == model
         assert (workdir / f"logs/train/{model}/reps-2-5.log").exists()
+    for table in ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion"):
+        assert (workdir / f"results/eval/{table}.tsv").stat().st_size > 0
     second = snakemake(workdir)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
+
+    report = snakemake(workdir, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (workdir / "results/report.html").read_text(errors="replace")
+    for figure in ("subset_size", "voting", "confusion", "per_subject", "training_curves", "search"):
+        assert f"{figure}.svg" in html, figure
+    assert "metrics.tsv" in html
 
 
 def test_misspelt_config_key_stops_before_any_job(tmp_path):

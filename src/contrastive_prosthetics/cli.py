@@ -100,6 +100,42 @@ def command_train(args: argparse.Namespace) -> None:
     )
 
 
+def command_evaluate(args: argparse.Namespace) -> None:
+    import torch
+
+    from .atomic import atomic_write
+    from .evaluate import evaluate_payload
+
+    payload = torch.load(args.logits, map_location="cpu", weights_only=False)
+    window_frames = max(round(args.vote_window_ms / 10), 1)  # frames are 10 ms apart (100 Hz)
+    tables = evaluate_payload(
+        payload, window_frames=window_frames, trials=args.trials, seed=args.seed, include_rest=not args.no_rest
+    )
+    for name, table in tables.items():
+        atomic_write(Path(args.out_dir) / f"{name}.tsv", lambda s, t=table: t.to_csv(s, sep="\t", index=False))
+
+
+def command_aggregate(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .atomic import atomic_write
+
+    for name in args.tables:
+        parts = [
+            pd.read_csv(Path(folder) / f"{name}.tsv", sep="\t", keep_default_na=False, na_values=[""])
+            for folder in args.inputs
+        ]
+        table = pd.concat(parts, ignore_index=True)
+        atomic_write(Path(args.out_dir) / f"{name}.tsv", lambda s, t=table: t.to_csv(s, sep="\t", index=False))
+
+
+def command_figures(args: argparse.Namespace) -> None:
+    from .figures import make_figures
+
+    written = make_figures(Path(args.eval_dir), Path(args.models_dir), Path(args.out_dir), vote_ms=args.vote_window_ms)
+    log.info("wrote %d figure files", len(written))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrastive-prosthetics", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -152,6 +188,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tensors", required=True, nargs="+", help="converted subject files")
     train.add_argument("--out-dir", required=True, help="results/models/{model}/{fold}")
     train.set_defaults(run=command_train)
+
+    evaluate = commands.add_parser("evaluate", help="voting, subset-size accuracy and metrics of one logits.pt")
+    evaluate.add_argument("--logits", required=True, help="results/models/{model}/{fold}/logits.pt")
+    evaluate.add_argument("--vote-window-ms", type=float, default=250.0)
+    evaluate.add_argument("--trials", type=int, default=144, help="random subsets per subset size k")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--no-rest", action="store_true", help="do not add rest to every subset")
+    evaluate.add_argument("--out-dir", required=True, help="results/eval/{model}/{fold}")
+    evaluate.set_defaults(run=command_evaluate)
+
+    aggregate = commands.add_parser("aggregate", help="concatenate per model x fold evaluation tables")
+    aggregate.add_argument("--inputs", required=True, nargs="+", help="results/eval/{model}/{fold} folders")
+    aggregate.add_argument("--tables", required=True, nargs="+", help="table names (subset_accuracy, ...)")
+    aggregate.add_argument("--out-dir", required=True)
+    aggregate.set_defaults(run=command_aggregate)
+
+    figures = commands.add_parser("figures", help="draw every figure from the aggregated tables")
+    figures.add_argument("--eval-dir", required=True, help="results/eval")
+    figures.add_argument("--models-dir", required=True, help="results/models (history.tsv, search.tsv)")
+    figures.add_argument("--out-dir", required=True, help="results/figures")
+    figures.add_argument("--vote-window-ms", type=float, default=250.0, help="the voting window, for labels")
+    figures.set_defaults(run=command_figures)
     return parser
 
 

@@ -1,0 +1,590 @@
+"""Report figures: subset-size accuracy, voting window, confusion, per-subject accuracy, training curves, search.
+
+Figures are drawn with matplotlib's object-oriented API (``Figure``, no pyplot): no display, no global figure
+registry to close, and nothing that changes the backend of whoever imports this module. Each is saved atomically
+as SVG (text kept as text, so it stays searchable and editable) and PNG, and a model keeps its colour in every
+figure that ``make_figures`` draws.
+
+Inputs are the evaluation TSVs (``subset_accuracy``, ``subset_exact``, ``voting``, ``metrics``, ``confusion``) and
+each model × fold's ``history.tsv`` and ``search.tsv``; a figure whose data are missing says so instead of failing,
+so that a run without networks (say, LDA only) still gets its report.
+"""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.colors import PowerNorm, to_hex
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from .atomic import atomic_write
+from .ninapro import DATABASES, EXERCISES, REST, describe
+
+PNG_DPI = 150
+FIGURE_STEMS = ("subset_size", "voting", "confusion", "per_subject", "training_curves", "search")
+EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion")
+KEY_FONT_SIZE = 7
+LEVEL_TEXT = {"vote": "after majority vote", "frame": "per frame (no voting)"}
+# z = 1.96: the normal 97.5 % quantile, so mean ± z·SE is a 95 % interval for the mean.
+Z_95 = 1.96
+BAND_ALPHA = 0.2
+STYLE = {
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "font.size": 10,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    # Text as <text> elements rather than glyph outlines: searchable, editable, and much smaller files.
+    "svg.fonttype": "none",
+    # Fixed ids inside the SVG, so that equal data give byte-identical files across runs.
+    "svg.hashsalt": "contrastive-prosthetics",
+}
+
+
+def styled(draw: Callable[..., list[Path]]) -> Callable[..., list[Path]]:
+    """Draw and save inside the report style; rcParams are read when artists are made, so both need it."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> list[Path]:
+        with mpl.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+
+def read_tsv(path: Path) -> pd.DataFrame:
+    # Class names and groups are text; keep_default_na stops a class or subject called "NA" turning into NaN.
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+
+
+def read_run_tables(models_dir: Path, file_name: str) -> dict[str, pd.DataFrame]:
+    """``{"model/fold": table}`` for every ``models_dir/{model}/{fold}/{file_name}`` (models without one skipped)."""
+    return {
+        f"{path.parent.parent.name}/{path.parent.name}": read_tsv(path)
+        for path in sorted(Path(models_dir).glob(f"*/*/{file_name}"))
+    }
+
+
+def as_bool(values: pd.Series) -> pd.Series:
+    """True/False whether pandas parsed the column as booleans or left it as text."""
+    return values.astype(str).str.strip().str.lower().isin({"true", "1", "yes"})
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+def with_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """Add a ``label`` column: the model name, plus " (AdaBN)" only where one name occurs with both settings."""
+    table = table.copy()
+    if "adabn" not in table:
+        table["label"] = table["model"].astype(str)
+        return table
+    adabn = as_bool(table["adabn"])
+    settings_per_model = adabn.groupby(table["model"]).nunique()
+    ambiguous = table["model"].map(settings_per_model) > 1
+    table["label"] = table["model"].astype(str).where(~(ambiguous & adabn), table["model"].astype(str) + " (AdaBN)")
+    return table
+
+
+def run_model(key: str) -> str:
+    """The model of a ``"model/fold"`` key of ``read_run_tables``."""
+    return key.split("/", 1)[0]
+
+
+def model_colours(labels: Iterable[str]) -> dict[str, str]:
+    """One colour per model label, assigned in sorted order so that every figure of a run agrees."""
+    ordered = sorted(set(labels))
+    cycle = mpl.colormaps["tab10" if len(ordered) <= 10 else "tab20"].colors
+    return {label: to_hex(cycle[i % len(cycle)]) for i, label in enumerate(ordered)}
+
+
+def extend_colours(colours: Mapping[str, str] | None, labels: Iterable[str]) -> dict[str, str]:
+    """``colours`` as given (consistent across figures), with any label it lacks given a colour of its own."""
+    labels = sorted(set(labels))
+    if colours is None:
+        return model_colours(labels)
+    extended = dict(colours)
+    missing = [label for label in labels if label not in extended]
+    if missing:
+        unused = [c for c in model_colours(list(extended) + missing).values() if c not in extended.values()]
+        extended.update(zip(missing, unused or ["#7f7f7f"] * len(missing), strict=False))
+    return extended
+
+
+def model_handles(colours: Mapping[str, str], labels: Iterable[str], kind: str = "line") -> list:
+    """Legend entries, one per model, drawn like the figure's marks: ``"line"``, ``"bar"`` or ``"point"``."""
+    labels = sorted(set(labels))
+    if kind == "bar":
+        return [Patch(color=colours[label], label=label) for label in labels]
+    if kind == "point":
+        return [Line2D([], [], color=colours[label], marker="o", linestyle="", label=label) for label in labels]
+    return [Line2D([], [], color=colours[label], linewidth=2, label=label) for label in labels]
+
+
+# ---------------------------------------------------------------------------------------------------- classes
+
+
+def class_sort_key(name: str) -> tuple:
+    """Catalogue order: rest, then A1..A12, B1..B17, C1..C23, D1..D9; anything unknown last, alphabetically."""
+    if name == REST:
+        return (0, 0, 0, "")
+    letter, number = name[:1], name[1:]
+    if letter in EXERCISES and number.isdigit():
+        return (1, EXERCISES.index(letter), int(number), "")
+    return (2, 0, 0, name)
+
+
+def class_description(name: str) -> str | None:
+    try:
+        return describe(name)
+    except (KeyError, ValueError, IndexError):
+        return None
+
+
+def subject_name(group: str) -> str:
+    return group.removeprefix("subject:")
+
+
+def subject_sort_key(subject: str) -> tuple:
+    """``db2/s10`` after ``db2/s9``: database, then subject number."""
+    database, _, number = subject.partition("/")
+    digits = number.lstrip("s")
+    return (database, int(digits) if digits.isdigit() else 0, number)
+
+
+def is_amputee(subject: str) -> bool:
+    spec = DATABASES.get(subject.partition("/")[0])
+    return bool(spec and spec.amputee)
+
+
+# ---------------------------------------------------------------------------------------------------- saving
+
+
+def save_figure(figure: Figure, out_stem: Path) -> list[Path]:
+    """Write ``<stem>.svg`` and ``<stem>.png`` atomically; returns both paths."""
+    out_stem = Path(out_stem)
+    paths = []
+    for fmt, options in (("svg", {"metadata": {"Date": None}}), ("png", {"dpi": PNG_DPI})):
+        path = out_stem.with_name(f"{out_stem.name}.{fmt}")
+        atomic_write(path, lambda stream, fmt=fmt, options=options: figure.savefig(stream, format=fmt, **options))
+        paths.append(path)
+    return paths
+
+
+def no_data_figure(title: str, message: str) -> Figure:
+    figure = Figure(figsize=(6, 2.5), layout="constrained")
+    axes = figure.add_subplot()
+    axes.set_axis_off()
+    axes.set_title(title)
+    axes.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=axes.transAxes)
+    return figure
+
+
+def percent_axis(axes: Axes, label: str) -> None:
+    axes.set_ylabel(label)
+    axes.set_ylim(0, 101)
+
+
+def integer_ticks(k_max: int) -> list[int]:
+    """1..K for few k, else 1 and every fifth k: the axis starts at one gesture, not at zero."""
+    return list(range(1, k_max + 1)) if k_max <= 12 else sorted({1, *range(5, k_max + 1, 5)})
+
+
+def group_text(group: str) -> str:
+    return f"group: {subject_name(group)}" if group.startswith("subject:") else f"group: {group} subjects"
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+
+
+def mean_with_band(rows: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
+    """Per ``by``: mean of ``value`` and its 95 % interval, mean ± 1.96 standard errors (NaN for one row)."""
+    summary = rows.groupby(by)[value].agg(["mean", "std", "count"])
+    half_width = Z_95 * summary["std"] / np.sqrt(summary["count"])
+    return summary.assign(low=summary["mean"] - half_width, high=summary["mean"] + half_width)
+
+
+@styled
+def subset_size_figure(
+    subset_accuracy: pd.DataFrame,
+    subset_exact: pd.DataFrame,
+    out_stem: Path,
+    group: str = "all",
+    colours: Mapping[str, str] | None = None,
+    vote_ms: float | None = 250.0,
+) -> list[Path]:
+    """Accuracy among k chosen gestures plus rest, against k: what a prosthesis user gets for picking k."""
+    title = f"Accuracy among k chosen gestures + rest ({group_text(group)})"
+    trials = with_labels(subset_accuracy[subset_accuracy["group"] == group])
+    exact = with_labels(subset_exact[subset_exact["group"] == group])
+    if trials.empty and exact.empty:
+        return save_figure(no_data_figure(title, f"No subset accuracies for group {group!r}."), out_stem)
+    colours = extend_colours(colours, [*trials["label"], *exact["label"]])
+    k_max = int(max(trials["k"].max() if len(trials) else 1, exact["k"].max() if len(exact) else 1))
+
+    figure = Figure(figsize=(10, 5.5), layout="constrained")
+    axes = figure.add_subplot()
+    for label, rows in trials.groupby("label"):
+        summary = mean_with_band(rows, "k", "accuracy")
+        axes.plot(summary.index, 100 * summary["mean"], color=colours[label], linewidth=2)
+        axes.fill_between(
+            summary.index, 100 * summary["low"], 100 * summary["high"], color=colours[label], alpha=BAND_ALPHA, lw=0
+        )
+    for label, rows in exact.groupby("label"):
+        expectation = rows.groupby("k")["accuracy"].mean()
+        axes.plot(expectation.index, 100 * expectation, color=colours[label], linestyle="--", linewidth=1.5)
+    k = np.arange(1, k_max + 1)
+    axes.plot(k, 100 / (k + 1), color="black", linestyle=":", linewidth=1.5)
+
+    axes.set_xlim(1, max(k_max, 2))
+    axes.set_xticks(integer_ticks(k_max))
+    axes.set_xlabel("Gestures chosen, k (rest is always added: k + 1 classes)")
+    percent_axis(axes, "Accuracy (%)")
+    axes.set_title(title)
+    figure.legend(
+        handles=model_handles(colours, [*trials["label"], *exact["label"]]),
+        loc="outside right upper",
+        title="Model",
+    )
+    figure.legend(handles=subset_style_handles(trials, vote_ms), loc="outside right lower", title="Line style")
+    return save_figure(figure, out_stem)
+
+
+def subset_style_handles(trials: pd.DataFrame, vote_ms: float | None) -> list:
+    """The key to line styles, with the numbers of trials and folds behind each mean."""
+    per_k = int(trials.groupby(["model", "adabn", "fold", "k"]).size().max()) if len(trials) else 0
+    folds = trials["fold"].nunique() if len(trials) else 0
+    vote = f"{vote_ms:g} ms majority vote" if vote_ms else "majority vote"
+    return [
+        Line2D(
+            [], [], color="grey", linewidth=2, label=f"mean of {per_k} random subsets per k\n× {folds} fold(s), {vote}"
+        ),
+        Patch(color="grey", alpha=BAND_ALPHA * 2, label="95 % band: mean ± 1.96 SE\nover the trials of all folds"),
+        Line2D([], [], color="grey", linestyle="--", label="exact expectation over\nall subsets, per frame"),
+        Line2D([], [], color="black", linestyle=":", label="chance, 1 / (k + 1)"),
+    ]
+
+
+@styled
+def voting_figure(
+    voting: pd.DataFrame,
+    out_stem: Path,
+    group: str = "all",
+    colours: Mapping[str, str] | None = None,
+    vote_ms: float | None = 250.0,
+) -> list[Path]:
+    """Accuracy over all classes against the majority-voting window: what smoothing decisions buys."""
+    title = f"Accuracy against majority-voting window ({group_text(group)})"
+    rows = with_labels(voting[voting["group"] == group])
+    if rows.empty:
+        return save_figure(no_data_figure(title, f"No voting results for group {group!r}."), out_stem)
+    colours = extend_colours(colours, rows["label"])
+
+    figure = Figure(figsize=(9, 5), layout="constrained")
+    axes = figure.add_subplot()
+    for label, model_rows in rows.groupby("label"):
+        curve = model_rows.groupby("window_ms")["accuracy"].mean()
+        axes.plot(curve.index, 100 * curve, color=colours[label], marker="o", markersize=4, linewidth=2)
+    handles = model_handles(colours, rows["label"])
+    if vote_ms and rows["window_ms"].min() <= vote_ms <= rows["window_ms"].max():
+        axes.axvline(vote_ms, color="grey", linestyle=":", linewidth=1)
+        handles.append(
+            Line2D([], [], color="grey", linestyle=":", label=f"window of the subset\nfigure ({vote_ms:g} ms)")
+        )
+    axes.set_xlabel("Voting window (ms; one frame = no voting)")
+    # Not 0-100 %: voting moves accuracy by a few points, which the full scale would flatten.
+    axes.set_ylabel(f"Accuracy over all classes (%), mean of {rows['fold'].nunique()} fold(s)")
+    axes.set_title(title)
+    figure.legend(handles=handles, loc="outside right upper", title="Model")
+    return save_figure(figure, out_stem)
+
+
+def confusion_matrix(rows: pd.DataFrame) -> pd.DataFrame:
+    """Counts summed over folds, true classes as rows, both axes in catalogue order (missing pairs are 0)."""
+    classes = sorted(set(rows["true"]) | set(rows["predicted"]), key=class_sort_key)
+    counts = rows.pivot_table(index="true", columns="predicted", values="count", aggfunc="sum", fill_value=0)
+    return counts.reindex(index=classes, columns=classes, fill_value=0)
+
+
+@styled
+def confusion_figure(
+    confusion: pd.DataFrame,
+    out_stem: Path,
+    model: str | None,
+    group: str = "all",
+    level: str = "vote",
+    adabn: bool | None = None,
+) -> list[Path]:
+    """Row-normalised confusion matrix (recall per true class) of one model, with a key to the class names."""
+    title = f"Confusion of {model}, {LEVEL_TEXT.get(level, level)} ({group_text(group)})"
+    selected = (confusion["model"] == model) & (confusion["group"] == group) & (confusion["level"] == level)
+    if adabn is not None:
+        selected &= as_bool(confusion["adabn"]) == adabn
+    rows = confusion[selected]
+    if rows.empty or rows["count"].sum() == 0:
+        return save_figure(no_data_figure(title, f"No confusion counts for model {model!r}."), out_stem)
+    counts = confusion_matrix(rows)
+    totals = counts.sum(axis=1)
+    # A class never shown in the test data has no row to normalise; NaN leaves its row blank rather than 0 %.
+    recall = counts.div(totals.where(totals > 0), axis=0)
+    accuracy = np.trace(counts.to_numpy()) / totals.sum()
+    classes = list(counts.index)
+
+    side = max(5.0, 0.22 * len(classes))
+    key_lines = class_key_lines(classes, missing=[c for c, total in totals.items() if total == 0])
+    key_width = text_width_inches(key_lines, KEY_FONT_SIZE)
+    figure = Figure(figsize=(side + 1.6 + key_width, side + 1.0), layout="constrained")
+    matrix_axes, key_axes = figure.subplots(1, 2, width_ratios=[side + 1.6, key_width])
+    # Top-aligned, so that the key starts level with the matrix rather than above it.
+    matrix_axes.set_anchor("N")
+    colour_map = mpl.colormaps["Blues"].with_extremes(bad="#dddddd")
+    # A square-root colour scale keeps confusions of a few percent visible next to a diagonal near 100 %.
+    image = matrix_axes.imshow(
+        recall.to_numpy(dtype=float), cmap=colour_map, norm=PowerNorm(gamma=0.5, vmin=0, vmax=1), aspect="equal"
+    )
+    label_confusion_axes(matrix_axes, classes)
+    matrix_axes.set_title(f"{title}\naccuracy {100 * accuracy:.1f} % over {int(totals.sum())} decisions", fontsize=10)
+    # Shrunk on large matrices for looks, but never shorter than its label.
+    colour_bar = figure.colorbar(
+        image, ax=matrix_axes, shrink=min(1.0, 5.0 / side), fraction=0.05, pad=0.01, anchor=(0, 1)
+    )
+    colour_bar.set_label("Share of the true class (diagonal = recall)")
+    colour_bar.set_ticks([0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0])
+    colour_bar.set_ticklabels(["0 %", "1 %", "5 %", "10 %", "25 %", "50 %", "75 %", "100 %"])
+    draw_class_key(key_axes, key_lines)
+    return save_figure(figure, out_stem)
+
+
+def label_confusion_axes(axes: Axes, classes: list[str]) -> None:
+    # 41 classes only fit at a small font; x labels turned upright so that neighbours never overlap.
+    font_size = 6 if len(classes) > 25 else 8
+    ticks = np.arange(len(classes))
+    axes.set_xticks(ticks, classes, rotation=90, fontsize=font_size)
+    axes.set_yticks(ticks, classes, fontsize=font_size)
+    axes.set_xlabel("Predicted class")
+    axes.set_ylabel("True class")
+    axes.grid(False)
+    axes.spines[:].set_visible(True)
+
+
+def class_key_lines(classes: list[str], missing: list[str]) -> list[str]:
+    """NinaPro's description of each class, so that the figure reads without its caption."""
+    lines = [f"{name:<5} {class_description(name) or ''}".rstrip() for name in classes]
+    if missing:
+        lines += ["", "grey rows: never shown in the test data", *textwrap.wrap(", ".join(missing), 50)]
+    return lines
+
+
+def text_width_inches(lines: list[str], font_size: float) -> float:
+    # A monospace character is about 0.6 em wide; 72 points to the inch.
+    return 0.3 + 0.6 * font_size / 72 * max(len(line) for line in lines)
+
+
+def draw_class_key(axes: Axes, lines: list[str]) -> None:
+    axes.set_axis_off()
+    axes.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=KEY_FONT_SIZE)
+    axes.set_title("Classes", loc="left", fontsize=10)
+
+
+@styled
+def per_subject_figure(
+    metrics: pd.DataFrame, out_stem: Path, level: str = "vote", colours: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Accuracy of each test subject per model; intact and amputee subjects in separate panels."""
+    title = f"Accuracy per test subject, {LEVEL_TEXT.get(level, level)}"
+    selected = (
+        metrics["group"].astype(str).str.startswith("subject:")
+        & (metrics["metric"] == "accuracy")
+        & (metrics["level"] == level)
+    )
+    rows = with_labels(metrics[selected]).assign(subject=lambda t: t["group"].map(subject_name))
+    if rows.empty:
+        return save_figure(no_data_figure(title, "No per-subject accuracies."), out_stem)
+    colours = extend_colours(colours, rows["label"])
+    # A subject tested in several folds (e.g. the repetition fold and its own leave-one-subject-out fold) gets
+    # the mean over them; the caption says so.
+    accuracy = rows.pivot_table(index="subject", columns="label", values="value", aggfunc="mean")
+    panels = [
+        (name, sorted((s for s in accuracy.index if is_amputee(s) == amputee), key=subject_sort_key))
+        for name, amputee in (("Intact", False), ("Amputees", True))
+    ]
+    panels = [(name, subjects) for name, subjects in panels if subjects]
+    # About 0.05 inch per bar and per subject gap: 51 subjects × 4 models fit a 15-inch-wide page.
+    width = float(np.clip(3 + 0.05 * accuracy.size + 0.05 * len(accuracy.index), 8, 22))
+    font_size = 7 if len(accuracy.index) > 15 else 9
+    figure = Figure(figsize=(width, 4.8), layout="constrained")
+    axes_list = figure.subplots(
+        1, len(panels), sharey=True, width_ratios=[len(s) + 2 for _, s in panels], squeeze=False
+    )[0]
+    for axes, (name, subjects) in zip(axes_list, panels, strict=True):
+        draw_subject_bars(axes, accuracy.loc[subjects], colours, font_size)
+        databases = sorted({s.partition("/")[0].upper() for s in subjects})
+        axes.set_title(f"{name}\n{', '.join(databases)}, {len(subjects)} subject{'s' * (len(subjects) > 1)}")
+        axes.set_xlabel("Test subject")
+    percent_axis(axes_list[0], "Accuracy (%), mean over the\nfolds testing the subject")
+    figure.suptitle(title)
+    figure.legend(
+        handles=model_handles(colours, accuracy.columns, kind="bar"), loc="outside right upper", title="Model"
+    )
+    return save_figure(figure, out_stem)
+
+
+def draw_subject_bars(axes: Axes, accuracy: pd.DataFrame, colours: Mapping[str, str], font_size: float) -> None:
+    """Bars grouped per subject, one per model, side by side within 80 % of a subject's slot."""
+    positions = np.arange(len(accuracy.index))
+    bar_width = 0.8 / len(accuracy.columns)
+    for i, label in enumerate(accuracy.columns):
+        offset = (i - (len(accuracy.columns) - 1) / 2) * bar_width
+        axes.bar(positions + offset, 100 * accuracy[label], width=bar_width, color=colours[label], label=label)
+    axes.set_xticks(positions, accuracy.index, rotation=90, fontsize=font_size)
+    axes.set_xlim(-0.6, len(positions) - 0.4)
+    axes.grid(axis="x", visible=False)
+
+
+@styled
+def training_curves_figure(
+    histories: Mapping[str, pd.DataFrame], out_stem: Path, colours: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Loss and validation accuracy per epoch of each final model × fold, coloured by model."""
+    title = "Training of the final models"
+    # Only networks trained epoch by epoch have curves (the LDA baseline's history is a single fit).
+    histories = {key: table for key, table in histories.items() if len(table) and "train_loss" in table}
+    if not histories:
+        return save_figure(no_data_figure(title, "No training histories (no trained networks)."), out_stem)
+    colours = extend_colours(colours, map(run_model, histories))
+    runs_per_model = pd.Series([run_model(key) for key in histories]).value_counts()
+    # Many folds per model draw many lines of one colour; thinner, translucent lines keep them apart.
+    line_width, alpha = (1.8, 1.0) if runs_per_model.max() == 1 else (1.0, 0.6)
+
+    figure = Figure(figsize=(12, 4.8), layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    for key, history in histories.items():
+        colour = colours[run_model(key)]
+        style = {"color": colour, "linewidth": line_width, "alpha": alpha}
+        loss_axes.plot(history["epoch"], history["train_loss"], **style)
+        loss_axes.plot(history["epoch"], history["val_loss"], linestyle="--", **style)
+        accuracy_axes.plot(history["epoch"], 100 * history["val_accuracy"], **style)
+        kept = history.loc[history["val_loss"].idxmin()]
+        loss_axes.plot(kept["epoch"], kept["val_loss"], "o", color=colour, markersize=5)
+    for axes in (loss_axes, accuracy_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_axes.set_title("Loss")
+    loss_axes.set_xlabel("Epoch")
+    loss_axes.set_ylabel("Loss (each model's training objective)")
+    accuracy_axes.set_title("Validation accuracy")
+    accuracy_axes.set_xlabel("Epoch")
+    percent_axis(accuracy_axes, "Validation accuracy, per frame (%)")
+    folds = len({key.split("/", 1)[-1] for key in histories})
+    figure.suptitle(f"{title}: {len(runs_per_model)} model(s) × {folds} fold(s)")
+    figure.legend(handles=model_handles(colours, runs_per_model.index), loc="outside right upper", title="Model")
+    figure.legend(
+        handles=[
+            Line2D([], [], color="grey", label="training loss"),
+            Line2D([], [], color="grey", linestyle="--", label="validation loss"),
+            Line2D([], [], color="grey", marker="o", linestyle="", label="epoch kept\n(lowest validation loss)"),
+        ],
+        loc="outside right lower",
+        title="Line style",
+    )
+    return save_figure(figure, out_stem)
+
+
+@styled
+def search_figure(
+    searches: Mapping[str, pd.DataFrame], out_stem: Path, colours: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Validation accuracy of every random-search trial against its learning rate; stars mark the chosen ones."""
+    title = "Random hyper-parameter search"
+    # The LDA baseline has no learning rate to search: only networks appear.
+    searches = {key: table for key, table in searches.items() if len(table) and "learning_rate" in table}
+    if not searches:
+        return save_figure(no_data_figure(title, "No hyper-parameter searches (no trained networks)."), out_stem)
+    colours = extend_colours(colours, map(run_model, searches))
+    figure = Figure(figsize=(9, 5), layout="constrained")
+    axes = figure.add_subplot()
+    for key, search in searches.items():
+        colour = colours[run_model(key)]
+        axes.scatter(search["learning_rate"], 100 * search["val_accuracy"], color=colour, s=18, alpha=0.7, lw=0)
+        chosen = chosen_trial(search)
+        axes.scatter(
+            chosen["learning_rate"], 100 * chosen["val_accuracy"], color=colour, marker="*", s=180, ec="black", lw=0.8
+        )
+    axes.set_xscale("log")
+    axes.set_xlabel("Learning rate (log scale)")
+    percent_axis(axes, "Validation accuracy of the trial, per frame (%)")
+    trials = max(len(search) for search in searches.values())
+    axes.set_title(f"{title}: up to {trials} trials per model × fold ({len(searches)} runs)")
+    handles = model_handles(colours, map(run_model, searches), kind="point")
+    handles.append(
+        Line2D([], [], marker="*", color="grey", markeredgecolor="black", markersize=12, linestyle="", label="chosen")
+    )
+    figure.legend(handles=handles, loc="outside right upper", title="Model")
+    return save_figure(figure, out_stem)
+
+
+def chosen_trial(search: pd.DataFrame) -> pd.Series:
+    """The trial training keeps: highest validation accuracy, ties to the lower validation loss."""
+    ranked = search.sort_values(["val_accuracy", "val_loss"], ascending=[False, True], kind="stable")
+    return ranked.iloc[0]
+
+
+# ---------------------------------------------------------------------------------------------------- all
+
+
+def best_model(metrics: pd.DataFrame, group: str = "all") -> str | None:
+    """The model with the highest accuracy in ``group`` (mean over folds), voted if available, else per frame."""
+    rows = metrics[(metrics["group"] == group) & (metrics["metric"] == "accuracy")]
+    voted = rows[rows["level"] == "vote"]
+    rows = voted if len(voted) else rows
+    if rows.empty:
+        return None
+    return str(rows.groupby("model")["value"].mean().idxmax())
+
+
+def make_figures(
+    eval_dir: Path,
+    models_dir: Path,
+    out_dir: Path,
+    confusion_model: str | None = None,
+    vote_ms: float | None = 250.0,
+) -> list[Path]:
+    """Draw every report figure from a run's evaluation TSVs and model folders; returns the written files.
+
+    ``out_dir`` gets ``<stem>.svg`` and ``<stem>.png`` for each of ``FIGURE_STEMS``. The confusion figure shows
+    ``confusion_model``, by default the model with the highest voted accuracy over all subjects. ``vote_ms`` is
+    the voting window behind ``subset_accuracy.tsv``, named in the figures' keys.
+    """
+    eval_dir, models_dir, out_dir = Path(eval_dir), Path(models_dir), Path(out_dir)
+    tables = {name: read_tsv(eval_dir / f"{name}.tsv") for name in EVALUATION_TABLES}
+    histories = read_run_tables(models_dir, "history.tsv")
+    searches = read_run_tables(models_dir, "search.tsv")
+    labels = [label for table in tables.values() for label in with_labels(table)["label"]]
+    colours = model_colours([*labels, *map(run_model, histories), *map(run_model, searches)])
+    model = confusion_model or best_model(tables["metrics"])
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        *subset_size_figure(
+            tables["subset_accuracy"], tables["subset_exact"], out_dir / "subset_size", colours=colours, vote_ms=vote_ms
+        ),
+        *voting_figure(tables["voting"], out_dir / "voting", colours=colours, vote_ms=vote_ms),
+        *confusion_figure(tables["confusion"], out_dir / "confusion", model),
+        *per_subject_figure(tables["metrics"], out_dir / "per_subject", colours=colours),
+        *training_curves_figure(histories, out_dir / "training_curves", colours=colours),
+        *search_figure(searches, out_dir / "search", colours=colours),
+    ]

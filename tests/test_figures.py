@@ -1,0 +1,267 @@
+"""Report figures: every figure written as SVG and PNG from a run's evaluation TSVs and model folders."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from contrastive_prosthetics.figures import (
+    FIGURE_STEMS,
+    best_model,
+    class_sort_key,
+    confusion_figure,
+    make_figures,
+    model_colours,
+    search_figure,
+    subset_size_figure,
+    training_curves_figure,
+    with_labels,
+)
+from contrastive_prosthetics.ninapro import class_names, describe
+
+REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
+MODELS = {"contrastive": False, "classifier_adabn": True}
+SUBJECTS = ["db2/s1", "db2/s2", "db3/s1"]
+FOLDS = ["reps-2-5", "loso-db3-s1"]
+CLASSES = class_names(["B"])[:7]  # rest, B1..B6
+WINDOWS_MS = [10, 50, 100, 250, 500]
+
+
+def write_tsv(rows: list[dict] | pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+
+
+def skill(model: str) -> float:
+    """How much better than chance a made-up model is; classifier_adabn is the better one."""
+    return 0.8 if model == "classifier_adabn" else 0.6
+
+
+def write_run(
+    root: Path,
+    models: dict[str, bool] = MODELS,
+    folds: list[str] = FOLDS,
+    subjects: list[str] = SUBJECTS,
+    classes: list[str] = CLASSES,
+    trials: int = 5,
+    windows_ms: list[int] = WINDOWS_MS,
+    epochs: int = 4,
+    search_trials: int = 6,
+) -> tuple[Path, Path]:
+    """A small but complete run in the pipeline's layout: ``root/eval`` TSVs and ``root/models/{model}/{fold}``."""
+    rng = np.random.default_rng(0)
+    eval_dir, models_dir = root / "eval", root / "models"
+    k_max = len(classes) - 1
+    groups = ["all", "intact", "amputee", *(f"subject:{s}" for s in subjects)]
+    subset, exact, voting, metrics, confusion = [], [], [], [], []
+    for model, adabn in models.items():
+        for fold in folds:
+            key = {"model": model, "adabn": adabn, "fold": fold}
+            for k in range(1, k_max + 1):
+                chance = 1 / (k + 1)
+                expected = chance + (1 - chance) * skill(model) ** (k / k_max)
+                exact.append({**key, "group": "all", "k": k, "accuracy": expected, "balanced_accuracy": expected})
+                for trial in range(1, trials + 1):
+                    accuracy = float(np.clip(expected + 0.05 + rng.normal(0, 0.04), 0, 1))
+                    subset.append(
+                        {**key, "group": "all", "k": k, "trial": trial, "accuracy": accuracy}
+                        | {"balanced_accuracy": accuracy, "n": 900}
+                    )
+            for window in windows_ms:
+                accuracy = skill(model) + 0.1 * np.log10(window) / 3
+                voting.append(
+                    {**key, "group": "all", "window_frames": window // 10, "window_ms": window}
+                    | {"accuracy": accuracy, "balanced_accuracy": accuracy, "n": 900}
+                )
+            for group in groups:
+                for level, bonus in (("frame", 0.0), ("vote", 0.05)):
+                    accuracy = float(np.clip(skill(model) + bonus + rng.normal(0, 0.05), 0, 1))
+                    metrics.append({**key, "group": group, "level": level, "metric": "accuracy", "class": ""})
+                    metrics[-1]["value"] = accuracy
+                    metrics.append({**key, "group": group, "level": level, "metric": "macro_f1", "class": ""})
+                    metrics[-1]["value"] = accuracy - 0.02
+                    for true in classes:
+                        for predicted in classes:
+                            count = int(rng.poisson(40 * skill(model) if true == predicted else 2))
+                            if count:  # zero counts may be missing, as in the pipeline's file
+                                confusion.append(
+                                    {**key, "group": group, "level": level, "true": true, "predicted": predicted}
+                                    | {"count": count}
+                                )
+            write_model_folder(models_dir / model / fold, rng, epochs, search_trials)
+    for name, rows in (
+        ("subset_accuracy", subset),
+        ("subset_exact", exact),
+        ("voting", voting),
+        ("metrics", metrics),
+        ("confusion", confusion),
+    ):
+        write_tsv(rows, eval_dir / f"{name}.tsv")
+    return eval_dir, models_dir
+
+
+def write_model_folder(folder: Path, rng: np.random.Generator, epochs: int, search_trials: int) -> None:
+    epoch = np.arange(1, epochs + 1)
+    history = pd.DataFrame(
+        {
+            "epoch": epoch,
+            "train_loss": 2.0 / epoch,
+            "train_group_accuracy": 1 - 0.5 / epoch,
+            "val_loss": 2.2 / epoch + 0.05 * epoch,
+            "val_accuracy": 0.9 - 0.5 / epoch,
+            "lr": 1e-3 * np.cos(np.pi * epoch / (2 * epochs)),
+            "seconds": 1.5,
+            "frames_per_s": 1e5,
+        }
+    )
+    search = pd.DataFrame(
+        {
+            "trial": np.arange(1, search_trials + 1),
+            "learning_rate": 10 ** rng.uniform(-6, -1, search_trials),
+            "weight_decay": 10 ** rng.uniform(-6, -1, search_trials),
+            "dropout": rng.uniform(0, 0.5, search_trials),
+            "val_loss": rng.uniform(0.5, 3, search_trials),
+            "val_accuracy": rng.uniform(0.1, 0.9, search_trials),
+        }
+    )
+    write_tsv(history, folder / "history.tsv")
+    write_tsv(search, folder / "search.tsv")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("run")
+    write_run(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def figures(run) -> tuple[Path, list[Path]]:
+    out_dir = run / "figures"
+    return out_dir, make_figures(run / "eval", run / "models", out_dir)
+
+
+def svg_text(out_dir: Path, stem: str) -> str:
+    return (out_dir / f"{stem}.svg").read_text()
+
+
+def test_every_figure_written_as_svg_and_png(figures):
+    out_dir, written = figures
+    expected = {out_dir / f"{stem}.{fmt}" for stem in FIGURE_STEMS for fmt in ("svg", "png")}
+    assert set(written) == expected
+    for path in expected:
+        assert path.stat().st_size > 1000, path
+    for stem in FIGURE_STEMS:
+        image = imread(out_dir / f"{stem}.png")
+        assert image.shape[0] >= 300 and image.shape[1] >= 600, (stem, image.shape)
+        assert image.std() > 0.01, f"{stem}.png is blank"
+        assert svg_text(out_dir, stem).lstrip().startswith("<?xml"), stem
+    assert not list(out_dir.glob(".*.tmp")), "temporary files left behind"
+
+
+@pytest.mark.parametrize(
+    ("stem", "texts"),
+    [
+        ("subset_size", ["Gestures chosen, k", "Accuracy (%)", "group: all", "1.96 SE", "chance", "contrastive"]),
+        ("voting", ["Voting window (ms", "Accuracy over all classes (%)", "classifier_adabn", "250 ms"]),
+        ("confusion", ["Predicted class", "True class", "B6", "Thumb up", "rest"]),
+        ("per_subject", ["db2/s2", "db3/s1", "Intact", "DB2, 2 subjects", "Amputees", "DB3, 1 subject", "contrastive"]),
+        ("training_curves", ["Epoch", "validation loss", "Validation accuracy", "classifier_adabn"]),
+        ("search", ["Learning rate (log scale)", "Validation accuracy", "chosen", "contrastive"]),
+    ],
+)
+def test_figures_carry_their_labels(figures, stem, texts):
+    svg = svg_text(figures[0], stem)
+    for text in texts:
+        assert text in svg, f"{text!r} missing from {stem}.svg"
+
+
+def test_confusion_defaults_to_best_voted_model(figures, run, tmp_path):
+    assert "Confusion of classifier_adabn" in svg_text(figures[0], "confusion")
+    confusion = pd.read_csv(run / "eval" / "confusion.tsv", sep="\t")
+    confusion_figure(confusion, tmp_path / "chosen", model="contrastive")
+    assert "Confusion of contrastive" in svg_text(tmp_path, "chosen")
+
+
+def test_a_model_keeps_its_colour_in_every_figure(figures):
+    colour = model_colours(MODELS)["contrastive"]
+    for stem in ("subset_size", "voting", "per_subject", "training_curves", "search"):
+        assert colour in svg_text(figures[0], stem), stem
+
+
+def test_a_name_with_both_adabn_settings_is_labelled(tmp_path):
+    table = pd.DataFrame({"model": ["lda", "lda", "mlp"], "adabn": ["True", "False", "False"]})
+    assert list(with_labels(table)["label"]) == ["lda (AdaBN)", "lda", "mlp"]
+    eval_dir, _ = write_run(tmp_path, models={"lda": False})
+    subset = pd.read_csv(eval_dir / "subset_accuracy.tsv", sep="\t")
+    both = pd.concat([subset, subset.assign(adabn=True, accuracy=subset["accuracy"] / 2)])
+    subset_size_figure(both, both.iloc[:0], tmp_path / "both")
+    assert "lda (AdaBN)" in svg_text(tmp_path, "both")
+
+
+def test_missing_data_gives_a_figure_that_says_so(run, tmp_path):
+    # A run without networks (LDA only) has no histories or searches, but the report still lists both figures.
+    assert len(training_curves_figure({}, tmp_path / "curves")) == 2
+    assert "No training histories" in svg_text(tmp_path, "curves")
+    search_figure({}, tmp_path / "search")
+    assert "No hyper-parameter searches" in svg_text(tmp_path, "search")
+    confusion = pd.read_csv(run / "eval" / "confusion.tsv", sep="\t")
+    confusion_figure(confusion, tmp_path / "absent", model="no-such-model")
+    assert "No confusion counts" in svg_text(tmp_path, "absent")
+
+
+def test_equal_data_give_identical_files(figures, run, tmp_path):
+    """Reruns leave the files byte-identical (no dates, fixed SVG ids); two figures stand for all, as they share
+    the saving code."""
+    subset = pd.read_csv(run / "eval" / "subset_accuracy.tsv", sep="\t")
+    exact = pd.read_csv(run / "eval" / "subset_exact.tsv", sep="\t")
+    confusion = pd.read_csv(run / "eval" / "confusion.tsv", sep="\t")
+    subset_size_figure(subset, exact, tmp_path / "subset_size", colours=model_colours(MODELS))
+    confusion_figure(confusion, tmp_path / "confusion", model="classifier_adabn")
+    for stem in ("subset_size", "confusion"):
+        assert svg_text(tmp_path, stem) == svg_text(figures[0], stem), stem
+        assert (tmp_path / f"{stem}.png").read_bytes() == (figures[0] / f"{stem}.png").read_bytes(), stem
+
+
+def test_best_model_and_class_order():
+    metrics = pd.DataFrame(
+        {
+            "model": ["a", "b", "b"],
+            "group": "all",
+            "level": ["vote", "vote", "frame"],
+            "metric": "accuracy",
+            "value": [0.7, 0.6, 0.9],
+        }
+    )
+    assert best_model(metrics) == "a"  # voted accuracy decides when there is one
+    assert sorted(["C2", "B10", "rest", "B2", "C10"], key=class_sort_key) == ["rest", "B2", "B10", "C2", "C10"]
+
+
+def test_captions_exist_and_confusion_key_matches_ninapro():
+    for stem in FIGURE_STEMS:
+        assert len((REPORT / f"{stem}.rst").read_text().strip()) > 200, stem
+    key = dict(re.findall(r"^(rest|[A-D]\d+) +(\S.*?)\s*$", (REPORT / "confusion.rst").read_text(), re.MULTILINE))
+    assert len(key) == 1 + 12 + 17 + 23 + 9
+    for name, description in key.items():
+        assert description == describe(name), name
+
+
+@pytest.mark.parametrize("stem", FIGURE_STEMS)
+def test_captions_render_as_snakemake_report_captions(stem):
+    """Snakemake renders captions with Jinja (config values) and then as reStructuredText; both must succeed."""
+    jinja2 = pytest.importorskip("jinja2")
+    docutils_core = pytest.importorskip("docutils.core")
+    template = jinja2.Template((REPORT / f"{stem}.rst").read_text())
+    for config in ({"evaluation": {"vote_window_ms": 300, "subset_trials": 50}}, {}):
+        text = template.render(snakemake=SimpleNamespace(config=config))
+        # halt_level 2: a reStructuredText warning (a broken table, say) fails the test
+        html = docutils_core.publish_parts(text, writer="html", settings_overrides={"halt_level": 2})["body"]
+        assert "{{" not in text and len(html) > 200
+        if config and stem in ("subset_size", "voting"):
+            assert "300 ms" in text

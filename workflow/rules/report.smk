@@ -1,0 +1,27 @@
+# Aggregated tables and training records → every figure, each in the report with its caption.
+
+FIGURES = ["subset_size", "voting", "confusion", "per_subject", "training_curves", "search"]
+
+
+rule figures:
+    input:
+        tables=expand("results/eval/{table}.tsv", table=EVAL_TABLES),
+        histories=expand("results/models/{model}/{fold}/history.tsv", model=config["models"], fold=config["folds"]),
+        searches=expand("results/models/{model}/{fold}/search.tsv", model=config["models"], fold=config["folds"]),
+    output:
+        svg=[
+            report(f"results/figures/{name}.svg", caption=f"../report/{name}.rst", category="Figures")
+            for name in FIGURES
+        ],
+        png=expand("results/figures/{name}.png", name=FIGURES),
+    log:
+        "logs/figures.log",
+    benchmark:
+        "benchmarks/figures.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        vote_window_ms=config["evaluation"]["vote_window_ms"],
+    shell:
+        "contrastive-prosthetics figures --eval-dir results/eval --models-dir results/models "
+        "--out-dir results/figures --vote-window-ms {params.vote_window_ms} > {log} 2>&1"
