@@ -151,8 +151,8 @@ def segment_frames(
         chunk = slice(first, first + SEGMENTS_PER_CHUNK)
         index = starts[chunk, None] + stretch
         stretches = emg[np.maximum(index, 0)].transpose(0, 2, 1)  # [segment, channel, sample]
-        # Before the recording the continuous filter saw zeros: reproduce that.
-        stretches = np.where(index[:, None, :] >= 0, stretches, 0.0)
+        if index[:, 0].min() < 0:  # before the recording the continuous filter saw zeros: reproduce that
+            stretches = np.where(index[:, None, :] >= 0, stretches, 0.0)
         if sos is None:
             signal = stretches
             frames[chunk] = signal[..., ends].transpose(0, 2, 1)
