@@ -22,6 +22,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from .atomic import atomic_torch_save, atomic_write_tsv
 from .dataset import DB23, Selection
 from .folds import fold_selections
+from .train import save_test_logits
 
 log = logging.getLogger(__name__)
 AMPLITUDE_FEATURES = (0, 1)  # MAV and WL: logarithms
@@ -123,19 +124,4 @@ def train_lda_fold(
         out_dir / "model.pt",
     )
     test_logits, test_index = score_selection(data, selections.test, models)  # the one place test data are read
-    atomic_torch_save(
-        {
-            "logits": test_logits,
-            "label": test_index[:, 1],
-            "subject": test_index[:, 0],
-            "repetition": test_index[:, 2] + 1,
-            "frame": test_index[:, 3],
-            "subjects": data.subject_names,
-            "amputee": [s.amputee for s in data.subjects],
-            "classes": data.classes,
-            "adabn": False,
-            "model": model_name,
-            "fold": fold_name,
-        },
-        out_dir / "logits.pt",
-    )
+    save_test_logits(out_dir / "logits.pt", test_logits, test_index, data, model_name, fold_name, adabn=False)

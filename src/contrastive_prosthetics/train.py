@@ -13,6 +13,7 @@ training and validation data only. One seed drives everything; CPU reruns are bi
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
@@ -205,6 +206,29 @@ def train_once(
     )
 
 
+def save_test_logits(
+    path: Path, logits: torch.Tensor, index: torch.Tensor, data: DB23, model_name: str, fold_name: str, adabn: bool
+) -> None:
+    """logits.pt, the evaluation's input: every test frame's scores over all classes and where it came from."""
+    index = index.cpu()
+    atomic_torch_save(
+        {
+            "logits": logits.cpu(),
+            "label": index[:, 1],
+            "subject": index[:, 0],
+            "repetition": index[:, 2] + 1,
+            "frame": index[:, 3],
+            "subjects": data.subject_names,
+            "amputee": [s.amputee for s in data.subjects],
+            "classes": data.classes,
+            "adabn": adabn,
+            "model": model_name,
+            "fold": fold_name,
+        },
+        path,
+    )
+
+
 def train_fold(
     tensor_paths: list[Path],
     model_name: str,
@@ -243,20 +267,11 @@ def train_fold(
 
     search_rows = []
     candidates = sample_hyperparameters(settings, settings.search_trials, seed)
+    # Search and final training differ only in epochs, seed and the label in the log.
+    train = functools.partial(train_once, data, selections.train, selections.validation, config)
     for trial, hyper in enumerate(candidates, start=1):
-        _, history, _ = train_once(
-            data,
-            selections.train,
-            selections.validation,
-            config,
-            hyper,
-            settings,
-            settings.search_epochs,
-            seed + trial,
-            adabn,
-            chosen,
-            f"trial {trial}/{len(candidates)}",
-        )
+        trial_label = f"trial {trial}/{len(candidates)}"
+        _, history, _ = train(hyper, settings, settings.search_epochs, seed + trial, adabn, chosen, trial_label)
         best = min(history, key=lambda row: row["val_loss"])
         search_rows.append(
             {"trial": trial, **vars(hyper), "val_loss": best["val_loss"], "val_accuracy": best["val_accuracy"]}
@@ -265,19 +280,7 @@ def train_fold(
     hyper = candidates[winner["trial"] - 1]
     log.info("best trial %d: %s", winner["trial"], winner)
 
-    model, history, extra = train_once(
-        data,
-        selections.train,
-        selections.validation,
-        config,
-        hyper,
-        settings,
-        settings.final_epochs,
-        seed,
-        adabn,
-        chosen,
-        "final",
-    )
+    model, history, extra = train(hyper, settings, settings.final_epochs, seed, adabn, chosen, "final")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tsv(search_rows, out_dir / "search.tsv")
     atomic_write_tsv(
@@ -304,20 +307,5 @@ def train_fold(
 
     # The one place test data are read.
     logits, index = predict(model, data, selections.test, adabn, settings.evaluation_batch)
-    atomic_torch_save(
-        {
-            "logits": logits.cpu(),
-            "label": index[:, 1].cpu(),
-            "subject": index[:, 0].cpu(),
-            "repetition": index[:, 2].cpu() + 1,
-            "frame": index[:, 3].cpu(),
-            "subjects": data.subject_names,
-            "amputee": [s.amputee for s in data.subjects],
-            "classes": data.classes,
-            "adabn": adabn,
-            "model": model_name,
-            "fold": fold_name,
-        },
-        out_dir / "logits.pt",
-    )
+    save_test_logits(out_dir / "logits.pt", logits, index, data, model_name, fold_name, adabn)
     log.info("wrote %s", out_dir)
