@@ -5,10 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 CORES ?= all
+# `make test` also runs the SLURM test (tests/cluster/run_slurm_test.sh): it installs and starts a private
+# single-node SLURM where it can (root and apt-get, as in CI) and skips with the reason elsewhere. 0 leaves it out.
+CLUSTER_TEST ?= 1
 # The pipeline's rules call the `contrastive-prosthetics` command, installed in the virtual environment.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test lint bench report clean
+.PHONY: run test test-cluster lint bench report clean
 
 $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +23,10 @@ run: $(INSTALLED)
 	snakemake --cores $(CORES)
 
 test: $(INSTALLED) lint
-	pytest
+	CONTRASTIVE_CLUSTER_TEST=$(CLUSTER_TEST) pytest
+
+test-cluster: $(INSTALLED)
+	CONTRASTIVE_CLUSTER_TEST=1 pytest -s tests/test_cluster.py
 
 lint: $(INSTALLED)
 	ruff check .

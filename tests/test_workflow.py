@@ -73,7 +73,8 @@ def test_default_dag_plans_every_subject(tmp_path):
     assert jobs == {
         "convert": "5",
         "synthesize": "10",
-        "train": "5",
+        "train": "4",
+        "train_lda": "1",
         "evaluate": "5",
         "aggregate": "1",
         "figures": "1",

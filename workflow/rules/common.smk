@@ -1,5 +1,6 @@
 # Shared wiring: which subjects exist and where their files are. Everything here asks the package.
 import json
+import re
 
 from contrastive_prosthetics.folds import fold_subjects
 from contrastive_prosthetics.ninapro import database, exercise_from_file_name
@@ -16,6 +17,12 @@ wildcard_constraints:
     subject=r"\d+",
     model="|".join(config["models"]),
     fold="|".join(config["folds"]),
+
+
+def models_of_kind(wanted):
+    """A wildcard pattern matching the configured models whose kind passes `wanted` (never matches if none do)."""
+    names = [name for name, model in config["models"].items() if wanted(model["kind"])]
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 def all_tensors():

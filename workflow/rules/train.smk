@@ -1,6 +1,7 @@
 # Per-subject tensors → one searched, trained and checkpointed model per {model}/{fold}, with its test logits.
 
 
+# Networks: a GPU when the cluster has one (CPU otherwise).
 rule train:
     input:
         fold_tensors,
@@ -13,6 +14,8 @@ rule train:
         "logs/train/{model}/{fold}.log",
     benchmark:
         "benchmarks/train/{model}/{fold}.tsv"
+    wildcard_constraints:
+        model=models_of_kind(lambda kind: kind != "lda"),
     conda:
         "../../envs/pipeline.yaml"
     threads: config["training"]["threads"]
@@ -31,3 +34,11 @@ rule train:
         "--architecture-json {params.architecture:q} --fold {wildcards.fold} --fold-json {params.fold:q} "
         "--training-json {params.training:q} --seed {params.seed} --device {params.device} --threads {threads} "
         "--tensors {input} --out-dir results/models/{wildcards.model}/{wildcards.fold} > {log} 2>&1"
+
+
+# The LDA baseline: same command and outputs, but CPU only (scikit-learn), so a cluster never holds a GPU for it.
+use rule train as train_lda with:
+    wildcard_constraints:
+        model=models_of_kind(lambda kind: kind == "lda"),
+    resources:
+        mem_mb=4000,
