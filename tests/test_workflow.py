@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, emg_for, make_protocol, write_mat
+from tiny_config import tiny
 
 pytestmark = pytest.mark.workflow
 
@@ -45,22 +46,6 @@ def write_config(workdir: Path, change) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     return workdir
-
-
-def tiny(config: dict) -> None:
-    config["data"]["databases"] = {"db2": [1], "db3": [6]}
-    config["data"]["exercises"] = ["B"]
-    config["synthetic"].update(movement_s=1.6, rest_s=0.8)
-    config["models"] = {
-        "contrastive_adabn": {"kind": "contrastive", "adabn": True},
-        "classifier": {"kind": "classifier", "adabn": False},
-        "lda": {"kind": "lda", "adabn": False},
-    }
-    config["evaluation"]["subset_trials"] = 8
-    config["architecture"].update(width=16, conv_maps=4, depth=1)
-    config["training"].update(groups=4, steps_per_epoch=3, threads=1)
-    config["training"]["search"].update(trials=2, epochs=1)
-    config["training"]["final"]["epochs"] = 2
 
 
 def test_default_dag_plans_every_subject(tmp_path):

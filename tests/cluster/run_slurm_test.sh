@@ -103,6 +103,15 @@ stop_run() { # stop_run <pid of timeout>: INT (snakemake cancels its jobs; TERM 
     wait "$1" 2>/dev/null
 }
 
+wait_for_run() { # wait_for_run <how> <pid> <log>: waits; on failure prints the end of the log and returns 1
+    local rc=0
+    wait "$2" || rc=$?
+    [ "$rc" -eq 0 ] && return 0
+    echo "snakemake $1 failed (exit $rc); last lines of its log:"
+    tail -n 80 "$3"
+    return 1
+}
+
 cleanup() {
     local rc=$?
     set +e
@@ -246,29 +255,21 @@ sinfo --Node --long
 scontrol show config | grep -E '^(MinJobAge|SelectType |GresTypes|AccountingStorageType)'
 
 # ---------------------------------------------------------------- 4. the tiny pipeline, through SLURM and locally
+# The tiny configuration of the workflow tests (tests/tiny_config.py): two network models and LDA, one fold.
 for dir in "$TMP/work-slurm" "$TMP/work-local"; do
-    "$VENV/bin/python" - "$REPO/config.yaml" "$dir/config.yaml" <<'EOF'
+    "$VENV/bin/python" "$REPO/tests/tiny_config.py" "$REPO/config.yaml" "$dir/config.yaml"
+done
+# Jobs per kind: train (a GPU each) for every network model and fold, train_lda (no GPU) for every LDA model.
+read -r GPU_JOBS LDA_JOBS < <("$VENV/bin/python" - "$TMP/work-slurm/config.yaml" <<'EOF'
 import sys
 
 import yaml
 
 config = yaml.safe_load(open(sys.argv[1]))
-config["data"]["databases"] = {"db2": [1], "db3": [6]}
-config["data"]["exercises"] = ["B"]
-config["synthetic"].update(movement_s=1.6, rest_s=0.8)
-config["models"] = {
-    "contrastive_adabn": {"kind": "contrastive", "adabn": True},
-    "lda": {"kind": "lda", "adabn": False},
-}
-config["architecture"].update(width=16, conv_maps=4, depth=1)
-config["training"].update(groups=4, steps_per_epoch=3, threads=1)
-config["training"]["search"].update(trials=1, epochs=1)
-config["training"]["final"]["epochs"] = 1
-config["evaluation"]["subset_trials"] = 8
-with open(sys.argv[2], "w") as out:
-    yaml.safe_dump(config, out, sort_keys=False)
+lda = sum(model["kind"] == "lda" for model in config["models"].values())
+print((len(config["models"]) - lda) * len(config["folds"]), lda * len(config["folds"]))
 EOF
-done
+)
 
 # Which keys of profiles/slurm are overridden by the automatically loaded workflow profile (profiles/default)?
 (cd "$TMP/work-slurm" && "$VENV/bin/python" - "$REPO" <<'EOF'
@@ -313,12 +314,7 @@ t0=$(date +%s)
 (cd "$TMP/work-slurm" && exec timeout --signal=INT --kill-after=60 900 "${SLURM_CMD[@]}") \
     >"$TMP/log/snakemake-slurm.log" 2>&1 &
 SLURM_RUN_PID=$!
-slurm_rc=0
-wait "$SLURM_RUN_PID" || slurm_rc=$?
-SLURM_RUN_PID=""
-if [ "$slurm_rc" -ne 0 ]; then
-    echo "snakemake through SLURM failed (exit $slurm_rc); last lines of its log:"
-    tail -n 80 "$TMP/log/snakemake-slurm.log"
+if ! wait_for_run "through SLURM" "$SLURM_RUN_PID" "$TMP/log/snakemake-slurm.log"; then
     find "$TMP/work-slurm/.snakemake/slurm_logs" "$TMP/work-slurm/logs" -type f 2>/dev/null | while read -r f; do
         echo "----- $f"
         tail -n 20 "$f"
@@ -326,15 +322,10 @@ if [ "$slurm_rc" -ne 0 ]; then
     squeue --states=all --format='%i %j %T %r %k' || true
     exit 1
 fi
+SLURM_RUN_PID=""
 echo "SLURM run finished in $(($(date +%s) - t0)) s"
-local_rc=0
-wait "$LOCAL_PID" || local_rc=$?
+wait_for_run locally "$LOCAL_PID" "$TMP/log/snakemake-local.log" || exit 1
 LOCAL_PID=""
-if [ "$local_rc" -ne 0 ]; then
-    echo "local snakemake failed (exit $local_rc); last lines of its log:"
-    tail -n 60 "$TMP/log/snakemake-local.log"
-    exit 1
-fi
 echo "Local run finished ($(grep -o 'Elapsed time: .*' "$TMP/log/snakemake-local.log" | tail -n 1))"
 
 # ---------------------------------------------------------------- 5. checks
@@ -369,8 +360,9 @@ echo "sbatch submissions: $n_sbatch (train: $n_train, of which with --gpus=1: $n
 grep 'rule_train_wildcards' "$TMP/log/sbatch-calls.txt" | sed 's/^/SBATCH-GPU: /' || true
 grep 'rule_train_lda_wildcards' "$TMP/log/sbatch-calls.txt" | sed 's/^/SBATCH-CPU: /' || true
 check "jobs were submitted with sbatch" test "$n_sbatch" -gt 0
-check "the network's train job was submitted with --gpus=1" test "$n_train" -eq 1 -a "$n_train_gpu" -eq 1
-check "the LDA baseline was submitted as train_lda" test "$n_lda" -eq 1
+check "every network's train job ($GPU_JOBS) was submitted with --gpus=1" \
+    test "$n_train" -eq "$GPU_JOBS" -a "$n_train_gpu" -eq "$GPU_JOBS"
+check "the LDA baseline was submitted as train_lda ($LDA_JOBS)" test "$n_lda" -eq "$LDA_JOBS"
 check "no CPU-only job (LDA included) asked for a GPU" test "$n_cpu_gpu" -eq 0
 check "every submission went to partition $PARTITION" test "$n_partition" -eq "$n_sbatch"
 check "local rules (all, aggregate, figures) were not submitted" \
@@ -402,7 +394,8 @@ n_slurm_gpu=$(grep -cE 'TresPerJob=[^ ]*gpu' "$TMP/log/jobs.txt" || true)
 grep 'Comment=rule_train' "$TMP/log/jobs.txt" | grep -oE 'JobId=[0-9]+|JobState=[A-Z]+|Comment=[^ ]+|TresPerJob=[^ ]+' |
     paste -sd ' ' | sed 's/JobId=/\nSLURM-JOB: JobId=/g' | sed '/^$/d' || true
 check "SLURM completed every submitted job" test "$n_done" -eq "$n_sbatch"
-check "SLURM recorded a one-GPU request for the train job, and no other" test "$n_slurm_train_gpu" -eq 1 -a "$n_slurm_gpu" -eq 1
+check "SLURM recorded a one-GPU request for each train job, and for no other job" \
+    test "$n_slurm_train_gpu" -eq "$GPU_JOBS" -a "$n_slurm_gpu" -eq "$GPU_JOBS"
 n_logs=$(find "$TMP/work-slurm/.snakemake/slurm_logs" -name '*.log' -type f 2>/dev/null | wc -l)
 check "SLURM logs of successful jobs were kept ($n_logs files)" test "$n_logs" -eq "$n_sbatch"
 

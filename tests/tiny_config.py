@@ -1,0 +1,40 @@
+"""The tiny configuration shared by the workflow tests and the SLURM test: two subjects (one intact, one
+amputee), exercise B, three models (two networks and LDA), a few steps of training. The whole pipeline runs in
+about a minute on 2 cores.
+
+    python tests/tiny_config.py config.yaml tiny.yaml   # writes a tiny copy of config.yaml
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def tiny(config: dict) -> None:
+    """Shrink a full configuration (config.yaml's structure) in place."""
+    config["data"]["databases"] = {"db2": [1], "db3": [6]}
+    config["data"]["exercises"] = ["B"]
+    config["synthetic"].update(movement_s=1.6, rest_s=0.8)
+    config["models"] = {
+        "contrastive_adabn": {"kind": "contrastive", "adabn": True},
+        "classifier": {"kind": "classifier", "adabn": False},
+        "lda": {"kind": "lda", "adabn": False},
+    }
+    config["evaluation"]["subset_trials"] = 8
+    config["architecture"].update(width=16, conv_maps=4, depth=1)
+    config["training"].update(groups=4, steps_per_epoch=3, threads=1)
+    config["training"]["search"].update(trials=2, epochs=1)
+    config["training"]["final"]["epochs"] = 2
+
+
+def main(source: str, target: str) -> None:
+    config = yaml.safe_load(Path(source).read_text())
+    tiny(config)
+    Path(target).write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
