@@ -1,6 +1,16 @@
 # contrastive-prosthetics: NinaPro sEMG → per-subject tensors → models → subset-size evaluation → report.
 # A table of contents: the rules live in workflow/rules/, the logic in the package they call.
+import os
+import sys
+
 from snakemake.utils import min_version
+
+# The package in src/ beside this file serves both this Snakefile's imports and every job's
+# `python -m contrastive_prosthetics`, in whatever environment runs it (.venv, a conda env from envs/, a cluster
+# node): the code that runs is always this checkout's, installed or not.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
 from contrastive_prosthetics.config import validate_config
 

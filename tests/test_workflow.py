@@ -7,9 +7,11 @@ import functools
 import http.server
 import json
 import os
+import site
 import subprocess
 import sys
 import threading
+import venv
 import zipfile
 from pathlib import Path
 
@@ -24,9 +26,11 @@ pytestmark = pytest.mark.workflow
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    bin_dir = str(Path(sys.executable).parent)  # where the package's command line entry point is installed
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+def snakemake(workdir: Path, *args: str, job_bin_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the workflow in workdir. The jobs' `python` is this test's, or the one in job_bin_dir."""
+    bin_dir = str(Path(sys.executable).parent)  # snakemake and the package's environment
+    path = [str(job_bin_dir)] if job_bin_dir else []
+    env = {**os.environ, "PATH": os.pathsep.join([*path, bin_dir, os.environ.get("PATH", "")])}
     command = [
         str(Path(bin_dir) / "snakemake"),
         "--snakefile",
@@ -96,6 +100,28 @@ def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_pat
     for figure in ("subset_size", "voting", "confusion", "per_subject", "training_curves", "search"):
         assert f"{figure}.svg" in html, figure
     assert "metrics.tsv" in html
+
+
+def dependencies_only_environment(folder: Path) -> Path:
+    """What `snakemake --sdm conda` gives a job: a Python with the dependencies of envs/pipeline.yaml but without
+    this package. A bare venv that sees this environment's site-packages through a .pth file: paths listed in a
+    .pth are added to sys.path, but their own .pth files (the editable install's hook) are not run."""
+    venv.create(folder, with_pip=False)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (folder / "lib" / version / "site-packages" / "dependencies.pth").write_text("\n".join(site.getsitepackages()))
+    return folder / "bin"
+
+
+def test_jobs_run_this_checkouts_code_in_an_environment_without_the_package(tmp_path):
+    job_bin = dependencies_only_environment(tmp_path / "env")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = "import torch, scipy, sklearn, h5py; import contrastive_prosthetics"
+    outside = subprocess.run([job_bin / "python", "-c", probe], env=env, capture_output=True, text=True)
+    assert "No module named 'contrastive_prosthetics'" in outside.stderr  # the dependencies import, the package not
+    workdir = write_config(tmp_path / "work", tiny)
+    result = snakemake(workdir, "results/tensors/db2/s1.pt", job_bin_dir=job_bin)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(workdir / "results/tensors/db2/s1.pt", weights_only=False)["emg"].shape == (18, 6, 100, 12)
 
 
 def test_misspelt_config_key_stops_before_any_job(tmp_path):

@@ -158,7 +158,8 @@ cat >"$TMP/bin/srun" <<EOF
 SLURM_CONF='$SLURM_CONF' exec '$(command -v srun)' "\$@"
 EOF
 chmod 755 "$TMP/bin/srun"
-# The rules call `contrastive-prosthetics` from the virtual environment; sbatch --export=ALL passes PATH on.
+# The rules run `python -m contrastive_prosthetics` with the virtual environment's python; sbatch --export=ALL
+# passes PATH on.
 export PATH="$TMP/bin:$VENV/bin:$PATH"
 unset BASH_ENV ENV # see the note on `set -u` above
 

@@ -17,7 +17,7 @@ rule synthesize:
         synthetic=json.dumps(config["synthetic"]),
         seed=config["seed"],
     shell:
-        "contrastive-prosthetics synthesize --database {wildcards.db} --subject {wildcards.subject} "
+        "python -m contrastive_prosthetics synthesize --database {wildcards.db} --subject {wildcards.subject} "
         "--exercise {params.exercise} --seed {params.seed} --params-json {params.synthetic:q} "
         "--out {output} > {log} 2>&1"
 
@@ -41,7 +41,7 @@ rule download:
         backoff_s=config["data"]["download"]["backoff_s"],
         timeout_s=config["data"]["download"]["timeout_s"],
     shell:
-        "contrastive-prosthetics download --database {wildcards.db} --subject {wildcards.subject} "
+        "python -m contrastive_prosthetics download --database {wildcards.db} --subject {wildcards.subject} "
         "--exercises {params.exercises} --url {params.url:q} --sha256 '{params.sha256}' "
         "--archive-dir resources/ninapro/{wildcards.db}/archives "
         "--dest-dir resources/ninapro/{wildcards.db}/s{wildcards.subject} "
@@ -67,6 +67,6 @@ rule convert:
         exercises=" ".join(EXERCISES),
         preprocess=json.dumps(config["preprocess"]),
     shell:
-        "contrastive-prosthetics convert --database {wildcards.db} --subject {wildcards.subject} "
+        "python -m contrastive_prosthetics convert --database {wildcards.db} --subject {wildcards.subject} "
         "{params.sources} {params.manifest} --exercises {params.exercises} "
         "--preprocess-json {params.preprocess:q} --out {output} > {log} 2>&1"

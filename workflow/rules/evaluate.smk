@@ -24,7 +24,7 @@ rule evaluate:
         seed=config["seed"],
         no_rest="" if config["evaluation"]["include_rest"] else "--no-rest",
     shell:
-        "contrastive-prosthetics evaluate --logits {input} --vote-window-ms {params.vote_window_ms} "
+        "python -m contrastive_prosthetics evaluate --logits {input} --vote-window-ms {params.vote_window_ms} "
         "--trials {params.trials} --seed {params.seed} {params.no_rest} "
         "--out-dir results/eval/{wildcards.model}/{wildcards.fold} > {log} 2>&1"
 
@@ -53,5 +53,5 @@ rule aggregate:
         inputs=expand("results/eval/{model}/{fold}", model=config["models"], fold=config["folds"]),
         tables=EVAL_TABLES,
     shell:
-        "contrastive-prosthetics aggregate --inputs {params.inputs} --tables {params.tables} "
+        "python -m contrastive_prosthetics aggregate --inputs {params.inputs} --tables {params.tables} "
         "--out-dir results/eval > {log} 2>&1"

@@ -23,5 +23,5 @@ rule figures:
     params:
         vote_window_ms=config["evaluation"]["vote_window_ms"],
     shell:
-        "contrastive-prosthetics figures --eval-dir results/eval --models-dir results/models "
+        "python -m contrastive_prosthetics figures --eval-dir results/eval --models-dir results/models "
         "--out-dir results/figures --vote-window-ms {params.vote_window_ms} > {log} 2>&1"

@@ -30,7 +30,7 @@ rule train:
         seed=config["seed"],
         device=config["device"],
     shell:
-        "contrastive-prosthetics train --model {wildcards.model} --model-json {params.model:q} "
+        "python -m contrastive_prosthetics train --model {wildcards.model} --model-json {params.model:q} "
         "--architecture-json {params.architecture:q} --fold {wildcards.fold} --fold-json {params.fold:q} "
         "--training-json {params.training:q} --seed {params.seed} --device {params.device} --threads {threads} "
         "--tensors {input} --out-dir results/models/{wildcards.model}/{wildcards.fold} > {log} 2>&1"
