@@ -2,12 +2,14 @@
 cluster, and runs the tiny pipeline with `--profile profiles/slurm` and locally, then compares the two.
 
 It needs root and Debian's packages, and takes a few minutes, so it runs only with CONTRASTIVE_CLUSTER_TEST=1
-(`make test-cluster`). Where SLURM cannot be installed, the script prints "SKIPPED: <reason>" and so does this test.
+(`make test-cluster`; `make test` sets it too). Where SLURM cannot be installed, the script prints
+"SKIPPED: <reason>" and so does this test; the quick tests at the end prove each of those skips.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "cluster" / "run_slurm_test.sh"
 TIMEOUT_S = 20 * 60
 
-pytestmark = pytest.mark.cluster
+pytestmark = pytest.mark.cluster  # the full run is gated below; the skip checks are quick
 
 
 def run_script() -> tuple[int, str]:
@@ -70,3 +72,41 @@ def test_pipeline_on_slurm_matches_local_run_and_only_networks_hold_a_gpu(capsys
     assert len(cpu_submissions) == 1 and "--gpus" not in cpu_submissions[0], cpu_submissions  # LDA holds no GPU
     # SLURM's own record (scontrol), not only what was asked for
     assert "OK: SLURM recorded a one-GPU request for each train job, and for no other job" in output
+
+
+def run_quick(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_script_skips_with_its_reason_without_root():
+    command = ["bash", str(SCRIPT)]
+    if os.geteuid() == 0:  # drop to nobody, as a user without root would run it
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    result = run_quick(command, dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("SKIPPED: needs root"), result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the apt-get check comes after the root check")
+def test_script_skips_with_its_reason_without_apt_get(tmp_path):
+    # A PATH with only the commands the script runs before looking for apt-get.
+    for tool in ("id", "dirname", "date"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    result = run_quick(["/bin/bash", str(SCRIPT)], {**os.environ, "PATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("SKIPPED: apt-get not found"), result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the install comes after the root check")
+def test_script_skips_with_apt_gets_message_when_the_install_fails(tmp_path):
+    # SLURM's commands are not on this PATH, so the script tries to install them; this apt-get always fails.
+    for tool in ("id", "dirname", "date", "mktemp", "tail", "tr", "rm"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    apt_get = tmp_path / "apt-get"
+    apt_get.write_text("#!/bin/sh\necho 'E: Unable to locate package slurm-wlm' >&2\nexit 100\n")
+    apt_get.chmod(0o755)
+    env = {**os.environ, "PATH": str(tmp_path), "VENV": str(Path(sys.prefix))}
+    result = run_quick(["/bin/bash", str(SCRIPT)], env)
+    assert result.returncode == 0, result.stderr
+    assert "SKIPPED: could not install slurm-wlm and munge with apt-get" in result.stdout, result.stdout
+    assert "Unable to locate package slurm-wlm" in result.stdout  # apt-get's own words, so the reason is clear
