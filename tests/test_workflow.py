@@ -44,6 +44,13 @@ def snakemake(workdir: Path, *args: str, job_bin_dir: Path | None = None) -> sub
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
 
 
+def job_counts(result: subprocess.CompletedProcess) -> dict[str, str]:
+    """Jobs per rule, from the "Job stats" table of a dry run."""
+    output = (result.stdout + result.stderr).splitlines()
+    table = output[output.index("Job stats:") + 3 :]
+    return dict(line.split() for line in table[: next(i for i, line in enumerate(table) if line.startswith("total"))])
+
+
 def write_config(workdir: Path, change) -> Path:
     config = copy.deepcopy(DEFAULT)
     change(config)
@@ -55,10 +62,7 @@ def write_config(workdir: Path, change) -> Path:
 def test_default_dag_plans_every_subject(tmp_path):
     result = snakemake(write_config(tmp_path, lambda c: None), "--dry-run")
     assert result.returncode == 0, result.stderr
-    output = (result.stdout + result.stderr).splitlines()
-    table = output[output.index("Job stats:") + 3 :]
-    table = table[: next(i for i, line in enumerate(table) if line.startswith("total"))]
-    jobs = dict(line.split() for line in table)
+    jobs = job_counts(result)
     assert jobs == {
         "convert": "5",
         "synthesize": "10",
@@ -69,6 +73,21 @@ def test_default_dag_plans_every_subject(tmp_path):
         "figures": "1",
         "all": "1",
     }
+
+
+def test_full_scale_config_plans_every_download_and_a_gpu_job_per_network_and_fold(tmp_path):
+    full = yaml.safe_load((REPO / "config" / "ninapro.yaml").read_text())
+    result = snakemake(tmp_path, "--dry-run", "--configfile", str(REPO / "config" / "ninapro.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_counts(result)
+    subjects = sum(len(listed) for listed in full["data"]["databases"].values())
+    lda = sum(model["kind"] == "lda" for model in full["models"].values())
+    folds = len(full["folds"])
+    assert (subjects, folds) == (51, 12)  # DB2's 40 and DB3's 11; the standard fold and leave-one-amputee-out
+    assert jobs["download"] == jobs["convert"] == str(subjects)
+    assert jobs["train"] == str((len(full["models"]) - lda) * folds)
+    assert jobs["train_lda"] == str(lda * folds)
+    assert jobs["evaluate"] == str(len(full["models"]) * folds)
 
 
 def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_path):
