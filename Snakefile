@@ -33,9 +33,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
-# Quick bookkeeping jobs run on the submitting machine, never on a cluster node.
+# Run on the submitting machine, never on a cluster node: quick bookkeeping, and downloads, which need the
+# internet that compute nodes usually lack and only wait on the network.
 localrules:
     all,
+    download,
     aggregate,
     figures,
 

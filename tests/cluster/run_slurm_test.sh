@@ -366,8 +366,8 @@ check "every network's train job ($GPU_JOBS) was submitted with --gpus=1" \
 check "the LDA baseline was submitted as train_lda ($LDA_JOBS)" test "$n_lda" -eq "$LDA_JOBS"
 check "no CPU-only job (LDA included) asked for a GPU" test "$n_cpu_gpu" -eq 0
 check "every submission went to partition $PARTITION" test "$n_partition" -eq "$n_sbatch"
-check "local rules (all, aggregate, figures) were not submitted" \
-    bash -c "! grep -qE 'rule_(all|aggregate|figures)' '$TMP/log/sbatch-calls.txt'"
+check "local rules (all, download, aggregate, figures) were not submitted" \
+    bash -c "! grep -qE 'rule_(all|download|aggregate|figures)' '$TMP/log/sbatch-calls.txt'"
 check "each submission carries its rule's runtime and memory from profiles/slurm (set-resources)" \
     "$VENV/bin/python" - "$REPO/profiles/slurm/config.yaml" "$TMP/log/sbatch-calls.txt" <<'EOF'
 import re
