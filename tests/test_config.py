@@ -17,44 +17,68 @@ def edited(change):
     return config
 
 
+def add_fold_over_a_subject_outside_the_data(config):
+    config["folds"]["loso"] = {
+        "scheme": "subjects",
+        "subjects": ["db2/s1", "db2/s9"],
+        "test_subject": "db2/s1",
+        "train": [1, 2],
+        "validation": [6],
+    }
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        pytest.param(
+            lambda c: c["synthetic"].update(movment_s=2.0),
+            r"synthetic: Additional properties are not allowed \('movment_s'",
+            id="misspelt key",
+        ),
+        pytest.param(
+            lambda c: c["preprocess"].update(window_length_ms="long"),
+            r"preprocess.window_length_ms: 'long' is not of type 'number'",
+            id="wrong type",
+        ),
+        pytest.param(
+            lambda c: c["data"]["databases"].update(db9=[1]),
+            r"data.databases: Additional properties are not allowed \('db9'",
+            id="unknown database",
+        ),
+        pytest.param(
+            lambda c: c["data"]["databases"].update(db3=[1, 12]),
+            r"data.databases.db3: db3 has subjects 1-11, not \[12\]",
+            id="subject a database does not have",
+        ),
+        pytest.param(
+            lambda c: c["data"].update(exercises=["A"]),
+            r"data.exercises: db2 has no exercise A",
+            id="exercise a database lacks",
+        ),
+        pytest.param(
+            lambda c: c["data"].update(source="local"),
+            r"data.local.db2: set the folder",
+            id="local source without a folder",
+        ),
+        pytest.param(
+            add_fold_over_a_subject_outside_the_data,
+            r"folds.loso.subjects: db2/s9 is not in data.databases",
+            id="fold subject outside the data",
+        ),
+        pytest.param(
+            lambda c: c["folds"]["reps-2-5"].update(test=[2, 7]),
+            r"folds.reps-2-5.test: repetitions \[7\] do not exist",
+            id="fold repetition that does not exist",
+        ),
+    ],
+)
+def test_bad_config_is_rejected_with_the_key_named(change, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(edited(change))
+
+
 def test_default_config_is_valid():
     assert load_config(REPO / "config.yaml")["data"]["source"] == "synthetic"
-
-
-def test_misspelt_key_is_named():
-    config = edited(lambda c: c["synthetic"].update(movment_s=2.0))
-    with pytest.raises(ConfigError, match=r"synthetic: Additional properties are not allowed \('movment_s'"):
-        validate_config(config)
-
-
-def test_wrong_type_is_named():
-    config = edited(lambda c: c["preprocess"].update(window_length_ms="long"))
-    with pytest.raises(ConfigError, match=r"preprocess.window_length_ms: 'long' is not of type 'number'"):
-        validate_config(config)
-
-
-def test_unknown_database_is_named():
-    config = edited(lambda c: c["data"]["databases"].update(db9=[1]))
-    with pytest.raises(ConfigError, match=r"data.databases: Additional properties are not allowed \('db9'"):
-        validate_config(config)
-
-
-def test_subject_a_database_does_not_have_is_named():
-    config = edited(lambda c: c["data"]["databases"].update(db3=[1, 12]))
-    with pytest.raises(ConfigError, match=r"data.databases.db3: db3 has subjects 1-11, not \[12\]"):
-        validate_config(config)
-
-
-def test_exercise_a_database_lacks_is_named():
-    config = edited(lambda c: c["data"].update(exercises=["A"]))
-    with pytest.raises(ConfigError, match=r"data.exercises: db2 has no exercise A"):
-        validate_config(config)
-
-
-def test_local_source_needs_a_folder():
-    config = edited(lambda c: c["data"].update(source="local"))
-    with pytest.raises(ConfigError, match=r"data.local.db2: set the folder"):
-        validate_config(config)
 
 
 def test_unreadable_yaml_names_the_file(tmp_path):
@@ -68,23 +92,3 @@ def test_full_scale_config_is_valid():
     config = load_config(REPO / "config" / "ninapro.yaml")
     assert len(config["data"]["databases"]["db2"]) == 40 and len(config["data"]["databases"]["db3"]) == 11
     assert len(config["folds"]) == 12 and config["training"]["search"]["trials"] == 150
-
-
-def test_fold_subject_outside_the_data_is_named():
-    def change(config):
-        config["folds"]["loso"] = {
-            "scheme": "subjects",
-            "subjects": ["db2/s1", "db2/s9"],
-            "test_subject": "db2/s1",
-            "train": [1, 2],
-            "validation": [6],
-        }
-
-    with pytest.raises(ConfigError, match=r"folds.loso.subjects: db2/s9 is not in data.databases"):
-        validate_config(edited(change))
-
-
-def test_fold_repetition_that_does_not_exist_is_named():
-    config = edited(lambda c: c["folds"]["reps-2-5"].update(test=[2, 7]))
-    with pytest.raises(ConfigError, match=r"folds.reps-2-5.test: repetitions \[7\] do not exist"):
-        validate_config(config)
