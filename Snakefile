@@ -47,5 +47,5 @@ rule all:
     input:
         tensors=all_tensors(),
         logits=all_logits(),
-        tables=expand("results/eval/{table}.tsv", table=EVAL_TABLES),
+        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES),
         figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),

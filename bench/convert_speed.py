@@ -9,6 +9,7 @@ from pathlib import Path
 
 import scipy.io
 
+from contrastive_prosthetics.config import default_config
 from contrastive_prosthetics.convert import convert_subject
 from contrastive_prosthetics.ninapro import DB2
 from contrastive_prosthetics.preprocess import PreprocessParams
@@ -18,6 +19,7 @@ from .timing import best_of
 
 EXERCISES = ["B", "C"]
 REPEATS = 5
+PREPROCESS = PreprocessParams(**default_config()["preprocess"])  # the default run's
 
 
 def measure(folder: Path, compress: bool) -> tuple[float, float, int]:
@@ -31,7 +33,7 @@ def measure(folder: Path, compress: bool) -> tuple[float, float, int]:
             scipy.io.loadmat(f)
 
     def convert():
-        convert_subject(DB2, 1, sources, EXERCISES, PreprocessParams(), folder / "s1.pt")
+        convert_subject(DB2, 1, sources, EXERCISES, PREPROCESS, folder / "s1.pt")
 
     load_only()  # warm the page cache for both
     # Interleaved, so a slow spell of the machine hits both alike; the best of each is the least disturbed.

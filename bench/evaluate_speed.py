@@ -6,14 +6,10 @@ sample of subsets and extrapolated to all of them.
 
 import torch
 
-from contrastive_prosthetics.evaluate import (
-    draw_subsets,
-    exact_subset_accuracy,
-    straightforward_subset_size_accuracy,
-    subset_size_accuracy,
-    window_ids,
-)
+from contrastive_prosthetics.exact import exact_subset_accuracy
 from contrastive_prosthetics.ninapro import class_names
+from contrastive_prosthetics.subsets import draw_subsets, straightforward_subset_size_accuracy, subset_size_accuracy
+from contrastive_prosthetics.voting import window_ids
 
 from .timing import best_of
 
@@ -52,6 +48,7 @@ def realistic_payload(seed: int = 0) -> dict:
         "adabn": False,
         "model": "bench",
         "fold": "repetitions",
+        "frame_rate_hz": 100.0,
     }
 
 

@@ -19,7 +19,7 @@ def full_size_db23() -> DB23:
     valid[40, 30:] = False  # DB3 subject 1 lacks grasps 30-40
     subjects = [SubjectInfo("db2" if s < 40 else "db3", s % 40 + 1, s >= 40) for s in range(SUBJECTS)]
     channel_mask = torch.ones((SUBJECTS, CHANNELS), dtype=torch.bool)
-    return DB23(emg, valid, channel_mask, None, classes, subjects, torch.device("cpu"))
+    return DB23(emg, valid, channel_mask, None, classes, subjects, torch.device("cpu"), frame_rate_hz=100.0)
 
 
 def main() -> None:

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import scipy.io
 
+from contrastive_prosthetics.config import default_config
+from contrastive_prosthetics.preprocess import PreprocessParams
+
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = default_config()
+# The default run's preprocessing (config.yaml is the one home of its values); dataclasses.replace varies it.
+PREPROCESS = PreprocessParams(**DEFAULT_CONFIG["preprocess"])
 DB1_DIR = Path(os.environ.get("NINAPRO_DB1_DIR", REPO.parent / "shared" / "ninapro" / "db1"))
 
 

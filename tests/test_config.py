@@ -70,6 +70,16 @@ def add_fold_over_a_subject_outside_the_data(config):
             r"folds.reps-2-5.test: repetitions \[7\] do not exist",
             id="fold repetition that does not exist",
         ),
+        pytest.param(
+            lambda c: c["preprocess"].update(frame_rate_hz=300),
+            r"preprocess.frame_rate_hz = 300 must divide the sampling rate of db2",
+            id="frame rate that does not divide the sampling rate",
+        ),
+        pytest.param(
+            lambda c: (c["preprocess"].update(frame_rate_hz=50), c["evaluation"].update(vote_window_ms=10)),
+            r"evaluation.vote_window_ms = 10 is shorter than one frame \(20 ms",
+            id="vote window shorter than a frame",
+        ),
     ],
 )
 def test_bad_config_is_rejected_with_the_key_named(change, message):

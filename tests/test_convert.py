@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import emg_for, make_protocol, write_mat
+from conftest import PREPROCESS, emg_for, make_protocol, write_mat
 
 from contrastive_prosthetics.convert import assign_rest_to_repetitions, convert_subject
 from contrastive_prosthetics.matfile import MatFileError
 from contrastive_prosthetics.ninapro import DB1, DB2
-from contrastive_prosthetics.preprocess import PreprocessParams, recording_frames
+from contrastive_prosthetics.preprocess import recording_frames
 
-PARAMS = PreprocessParams()
+PARAMS = PREPROCESS
 
 
 def db1_file(tmp_path, name="S1_A1_E1.mat", labels=(1, 2, 3), **kwargs):

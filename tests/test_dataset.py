@@ -29,7 +29,7 @@ def fake_subject(path, database, subject, n_reps, n_channels, invalid=()):
         "glove": torch.zeros((n_classes, n_reps, n_frames, 22)),
         "glove_mask": torch.ones(22, dtype=torch.bool),
         "classes": CLASSES,
-        "metadata": {"database": database, "subject": subject, "amputee": database == "db3"},
+        "metadata": {"database": database, "subject": subject, "amputee": database == "db3", "frame_rate_hz": 100.0},
     }
     atomic_torch_save(payload, path)
     return path
@@ -115,7 +115,16 @@ def test_same_seed_same_batches(data):
 def test_normalisation_uses_only_the_training_selection(data):
     train = data.select(repetitions=[1, 3, 4])
     norm = data.normalisation(train, log_amplitude=False)
-    changed = DB23(data.emg.clone(), data.valid, data.channel_mask, None, data.classes, data.subjects, data.device)
+    changed = DB23(
+        data.emg.clone(),
+        data.valid,
+        data.channel_mask,
+        None,
+        data.classes,
+        data.subjects,
+        data.device,
+        frame_rate_hz=data.frame_rate_hz,
+    )
     changed.emg[:, :, [1, 4]] *= 1000  # held-out repetitions 2 and 5
     again = changed.normalisation(train, log_amplitude=False)
     assert torch.equal(norm.mean, again.mean) and torch.equal(norm.std, again.std)

@@ -11,20 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
+import contrastive_prosthetics.subsets as subset_module
 from contrastive_prosthetics import evaluate
-from contrastive_prosthetics.evaluate import (
-    aggregate,
-    classification_metrics,
-    draw_subsets,
-    evaluate_payload,
-    exact_subset_accuracy,
-    groups,
-    majority_vote,
-    straightforward_subset_size_accuracy,
-    subset_size_accuracy,
-    voting_curve,
-    window_ids,
-)
+from contrastive_prosthetics.evaluate import classification_metrics, evaluate_payload, groups, voting_curve
+from contrastive_prosthetics.exact import exact_subset_accuracy
+from contrastive_prosthetics.logits import PER_FRAME
+from contrastive_prosthetics.subsets import draw_subsets, straightforward_subset_size_accuracy, subset_size_accuracy
+from contrastive_prosthetics.tables import aggregate
+from contrastive_prosthetics.voting import majority_vote, window_ids
 
 
 def make_payload(
@@ -50,6 +44,7 @@ def make_payload(
         "adabn": False,
         "model": model,
         "fold": "repetitions",
+        "frame_rate_hz": 100.0,
     }
 
 
@@ -158,7 +153,7 @@ def test_window_ids_drop_the_incomplete_trailing_window_of_each_segment():
     assert ids.tolist() == [0, 0, 0, 1, 1, 1, -1, 2, 2, 2, -1, -1]
     # The rows' order does not matter: each frame keeps its window.
     order = torch.randperm(12, generator=torch.Generator().manual_seed(0))
-    shuffled = {key: value[order] if key in evaluate.PER_FRAME else value for key, value in payload.items()}
+    shuffled = {key: value[order] if key in PER_FRAME else value for key, value in payload.items()}
     assert window_ids(shuffled, 3)[0].tolist() == ids[order].tolist()
 
 
@@ -224,15 +219,15 @@ def test_fast_subset_accuracy_equals_the_straightforward_one(monkeypatch, intege
     payload = grid_payload(n_gestures=12, subjects=3, repetitions=2, frames=21, seed=window_frames, integer=integer)
     subsets = draw_subsets(12, 6, seed=1)
     full_votes = Counter()  # pairs voted in full, per number of rivals
-    real_full_votes = evaluate._full_votes_right
+    real_full_votes = subset_module._full_votes_right
 
     def counting_full_votes(table, membership, trial, window):
-        full_votes[evaluate.MAX_RIVALS] += len(trial)
+        full_votes[subset_module.MAX_RIVALS] += len(trial)
         return real_full_votes(table, membership, trial, window)
 
-    monkeypatch.setattr(evaluate, "_full_votes_right", counting_full_votes)
-    for rivals in (0, 2, evaluate.MAX_RIVALS):
-        monkeypatch.setattr(evaluate, "MAX_RIVALS", rivals)
+    monkeypatch.setattr(subset_module, "_full_votes_right", counting_full_votes)
+    for rivals in (0, 2, subset_module.MAX_RIVALS):
+        monkeypatch.setattr(subset_module, "MAX_RIVALS", rivals)
         for include_rest in (True, False):
             fast = subset_size_accuracy(payload, window_frames, subsets, include_rest)
             reference = straightforward_subset_size_accuracy(payload, window_frames, subsets, include_rest)
@@ -361,7 +356,7 @@ def test_two_models_evaluated_with_one_seed_see_identical_subsets(monkeypatch):
     monkeypatch.setattr(evaluate, "draw_subsets", recording_draw)
     for model, seed in (("contrastive", 1), ("classifier", 2)):
         payload = grid_payload(n_gestures=6, subjects=2, repetitions=1, frames=10, seed=seed, model=model)
-        evaluate_payload(payload, window_frames=5, trials=7, seed=3)
+        evaluate_payload(payload, window_frames=5, trials=7, seed=3, include_rest=True)
     assert len(drawn) == 2
     assert all(torch.equal(drawn[0][k], drawn[1][k]) for k in range(1, 7))
     assert all(torch.equal(drawn[0][k], draw_subsets(6, 7, 3)[k]) for k in range(1, 7))
@@ -398,7 +393,7 @@ def test_groups_are_all_intact_amputee_and_each_subject_with_frames():
 
 def test_evaluate_payload_tables():
     payload = grid_payload(n_gestures=6, subjects=3, repetitions=2, frames=10, seed=4, amputee=[False, False, True])
-    tables = evaluate_payload(payload, window_frames=5, trials=4, seed=0)
+    tables = evaluate_payload(payload, window_frames=5, trials=4, seed=0, include_rest=True)
     leading = ["model", "adabn", "fold", "group"]
     assert list(tables["subset_accuracy"].columns) == [*leading, "k", "trial", "accuracy", "balanced_accuracy", "n"]
     assert list(tables["subset_exact"].columns) == [*leading, "k", "accuracy", "balanced_accuracy"]
@@ -443,10 +438,30 @@ def test_evaluate_payload_tables():
 
 
 def test_aggregate_concatenates_models_and_folds():
-    first = evaluate_payload(grid_payload(3, 1, 1, 10, seed=0, model="a"), window_frames=5, trials=2)
-    second = evaluate_payload(grid_payload(3, 1, 1, 10, seed=1, model="b"), window_frames=5, trials=2)
+    first = evaluate_payload(
+        grid_payload(3, 1, 1, 10, seed=0, model="a"), window_frames=5, trials=2, seed=0, include_rest=True
+    )
+    second = evaluate_payload(
+        grid_payload(3, 1, 1, 10, seed=1, model="b"), window_frames=5, trials=2, seed=0, include_rest=True
+    )
     combined = aggregate([first, second])
     assert set(combined) == set(first)
     for name, table in combined.items():
         assert len(table) == len(first[name]) + len(second[name])
         assert list(table["model"].unique()) == ["a", "b"]
+
+
+def test_vote_window_in_frames_follows_the_logits_frame_rate(tmp_path):
+    """250 ms is 25 frames at 100 Hz and 12 (rounded) at 50 Hz: the frame rate is read from logits.pt."""
+    from contrastive_prosthetics.atomic import atomic_torch_save
+    from contrastive_prosthetics.evaluate import evaluate_logits_file
+
+    for rate, frames in ((100.0, 25), (50.0, 12)):
+        payload = grid_payload(3, 1, 1, 60, seed=0) | {"frame_rate_hz": rate}
+        atomic_torch_save(payload, tmp_path / f"{rate}.pt")
+        options = {"vote_window_ms": 250, "trials": 2, "seed": 0, "include_rest": True}
+        tables = evaluate_logits_file(tmp_path / f"{rate}.pt", tmp_path / str(rate), **options)
+        voting = tables["voting"][tables["voting"]["group"] == "all"]
+        assert voting["window_frames"].max() == frames
+        assert voting["window_ms"].tolist() == [f * 1000 / rate for f in range(1, frames + 1)]
+        assert (tmp_path / str(rate) / "subset_accuracy.tsv").exists()

@@ -11,19 +11,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from contrastive_prosthetics.figures import (
-    FIGURE_STEMS,
-    best_model,
-    class_sort_key,
-    confusion_figure,
-    make_figures,
-    model_colours,
-    search_figure,
-    subset_size_figure,
-    training_curves_figure,
-    with_labels,
-)
+from contrastive_prosthetics.artefacts import FIGURES as FIGURE_STEMS
+from contrastive_prosthetics.figures import best_model, confusion_figure, make_figures, subset_size_figure
 from contrastive_prosthetics.ninapro import class_names, describe
+from contrastive_prosthetics.plotting import class_sort_key, model_colours, with_labels
+from contrastive_prosthetics.training_figures import search_figure, training_curves_figure
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 MODELS = {"contrastive": False, "classifier_adabn": True}
@@ -130,6 +122,9 @@ def write_model_folder(folder: Path, rng: np.random.Generator, epochs: int, sear
             "val_accuracy": rng.uniform(0.1, 0.9, search_trials),
         }
     )
+    # As training writes it: the trial with the highest validation accuracy, ties to the lower loss.
+    best = search.sort_values(["val_accuracy", "val_loss"], ascending=[False, True], kind="stable").index[0]
+    search["chosen"] = search.index == best
     write_tsv(history, folder / "history.tsv")
     write_tsv(search, folder / "search.tsv")
 
@@ -144,7 +139,11 @@ def run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def figures(run) -> tuple[Path, list[Path]]:
     out_dir = run / "figures"
-    return out_dir, make_figures(run / "eval", run / "models", out_dir)
+    histories, searches = (
+        sorted((run / "models").glob("*/*/history.tsv")),
+        sorted((run / "models").glob("*/*/search.tsv")),
+    )
+    return out_dir, make_figures(run / "eval", histories, searches, out_dir, vote_ms=250)
 
 
 def svg_text(out_dir: Path, stem: str) -> str:
@@ -222,7 +221,7 @@ def test_equal_data_give_identical_files(figures, run, tmp_path):
     subset = pd.read_csv(run / "eval" / "subset_accuracy.tsv", sep="\t")
     exact = pd.read_csv(run / "eval" / "subset_exact.tsv", sep="\t")
     confusion = pd.read_csv(run / "eval" / "confusion.tsv", sep="\t")
-    subset_size_figure(subset, exact, tmp_path / "subset_size", colours=model_colours(MODELS))
+    subset_size_figure(subset, exact, tmp_path / "subset_size", colours=model_colours(MODELS), vote_ms=250)
     confusion_figure(confusion, tmp_path / "confusion", model="classifier_adabn")
     for stem in ("subset_size", "confusion"):
         assert svg_text(tmp_path, stem) == svg_text(figures[0], stem), stem
@@ -265,3 +264,15 @@ def test_captions_render_as_snakemake_report_captions(stem):
         assert "{{" not in text and len(html) > 200
         if config and stem in ("subset_size", "voting"):
             assert "300 ms" in text
+
+
+def test_only_the_named_training_records_are_drawn(run, tmp_path):
+    """The figures rule names the history and search files of the configured models: a model folder left over
+    from an earlier configuration is not drawn."""
+    histories = sorted((run / "models" / "contrastive").glob("*/history.tsv"))
+    searches = sorted((run / "models" / "contrastive").glob("*/search.tsv"))
+    make_figures(run / "eval", histories, searches, tmp_path, vote_ms=250)
+    leftover = model_colours(MODELS)["classifier_adabn"]
+    for stem in ("training_curves", "search"):
+        svg = svg_text(tmp_path, stem)
+        assert model_colours(MODELS)["contrastive"] in svg and leftover not in svg, stem

@@ -1,10 +1,12 @@
 """Filter, moving RMS and decimation against straightforward references."""
 
+from dataclasses import replace
+
 import numpy as np
 import scipy.signal
+from conftest import PREPROCESS
 
 from contrastive_prosthetics.preprocess import (
-    PreprocessParams,
     bandpass_sos,
     filter_lead_in,
     find_runs,
@@ -17,7 +19,7 @@ FS = 2000.0
 
 
 def test_bandpass_is_scipys_order_4_butterworth_20_450():
-    sos = bandpass_sos(FS, PreprocessParams())
+    sos = bandpass_sos(FS, PREPROCESS)
     b, a = scipy.signal.butter(4, [20, 450], btype="bandpass", fs=FS)
     frequencies = np.array([5.0, 20.0, 100.0, 450.0, 800.0])
     _, response = scipy.signal.sosfreqz(sos, worN=frequencies, fs=FS)
@@ -29,7 +31,7 @@ def test_bandpass_is_scipys_order_4_butterworth_20_450():
 def test_recording_frames_equal_a_loop_over_frames():
     rng = np.random.default_rng(0)
     emg = rng.standard_normal((4000, 3))
-    params = PreprocessParams(rms_window_ms=50)
+    params = replace(PREPROCESS, rms_window_ms=50)
     frames = recording_frames(emg, FS, params)
     filtered = scipy.signal.sosfilt(bandpass_sos(FS, params), emg, axis=0)
     padded = np.concatenate((np.zeros((100, 3)), filtered))
@@ -41,20 +43,20 @@ def test_recording_frames_equal_a_loop_over_frames():
 def test_rms_of_a_sine_is_amplitude_over_root_two_at_100_hz():
     t = np.arange(int(3 * FS)) / FS
     emg = (2.0 * np.sin(2 * np.pi * 150 * t))[:, None]
-    frames = recording_frames(emg, FS, PreprocessParams(rms_window_ms=200))
+    frames = recording_frames(emg, FS, replace(PREPROCESS, rms_window_ms=200))
     assert frames.shape == (300, 1)  # 3 s at 100 frames per second
     np.testing.assert_allclose(frames[100:, 0], 2.0 / np.sqrt(2), rtol=0.01)  # after the filter settles
 
 
 def test_rectified_database_frames_are_its_samples():
     emg = np.arange(50.0).reshape(25, 2)
-    frames, features = segment_frames(emg, np.array([3, 10]), 4, 100.0, PreprocessParams(), already_rectified=True)
+    frames, features = segment_frames(emg, np.array([3, 10]), 4, 100.0, PREPROCESS, already_rectified=True)
     np.testing.assert_array_equal(frames[1], emg[10:14])
     assert features.shape == (2, 4, 2, 4)
 
 
 def test_lead_in_grows_with_stricter_tolerance():
-    sos = bandpass_sos(FS, PreprocessParams())
+    sos = bandpass_sos(FS, PREPROCESS)
     assert 0 < filter_lead_in(sos, 1e-3) < filter_lead_in(sos, 1e-9) < 4000
 
 
@@ -79,7 +81,7 @@ def test_hudgins_features_equal_a_loop_over_windows():
 def test_segment_features_come_from_the_band_passed_signal():
     t = np.arange(8000) / FS
     emg = np.stack((np.sin(2 * np.pi * 100 * t), 3 * np.sin(2 * np.pi * 100 * t)), axis=1) + 5.0  # DC is removed
-    frames, features = segment_frames(emg, np.array([4019]), 3, FS, PreprocessParams(), already_rectified=False)
+    frames, features = segment_frames(emg, np.array([4019]), 3, FS, PREPROCESS, already_rectified=False)
     np.testing.assert_allclose(features[0, :, 1, 0] / features[0, :, 0, 0], 3.0, rtol=1e-3)  # MAV scales
     np.testing.assert_allclose(features[0, :, 0, 2], 40, atol=1)  # 100 Hz: 2 zero crossings per period, 200 ms
     np.testing.assert_allclose(features[0, :, 0, 0], 2 / np.pi, rtol=0.02)  # MAV of a unit sine

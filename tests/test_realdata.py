@@ -4,10 +4,10 @@ import hashlib
 
 import pytest
 import torch
+from conftest import PREPROCESS
 
 from contrastive_prosthetics.convert import convert_subject
 from contrastive_prosthetics.ninapro import DB1
-from contrastive_prosthetics.preprocess import PreprocessParams
 from contrastive_prosthetics.sources import find_local_files
 
 
@@ -17,7 +17,7 @@ def test_real_db1_subject_converts_completely(db1_dir, tmp_path, subject):
     sources = find_local_files(db1_dir, DB1, subject, ["A"])
     raw = sources["A"]
     before = hashlib.sha256(open(raw, "rb").read()).hexdigest()
-    tensors = convert_subject(DB1, subject, sources, ["A"], PreprocessParams(), tmp_path / f"s{subject}.pt")
+    tensors = convert_subject(DB1, subject, sources, ["A"], PREPROCESS, tmp_path / f"s{subject}.pt")
     assert tensors["emg"].shape == (13, 10, 100, 10)
     assert tensors["valid"].all()
     assert tensors["channel_mask"].all()
@@ -35,7 +35,7 @@ def test_lda_baseline_beats_chance_by_far_on_real_db1(db1_dir, tmp_path):
     for subject in (1, 2, 3, 4):
         sources = find_local_files(db1_dir, DB1, subject, ["A"])
         paths.append(tmp_path / f"s{subject}.pt")
-        convert_subject(DB1, subject, sources, ["A"], PreprocessParams(), paths[-1])
+        convert_subject(DB1, subject, sources, ["A"], PREPROCESS, paths[-1])
     fold = {"scheme": "repetitions", "train": [1, 3, 4, 8, 9, 10], "validation": [6], "test": [2, 5, 7]}
     train_lda_fold(paths, "lda", "reps-2-5-7", fold, 0, tmp_path / "lda")
     logits = torch.load(tmp_path / "lda" / "logits.pt", weights_only=False)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from contrastive_prosthetics.atomic import atomic_torch_save
+from contrastive_prosthetics.baseline import train_lda_fold
 from contrastive_prosthetics.ninapro import class_names
 from contrastive_prosthetics.train import TrainingSettings, sample_hyperparameters, train_fold
 
@@ -51,7 +52,7 @@ def write_subject(path, subject: int, separation: float = 1.0, test_scale: float
             dtype=torch.float32,
         ),
         "classes": CLASSES,
-        "metadata": {"database": "db2", "subject": subject, "amputee": False},
+        "metadata": {"database": "db2", "subject": subject, "amputee": False, "frame_rate_hz": 100.0},
     }
     atomic_torch_save(payload, path)
     return path
@@ -60,9 +61,12 @@ def write_subject(path, subject: int, separation: float = 1.0, test_scale: float
 def run(tmp_path, name, model="contrastive", adabn=False, test_scale=1.0, seed=0, fold=FOLD):
     paths = [write_subject(tmp_path / name / f"s{s}.pt", s, test_scale=test_scale) for s in (1, 2, 3)]
     out = tmp_path / name / "out"
-    train_fold(
-        paths, model, {"kind": model, "adabn": adabn}, ARCHITECTURE, "reps-2-5", fold, TRAINING, seed, out, "cpu"
-    )
+    if model == "lda":  # the command line chooses between the two trainers, as here
+        train_lda_fold(paths, model, "reps-2-5", fold, seed, out)
+    else:
+        train_fold(
+            paths, model, {"kind": model, "adabn": adabn}, ARCHITECTURE, "reps-2-5", fold, TRAINING, seed, out, "cpu"
+        )
     return out
 
 

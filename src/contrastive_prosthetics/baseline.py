@@ -22,7 +22,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from .atomic import atomic_torch_save, atomic_write_tsv
 from .dataset import DB23, Selection
 from .folds import fold_selections
-from .train import save_test_logits
+from .logits import write_logits
 
 log = logging.getLogger(__name__)
 AMPLITUDE_FEATURES = (0, 1)  # MAV and WL: logarithms
@@ -103,7 +103,16 @@ def train_lda_fold(
     out_dir.mkdir(parents=True, exist_ok=True)
     # LDA has no hyper-parameters to search: one "trial" records the fixed choice and its validation score.
     atomic_write_tsv(
-        [{"trial": 1, "solver": "lsqr", "shrinkage": "auto", "val_loss": val_loss, "val_accuracy": val_accuracy}],
+        [
+            {
+                "trial": 1,
+                "solver": "lsqr",
+                "shrinkage": "auto",
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "chosen": True,
+            }
+        ],
         out_dir / "search.tsv",
     )
     history = {"epoch": 1, "train_accuracy": train_accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy}
@@ -124,4 +133,4 @@ def train_lda_fold(
         out_dir / "model.pt",
     )
     test_logits, test_index = score_selection(data, selections.test, models)  # the one place test data are read
-    save_test_logits(out_dir / "logits.pt", test_logits, test_index, data, model_name, fold_name, adabn=False)
+    write_logits(out_dir / "logits.pt", test_logits, test_index, data, model_name, fold_name, adabn=False)

@@ -16,8 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError
-from .matfile import MatFileError
+from .errors import InputError
 
 log = logging.getLogger("contrastive_prosthetics")
 
@@ -33,11 +32,8 @@ def command_synthesize(args: argparse.Namespace) -> None:
     from .ninapro import database
     from .synthetic import SyntheticParams, write_subject_file
 
-    params = json.loads(args.params_json) if args.params_json else {}
-    params["dead_electrodes"] = tuple(params.get("dead_electrodes", ()))
-    write_subject_file(
-        database(args.database), args.subject, args.exercise, Path(args.out), SyntheticParams(**params), args.seed
-    )
+    params = SyntheticParams(**json.loads(args.params_json))
+    write_subject_file(database(args.database), args.subject, args.exercise, Path(args.out), params, args.seed)
 
 
 def command_download(args: argparse.Namespace) -> None:
@@ -65,17 +61,14 @@ def command_convert(args: argparse.Namespace) -> None:
     from .ninapro import database
     from .preprocess import PreprocessParams
 
-    sources = dict(args.source)
-    expected = None
-    if args.manifest:
-        from .download import read_manifest
-
-        manifest = read_manifest(Path(args.manifest))
-        expected = {member["name"]: member["sha256"] for member in manifest["members"]}
-    params = PreprocessParams(**json.loads(args.preprocess_json)) if args.preprocess_json else PreprocessParams()
-    exercises = args.exercises or list(sources)
     convert_subject(
-        database(args.database), args.subject, sources, exercises, params, Path(args.out), expected_sha256=expected
+        database(args.database),
+        args.subject,
+        dict(args.source),
+        args.exercises or [exercise for exercise, _ in args.source],
+        PreprocessParams(**json.loads(args.preprocess_json)),
+        Path(args.out),
+        manifest=Path(args.manifest) if args.manifest else None,
     )
     log.info("wrote %s", args.out)
 
@@ -83,56 +76,61 @@ def command_convert(args: argparse.Namespace) -> None:
 def command_train(args: argparse.Namespace) -> None:
     import torch
 
+    torch.set_num_threads(args.threads)
+    model = json.loads(args.model_json)
+    fold = json.loads(args.fold_json)
+    tensors, out_dir = [Path(p) for p in args.tensors], Path(args.out_dir)
+    # The classical baseline and the networks share the rule's outputs, not their training code.
+    if model["kind"] == "lda":
+        from .baseline import train_lda_fold
+
+        train_lda_fold(tensors, args.model, args.fold, fold, args.seed, out_dir)
+        return
     from .train import train_fold
 
-    torch.set_num_threads(args.threads)
     train_fold(
-        [Path(p) for p in args.tensors],
+        tensors,
         args.model,
-        json.loads(args.model_json),
+        model,
         json.loads(args.architecture_json),
         args.fold,
-        json.loads(args.fold_json),
+        fold,
         json.loads(args.training_json),
         args.seed,
-        Path(args.out_dir),
+        out_dir,
         device=args.device,
     )
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
-    import torch
+    from .evaluate import evaluate_logits_file
 
-    from .atomic import atomic_write
-    from .evaluate import evaluate_payload
-
-    payload = torch.load(args.logits, map_location="cpu", weights_only=False)
-    window_frames = max(round(args.vote_window_ms / 10), 1)  # frames are 10 ms apart (100 Hz)
-    tables = evaluate_payload(
-        payload, window_frames=window_frames, trials=args.trials, seed=args.seed, include_rest=not args.no_rest
+    evaluate_logits_file(
+        Path(args.logits),
+        Path(args.out_dir),
+        vote_window_ms=args.vote_window_ms,
+        trials=args.trials,
+        seed=args.seed,
+        include_rest=not args.no_rest,
     )
-    for name, table in tables.items():
-        atomic_write(Path(args.out_dir) / f"{name}.tsv", lambda s, t=table: t.to_csv(s, sep="\t", index=False))
 
 
 def command_aggregate(args: argparse.Namespace) -> None:
-    import pandas as pd
+    from .tables import aggregate_folders
 
-    from .atomic import atomic_write
-
-    for name in args.tables:
-        parts = [
-            pd.read_csv(Path(folder) / f"{name}.tsv", sep="\t", keep_default_na=False, na_values=[""])
-            for folder in args.inputs
-        ]
-        table = pd.concat(parts, ignore_index=True)
-        atomic_write(Path(args.out_dir) / f"{name}.tsv", lambda s, t=table: t.to_csv(s, sep="\t", index=False))
+    aggregate_folders([Path(folder) for folder in args.inputs], args.tables, Path(args.out_dir))
 
 
 def command_figures(args: argparse.Namespace) -> None:
     from .figures import make_figures
 
-    written = make_figures(Path(args.eval_dir), Path(args.models_dir), Path(args.out_dir), vote_ms=args.vote_window_ms)
+    written = make_figures(
+        Path(args.eval_dir),
+        [Path(p) for p in args.histories],
+        [Path(p) for p in args.searches],
+        Path(args.out_dir),
+        vote_ms=args.vote_window_ms,
+    )
     log.info("wrote %d figure files", len(written))
 
 
@@ -145,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--database", required=True, choices=["db1", "db2", "db3"])
     synthesize.add_argument("--subject", required=True, type=int)
     synthesize.add_argument("--exercise", required=True, help="NinaPro exercise held by the file (A, B, C, D)")
-    synthesize.add_argument("--seed", type=int, default=0)
-    synthesize.add_argument("--params-json", help="SyntheticParams as JSON (config key 'synthetic')")
+    synthesize.add_argument("--seed", required=True, type=int, help="config key 'seed'")
+    synthesize.add_argument("--params-json", required=True, help="SyntheticParams as JSON (config key 'synthetic')")
     synthesize.add_argument("--out", required=True, help="the .mat file to write")
     synthesize.set_defaults(run=command_synthesize)
 
@@ -158,9 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--sha256", help="expected SHA-256 of the archive, if known")
     download.add_argument("--archive-dir", required=True, help="where the archive is kept")
     download.add_argument("--dest-dir", required=True, help="where its .mat files and manifest.json go")
-    download.add_argument("--retries", type=int, default=5)
-    download.add_argument("--backoff-s", type=float, default=2.0)
-    download.add_argument("--timeout-s", type=float, default=60.0)
+    download.add_argument("--retries", required=True, type=int, help="config key data.download.retries")
+    download.add_argument("--backoff-s", required=True, type=float, help="data.download.backoff_s")
+    download.add_argument("--timeout-s", required=True, type=float, help="data.download.timeout_s")
     download.set_defaults(run=command_download)
 
     convert = commands.add_parser("convert", help="convert one subject's .mat files into a tensor file")
@@ -170,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", required=True, action="append", type=_key_value, help="EXERCISE=PATH (or PATH.zip::MEMBER)"
     )
     convert.add_argument("--exercises", nargs="+", help="exercises to convert (default: those given as --source)")
-    convert.add_argument("--preprocess-json", help="PreprocessParams as JSON (config key 'preprocess')")
+    convert.add_argument("--preprocess-json", required=True, help="PreprocessParams as JSON (config key 'preprocess')")
     convert.add_argument("--manifest", help="download manifest whose SHA-256s the files must match")
     convert.add_argument("--out", required=True, help="the .pt file to write")
     convert.set_defaults(run=command_convert)
@@ -182,18 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fold", required=True, help="the fold's name (config key under 'folds')")
     train.add_argument("--fold-json", required=True, help="the fold's settings as JSON")
     train.add_argument("--training-json", required=True, help="config key 'training' as JSON")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    train.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    train.add_argument("--seed", required=True, type=int, help="config key 'seed'")
+    train.add_argument("--device", required=True, help="auto, cpu, cuda or cuda:N (config key 'device')")
+    train.add_argument("--threads", required=True, type=int, help="CPU threads for torch")
     train.add_argument("--tensors", required=True, nargs="+", help="converted subject files")
     train.add_argument("--out-dir", required=True, help="results/models/{model}/{fold}")
     train.set_defaults(run=command_train)
 
     evaluate = commands.add_parser("evaluate", help="voting, subset-size accuracy and metrics of one logits.pt")
     evaluate.add_argument("--logits", required=True, help="results/models/{model}/{fold}/logits.pt")
-    evaluate.add_argument("--vote-window-ms", type=float, default=250.0)
-    evaluate.add_argument("--trials", type=int, default=144, help="random subsets per subset size k")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--vote-window-ms", required=True, type=float, help="evaluation.vote_window_ms")
+    evaluate.add_argument("--trials", required=True, type=int, help="random subsets per k (evaluation.subset_trials)")
+    evaluate.add_argument("--seed", required=True, type=int, help="config key 'seed'")
     evaluate.add_argument("--no-rest", action="store_true", help="do not add rest to every subset")
     evaluate.add_argument("--out-dir", required=True, help="results/eval/{model}/{fold}")
     evaluate.set_defaults(run=command_evaluate)
@@ -206,9 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     figures = commands.add_parser("figures", help="draw every figure from the aggregated tables")
     figures.add_argument("--eval-dir", required=True, help="results/eval")
-    figures.add_argument("--models-dir", required=True, help="results/models (history.tsv, search.tsv)")
+    figures.add_argument("--histories", required=True, nargs="+", help="results/models/{model}/{fold}/history.tsv")
+    figures.add_argument("--searches", required=True, nargs="+", help="results/models/{model}/{fold}/search.tsv")
     figures.add_argument("--out-dir", required=True, help="results/figures")
-    figures.add_argument("--vote-window-ms", type=float, default=250.0, help="the voting window, for labels")
+    figures.add_argument("--vote-window-ms", required=True, type=float, help="evaluation.vote_window_ms, for labels")
     figures.set_defaults(run=command_figures)
     return parser
 
@@ -220,12 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from .download import DownloadError
-
     try:
         args.run(args)
-    except (MatFileError, ConfigError, DownloadError, FileNotFoundError, ValueError) as error:
-        log.error("%s", error)
+    except (InputError, FileNotFoundError) as error:
+        # Bad data, configuration or network: one line the user can act on. Anything else is a bug and keeps
+        # its traceback.
+        message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"contrastive-prosthetics {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -7,12 +7,15 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .errors import InputError
 from .ninapro import database
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+REPOSITORY = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG_PATH = REPOSITORY / "config.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration the workflow cannot run with; the message names the key and what to do."""
 
 
@@ -52,6 +55,12 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
     pre = config["preprocess"]
     for name in data["databases"]:
         spec = database(name)
+        hop = spec.sampling_rate_hz / pre["frame_rate_hz"]
+        if hop != int(hop):
+            raise ConfigError(
+                f"{source}: preprocess.frame_rate_hz = {pre['frame_rate_hz']} must divide the sampling rate of "
+                f"{name} ({spec.sampling_rate_hz:g} Hz) so that frames fall on samples: choose a divisor such as 100"
+            )
         if not spec.already_rectified and pre["bandpass_high_hz"] >= spec.sampling_rate_hz / 2:
             raise ConfigError(
                 f"{source}: preprocess.bandpass_high_hz = {pre['bandpass_high_hz']} must be below the Nyquist "
@@ -73,6 +82,12 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
                     f"{source}: folds.{name}.{part}: repetitions {wrong} do not exist; the selected databases "
                     f"have {fewest_repetitions} repetitions"
                 )
+    frame_ms = 1000 / pre["frame_rate_hz"]
+    if config["evaluation"]["vote_window_ms"] < frame_ms:
+        raise ConfigError(
+            f"{source}: evaluation.vote_window_ms = {config['evaluation']['vote_window_ms']} is shorter than one "
+            f"frame ({frame_ms:g} ms at preprocess.frame_rate_hz = {pre['frame_rate_hz']}): use at least {frame_ms:g}"
+        )
     if pre["bandpass_low_hz"] >= pre["bandpass_high_hz"]:
         raise ConfigError(f"{source}: preprocess.bandpass_low_hz must be below preprocess.bandpass_high_hz")
     return config
@@ -87,3 +102,8 @@ def load_config(path: str | Path) -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: must be a YAML mapping of keys to values")
     return validate_config(config, str(path))
+
+
+def default_config() -> dict:
+    """The embedded default run's configuration (config.yaml beside the Snakefile), validated."""
+    return load_config(DEFAULT_CONFIG_PATH)

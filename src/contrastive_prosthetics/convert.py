@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .archives import read_manifest
 from .atomic import atomic_torch_save
 from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, load_recording
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
@@ -181,12 +182,16 @@ def convert_subject(
     params: PreprocessParams,
     out_path: Path | None = None,
     expected_sha256: dict[str, str] | None = None,
+    manifest: Path | None = None,
 ) -> dict:
     """Read one subject's files (``sources``: exercise → path) and return (and optionally save) its tensors.
 
-    ``expected_sha256`` (file name → digest, e.g. from a download manifest) is checked against what is read.
+    ``expected_sha256`` (file name → digest) and the digests recorded in a download ``manifest`` are checked
+    against what is read.
     """
     spec.check_subject(subject)
+    if manifest is not None:
+        expected_sha256 = {**manifest_digests(manifest), **(expected_sha256 or {})}
     classes = class_names(exercises)
     n_frames = params.frames_per_segment()
     hop = hop_samples(spec.sampling_rate_hz, params)
@@ -266,6 +271,11 @@ def convert_subject(
     if out_path is not None:
         atomic_torch_save(payload, Path(out_path))
     return payload
+
+
+def manifest_digests(path: Path) -> dict[str, str]:
+    """File name → SHA-256 of every file a download manifest records."""
+    return {member["name"]: member["sha256"] for member in read_manifest(Path(path))["members"]}
 
 
 def classes_order(exercises: list[str]) -> list[str]:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import InputError
+
 
 def choose_device(preference: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else the CPU; ``cpu``/``cuda``/``cuda:1`` force a device."""
@@ -108,7 +110,7 @@ class ContrastiveSampler:
             self.table = torch.gather(base, -1, order)  # [S', C', R']
             usable = (self.counts > 0).any(-1)
             if not usable.any():
-                raise ValueError("the selection holds no valid (subject, class, repetition): nothing to sample")
+                raise InputError("the selection holds no valid (subject, class, repetition): nothing to sample")
             self.subjects = subjects[usable]
             self.counts, self.table = self.counts[usable], self.table[usable]
         else:
@@ -119,7 +121,7 @@ class ContrastiveSampler:
             self.table = torch.gather(pooled_base, -1, order)
             self.pooled_subject = (pooled_base // (n_classes * n_reps * n_frames)).gather(-1, order)
         if not (self.counts > 0).any():
-            raise ValueError("the selection holds no valid (subject, class, repetition): nothing to sample")
+            raise InputError("the selection holds no valid (subject, class, repetition): nothing to sample")
         self.flat = data.emg.reshape(-1, data.emg.shape[-1])
         self.class_rows = torch.arange(len(classes), device=data.storage_device) * self.table.shape[-1]
 
@@ -179,8 +181,11 @@ class DB23:
         subjects: list[SubjectInfo],
         device: torch.device,
         pinned: bool = False,
+        *,
+        frame_rate_hz: float,
     ):
         self.emg, self.valid, self.channel_mask, self.glove = emg, valid, channel_mask, glove
+        self.frame_rate_hz = frame_rate_hz  # frames per second along the frame axis
         self.features: torch.Tensor | None = None  # [subject, class, rep, frame, channel, 4] Hudgins features
         self.classes = list(classes)
         self.subjects = list(subjects)
@@ -197,17 +202,22 @@ class DB23:
     ) -> DB23:
         paths = [Path(p) for p in paths]
         if not paths:
-            raise ValueError("DB23.load needs at least one converted subject file")
+            raise InputError("DB23.load needs at least one converted subject file")
         payloads = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
         classes = payloads[0]["classes"]
         for path, payload in zip(paths, payloads, strict=True):
             if payload["classes"] != classes:
-                raise ValueError(
+                raise InputError(
                     f"{path}: its classes differ from {paths[0]}'s; convert every subject with the same data.exercises"
                 )
+        rates = {float(p["metadata"]["frame_rate_hz"]) for p in payloads}
+        if len(rates) > 1:
+            raise InputError(
+                f"{paths}: subjects were converted at different frame rates {sorted(rates)} Hz; convert them alike"
+            )
         n_frames = {p["emg"].shape[2] for p in payloads}
         if len(n_frames) > 1:
-            raise ValueError(f"{paths}: subjects have different segment lengths {n_frames}; convert them alike")
+            raise InputError(f"{paths}: subjects have different segment lengths {n_frames}; convert them alike")
         n_reps = max(p["emg"].shape[1] for p in payloads)
         n_channels = max(p["emg"].shape[3] for p in payloads)
         shape = (len(payloads), len(classes), n_reps, n_frames.pop())
@@ -226,7 +236,7 @@ class DB23:
             SubjectInfo(p["metadata"]["database"], int(p["metadata"]["subject"]), bool(p["metadata"]["amputee"]))
             for p in payloads
         ]
-        data = cls(emg, valid, channel_mask, glove, classes, subjects, torch.device("cpu"))
+        data = cls(emg, valid, channel_mask, glove, classes, subjects, torch.device("cpu"), frame_rate_hz=rates.pop())
         if with_features:
             # Classical baselines use these on the CPU (scikit-learn): they stay there.
             data.features = torch.zeros((*emg.shape, payloads[0]["features"].shape[-1]))
@@ -255,6 +265,7 @@ class DB23:
             self.subjects,
             device,
             pinned,
+            frame_rate_hz=self.frame_rate_hz,
         )
         moved.features = self.features
         return moved
@@ -280,7 +291,7 @@ class DB23:
             rep_index = [int(r) - 1 for r in repetitions]
             wrong = [r + 1 for r in rep_index if not 0 <= r < n_reps]
             if wrong:
-                raise ValueError(f"repetitions {wrong} do not exist; the data hold repetitions 1-{n_reps}")
+                raise InputError(f"repetitions {wrong} do not exist; the data hold repetitions 1-{n_reps}")
         return Selection(*(torch.tensor(i, dtype=torch.long) for i in (subject_index, class_index, rep_index)))
 
     def selection_mask(self, selection: Selection) -> torch.Tensor:
@@ -307,7 +318,15 @@ class DB23:
         """A copy whose frames are normalised once, so samplers deliver ready-to-use batches."""
         emg = normalisation.apply(self.emg) * self.channel_mask[:, None, None, None, :]
         return DB23(
-            emg, self.valid, self.channel_mask, self.glove, self.classes, self.subjects, self.device, self.pinned
+            emg,
+            self.valid,
+            self.channel_mask,
+            self.glove,
+            self.classes,
+            self.subjects,
+            self.device,
+            self.pinned,
+            frame_rate_hz=self.frame_rate_hz,
         )
 
     def contrastive_sampler(
@@ -340,7 +359,7 @@ def _indices(wanted: Iterable | None, available: list[str], what: str) -> list[i
     wanted = list(wanted)
     unknown = [w for w in wanted if w not in available]
     if unknown:
-        raise ValueError(f"unknown {what}(s) {unknown}; the data hold {available}")
+        raise InputError(f"unknown {what}(s) {unknown}; the data hold {available}")
     return [available.index(w) for w in wanted]
 
 

@@ -16,10 +16,8 @@ archives by hand and point the config at them (``data.source: local``).
 
 from __future__ import annotations
 
-import hashlib
 import http
 import http.client
-import json
 import logging
 import os
 import posixpath
@@ -28,22 +26,25 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-import zlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
 
 from . import __version__
+from .archives import (
+    MANIFEST_NAME,
+    DownloadError,
+    FileRecord,
+    extract_members,
+    read_manifest,
+    sha256_of,
+    verify_files,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 USER_AGENT = f"contrastive-prosthetics/{__version__} (+urllib)"
-# Shown for the first few names when a wanted member is missing, enough to spot a naming mismatch.
-LISTED_MEMBERS = 8
 # 408 and 429 say "try again later", unlike every other 4xx, which would fail the same way on a retry.
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
 HAND_DOWNLOAD_ADVICE = (
@@ -51,17 +52,6 @@ HAND_DOWNLOAD_ADVICE = (
     "(from a browser with a NinaPro account), put it in a folder, and use data.source: local "
     "with data.local.<db> pointing at that folder."
 )
-
-
-class DownloadError(RuntimeError):
-    """A download, extraction or integrity check failed; the message says what to do about it."""
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    path: str  # as given
-    size: int
-    sha256: str
 
 
 class _ConnectError(Exception):
@@ -78,15 +68,6 @@ class _RangeNotSatisfiable(Exception):
     def __init__(self, total: int | None):
         super().__init__(total)
         self.total = total
-
-
-def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks so a 470 MB archive does not have to fit in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -284,150 +265,6 @@ def _finish_download(url: str, part: Path, dest: Path, expected_sha256: str | No
     size = part.stat().st_size
     os.replace(part, dest)
     return FileRecord(str(dest), size, actual)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Extracting
-
-
-def extract_members(archive: Path, member_names: list[str], dest_dir: Path) -> list[FileRecord]:
-    """Extract the files named ``member_names`` (matched on their basename, at any depth) flat into ``dest_dir``."""
-    archive, dest_dir = Path(archive), Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            entries = _entries_by_basename(bundle)
-            _check_wanted_members(archive, member_names, entries)
-            return [_extract_one(bundle, entries[name][0], dest_dir / name) for name in member_names]
-    except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # EOFError: truncated compressed data
-        raise DownloadError(
-            f"{archive} is not a readable zip archive ({error}); it is probably a broken download. "
-            "Delete it and rerun to download it again."
-        ) from error
-
-
-def _entries_by_basename(bundle: zipfile.ZipFile) -> dict[str, list[zipfile.ZipInfo]]:
-    entries: dict[str, list[zipfile.ZipInfo]] = {}
-    for info in bundle.infolist():
-        if info.is_dir():
-            continue
-        # Zips made on Windows sometimes use backslashes as separators.
-        basename = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
-        entries.setdefault(basename, []).append(info)
-    return entries
-
-
-def _check_wanted_members(archive: Path, member_names: list[str], entries: dict[str, list[zipfile.ZipInfo]]) -> None:
-    missing = [name for name in member_names if name not in entries]
-    if missing:
-        raise DownloadError(
-            f"{archive} has no {', '.join(missing)}; it holds {_describe_contents(entries)}. Check the file names "
-            "the database expects, or whether the URL under data.urls points at the right subject's archive."
-        )
-    ambiguous = [name for name in member_names if len(entries[name]) > 1]
-    if ambiguous:
-        paths = [info.filename for name in ambiguous for info in entries[name]]
-        raise DownloadError(f"{archive} holds more than one file named {', '.join(ambiguous)}: {', '.join(paths)}")
-
-
-def _describe_contents(entries: dict[str, list[zipfile.ZipInfo]]) -> str:
-    """The first few .mat names (or any names, if there are no .mat files), for a 'missing member' message."""
-    mat_names = sorted(name for name in entries if name.lower().endswith(".mat"))
-    names, kind = (mat_names, ".mat files") if mat_names else (sorted(entries), "files")
-    if not names:
-        return "no files"
-    shown = ", ".join(names[:LISTED_MEMBERS])
-    more = ", ..." if len(names) > LISTED_MEMBERS else ""
-    return f"{len(names)} {kind} ({shown}{more})"
-
-
-def _extract_one(bundle: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> FileRecord:
-    """Write one member to ``target`` through a temporary file, hashing it on the way."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        # Reading to the end makes zipfile check the member's CRC, so a corrupt archive raises BadZipFile here.
-        with bundle.open(info) as source, open(temporary, "wb") as out:
-            while chunk := source.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return FileRecord(str(target), size, digest.hexdigest())
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Manifest
-
-
-def write_manifest(path: Path, archive: FileRecord, url: str, members: list[FileRecord]) -> None:
-    """Record where the files came from and their sizes and digests, as JSON written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "url": url,
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "archive": _manifest_entry(archive),
-        "members": [_manifest_entry(member) for member in members],
-    }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def _manifest_entry(record: FileRecord) -> dict:
-    return {"name": Path(record.path).name, "size": record.size, "sha256": record.sha256}
-
-
-def read_manifest(path: Path) -> dict:
-    """The manifest as written by write_manifest; DownloadError if it is missing or unreadable."""
-    path = Path(path)
-    remedy = f"Delete the folder {path.parent} and rerun to download and extract the files again."
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise DownloadError(f"The manifest {path} is missing. {remedy}") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DownloadError(f"The manifest {path} is not valid JSON ({error}). {remedy}") from error
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), list) or "archive" not in manifest:
-        raise DownloadError(f"The manifest {path} lacks the 'archive' and 'members' records. {remedy}")
-    return manifest
-
-
-def verify_files(manifest_path: Path, files: list[Path]) -> None:
-    """Check each file's size and sha256 against the manifest's record of the same basename."""
-    manifest_path = Path(manifest_path)
-    manifest = read_manifest(manifest_path)
-    records = {entry["name"]: entry for entry in [manifest["archive"], *manifest["members"]]}
-    remedy = f"Delete the folder {manifest_path.parent} and rerun to download and extract it again."
-    for file in map(Path, files):
-        record = records.get(file.name)
-        if record is None:
-            raise DownloadError(f"{file} has no record in {manifest_path}. {remedy}")
-        if not file.exists():
-            raise DownloadError(f"{file} is missing, though {manifest_path} records it. {remedy}")
-        # Size first: it is free, and catches the common truncated file without hashing it.
-        size = file.stat().st_size
-        if size != record["size"]:
-            raise _mismatch(file, "size", record["size"], size, manifest_path, remedy)
-        digest = sha256_of(file)
-        if digest != record["sha256"]:
-            raise _mismatch(file, "sha256", record["sha256"], digest, manifest_path, remedy)
-
-
-def _mismatch(file: Path, field: str, expected: object, actual: object, manifest_path: Path, remedy: str) -> Exception:
-    return DownloadError(
-        f"{file} changed since it was downloaded: its {field} is {actual}, but {manifest_path} records {expected}. "
-        f"{remedy}"
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,215 +1,53 @@
-"""Report figures: subset-size accuracy, voting window, confusion, per-subject accuracy, training curves, search.
+"""Report figures of what a user gets: subset-size accuracy, voting window, confusion, per-subject accuracy.
 
-Figures are drawn with matplotlib's object-oriented API (``Figure``, no pyplot): no display, no global figure
-registry to close, and nothing that changes the backend of whoever imports this module. Each is saved atomically
-as SVG (text kept as text, so it stays searchable and editable) and PNG, and a model keeps its colour in every
-figure that ``make_figures`` draws.
-
-Inputs are the evaluation TSVs (``subset_accuracy``, ``subset_exact``, ``voting``, ``metrics``, ``confusion``) and
-each model × fold's ``history.tsv`` and ``search.tsv``; a figure whose data are missing says so instead of failing,
-so that a run without networks (say, LDA only) still gets its report.
+Inputs are the aggregated evaluation tables (``subset_accuracy``, ``subset_exact``, ``voting``, ``metrics``,
+``confusion``) and each model × fold's ``history.tsv`` and ``search.tsv`` (drawn by :mod:`.training_figures`); a
+figure whose data are missing says so instead of failing, so that a run without networks (say, LDA only) still
+gets its report. A model keeps its colour in every figure that :func:`make_figures` draws.
 """
 
 from __future__ import annotations
 
-import functools
 import textwrap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.colors import PowerNorm, to_hex
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
 
-from .atomic import atomic_write
-from .ninapro import DATABASES, EXERCISES, REST, describe
-
-PNG_DPI = 150
-FIGURE_STEMS = ("subset_size", "voting", "confusion", "per_subject", "training_curves", "search")
-EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion")
-KEY_FONT_SIZE = 7
-LEVEL_TEXT = {"vote": "after majority vote", "frame": "per frame (no voting)"}
-# z = 1.96: the normal 97.5 % quantile, so mean ± z·SE is a 95 % interval for the mean.
-Z_95 = 1.96
-BAND_ALPHA = 0.2
-STYLE = {
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "font.size": 10,
-    "legend.fontsize": 9,
-    "legend.frameon": False,
-    # Text as <text> elements rather than glyph outlines: searchable, editable, and much smaller files.
-    "svg.fonttype": "none",
-    # Fixed ids inside the SVG, so that equal data give byte-identical files across runs.
-    "svg.hashsalt": "contrastive-prosthetics",
-}
-
-
-def styled(draw: Callable[..., list[Path]]) -> Callable[..., list[Path]]:
-    """Draw and save inside the report style; rcParams are read when artists are made, so both need it."""
-
-    @functools.wraps(draw)
-    def wrapper(*args, **kwargs) -> list[Path]:
-        with mpl.rc_context(STYLE):
-            return draw(*args, **kwargs)
-
-    return wrapper
-
-
-# ---------------------------------------------------------------------------------------------------- reading
-
-
-def read_tsv(path: Path) -> pd.DataFrame:
-    # Class names and groups are text; keep_default_na stops a class or subject called "NA" turning into NaN.
-    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
-
-
-def read_run_tables(models_dir: Path, file_name: str) -> dict[str, pd.DataFrame]:
-    """``{"model/fold": table}`` for every ``models_dir/{model}/{fold}/{file_name}`` (models without one skipped)."""
-    return {
-        f"{path.parent.parent.name}/{path.parent.name}": read_tsv(path)
-        for path in sorted(Path(models_dir).glob(f"*/*/{file_name}"))
-    }
-
-
-def as_bool(values: pd.Series) -> pd.Series:
-    """True/False whether pandas parsed the column as booleans or left it as text."""
-    return values.astype(str).str.strip().str.lower().isin({"true", "1", "yes"})
-
-
-# ---------------------------------------------------------------------------------------------------- models
-
-
-def with_labels(table: pd.DataFrame) -> pd.DataFrame:
-    """Add a ``label`` column: the model name, plus " (AdaBN)" only where one name occurs with both settings."""
-    table = table.copy()
-    if "adabn" not in table:
-        table["label"] = table["model"].astype(str)
-        return table
-    adabn = as_bool(table["adabn"])
-    settings_per_model = adabn.groupby(table["model"]).nunique()
-    ambiguous = table["model"].map(settings_per_model) > 1
-    table["label"] = table["model"].astype(str).where(~(ambiguous & adabn), table["model"].astype(str) + " (AdaBN)")
-    return table
-
-
-def run_model(key: str) -> str:
-    """The model of a ``"model/fold"`` key of ``read_run_tables``."""
-    return key.split("/", 1)[0]
-
-
-def model_colours(labels: Iterable[str]) -> dict[str, str]:
-    """One colour per model label, assigned in sorted order so that every figure of a run agrees."""
-    ordered = sorted(set(labels))
-    cycle = mpl.colormaps["tab10" if len(ordered) <= 10 else "tab20"].colors
-    return {label: to_hex(cycle[i % len(cycle)]) for i, label in enumerate(ordered)}
-
-
-def extend_colours(colours: Mapping[str, str] | None, labels: Iterable[str]) -> dict[str, str]:
-    """``colours`` as given (consistent across figures), with any label it lacks given a colour of its own."""
-    labels = sorted(set(labels))
-    if colours is None:
-        return model_colours(labels)
-    extended = dict(colours)
-    missing = [label for label in labels if label not in extended]
-    if missing:
-        unused = [c for c in model_colours(list(extended) + missing).values() if c not in extended.values()]
-        extended.update(zip(missing, unused or ["#7f7f7f"] * len(missing), strict=False))
-    return extended
-
-
-def model_handles(colours: Mapping[str, str], labels: Iterable[str], kind: str = "line") -> list:
-    """Legend entries, one per model, drawn like the figure's marks: ``"line"``, ``"bar"`` or ``"point"``."""
-    labels = sorted(set(labels))
-    if kind == "bar":
-        return [Patch(color=colours[label], label=label) for label in labels]
-    if kind == "point":
-        return [Line2D([], [], color=colours[label], marker="o", linestyle="", label=label) for label in labels]
-    return [Line2D([], [], color=colours[label], linewidth=2, label=label) for label in labels]
-
-
-# ---------------------------------------------------------------------------------------------------- classes
-
-
-def class_sort_key(name: str) -> tuple:
-    """Catalogue order: rest, then A1..A12, B1..B17, C1..C23, D1..D9; anything unknown last, alphabetically."""
-    if name == REST:
-        return (0, 0, 0, "")
-    letter, number = name[:1], name[1:]
-    if letter in EXERCISES and number.isdigit():
-        return (1, EXERCISES.index(letter), int(number), "")
-    return (2, 0, 0, name)
-
-
-def class_description(name: str) -> str | None:
-    try:
-        return describe(name)
-    except (KeyError, ValueError, IndexError):
-        return None
-
-
-def subject_name(group: str) -> str:
-    return group.removeprefix("subject:")
-
-
-def subject_sort_key(subject: str) -> tuple:
-    """``db2/s10`` after ``db2/s9``: database, then subject number."""
-    database, _, number = subject.partition("/")
-    digits = number.lstrip("s")
-    return (database, int(digits) if digits.isdigit() else 0, number)
-
-
-def is_amputee(subject: str) -> bool:
-    spec = DATABASES.get(subject.partition("/")[0])
-    return bool(spec and spec.amputee)
-
-
-# ---------------------------------------------------------------------------------------------------- saving
-
-
-def save_figure(figure: Figure, out_stem: Path) -> list[Path]:
-    """Write ``<stem>.svg`` and ``<stem>.png`` atomically; returns both paths."""
-    out_stem = Path(out_stem)
-    paths = []
-    for fmt, options in (("svg", {"metadata": {"Date": None}}), ("png", {"dpi": PNG_DPI})):
-        path = out_stem.with_name(f"{out_stem.name}.{fmt}")
-        atomic_write(path, lambda stream, fmt=fmt, options=options: figure.savefig(stream, format=fmt, **options))
-        paths.append(path)
-    return paths
-
-
-def no_data_figure(title: str, message: str) -> Figure:
-    figure = Figure(figsize=(6, 2.5), layout="constrained")
-    axes = figure.add_subplot()
-    axes.set_axis_off()
-    axes.set_title(title)
-    axes.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=axes.transAxes)
-    return figure
-
-
-def percent_axis(axes: Axes, label: str) -> None:
-    axes.set_ylabel(label)
-    axes.set_ylim(0, 101)
-
-
-def integer_ticks(k_max: int) -> list[int]:
-    """1..K for few k, else 1 and every fifth k: the axis starts at one gesture, not at zero."""
-    return list(range(1, k_max + 1)) if k_max <= 12 else sorted({1, *range(5, k_max + 1, 5)})
-
-
-def group_text(group: str) -> str:
-    return f"group: {subject_name(group)}" if group.startswith("subject:") else f"group: {group} subjects"
-
-
-# ---------------------------------------------------------------------------------------------------- figures
+from .artefacts import EVALUATION_TABLES
+from .plotting import (
+    BAND_ALPHA,
+    KEY_FONT_SIZE,
+    LEVEL_TEXT,
+    Z_95,
+    as_bool,
+    class_description,
+    class_sort_key,
+    extend_colours,
+    group_text,
+    integer_ticks,
+    is_amputee,
+    model_colours,
+    model_handles,
+    no_data_figure,
+    percent_axis,
+    read_run_tables,
+    run_model,
+    save_figure,
+    styled,
+    subject_name,
+    subject_sort_key,
+    with_labels,
+)
+from .tables import read_table
+from .training_figures import search_figure, training_curves_figure
 
 
 def mean_with_band(rows: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
@@ -226,7 +64,7 @@ def subset_size_figure(
     out_stem: Path,
     group: str = "all",
     colours: Mapping[str, str] | None = None,
-    vote_ms: float | None = 250.0,
+    vote_ms: float | None = None,
 ) -> list[Path]:
     """Accuracy among k chosen gestures plus rest, against k: what a prosthesis user gets for picking k."""
     title = f"Accuracy among k chosen gestures + rest ({group_text(group)})"
@@ -286,7 +124,7 @@ def voting_figure(
     out_stem: Path,
     group: str = "all",
     colours: Mapping[str, str] | None = None,
-    vote_ms: float | None = 250.0,
+    vote_ms: float | None = None,
 ) -> list[Path]:
     """Accuracy over all classes against the majority-voting window: what smoothing decisions buys."""
     title = f"Accuracy against majority-voting window ({group_text(group)})"
@@ -456,93 +294,6 @@ def draw_subject_bars(axes: Axes, accuracy: pd.DataFrame, colours: Mapping[str, 
     axes.grid(axis="x", visible=False)
 
 
-@styled
-def training_curves_figure(
-    histories: Mapping[str, pd.DataFrame], out_stem: Path, colours: Mapping[str, str] | None = None
-) -> list[Path]:
-    """Loss and validation accuracy per epoch of each final model × fold, coloured by model."""
-    title = "Training of the final models"
-    # Only networks trained epoch by epoch have curves (the LDA baseline's history is a single fit).
-    histories = {key: table for key, table in histories.items() if len(table) and "train_loss" in table}
-    if not histories:
-        return save_figure(no_data_figure(title, "No training histories (no trained networks)."), out_stem)
-    colours = extend_colours(colours, map(run_model, histories))
-    runs_per_model = pd.Series([run_model(key) for key in histories]).value_counts()
-    # Many folds per model draw many lines of one colour; thinner, translucent lines keep them apart.
-    line_width, alpha = (1.8, 1.0) if runs_per_model.max() == 1 else (1.0, 0.6)
-
-    figure = Figure(figsize=(12, 4.8), layout="constrained")
-    loss_axes, accuracy_axes = figure.subplots(1, 2)
-    for key, history in histories.items():
-        colour = colours[run_model(key)]
-        style = {"color": colour, "linewidth": line_width, "alpha": alpha}
-        loss_axes.plot(history["epoch"], history["train_loss"], **style)
-        loss_axes.plot(history["epoch"], history["val_loss"], linestyle="--", **style)
-        accuracy_axes.plot(history["epoch"], 100 * history["val_accuracy"], **style)
-        kept = history.loc[history["val_loss"].idxmin()]
-        loss_axes.plot(kept["epoch"], kept["val_loss"], "o", color=colour, markersize=5)
-    for axes in (loss_axes, accuracy_axes):
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    loss_axes.set_title("Loss")
-    loss_axes.set_xlabel("Epoch")
-    loss_axes.set_ylabel("Loss (each model's training objective)")
-    accuracy_axes.set_title("Validation accuracy")
-    accuracy_axes.set_xlabel("Epoch")
-    percent_axis(accuracy_axes, "Validation accuracy, per frame (%)")
-    folds = len({key.split("/", 1)[-1] for key in histories})
-    figure.suptitle(f"{title}: {len(runs_per_model)} model(s) × {folds} fold(s)")
-    figure.legend(handles=model_handles(colours, runs_per_model.index), loc="outside right upper", title="Model")
-    figure.legend(
-        handles=[
-            Line2D([], [], color="grey", label="training loss"),
-            Line2D([], [], color="grey", linestyle="--", label="validation loss"),
-            Line2D([], [], color="grey", marker="o", linestyle="", label="epoch kept\n(lowest validation loss)"),
-        ],
-        loc="outside right lower",
-        title="Line style",
-    )
-    return save_figure(figure, out_stem)
-
-
-@styled
-def search_figure(
-    searches: Mapping[str, pd.DataFrame], out_stem: Path, colours: Mapping[str, str] | None = None
-) -> list[Path]:
-    """Validation accuracy of every random-search trial against its learning rate; stars mark the chosen ones."""
-    title = "Random hyper-parameter search"
-    # The LDA baseline has no learning rate to search: only networks appear.
-    searches = {key: table for key, table in searches.items() if len(table) and "learning_rate" in table}
-    if not searches:
-        return save_figure(no_data_figure(title, "No hyper-parameter searches (no trained networks)."), out_stem)
-    colours = extend_colours(colours, map(run_model, searches))
-    figure = Figure(figsize=(9, 5), layout="constrained")
-    axes = figure.add_subplot()
-    for key, search in searches.items():
-        colour = colours[run_model(key)]
-        axes.scatter(search["learning_rate"], 100 * search["val_accuracy"], color=colour, s=18, alpha=0.7, lw=0)
-        chosen = chosen_trial(search)
-        axes.scatter(
-            chosen["learning_rate"], 100 * chosen["val_accuracy"], color=colour, marker="*", s=180, ec="black", lw=0.8
-        )
-    axes.set_xscale("log")
-    axes.set_xlabel("Learning rate (log scale)")
-    percent_axis(axes, "Validation accuracy of the trial, per frame (%)")
-    trials = max(len(search) for search in searches.values())
-    axes.set_title(f"{title}: up to {trials} trials per model × fold ({len(searches)} runs)")
-    handles = model_handles(colours, map(run_model, searches), kind="point")
-    handles.append(
-        Line2D([], [], marker="*", color="grey", markeredgecolor="black", markersize=12, linestyle="", label="chosen")
-    )
-    figure.legend(handles=handles, loc="outside right upper", title="Model")
-    return save_figure(figure, out_stem)
-
-
-def chosen_trial(search: pd.DataFrame) -> pd.Series:
-    """The trial training keeps: highest validation accuracy, ties to the lower validation loss."""
-    ranked = search.sort_values(["val_accuracy", "val_loss"], ascending=[False, True], kind="stable")
-    return ranked.iloc[0]
-
-
 # ---------------------------------------------------------------------------------------------------- all
 
 
@@ -558,23 +309,25 @@ def best_model(metrics: pd.DataFrame, group: str = "all") -> str | None:
 
 def make_figures(
     eval_dir: Path,
-    models_dir: Path,
+    histories: list[Path],
+    searches: list[Path],
     out_dir: Path,
+    *,
+    vote_ms: float,
     confusion_model: str | None = None,
-    vote_ms: float | None = 250.0,
 ) -> list[Path]:
-    """Draw every report figure from a run's evaluation TSVs and model folders; returns the written files.
+    """Draw every report figure from a run's aggregated tables and the named ``history.tsv`` and ``search.tsv``
+    files (``.../{model}/{fold}/``); returns the written files.
 
-    ``out_dir`` gets ``<stem>.svg`` and ``<stem>.png`` for each of ``FIGURE_STEMS``. The confusion figure shows
-    ``confusion_model``, by default the model with the highest voted accuracy over all subjects. ``vote_ms`` is
-    the voting window behind ``subset_accuracy.tsv``, named in the figures' keys.
+    ``out_dir`` gets ``<name>.svg`` and ``<name>.png`` for each of ``artefacts.FIGURES``. The confusion figure
+    shows ``confusion_model``, by default the model with the highest voted accuracy over all subjects. ``vote_ms``
+    is the voting window behind ``subset_accuracy.tsv``, named in the figures' keys.
     """
-    eval_dir, models_dir, out_dir = Path(eval_dir), Path(models_dir), Path(out_dir)
-    tables = {name: read_tsv(eval_dir / f"{name}.tsv") for name in EVALUATION_TABLES}
-    histories = read_run_tables(models_dir, "history.tsv")
-    searches = read_run_tables(models_dir, "search.tsv")
+    eval_dir, out_dir = Path(eval_dir), Path(out_dir)
+    tables = {name: read_table(eval_dir / f"{name}.tsv") for name in EVALUATION_TABLES}
+    history_tables, search_tables = read_run_tables(histories), read_run_tables(searches)
     labels = [label for table in tables.values() for label in with_labels(table)["label"]]
-    colours = model_colours([*labels, *map(run_model, histories), *map(run_model, searches)])
+    colours = model_colours([*labels, *map(run_model, history_tables), *map(run_model, search_tables)])
     model = confusion_model or best_model(tables["metrics"])
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -585,6 +338,6 @@ def make_figures(
         *voting_figure(tables["voting"], out_dir / "voting", colours=colours, vote_ms=vote_ms),
         *confusion_figure(tables["confusion"], out_dir / "confusion", model),
         *per_subject_figure(tables["metrics"], out_dir / "per_subject", colours=colours),
-        *training_curves_figure(histories, out_dir / "training_curves", colours=colours),
-        *search_figure(searches, out_dir / "search", colours=colours),
+        *training_curves_figure(history_tables, out_dir / "training_curves", colours=colours),
+        *search_figure(search_tables, out_dir / "search", colours=colours),
     ]

@@ -9,8 +9,11 @@ subjects, test on every repetition of the new subject, whose only adaptation is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .dataset import DB23, Selection
+if TYPE_CHECKING:  # the workflow imports this module while it is parsed: no torch there
+    from .dataset import DB23, Selection
+from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,11 @@ def fold_selections(data: DB23, fold: dict) -> FoldSelections:
         )
     if fold["scheme"] == "subjects":
         if fold["test_subject"] not in fold["subjects"]:
-            raise ValueError(f"fold test subject {fold['test_subject']} is not among its subjects {fold['subjects']}")
+            raise InputError(f"fold test subject {fold['test_subject']} is not among its subjects {fold['subjects']}")
         others = [s for s in fold["subjects"] if s != fold["test_subject"]]
         return FoldSelections(
             train=data.select(subjects=others, repetitions=fold["train"]),
             validation=data.select(subjects=others, repetitions=fold["validation"]),
             test=data.select(subjects=[fold["test_subject"]]),
         )
-    raise ValueError(f"unknown fold scheme {fold['scheme']!r}; use 'repetitions' or 'subjects'")
+    raise InputError(f"unknown fold scheme {fold['scheme']!r}; use 'repetitions' or 'subjects'")

@@ -22,6 +22,8 @@ from typing import BinaryIO
 import numpy as np
 import scipy.io
 
+from .errors import InputError
+
 log = logging.getLogger(__name__)
 
 ARCHIVE_SEPARATOR = "::"
@@ -29,7 +31,7 @@ LABEL_FIELDS = ("stimulus", "restimulus", "repetition", "rerepetition")
 REQUIRED_FIELDS = ("emg", "restimulus", "rerepetition")
 
 
-class MatFileError(ValueError):
+class MatFileError(InputError):
     """A raw file that cannot be used as it is; the message says which file, which field and what to do."""
 
 

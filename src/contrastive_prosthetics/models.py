@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -124,7 +126,7 @@ def build_model(config: ModelConfig) -> nn.Module:
     try:
         return MODEL_KINDS[config.kind](config)
     except KeyError:
-        raise ValueError(f"unknown model kind {config.kind!r}; choose from {sorted(MODEL_KINDS)}") from None
+        raise InputError(f"unknown model kind {config.kind!r}; choose from {sorted(MODEL_KINDS)}") from None
 
 
 def contrastive_loss(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

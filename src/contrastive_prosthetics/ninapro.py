@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputError
+
 REST = "rest"
 
 MOVEMENT_DESCRIPTIONS: dict[str, tuple[str, ...]] = {
@@ -101,7 +103,7 @@ def class_names(exercises: list[str] | tuple[str, ...]) -> list[str]:
     """The class axis of a run: rest, then each selected exercise's movements in catalogue order."""
     unknown = [e for e in exercises if e not in MOVEMENT_DESCRIPTIONS]
     if unknown:
-        raise ValueError(f"unknown exercise(s) {unknown}; NinaPro exercises are {list(EXERCISES)}")
+        raise InputError(f"unknown exercise(s) {unknown}; NinaPro exercises are {list(EXERCISES)}")
     ordered = [e for e in EXERCISES if e in exercises]
     return [REST] + [name for e in ordered for name in movement_names(e)]
 
@@ -143,7 +145,7 @@ class DatabaseSpec:
         for index, held in self.file_exercises.items():
             if held == exercise:
                 return index
-        raise ValueError(
+        raise InputError(
             f"{self.name} has no exercise {exercise!r}; it has {sorted(self.file_exercises.values())}: "
             "fix data.exercises in the config"
         )
@@ -153,7 +155,7 @@ class DatabaseSpec:
 
     def check_subject(self, subject: int) -> None:
         if subject not in self.subjects:
-            raise ValueError(
+            raise InputError(
                 f"{self.name} has subjects 1-{self.n_subjects}, not {subject}: fix data.databases.{self.name}"
             )
 
@@ -172,7 +174,7 @@ class DatabaseSpec:
         elif 1 <= lo and hi <= n_movements:
             offset = 0  # a file that restarts its numbering at 1
         else:
-            raise ValueError(
+            raise InputError(
                 f"{source}: labels {lo}-{hi} fit neither {first}-{first + n_movements - 1} nor 1-{n_movements} "
                 f"for exercise {exercise} of {self.name}; is this the right file for the exercise?"
             )
@@ -185,7 +187,7 @@ def exercise_from_file_name(spec: DatabaseSpec, subject: int, file_name: str) ->
         if spec.file_name(subject, exercise) == file_name:
             return exercise
     expected = [spec.file_name(subject, e) for e in spec.file_exercises.values()]
-    raise ValueError(f"{file_name} is not a {spec.name} file of subject {subject}; expected one of {expected}")
+    raise InputError(f"{file_name} is not a {spec.name} file of subject {subject}; expected one of {expected}")
 
 
 DB1 = DatabaseSpec(
@@ -235,4 +237,4 @@ def database(name: str) -> DatabaseSpec:
     try:
         return DATABASES[name]
     except KeyError:
-        raise ValueError(f"unknown database {name!r}; choose from {sorted(DATABASES)}") from None
+        raise InputError(f"unknown database {name!r}; choose from {sorted(DATABASES)}") from None

@@ -16,21 +16,25 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.signal
 
+from .errors import InputError
+
 SEGMENTS_PER_CHUNK = 16
 
 
 @dataclass(frozen=True)
 class PreprocessParams:
-    bandpass_low_hz: float = 20.0
-    bandpass_high_hz: float = 450.0
-    filter_order: int = 4
-    rms_window_ms: float = 200.0
-    frame_rate_hz: float = 100.0
-    window_offset_ms: float = 0.0  # where a movement's segment starts after its relabelled onset
-    window_length_ms: float = 1000.0  # the reference used the first 1 s of each movement
-    feature_window_ms: float = 200.0  # Hudgins features for the LDA baseline, as in NinaPro's benchmarks
-    max_length_mismatch: int = 100  # samples by which a file's fields may differ before it is rejected
-    lead_in_tolerance: float = 1e-9  # impulse-response tail left when a stretch's filtering starts
+    """The ``preprocess`` section of the configuration (config.yaml documents and sets every value)."""
+
+    bandpass_low_hz: float
+    bandpass_high_hz: float
+    filter_order: int
+    rms_window_ms: float
+    frame_rate_hz: float
+    window_offset_ms: float  # where a movement's segment starts after its relabelled onset
+    window_length_ms: float
+    feature_window_ms: float  # Hudgins features for the LDA baseline
+    max_length_mismatch: int  # samples by which a file's fields may differ before it is rejected
+    lead_in_tolerance: float = 1e-9  # impulse-response tail left when a stretch's filtering starts (numerics)
 
     def frames_per_segment(self) -> int:
         return round(self.window_length_ms * self.frame_rate_hz / 1000)
@@ -42,7 +46,7 @@ class PreprocessParams:
 def hop_samples(sampling_rate_hz: float, params: PreprocessParams) -> int:
     hop = sampling_rate_hz / params.frame_rate_hz
     if hop != int(hop) or hop < 1:
-        raise ValueError(
+        raise InputError(
             f"frame rate {params.frame_rate_hz} Hz must divide the sampling rate {sampling_rate_hz} Hz: "
             "fix preprocess.frame_rate_hz"
         )
@@ -71,7 +75,7 @@ def filter_lead_in(sos: np.ndarray, tolerance: float, max_samples: int = 1 << 16
     tail = np.cumsum(np.abs(scipy.signal.sosfilt(sos, impulse))[::-1])[::-1]
     below = np.flatnonzero(tail < tolerance)
     if below.size == 0:
-        raise ValueError(f"the band-pass filter does not settle to {tolerance} within {max_samples} samples")
+        raise InputError(f"the band-pass filter does not settle to {tolerance} within {max_samples} samples")
     return int(below[0])
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from .atomic import atomic_torch_save, atomic_write_tsv
 from .dataset import DB23, Selection, choose_device
 from .folds import fold_selections
+from .logits import write_logits
 from .models import ModelConfig, adapt_batchnorm, build_model, classifier_loss, contrastive_loss
 
 log = logging.getLogger(__name__)
@@ -206,29 +207,6 @@ def train_once(
     )
 
 
-def save_test_logits(
-    path: Path, logits: torch.Tensor, index: torch.Tensor, data: DB23, model_name: str, fold_name: str, adabn: bool
-) -> None:
-    """logits.pt, the evaluation's input: every test frame's scores over all classes and where it came from."""
-    index = index.cpu()
-    atomic_torch_save(
-        {
-            "logits": logits.cpu(),
-            "label": index[:, 1],
-            "subject": index[:, 0],
-            "repetition": index[:, 2] + 1,
-            "frame": index[:, 3],
-            "subjects": data.subject_names,
-            "amputee": [s.amputee for s in data.subjects],
-            "classes": data.classes,
-            "adabn": adabn,
-            "model": model_name,
-            "fold": fold_name,
-        },
-        path,
-    )
-
-
 def train_fold(
     tensor_paths: list[Path],
     model_name: str,
@@ -242,10 +220,6 @@ def train_fold(
     device: str = "auto",
 ) -> None:
     """Search, train and write search.tsv, model.pt, history.tsv and logits.pt for one model × fold."""
-    if model_settings["kind"] == "lda":
-        from .baseline import train_lda_fold
-
-        return train_lda_fold(tensor_paths, model_name, fold_name, fold, seed, out_dir)
     torch.use_deterministic_algorithms(True, warn_only=True)
     settings = TrainingSettings.from_config(training)
     chosen = Device(choose_device(device))
@@ -277,6 +251,8 @@ def train_fold(
             {"trial": trial, **vars(hyper), "val_loss": best["val_loss"], "val_accuracy": best["val_accuracy"]}
         )
     winner = max(search_rows, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
+    for row in search_rows:
+        row["chosen"] = row["trial"] == winner["trial"]
     hyper = candidates[winner["trial"] - 1]
     log.info("best trial %d: %s", winner["trial"], winner)
 
@@ -307,5 +283,5 @@ def train_fold(
 
     # The one place test data are read.
     logits, index = predict(model, data, selections.test, adabn, settings.evaluation_batch)
-    save_test_logits(out_dir / "logits.pt", logits, index, data, model_name, fold_name, adabn)
+    write_logits(out_dir / "logits.pt", logits, index, data, model_name, fold_name, adabn)
     log.info("wrote %s", out_dir)

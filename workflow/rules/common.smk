@@ -2,6 +2,7 @@
 import json
 import re
 
+from contrastive_prosthetics.artefacts import EVALUATION_TABLES, FIGURES
 from contrastive_prosthetics.folds import fold_subjects
 from contrastive_prosthetics.ninapro import database, exercise_from_file_name
 from contrastive_prosthetics.download import archive_name

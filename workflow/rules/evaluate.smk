@@ -1,14 +1,12 @@
 # Test logits → voting, subset-size accuracy (the headline), exact expectation and metrics per model × fold,
 # then one table of each kind for the whole run.
 
-EVAL_TABLES = ["subset_accuracy", "subset_exact", "voting", "metrics", "confusion"]
-
 
 rule evaluate:
     input:
         "results/models/{model}/{fold}/logits.pt",
     output:
-        expand("results/eval/{{model}}/{{fold}}/{table}.tsv", table=EVAL_TABLES),
+        expand("results/eval/{{model}}/{{fold}}/{table}.tsv", table=EVALUATION_TABLES),
     log:
         "logs/evaluate/{model}/{fold}.log",
     benchmark:
@@ -35,14 +33,13 @@ rule aggregate:
             "results/eval/{model}/{fold}/{table}.tsv",
             model=config["models"],
             fold=config["folds"],
-            table=EVAL_TABLES,
+            table=EVALUATION_TABLES,
         ),
     output:
-        subset_accuracy=report("results/eval/subset_accuracy.tsv", caption="../report/tables.rst", category="Tables"),
-        subset_exact=report("results/eval/subset_exact.tsv", caption="../report/tables.rst", category="Tables"),
-        voting=report("results/eval/voting.tsv", caption="../report/tables.rst", category="Tables"),
-        metrics=report("results/eval/metrics.tsv", caption="../report/tables.rst", category="Tables"),
-        confusion=report("results/eval/confusion.tsv", caption="../report/tables.rst", category="Tables"),
+        [
+            report(f"results/eval/{table}.tsv", caption="../report/tables.rst", category="Tables")
+            for table in EVALUATION_TABLES
+        ],
     log:
         "logs/aggregate.log",
     benchmark:
@@ -51,7 +48,7 @@ rule aggregate:
         "../../envs/pipeline.yaml"
     params:
         inputs=expand("results/eval/{model}/{fold}", model=config["models"], fold=config["folds"]),
-        tables=EVAL_TABLES,
+        tables=EVALUATION_TABLES,
     shell:
         "python -m contrastive_prosthetics aggregate --inputs {params.inputs} --tables {params.tables} "
         "--out-dir results/eval > {log} 2>&1"

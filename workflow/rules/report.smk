@@ -1,11 +1,9 @@
 # Aggregated tables and training records → every figure, each in the report with its caption.
 
-FIGURES = ["subset_size", "voting", "confusion", "per_subject", "training_curves", "search"]
-
 
 rule figures:
     input:
-        tables=expand("results/eval/{table}.tsv", table=EVAL_TABLES),
+        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES),
         histories=expand("results/models/{model}/{fold}/history.tsv", model=config["models"], fold=config["folds"]),
         searches=expand("results/models/{model}/{fold}/search.tsv", model=config["models"], fold=config["folds"]),
     output:
@@ -23,5 +21,5 @@ rule figures:
     params:
         vote_window_ms=config["evaluation"]["vote_window_ms"],
     shell:
-        "python -m contrastive_prosthetics figures --eval-dir results/eval --models-dir results/models "
-        "--out-dir results/figures --vote-window-ms {params.vote_window_ms} > {log} 2>&1"
+        "python -m contrastive_prosthetics figures --eval-dir results/eval --histories {input.histories} "
+        "--searches {input.searches} --out-dir results/figures --vote-window-ms {params.vote_window_ms} > {log} 2>&1"

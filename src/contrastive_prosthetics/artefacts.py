@@ -1,0 +1,7 @@
+"""Names of the run's artefacts that the workflow's rules and the package share (no heavy imports: the workflow
+reads them while it is parsed)."""
+
+# Tables each evaluate job writes into results/eval/{model}/{fold}/ and aggregate concatenates into results/eval/.
+EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion")
+# Figures written into results/figures/ as <name>.svg and <name>.png, each with workflow/report/<name>.rst.
+FIGURES = ("subset_size", "voting", "confusion", "per_subject", "training_curves", "search")

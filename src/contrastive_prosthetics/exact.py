@@ -1,0 +1,99 @@
+"""The exact expectation of per-frame subset-size accuracy over all C(K, k) subsets of k gestures.
+
+Each frame's chance of being right in a random k-subset is a ratio of binomial coefficients (how many subsets hold
+its class and no class that beats it), so the expectation over every subset costs one pass over the frames; the
+Monte-Carlo mean of :mod:`.subsets` is tested against it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+
+from .subsets import beats_true_class
+from .voting import checked_scores, gesture_indices, rest_index
+
+
+def _log_binomial(n: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """log C(n, r), -inf where C(n, r) is 0 (r < 0, r > n); float64."""
+    n, r = torch.broadcast_tensors(n.double(), r.double())
+    possible = (r >= 0) & (r <= n)
+    n, r = n.clamp(min=0), r.clamp(min=0)
+    value = torch.lgamma(n + 1) - torch.lgamma(r + 1) - torch.lgamma((n - r).clamp(min=0) + 1)
+    return torch.where(possible, value, -math.inf)
+
+
+def exact_subset_accuracy(payload: dict, include_rest: bool = True) -> pd.DataFrame:
+    """Per-frame accuracy and balanced accuracy averaged over all C(K, k) subsets of k gestures, k = 1..K.
+
+    A frame with true class y is right in subset S iff no class of S beats y (:func:`beats_true_class`). With b gestures
+    beating a gesture frame, P(right | y in S) = C(K-1-b, k-1) / C(K-1, k-1), and 0 when rest is in S and beats
+    y; a rest frame (rest in every S) is right with probability C(K-b, k) / C(K, k).
+
+    Balanced accuracy is exact: the expectation of the mean recall over the subset's tested classes, which with
+    every class tested is (1/(k+1)) [r_rest + (k/K) sum_g r_g], r_c the mean probability over class c's frames
+    (1/k without rest). Gestures without test frames still compete but do not count in the mean, so the sum is
+    then taken over how many tested gestures S holds; without rest, subsets holding none (balanced accuracy
+    undefined, NaN in :func:`subset_size_accuracy`) are left out, as pandas' mean leaves out NaN.
+
+    Accuracy is the ratio of expectations sum_n P(y_n in S) P_n / sum_n P(y_n in S): the expected accuracy when
+    every class has the same number of test frames (the number scored is then the same for every S), an
+    approximation of it otherwise.
+    """
+    scores, label, classes = checked_scores(payload), payload["label"], payload["classes"]
+    n_classes = len(classes)
+    gestures = gesture_indices(classes)
+    n_gestures = len(gestures)
+    rest = rest_index(classes)
+    rest_in_subsets = include_rest and rest is not None
+    frames_per_class = torch.bincount(label, minlength=n_classes)
+    is_gesture = torch.zeros(n_classes, dtype=torch.bool)
+    is_gesture[gestures] = True
+    tested = is_gesture & (frames_per_class > 0)
+    n_tested = int(tested.sum())
+    rest_frames = int(frames_per_class[rest]) if rest is not None else 0
+    gesture_frames = int(frames_per_class[gestures].sum())
+    rest_counted = rest_in_subsets and rest_frames > 0  # rest is one of the classes balanced accuracy averages
+
+    # Per frame: tested and untested gestures beating its true class, and whether rest does (one matmul).
+    kinds = torch.stack((tested, is_gesture & ~tested, torch.arange(n_classes) == (rest if rest is not None else -1)))
+    tallies = (beats_true_class(scores, label).to(torch.float32) @ kinds.T.to(torch.float32)).long()
+    tested_beating, untested_beating, rest_beats = tallies.unbind(1)
+    is_rest_frame = label == rest if rest is not None else torch.zeros_like(label, dtype=torch.bool)
+    gesture_alive = ~is_rest_frame & ~(rest_beats.bool() & rest_in_subsets)
+    alive = gesture_alive | (is_rest_frame & rest_in_subsets)
+    own_gesture = (~is_rest_frame).long()  # a gesture frame's own class must be one of S's tested gestures
+
+    # Frames differ only by (own gesture, tested beating, untested beating): tally them once per combination.
+    side = n_gestures + 1
+    key = ((own_gesture * side + tested_beating) * side + untested_beating)[alive]
+    weight = 1.0 / frames_per_class[label[alive]].double()
+    bins, index = torch.unique(key, return_inverse=True)
+    frames_in_bin = torch.bincount(index, minlength=len(bins)).double()
+    weight_in_bin = torch.zeros(len(bins), dtype=torch.float64).index_add_(0, index, weight)
+    bin_own, bin_tested, bin_untested = bins // (side * side), bins // side % side, bins % side
+
+    # ways[bin, k, j]: the share of all k-subsets that hold the frame's own gesture, no class beating it and j
+    # other tested gestures; its recall then counts 1 / (own + j + rest_counted) in the mean.
+    k = torch.arange(1, n_gestures + 1)
+    j = torch.arange(0, n_gestures + 1)
+    own = bin_own[:, None, None]
+    tested_free = (n_tested - bin_own - bin_tested)[:, None, None]
+    untested_free = (n_gestures - n_tested - bin_untested)[:, None, None]
+    k_, j_ = k[None, :, None], j[None, None, :]
+    log_ways = (
+        _log_binomial(tested_free, j_)
+        + _log_binomial(untested_free, k_ - own - j_)
+        - _log_binomial(torch.tensor(n_gestures), k_)
+    )
+    ways = log_ways.exp()
+    classes_averaged = (bin_own[:, None] + j[None, :] + int(rest_counted)).double()
+    right = (frames_in_bin[:, None] * ways.sum(2)).sum(0)
+    balanced = (weight_in_bin[:, None] * (ways / classes_averaged[:, None, :].clamp(min=1)).sum(2)).sum(0)
+    scored = rest_frames * int(rest_in_subsets) + gesture_frames * k.double() / n_gestures
+    if not rest_counted:
+        no_tested = _log_binomial(torch.tensor(n_gestures - n_tested), k) - _log_binomial(torch.tensor(n_gestures), k)
+        balanced = balanced / (1 - no_tested.exp())
+    return pd.DataFrame({"k": k.numpy(), "accuracy": (right / scored).numpy(), "balanced_accuracy": balanced.numpy()})

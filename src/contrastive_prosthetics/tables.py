@@ -1,0 +1,27 @@
+"""The evaluation tables on disk: reading one, and concatenating the per model × fold tables of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_write_frame
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A tab-separated table as written; class and subject names stay text (a class called "NA" is not NaN)."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+
+
+def aggregate(tables: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Concatenate per model × fold tables (``{name: table}`` each) table by table."""
+    names = list(dict.fromkeys(name for table in tables for name in table))
+    return {name: pd.concat([table[name] for table in tables if name in table], ignore_index=True) for name in names}
+
+
+def aggregate_folders(folders: list[Path], table_names: list[str], out_dir: Path) -> None:
+    """Concatenate each named table over the per model × fold folders and write it as ``out_dir/<name>.tsv``."""
+    per_folder = [{name: read_table(Path(folder) / f"{name}.tsv") for name in table_names} for folder in folders]
+    for name, table in aggregate(per_folder).items():
+        atomic_write_frame(table, Path(out_dir) / f"{name}.tsv")
