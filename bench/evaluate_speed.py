@@ -49,6 +49,7 @@ def realistic_payload(seed: int = 0) -> dict:
         "model": "bench",
         "fold": "repetitions",
         "frame_rate_hz": 100.0,
+        "adaptation": "none",
     }
 
 

@@ -96,3 +96,22 @@ def db1_dir() -> Path:
     if not DB1_DIR.is_dir():
         pytest.skip(f"real NinaPro DB1 files not found in {DB1_DIR} (set NINAPRO_DB1_DIR)")
     return DB1_DIR
+
+
+def stream_of_segments(emg, valid) -> dict:
+    """Stream fields for a hand-made converted subject whose recording is its segments back to back, in (class,
+    repetition) order: every valid segment is a slice of the stream, labelled with its class and repetition."""
+    import torch
+
+    emg, valid = torch.as_tensor(emg), torch.as_tensor(valid)
+    n_classes, n_reps, n_frames = emg.shape[:3]
+    cells = valid.nonzero()  # (class, rep) in order
+    start = torch.full((n_classes, n_reps), -1, dtype=torch.long)
+    start[cells[:, 0], cells[:, 1]] = torch.arange(len(cells)) * n_frames
+    return {
+        "stream": emg[valid].reshape(-1, emg.shape[-1]).float(),
+        "stream_class": cells[:, 0].repeat_interleave(n_frames).to(torch.int16),
+        "stream_repetition": (cells[:, 1] + 1).repeat_interleave(n_frames).to(torch.int16),
+        "stream_file": torch.zeros(len(cells) * n_frames, dtype=torch.int8),
+        "segment_start": start,
+    }

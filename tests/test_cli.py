@@ -63,7 +63,18 @@ def test_convert_of_a_damaged_file_exits_2_naming_it(tmp_path, capsys):
     damaged = tmp_path / "S1_A1_E1.mat"
     damaged.write_bytes(b"MATLAB 5.0 MAT-file" + b"\0" * 50)
     preprocess = json.dumps(DEFAULT_CONFIG["preprocess"])
-    args = ["--database", "db1", "--subject", "1", "--source", f"A={damaged}", "--preprocess-json", preprocess]
+    args = [
+        "--database",
+        "db1",
+        "--subject",
+        "1",
+        "--source",
+        f"A={damaged}",
+        "--preprocess-json",
+        preprocess,
+        "--seed",
+        "0",
+    ]
     assert run("convert", *args, "--out", str(tmp_path / "s1.pt")) == 2
     assert str(damaged) in error_line(capsys, "convert")
     assert not (tmp_path / "s1.pt").exists()
@@ -73,7 +84,18 @@ def test_convert_writes_a_tensor_file(tmp_path):
     protocol = make_protocol([1, 2], 10, movement_samples=150, rest_samples=130)
     source = write_mat(tmp_path / "S1_A1_E1.mat", protocol, emg_for(protocol, 10, rectified=True))
     preprocess = json.dumps(DEFAULT_CONFIG["preprocess"])
-    args = ["--database", "db1", "--subject", "1", "--source", f"A={source}", "--preprocess-json", preprocess]
+    args = [
+        "--database",
+        "db1",
+        "--subject",
+        "1",
+        "--source",
+        f"A={source}",
+        "--preprocess-json",
+        preprocess,
+        "--seed",
+        "0",
+    ]
     assert run("convert", *args, "--out", str(tmp_path / "s1.pt")) == 0
     assert torch.load(tmp_path / "s1.pt", weights_only=False)["valid"][:3].all()
 

@@ -71,6 +71,60 @@ def add_fold_over_a_subject_outside_the_data(config):
             id="fold repetition that does not exist",
         ),
         pytest.param(
+            lambda c: c["folds"]["reps-2-5"].update(train=[1, 2, 3]),
+            r"folds.reps-2-5: repetitions \[2\] are in both train and test",
+            id="train and test repetitions overlap",
+        ),
+        pytest.param(
+            lambda c: c["folds"]["reps-2-5"].update(validation=[4]),
+            r"folds.reps-2-5: repetitions \[4\] are in both train and validation",
+            id="train and validation repetitions overlap",
+        ),
+        pytest.param(
+            lambda c: c["folds"].update(
+                loso={
+                    "scheme": "subjects",
+                    "subjects": ["db2/s1", "db2/s2"],
+                    "test_subject": "db2/s3",
+                    "train": [1, 2],
+                    "validation": [6],
+                }
+            ),
+            r"folds.loso.test_subject: db2/s3 is not in folds.loso.subjects",
+            id="test subject outside its group",
+        ),
+        pytest.param(
+            lambda c: c["folds"].update(
+                loso={
+                    "scheme": "subjects",
+                    "subjects": ["db2/s1", "db2/s2"],
+                    "test_subject": "db2/s1",
+                    "train": [1, 2],
+                    "validation_subjects": 1,
+                }
+            ),
+            r"folds.loso.validation_subjects: 1 leaves no training subject",
+            id="no training subject left",
+        ),
+        pytest.param(
+            lambda c: c["folds"]["reps-2-5"].update(test=[2]),
+            r"folds.reps-2-5.test: cross-fitted adaptation .* needs at least two test repetitions",
+            id="cross-fitted adaptation with one test repetition",
+        ),
+        pytest.param(
+            lambda c: c["models"]["contrastive_adabn"].pop("adaptation"),
+            r"models.contrastive_adabn: 'adaptation' is a required property",
+            id="AdaBN model without its adaptation source",
+        ),
+        pytest.param(
+            lambda c: (
+                c["data"].update(source="local"),
+                c["data"]["local"].update(db2="/data/ninapro", db3="/data/ninapro/db3"),
+            ),
+            r"data.local.db2 \(/data/ninapro\) and data.local.db3 \(/data/ninapro/db3\) overlap",
+            id="overlapping local folders",
+        ),
+        pytest.param(
             lambda c: c["preprocess"].update(frame_rate_hz=300),
             r"preprocess.frame_rate_hz = 300 must divide the sampling rate of db2",
             id="frame rate that does not divide the sampling rate",

@@ -10,10 +10,11 @@ import scipy.io
 import torch
 from conftest import PREPROCESS, emg_for, make_protocol, write_mat
 
-from contrastive_prosthetics.convert import assign_rest_to_repetitions, convert_subject
+from contrastive_prosthetics.convert import convert_subject
 from contrastive_prosthetics.matfile import MatFileError
 from contrastive_prosthetics.ninapro import DB1, DB2
 from contrastive_prosthetics.preprocess import recording_frames
+from contrastive_prosthetics.segments import run_repetitions
 
 PARAMS = PREPROCESS
 
@@ -49,9 +50,12 @@ def test_rest_without_repetition_labels_is_split_by_position(tmp_path):
 
 def test_rest_runs_belong_to_the_repetition_that_follows():
     protocol = make_protocol([1, 2], 3, movement_samples=5, rest_samples=4)
-    rests = assign_rest_to_repetitions(protocol.restimulus[:, 0].astype(int), protocol.rerepetition[:, 0])
-    assert [r[2] for r in rests] == [1, 2, 3, 1, 2, 3, 3]  # the trailing rest joins the last repetition
-    assert rests[0][:2] == (0, 4)
+    starts, stops, values, repetition = run_repetitions(
+        protocol.restimulus[:, 0].astype(int), protocol.rerepetition[:, 0], 3
+    )
+    rests = values == 0
+    assert repetition[rests].tolist() == [1, 2, 3, 1, 2, 3, 3]  # the trailing rest joins the last repetition
+    assert (starts[0], stops[0]) == (0, 4)
 
 
 def test_missing_movement_is_invalid_not_zeros(tmp_path):
@@ -152,17 +156,18 @@ def bad_input_cases(tmp_path):
     nan[400, 2] = np.nan
     cases["nan"] = (write_mat(tmp_path / "nan" / path.name, protocol, nan), "NaN")
     cases["mismatch"] = (write_mat(tmp_path / "mismatch" / path.name, protocol, emg[:-500]), "differ in length")
-    no_samples = protocol.restimulus.copy()
-    no_samples[no_samples == 2] = 0
-    cases["empty movement"] = (
-        write_mat(tmp_path / "empty" / path.name, protocol, emg, restimulus=no_samples),
-        "no samples in 'restimulus'",
+    nothing = np.zeros_like(protocol.restimulus)
+    cases["no movement at all"] = (
+        write_mat(tmp_path / "nothing" / path.name, protocol, emg, restimulus=nothing),
+        "no usable movement",
     )
     cases["wrong channels"] = (write_mat(tmp_path / "channels" / path.name, protocol, emg[:, :8]), "'emg' has shape")
     return cases
 
 
-@pytest.mark.parametrize("case", ["truncated", "missing emg", "nan", "mismatch", "empty movement", "wrong channels"])
+@pytest.mark.parametrize(
+    "case", ["truncated", "missing emg", "nan", "mismatch", "no movement at all", "wrong channels"]
+)
 def test_bad_input_is_rejected_with_clear_error_and_no_output(tmp_path, case):
     path, expected = bad_input_cases(tmp_path)[case]
     out = tmp_path / "out" / "s1.pt"
@@ -221,3 +226,80 @@ def test_synthetic_files_give_the_same_tensors_whatever_rerepetition_holds_in_re
     assert tensors[0]["valid"].all()
     for key in ("emg", "valid", "glove"):
         assert torch.equal(tensors[0][key], tensors[1][key]), key
+
+
+def test_a_movement_cued_but_never_performed_is_invalid_with_a_warning(tmp_path, caplog):
+    path, protocol, emg = db1_file(tmp_path)
+    never = protocol.restimulus.copy()
+    never[never == 2] = 0  # A2 was cued, but the subject never made it
+    failed = write_mat(tmp_path / "failed" / path.name, protocol, emg, restimulus=never)
+    tensors = convert_db1(failed)
+    assert not tensors["valid"][2].any() and tensors["valid"][[0, 1, 3]].all()
+    assert "['A2']" in caplog.text and str(failed) in caplog.text and "never performed" in caplog.text
+
+
+def test_segments_are_exact_slices_of_the_continuous_stream(tmp_path):
+    path, protocol, emg = db1_file(tmp_path, relabel_trim=10)
+    tensors = convert_db1(path)
+    stream, start, valid = tensors["stream"], tensors["segment_start"], tensors["valid"]
+    assert len(stream) == len(emg)  # DB1: one frame per sample, every one of them
+    for c, r in zip(*valid.nonzero(as_tuple=True), strict=True):
+        assert torch.equal(tensors["emg"][c, r], stream[start[c, r] : start[c, r] + 100])
+        assert (tensors["stream_class"][start[c, r] : start[c, r] + 100] == c).all()
+        assert (tensors["stream_repetition"][start[c, r] : start[c, r] + 100] == r + 1).all()
+    assert (start[~valid] == -1).all()
+    labels = protocol.restimulus[:, 0].astype(int)
+    assert tensors["stream_class"].tolist() == labels.tolist()  # A1..A3 are classes 1..3
+
+
+def test_stream_of_a_2khz_recording_equals_continuous_filtering(tmp_path):
+    protocol = make_protocol([1, 2], DB2.repetitions, movement_samples=2600, rest_samples=2200, relabel_trim=100)
+    emg = emg_for(protocol, DB2.n_channels, seed=3) + 0.5
+    path = write_mat(tmp_path / "S1_E1_A1.mat", protocol, emg)
+    tensors = convert_subject(DB2, 1, {"B": str(path)}, ["B"], PARAMS)
+    continuous = recording_frames(emg, DB2.sampling_rate_hz, PARAMS)
+    assert tensors["stream"].shape == continuous.shape
+    np.testing.assert_allclose(tensors["stream"].numpy(), continuous, rtol=1e-5, atol=1e-6 * continuous.max())
+
+
+def test_each_repetitions_rest_is_drawn_from_rest_spread_over_the_recording(tmp_path):
+    path, _, _ = db1_file(tmp_path, labels=(1, 2, 3, 4, 5, 6))
+    one = convert_subject(DB1, 1, {"A": str(path)}, ["A"], PARAMS, seed=0)
+    again = convert_subject(DB1, 1, {"A": str(path)}, ["A"], PARAMS, seed=0)
+    other = convert_subject(DB1, 1, {"A": str(path)}, ["A"], PARAMS, seed=1)
+    assert torch.equal(one["segment_start"], again["segment_start"])  # one seed, one draw
+    rest = one["segment_start"][0]
+    # Not always the rest before the first movement: the rest runs drawn lie before different movements.
+    movement_after = [int(one["stream_class"][s + 100 :].ne(0).long().argmax()) for s in rest.tolist()]
+    classes_after = {int(one["stream_class"][s + 100 + k]) for s, k in zip(rest.tolist(), movement_after, strict=True)}
+    assert len(classes_after) > 1
+    assert not torch.equal(rest, other["segment_start"][0])
+    for r, start in enumerate(rest.tolist(), start=1):  # each lies in a rest run of its own repetition
+        assert (one["stream_class"][start : start + 100] == 0).all()
+        assert (one["stream_repetition"][start : start + 100] == r).all()
+
+
+def test_a_near_constant_electrode_is_masked_and_a_disagreement_with_the_spec_is_named(tmp_path, caplog):
+    protocol = make_protocol([1, 2], DB2.repetitions, movement_samples=2600, rest_samples=2200)
+    emg = emg_for(protocol, DB2.n_channels, seed=1)
+    emg[:, 4] = 1e-9 * np.random.default_rng(0).standard_normal(len(emg))  # not flat, but nothing there
+    path = write_mat(tmp_path / "S6_E1_A1.mat", protocol, emg)
+    from contrastive_prosthetics.ninapro import DB3
+
+    tensors = convert_subject(DB3, 6, {"B": str(path)}, ["B"], PARAMS)
+    # Electrode 4 from the data; 10 and 11 from the DB3 spec for subject 6, although they look live here.
+    assert np.flatnonzero(~tensors["channel_mask"].numpy()).tolist() == [4, 10, 11]
+    assert "db3 s6: electrode 4 (0-based) looks dead" in caplog.text
+    assert "lists electrode 10 (0-based) as not fitted, but its signal looks live" in caplog.text
+
+
+def test_a_window_longer_than_every_repetition_is_a_clear_error(tmp_path):
+    path, _, _ = db1_file(tmp_path)
+    from dataclasses import replace
+
+    from contrastive_prosthetics.errors import InputError
+
+    with pytest.raises(
+        InputError, match=r"rest \(longest 1300 ms\), A1 \(longest 1500 ms\).*preprocess.window_offset_ms"
+    ):
+        convert_subject(DB1, 1, {"A": str(path)}, ["A"], replace(PARAMS, window_length_ms=9000))

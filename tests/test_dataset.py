@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import stream_of_segments
 
 from contrastive_prosthetics.atomic import atomic_torch_save
 from contrastive_prosthetics.dataset import DB23
@@ -30,6 +31,7 @@ def fake_subject(path, database, subject, n_reps, n_channels, invalid=()):
         "glove_mask": torch.ones(22, dtype=torch.bool),
         "classes": CLASSES,
         "metadata": {"database": database, "subject": subject, "amputee": database == "db3", "frame_rate_hz": 100.0},
+        **stream_of_segments(emg, valid),
     }
     atomic_torch_save(payload, path)
     return path
@@ -157,3 +159,46 @@ def test_unknown_names_are_errors(data):
         data.select(subjects=["db2/s9"])
     with pytest.raises(ValueError, match=r"repetitions \[11\] do not exist"):
         data.select(repetitions=[11])
+
+
+def test_context_frames_are_the_stream_frames_before_each_drawn_frame(tmp_path):
+    paths = [fake_subject(tmp_path / "b.pt", "db2", 2, 6, 12), fake_subject(tmp_path / "c.pt", "db3", 3, 6, 12)]
+    data = DB23.load(paths, device="cpu", with_streams=True)
+    selection = data.select(repetitions=[1, 3])
+    single = data.contrastive_sampler(selection, groups=64, seed=5).draw()
+    wide = data.contrastive_sampler(selection, groups=64, seed=5, context=3).draw()
+    assert wide.x.shape == (64, 13, 3, 12)
+    assert torch.equal(wide.x[:, :, -1], single.x)  # the same draws; the newest frame is the drawn one
+    streams = data.streams
+    for back in (1, 2):
+        # Each context frame is the stream frame `back` steps earlier (or the subject's first frame).
+        now = decode(wide.x[:, :, -1])
+        subject_index = now[0] - 2
+        position = streams.segment_start[subject_index, now[1], now[2] - 1] + now[3] - back
+        position = torch.maximum(position, streams.offset[subject_index])
+        assert torch.equal(wide.x[:, :, -1 - back], streams.frames[position])
+    test = data.select(repetitions=[2])
+    x, index = next(data.frames(test, context=4))
+    assert x.shape[1:] == (4, 12) and torch.equal(x[:, -1], next(data.frames(test))[0])
+
+
+def test_log_floor_is_a_fraction_of_each_channels_training_median(data):
+    train = data.select(repetitions=[1, 3])
+    norm = data.normalisation(train, epsilon_fraction=0.01)
+    x = data.emg[data.selection_mask(train)][..., :10].reshape(-1, 10)
+    torch.testing.assert_close(norm.epsilon[:10], 0.01 * x.median(0).values)
+
+
+def test_quantised_envelopes_with_exact_zeros_give_no_log_outliers():
+    """DB1's envelopes move in steps of ~0.0024 with rare exact zeros: a floor at the data's own scale keeps a zero
+    within a few log units of one step, where a fixed 1e-6 put it about 8 below."""
+    from contrastive_prosthetics.dataset import Normalisation
+
+    step = 0.0024
+    median = 0.3
+    relative = Normalisation(torch.zeros(1), torch.ones(1), True, torch.tensor([0.01 * median]))
+    fixed = Normalisation(torch.zeros(1), torch.ones(1), True, torch.tensor([1e-6]))
+    values = torch.tensor([[0.0], [step]])
+    gap_relative = (relative.apply(values)[1] - relative.apply(values)[0]).item()
+    gap_fixed = (fixed.apply(values)[1] - fixed.apply(values)[0]).item()
+    assert gap_fixed > 7.5 and gap_relative < 1.0

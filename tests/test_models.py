@@ -12,6 +12,7 @@ from contrastive_prosthetics.models import (
     adapt_batchnorm,
     batchnorm_layers,
     contrastive_loss,
+    parameter_groups,
 )
 
 CONFIG = ModelConfig(kind="contrastive", n_channels=6, n_classes=5, embedding_dim=8, conv_maps=4, width=32, depth=2)
@@ -64,7 +65,7 @@ def test_one_step_lowers_the_loss_on_a_separable_batch():
         optimiser = torch.optim.AdamW(model.parameters(), lr=1e-2)
 
         def loss_now(model=model, x=x, classes=classes, present=present):
-            logits = model.group_logits(x, classes)
+            logits = model.group_logits(x, classes, present)
             if isinstance(model, ContrastiveModel):
                 return contrastive_loss(logits, present)
             return F.cross_entropy(logits.transpose(1, 2), classes.expand(64, 5))
@@ -136,3 +137,61 @@ def test_without_adabn_the_training_statistics_stay():
     )
     adapt_batchnorm(model, frames_of_one_subject(7) + 50)
     assert not torch.equal(batchnorm_layers(model)[0].running_mean, trained[0])
+
+
+def test_absent_classes_do_not_change_a_subjects_batch_statistics():
+    """Placeholder frames of classes a subject never recorded must not reach batch norm: its statistics after a
+    training step equal those of the same subject's real frames alone, whatever the placeholders hold."""
+    x = separable_groups(16)
+    present = torch.ones(16, 5, dtype=torch.bool)
+    present[:, [1, 3]] = False  # the subject lacks two classes
+    means = []
+    for placeholder in (-7.0, 0.0, 50.0):
+        torch.manual_seed(0)
+        model = ContrastiveModel(CONFIG)
+        model.train()
+        padded = x.clone()
+        padded[:, [1, 3]] = placeholder
+        model.group_logits(padded, torch.arange(5), present)
+        means.append([layer.running_mean.clone() for layer in batchnorm_layers(model)])
+    torch.manual_seed(0)
+    alone = ContrastiveModel(CONFIG)
+    alone.train()
+    alone.emg_encoder(x[present])  # the subject's real frames, nothing else
+    for statistics in means:
+        for mean, expected in zip(statistics, batchnorm_layers(alone), strict=True):
+            torch.testing.assert_close(mean, expected.running_mean)
+
+
+def test_weight_decay_spares_norms_biases_temperature_and_class_embeddings():
+    model = ContrastiveModel(CONFIG)
+    decayed, kept = parameter_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed_names = {names[id(p)] for p in decayed["params"]}
+    kept_names = {names[id(p)] for p in kept["params"]}
+    assert decayed["weight_decay"] == 0.1 and kept["weight_decay"] == 0.0
+    assert "logit_scale" in kept_names and "class_encoder.weight" in kept_names and "class_encoder.bias" in kept_names
+    assert all(name.endswith("weight") and "emg_encoder" in name for name in decayed_names)
+    for layer in batchnorm_layers(model):
+        assert id(layer.weight) not in {id(p) for p in decayed["params"]}
+    assert len(decayed_names) + len(kept_names) == len(list(model.parameters()))
+
+
+def test_classifier_head_is_linear_on_the_embedding():
+    model = ClassifierModel(ModelConfig(**{**CONFIG.as_dict(), "kind": "classifier"}))
+    model.eval()
+    x = separable_groups(4).reshape(-1, 6)
+    embedding = model.emg_encoder(x)
+    torch.testing.assert_close(model(x), embedding @ model.head.weight.T + model.head.bias)
+    assert isinstance(model.head, torch.nn.Linear)
+
+
+def test_context_of_one_frame_is_the_single_frame_encoder():
+    torch.manual_seed(0)
+    single = ContrastiveModel(CONFIG).eval()
+    torch.manual_seed(0)
+    with_context = ContrastiveModel(ModelConfig(**{**CONFIG.as_dict(), "context": 1})).eval()
+    x = separable_groups(4).reshape(-1, 6)
+    torch.testing.assert_close(single(x), with_context(x[:, None, :]))
+    wide = ContrastiveModel(ModelConfig(**{**CONFIG.as_dict(), "context": 5})).eval()
+    assert wide(torch.randn(7, 5, 6)).shape == (7, 5)

@@ -8,11 +8,10 @@ from conftest import PREPROCESS
 
 from contrastive_prosthetics.preprocess import (
     bandpass_sos,
-    filter_lead_in,
     find_runs,
     hudgins_features,
     recording_frames,
-    segment_frames,
+    stream_frames,
 )
 
 FS = 2000.0
@@ -50,14 +49,15 @@ def test_rms_of_a_sine_is_amplitude_over_root_two_at_100_hz():
 
 def test_rectified_database_frames_are_its_samples():
     emg = np.arange(50.0).reshape(25, 2)
-    frames, features = segment_frames(emg, np.array([3, 10]), 4, 100.0, PREPROCESS, already_rectified=True)
-    np.testing.assert_array_equal(frames[1], emg[10:14])
-    assert features.shape == (2, 4, 2, 4)
+    frames, features = stream_frames(emg, 100.0, PREPROCESS, already_rectified=True, calibration_samples=5)
+    np.testing.assert_array_equal(frames, emg)
+    assert features.shape == (25, 2, 4)
 
 
-def test_lead_in_grows_with_stricter_tolerance():
-    sos = bandpass_sos(FS, PREPROCESS)
-    assert 0 < filter_lead_in(sos, 1e-3) < filter_lead_in(sos, 1e-9) < 4000
+def test_stream_frames_equal_the_straightforward_whole_recording_computation():
+    emg = np.random.default_rng(2).standard_normal((6000, 3)) + 0.3  # an offset the band-pass removes
+    frames, _ = stream_frames(emg, FS, PREPROCESS, already_rectified=False, calibration_samples=1000)
+    np.testing.assert_allclose(frames, recording_frames(emg, FS, PREPROCESS), rtol=1e-5, atol=1e-7)
 
 
 def test_find_runs():
@@ -81,8 +81,38 @@ def test_hudgins_features_equal_a_loop_over_windows():
 def test_segment_features_come_from_the_band_passed_signal():
     t = np.arange(8000) / FS
     emg = np.stack((np.sin(2 * np.pi * 100 * t), 3 * np.sin(2 * np.pi * 100 * t)), axis=1) + 5.0  # DC is removed
-    frames, features = segment_frames(emg, np.array([4019]), 3, FS, PREPROCESS, already_rectified=False)
-    np.testing.assert_allclose(features[0, :, 1, 0] / features[0, :, 0, 0], 3.0, rtol=1e-3)  # MAV scales
-    np.testing.assert_allclose(features[0, :, 0, 2], 40, atol=1)  # 100 Hz: 2 zero crossings per period, 200 ms
-    np.testing.assert_allclose(features[0, :, 0, 0], 2 / np.pi, rtol=0.02)  # MAV of a unit sine
-    np.testing.assert_allclose(frames[0, :, 0], 1 / np.sqrt(2), rtol=0.02)
+    no_deadband = replace(PREPROCESS, feature_deadband=0.0)
+    frames, features = stream_frames(emg, FS, no_deadband, already_rectified=False, calibration_samples=0)
+    late = slice(200, 203)  # frames ending at samples 4019, 4039, 4059: the filter has settled
+    np.testing.assert_allclose(features[late, 1, 0] / features[late, 0, 0], 3.0, rtol=1e-3)  # MAV scales
+    np.testing.assert_allclose(features[late, 0, 2], 40, atol=1)  # 100 Hz: 2 zero crossings per period, 200 ms
+    np.testing.assert_allclose(features[late, 0, 0], 2 / np.pi, rtol=0.02)  # MAV of a unit sine
+    np.testing.assert_allclose(frames[late, 0], 1 / np.sqrt(2), rtol=0.02)
+
+
+def test_crossings_and_slope_changes_below_the_dead_band_are_not_counted():
+    rng = np.random.default_rng(3)
+    signal = rng.standard_normal((2, 300))
+    ends, deadband = np.array([49, 120, 299]), np.array([0.5, 1.5])
+    features = hudgins_features(signal, ends, window=40, deadband=deadband)
+    for channel in range(2):
+        for f, end in enumerate(ends):
+            x = signal[channel, end - 39 : end + 1]
+            d = np.diff(x)
+            big = np.abs(d) >= deadband[channel]
+            zc = np.sum((x[:-1] * x[1:] < 0) & big)
+            ssc = np.sum((d[:-1] * d[1:] < 0) & (big[:-1] | big[1:]))
+            assert features[channel, f, 2] == zc and features[channel, f, 3] == ssc
+    assert (features[1, :, 2] < hudgins_features(signal, ends, window=40)[1, :, 2]).all()
+
+
+def test_dead_band_comes_from_the_stretch_before_the_first_cue():
+    """Rest noise before the first cue sets the dead-band: the same noise later is not counted, a movement is."""
+    rng = np.random.default_rng(4)
+    emg = 0.01 * rng.standard_normal((8000, 1))
+    emg[5000:] += rng.standard_normal((3000, 1))  # a movement
+    _, features = stream_frames(emg, FS, replace(PREPROCESS, feature_deadband=3.0), False, calibration_samples=2000)
+    _, counted = stream_frames(emg, FS, replace(PREPROCESS, feature_deadband=0.0), False, calibration_samples=2000)
+    rest, moving = slice(150, 240), slice(300, 390)
+    assert features[rest, 0, 2].mean() < 0.2 * counted[rest, 0, 2].mean()  # rest noise: mostly below the band
+    assert features[moving, 0, 2].mean() > 0.8 * counted[moving, 0, 2].mean()  # movement: almost all counted

@@ -15,9 +15,10 @@ PACKAGE = REPO / "src" / "contrastive_prosthetics"
 # map" draws the same graph.
 STAGES = [
     {"__init__", "errors", "artefacts", "atomic", "ninapro"},
-    {"config", "matfile", "sources", "archives", "download", "synthetic", "synthetic_signals", "preprocess", "convert"},
-    {"dataset", "folds", "logits", "tables"},
-    {"models", "train", "baseline"},
+    {"config", "folds", "matfile", "sources", "archives", "download", "synthetic", "synthetic_signals", "preprocess"},
+    {"segments", "convert"},
+    {"dataset", "sampling", "logits", "tables"},
+    {"models", "adaptation", "train", "baseline"},
     {"voting", "subsets", "exact", "evaluate"},
     {"plotting", "training_figures", "figures"},
     {"cli", "__main__"},
@@ -26,11 +27,23 @@ STAGE_OF = {module: stage for stage, modules in enumerate(STAGES) for module in 
 MAX_LINES = 450
 
 
+def type_checking_blocks(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks: imports for annotations only, never run."""
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            inside.update(id(child) for statement in node.body for child in ast.walk(statement))
+    return inside
+
+
 def package_imports(module: str) -> set[str]:
-    """Modules of the package that ``module`` imports, at any depth of its code (lazy imports count too)."""
+    """Modules of the package that ``module`` imports at run time, at any depth of its code (lazy imports count)."""
     tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    annotations_only = type_checking_blocks(tree)
     found = set()
     for node in ast.walk(tree):
+        if id(node) in annotations_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level == 1:  # "from . import __version__" imports the package's __init__
                 found.update([node.module] if node.module else ["__init__"])

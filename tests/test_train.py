@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from conftest import stream_of_segments
 
 from contrastive_prosthetics.atomic import atomic_torch_save
 from contrastive_prosthetics.baseline import train_lda_fold
@@ -14,7 +15,7 @@ from contrastive_prosthetics.ninapro import class_names
 from contrastive_prosthetics.train import TrainingSettings, sample_hyperparameters, train_fold
 
 CLASSES = class_names(["A"])  # 13 classes
-ARCHITECTURE = {"embedding_dim": 8, "conv_maps": 4, "width": 32, "depth": 1}
+ARCHITECTURE = {"embedding_dim": 8, "conv_maps": 4, "width": 32, "depth": 1, "context_frames": 1}
 TRAINING = {
     "groups": 16,
     "steps_per_epoch": 15,
@@ -27,6 +28,7 @@ TRAINING = {
         "dropout": [0.0, 0.1],
     },
     "final": {"epochs": 3},
+    "log_floor": 0.01,
     "threads": 1,
 }
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}
@@ -53,9 +55,14 @@ def write_subject(path, subject: int, separation: float = 1.0, test_scale: float
         ),
         "classes": CLASSES,
         "metadata": {"database": "db2", "subject": subject, "amputee": False, "frame_rate_hz": 100.0},
+        **stream_of_segments(emg, torch.ones(len(CLASSES), 6, dtype=torch.bool)),
     }
     atomic_torch_save(payload, path)
     return path
+
+
+def model_settings(kind: str, adabn: bool, adaptation: str = "cross_fitted") -> dict:
+    return {"kind": kind, "adabn": adabn} | ({"adaptation": adaptation} if adabn else {})
 
 
 def run(tmp_path, name, model="contrastive", adabn=False, test_scale=1.0, seed=0, fold=FOLD):
@@ -65,7 +72,7 @@ def run(tmp_path, name, model="contrastive", adabn=False, test_scale=1.0, seed=0
         train_lda_fold(paths, model, "reps-2-5", fold, seed, out)
     else:
         train_fold(
-            paths, model, {"kind": model, "adabn": adabn}, ARCHITECTURE, "reps-2-5", fold, TRAINING, seed, out, "cpu"
+            paths, model, model_settings(model, adabn), ARCHITECTURE, "reps-2-5", fold, TRAINING, seed, out, "cpu"
         )
     return out
 
@@ -131,3 +138,56 @@ def test_hyperparameters_are_drawn_from_their_ranges():
     assert rates.min() >= 1e-6 and rates.max() <= 1e-1
     assert 0.3 < np.mean(np.log10(rates) < -3.5) < 0.7  # log-uniform: half below the middle decade
     assert drawn == sample_hyperparameters(settings, 200, seed=0)
+
+
+def test_a_diverged_search_trial_is_recorded_and_never_chosen(tmp_path, monkeypatch):
+    from contrastive_prosthetics import train as train_module
+    from contrastive_prosthetics.train import HyperParameters
+
+    # The second trial's learning rate makes every loss NaN; it must not crash the job nor win.
+    diverging = [HyperParameters(3e-3, 1e-4, 0.0), HyperParameters(1e12, 1e-4, 0.0)]
+    monkeypatch.setattr(train_module, "sample_hyperparameters", lambda settings, trials, seed: diverging)
+    out = run(tmp_path, "nan")
+    rows = [line.split("\t") for line in (out / "search.tsv").read_text().splitlines()]
+    header, first, second = rows[0], dict(zip(rows[0], rows[1], strict=True)), dict(zip(rows[0], rows[2], strict=True))
+    assert "status" in header and "chosen" in header
+    assert (first["status"], first["chosen"]) == ("ok", "True")
+    assert (second["status"], second["chosen"]) == ("diverged", "False")
+
+
+def test_a_search_where_every_trial_diverges_fails_with_a_clear_message(tmp_path, monkeypatch):
+    from contrastive_prosthetics import train as train_module
+    from contrastive_prosthetics.errors import InputError
+    from contrastive_prosthetics.train import HyperParameters
+
+    monkeypatch.setattr(
+        train_module, "sample_hyperparameters", lambda settings, trials, seed: [HyperParameters(1e12, 1e-4, 0.0)]
+    )
+    with pytest.raises(InputError, match="diverged"):
+        run(tmp_path, "all-nan")
+    assert not (tmp_path / "all-nan" / "out" / "model.pt").exists()
+
+
+def test_leave_one_subject_out_selects_on_held_out_subjects(tmp_path, monkeypatch):
+    """validation_subjects: the subject after the test subject is held out of training and validates."""
+    from contrastive_prosthetics import train as train_module
+
+    drawn_subjects = set()
+    real_sampler = train_module.DB23.contrastive_sampler
+
+    def recording_sampler(self, selection, *args, **kwargs):
+        drawn_subjects.update(selection.subjects.tolist())
+        return real_sampler(self, selection, *args, **kwargs)
+
+    monkeypatch.setattr(train_module.DB23, "contrastive_sampler", recording_sampler)
+    fold = {
+        "scheme": "subjects",
+        "subjects": ["db2/s1", "db2/s2", "db2/s3"],
+        "test_subject": "db2/s1",
+        "train": [1, 2, 3, 4, 5, 6],
+        "validation_subjects": 1,
+    }
+    out = run(tmp_path, "loso-validation", adabn=True, fold=fold)
+    assert drawn_subjects == {2}  # db2/s3 only: s1 is tested, s2 validates
+    logits = torch.load(out / "logits.pt", weights_only=False)
+    assert set(logits["subject"].tolist()) == {0} and logits["adaptation"] == "cross_fitted"

@@ -19,7 +19,7 @@ def tiny(config: dict) -> None:
     config["data"]["exercises"] = ["B"]
     config["synthetic"].update(movement_s=1.6, rest_s=0.8)
     config["models"] = {
-        "contrastive_adabn": {"kind": "contrastive", "adabn": True},
+        "contrastive_adabn": {"kind": "contrastive", "adabn": True, "adaptation": "cross_fitted"},
         "classifier": {"kind": "classifier", "adabn": False},
         "lda": {"kind": "lda", "adabn": False},
     }

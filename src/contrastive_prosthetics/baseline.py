@@ -80,7 +80,7 @@ def train_lda_fold(
     folds (``subjects``) fit one LDA on the training subjects, which is all a new user could get.
     """
     data = DB23.load(tensor_paths, device="cpu", with_features=True)
-    selections = fold_selections(data, fold)
+    selections = fold_selections(data, fold, fold_name)
     start = time.perf_counter()
     x_train, train_index = feature_table(data, selections.train)
     labels = train_index[:, 1].numpy()
@@ -133,4 +133,4 @@ def train_lda_fold(
         out_dir / "model.pt",
     )
     test_logits, test_index = score_selection(data, selections.test, models)  # the one place test data are read
-    write_logits(out_dir / "logits.pt", test_logits, test_index, data, model_name, fold_name, adabn=False)
+    write_logits(out_dir / "logits.pt", test_logits, test_index, data, model_name, fold_name, False, "none")

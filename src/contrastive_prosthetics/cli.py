@@ -69,6 +69,7 @@ def command_convert(args: argparse.Namespace) -> None:
         PreprocessParams(**json.loads(args.preprocess_json)),
         Path(args.out),
         manifest=Path(args.manifest) if args.manifest else None,
+        seed=args.seed,
     )
     log.info("wrote %s", args.out)
 
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--exercises", nargs="+", help="exercises to convert (default: those given as --source)")
     convert.add_argument("--preprocess-json", required=True, help="PreprocessParams as JSON (config key 'preprocess')")
+    convert.add_argument("--seed", required=True, type=int, help="config key 'seed' (draws each repetition's rest)")
     convert.add_argument("--manifest", help="download manifest whose SHA-256s the files must match")
     convert.add_argument("--out", required=True, help="the .pt file to write")
     convert.set_defaults(run=command_convert)

@@ -8,6 +8,7 @@ import jsonschema
 import yaml
 
 from .errors import InputError
+from .folds import check_fold
 from .ninapro import database
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -82,6 +83,19 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
                     f"{source}: folds.{name}.{part}: repetitions {wrong} do not exist; the selected databases "
                     f"have {fewest_repetitions} repetitions"
                 )
+        try:
+            check_fold(name, fold)
+        except InputError as error:
+            raise ConfigError(f"{source}: {error}") from None
+        scored = len(fold.get("test", [])) if fold["scheme"] == "repetitions" else fewest_repetitions
+        cross_fitted = [m for m, model in config["models"].items() if model.get("adaptation") == "cross_fitted"]
+        if cross_fitted and scored < 2:
+            raise ConfigError(
+                f"{source}: folds.{name}.test: cross-fitted adaptation (models {cross_fitted}) adapts each test "
+                "repetition on the others, so a fold needs at least two test repetitions; add one, or set those "
+                "models' adaptation to scored_frames"
+            )
+    check_local_folders(data, source)
     frame_ms = 1000 / pre["frame_rate_hz"]
     if config["evaluation"]["vote_window_ms"] < frame_ms:
         raise ConfigError(
@@ -91,6 +105,21 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
     if pre["bandpass_low_hz"] >= pre["bandpass_high_hz"]:
         raise ConfigError(f"{source}: preprocess.bandpass_low_hz must be below preprocess.bandpass_high_hz")
     return config
+
+
+def check_local_folders(data: dict, source: str) -> None:
+    """Local folders of different databases must not overlap: DB2 and DB3 use the same file names, so one
+    database's folder inside another's would silently be read as the other."""
+    if data["source"] != "local":
+        return
+    folders = {name: Path(data["local"][name]).expanduser().resolve() for name in data["databases"]}
+    for first, a in folders.items():
+        for second, b in folders.items():
+            if first < second and (a == b or a in b.parents or b in a.parents):
+                raise ConfigError(
+                    f"{source}: data.local.{first} ({a}) and data.local.{second} ({b}) overlap; the databases share "
+                    "file names, so one would be read as the other: give each database a folder of its own"
+                )
 
 
 def load_config(path: str | Path) -> dict:

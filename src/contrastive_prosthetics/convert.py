@@ -1,24 +1,24 @@
 """Convert one subject's NinaPro files into the tensor file the rest of the pipeline reads.
 
 Output (``torch.save`` dict, written atomically):
-    emg           float32 [class, rep, frame, channel]   100 Hz RMS frames, zeros where not valid
-    valid         bool    [class, rep]                    False for movements/repetitions never recorded
-    channel_mask  bool    [channel]                       False for flat (dead or unfitted) electrodes
-    glove         float32 [class, rep, frame, 22]        joint angles at each frame's last sample
-    glove_mask    bool    [22]                            False for glove channels with missing (NaN) values
-    features      float32 [class, rep, frame, channel, 4] Hudgins features (MAV, WL, ZC, SSC) over the
-                                                          ``feature_window_ms`` ending at each frame
-    feature_names list[str]
-    classes       list[str]                               the class axis: rest, then movement names
-    metadata      dict                                    database, subject, amputee, rates, parameters, sources
+    stream            float32 [frame, channel]  every 100 Hz RMS frame of every file (files in class-axis order),
+                                                transitions and rest included: what a controller sees
+    stream_class      int16   [frame]           each frame's relabelled class (index into ``classes``; rest = 0)
+    stream_repetition int16   [frame]           each frame's repetition (rest: the next movement's; 0: none)
+    stream_file       int8    [frame]           which file (index into ``metadata["sources"]``)
+    emg               float32 [class, rep, frame, channel]   the segments: exact slices of ``stream``
+    segment_start     int64   [class, rep]      each segment's first frame in ``stream`` (-1: not valid)
+    run_first, run_last int64 [class, rep]      the relabelled run (rest: the drawn rest run) holding the segment
+    valid             bool    [class, rep]      False for movements/repetitions not recorded or too short
+    channel_mask      bool    [channel]         False for dead or unfitted electrodes (spec and data)
+    glove             float32 [class, rep, frame, 22]   joint angles at each segment frame's last sample
+    glove_mask        bool    [22]              False for glove channels with missing (NaN) values
+    features          float32 [class, rep, frame, channel, 4]  Hudgins features (MAV, WL, ZC, SSC)
+    feature_names, classes, metadata (database, subject, amputee, rates, parameters, seed, sources + SHA-256)
 
-Segments: each movement repetition is the relabelled run (``restimulus``) of that movement, its repetition
-number taken from ``rerepetition`` (or, where that is 0, from the run's position); the segment starts
-``window_offset_ms`` after the relabelled onset. Rest has no repetition labels worth trusting (files differ
-in what ``rerepetition`` holds during rest), so rest runs are assigned to repetitions by position: a rest run
-belongs to the repetition of the movement that follows it (the trailing rest to the one before it), and the
-rest of repetition r is the first such run of the first exercise file, its segment centred in the run, away
-from both transitions.
+Segments and rest: see :mod:`.segments`. Signal processing: see :mod:`.preprocess`. A movement that was cued but
+never performed (amputees fail movements) is left invalid with a warning naming the file and the movement; only a
+file with no usable movement at all is an error.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,99 +34,22 @@ import torch
 from . import __version__
 from .archives import read_manifest
 from .atomic import atomic_torch_save
+from .errors import InputError
 from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, load_recording
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
-from .preprocess import HUDGINS_FEATURES, PreprocessParams, find_runs, hop_samples, segment_frames
+from .preprocess import HUDGINS_FEATURES, PreprocessParams, hop_samples, stream_frames
+from .segments import Run, choose_segments, file_runs
 
 log = logging.getLogger(__name__)
+# An electrode whose median frame RMS is below this share of the median electrode's is dead or not fitted.
+DEAD_ELECTRODE_SHARE = 0.02
 
 
-@dataclass(frozen=True)
-class Segment:
-    class_index: int
-    repetition: int  # 1-based
-    start: int  # first sample of the segment
-
-
-def movement_segments(
-    recording: Recording, movements: np.ndarray, class_of_movement: dict[int, int], n_samples: int, repetitions: int
-) -> list[Segment]:
-    """The longest relabelled run of every (movement, repetition), as a segment of ``n_samples``."""
-    starts, stops, values = find_runs(movements)
-    chosen: dict[tuple[int, int], tuple[int, int]] = {}
-    position: dict[int, int] = {}
-    for start, stop, movement in zip(starts, stops, values, strict=True):
-        if movement == 0:
-            continue
-        position[movement] = position.get(movement, 0) + 1
-        labelled = int(recording.rerepetition[(start + stop) // 2])
-        repetition = labelled if labelled > 0 else position[movement]
-        if repetition > repetitions:
-            log.warning(
-                "%s: movement %d has repetition %d > %d; ignored", recording.source, movement, repetition, repetitions
-            )
-            continue
-        key = (int(movement), repetition)
-        if key not in chosen or stop - start > chosen[key][1] - chosen[key][0]:
-            chosen[key] = (int(start), int(stop))
-    segments = []
-    for (movement, repetition), (start, stop) in sorted(chosen.items()):
-        if stop - start < n_samples:
-            log.warning(
-                "%s: movement %d repetition %d lasts %d samples, shorter than the %d-sample window; left invalid",
-                recording.source,
-                movement,
-                repetition,
-                stop - start,
-                n_samples,
-            )
-            continue
-        segments.append(Segment(class_of_movement[movement], repetition, start))
-    return segments
-
-
-def assign_rest_to_repetitions(movements: np.ndarray, rerepetition: np.ndarray) -> list[tuple[int, int, int]]:
-    """Rest runs as (start, stop, repetition): each belongs to the repetition of the movement after it.
-
-    ``rerepetition`` is read only inside movement runs, so files that write 0 during rest and files that
-    carry the repetition number there give the same answer.
-    """
-    starts, stops, values = find_runs(movements)
-    run_repetition = np.where(values != 0, rerepetition[(starts + stops) // 2], 0)
-    moving = np.flatnonzero(values != 0)
-    rests = []
-    for run in np.flatnonzero(values == 0):
-        after = moving[moving > run]
-        before = moving[moving < run]
-        neighbour = after[0] if after.size else (before[-1] if before.size else None)
-        if neighbour is not None:
-            rests.append((int(starts[run]), int(stops[run]), int(run_repetition[neighbour])))
-    return rests
-
-
-def rest_segments(
-    recording: Recording, movements: np.ndarray, n_samples: int, repetitions: int, rest_class: int
-) -> list[Segment]:
-    segments = []
-    taken = set()
-    for start, stop, repetition in assign_rest_to_repetitions(movements, recording.rerepetition):
-        if repetition in taken or not 1 <= repetition <= repetitions or stop - start < n_samples:
-            continue
-        taken.add(repetition)
-        segments.append(Segment(rest_class, repetition, start + (stop - start - n_samples) // 2))
-    return segments
-
-
-def check_no_empty_movement(recording: Recording, stimulus: np.ndarray, movements: np.ndarray, exercise: str) -> None:
+def cued_but_not_performed(stimulus: np.ndarray, movements: np.ndarray) -> list[int]:
+    """Movement numbers cued in ``stimulus`` that have no sample in the relabelled ``movements``."""
     cued = np.bincount(stimulus, minlength=1)[1:] > 0  # labels are small non-negative ints: counting is cheap
     performed = np.bincount(movements, minlength=len(cued) + 1)[1 : len(cued) + 1] > 0
-    empty = (np.flatnonzero(cued & ~performed) + 1).tolist()
-    if empty:
-        names = [movement_names(exercise)[m - 1] for m in empty]
-        raise MatFileError(
-            f"{recording.source}: movement(s) {names} are cued in 'stimulus' but have no samples in 'restimulus'; "
-            "the relabelling of this file is broken: download it again or leave the subject out"
-        )
+    return (np.flatnonzero(cued & ~performed) + 1).tolist()
 
 
 def flat_channels(emg: np.ndarray, stride: int = 97) -> np.ndarray:
@@ -140,6 +62,32 @@ def flat_channels(emg: np.ndarray, stride: int = 97) -> np.ndarray:
     for channel in np.flatnonzero(flat):
         flat[channel] = np.ptp(emg[:, channel]) == 0
     return flat
+
+
+def dead_channels(stream: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """Flat electrodes, and electrodes whose median frame RMS is a tiny share of the median electrode's."""
+    level = np.median(stream, axis=0)
+    reference = np.median(level[~flat]) if (~flat).any() else 0.0
+    return flat | (level < DEAD_ELECTRODE_SHARE * reference)
+
+
+def compare_with_spec(spec: DatabaseSpec, subject: int, from_data: np.ndarray) -> None:
+    """Warn, naming subject and electrode, where the data and the database's spec disagree about dead electrodes."""
+    from_spec = np.zeros_like(from_data)
+    from_spec[list(spec.missing_electrodes.get(subject, ()))] = True
+    for channel in np.flatnonzero(from_data & ~from_spec):
+        log.warning(
+            "%s s%d: electrode %d (0-based) looks dead or unfitted in the data; masked", spec.name, subject, channel
+        )
+    for channel in np.flatnonzero(from_spec & ~from_data):
+        log.warning(
+            "%s s%d: the %s spec lists electrode %d (0-based) as not fitted, but its signal looks live; masked as the "
+            "spec says",
+            spec.name,
+            subject,
+            spec.name.upper(),
+            channel,
+        )
 
 
 def prefetched_recordings(
@@ -183,28 +131,24 @@ def convert_subject(
     out_path: Path | None = None,
     expected_sha256: dict[str, str] | None = None,
     manifest: Path | None = None,
+    seed: int = 0,
 ) -> dict:
     """Read one subject's files (``sources``: exercise → path) and return (and optionally save) its tensors.
 
     ``expected_sha256`` (file name → digest) and the digests recorded in a download ``manifest`` are checked
-    against what is read.
+    against what is read. ``seed`` draws each repetition's rest segment (see :mod:`.segments`).
     """
     spec.check_subject(subject)
     if manifest is not None:
         expected_sha256 = {**manifest_digests(manifest), **(expected_sha256 or {})}
     classes = class_names(exercises)
-    n_frames = params.frames_per_segment()
     hop = hop_samples(spec.sampling_rate_hz, params)
-    n_samples = n_frames * hop
-    offset = round(params.window_offset_ms * spec.sampling_rate_hz / 1000)
-    shape = (len(classes), spec.repetitions, n_frames)
-    emg = np.zeros((*shape, spec.n_channels), np.float32)
-    glove = np.zeros((*shape, GLOVE_CHANNELS), np.float32)
-    features = np.zeros((*shape, spec.n_channels, len(HUDGINS_FEATURES)), np.float32)
-    valid = np.zeros(shape[:2], bool)
-    live_channels = np.ones(spec.n_channels, bool)
+    streams, stream_features, gloves, stream_classes, stream_reps, stream_files = [], [], [], [], [], []
+    movement_runs: list[Run] = []
+    rest_runs: list[Run] = []
+    flat = np.zeros(spec.n_channels, bool)
     sources_metadata = []
-
+    offset = 0
     for file_number, (exercise, recording) in enumerate(
         prefetched_recordings(spec, sources, exercises, params, expected_sha256)
     ):
@@ -213,41 +157,84 @@ def convert_subject(
         )
         movements = spec.global_labels(exercise, recording.restimulus, recording.source)
         cued = spec.global_labels(exercise, recording.stimulus, recording.source)
-        check_no_empty_movement(recording, cued, movements, exercise)
-        class_of_movement = {m: classes.index(name) for m, name in enumerate(movement_names(exercise), start=1)}
-        segments = movement_segments(recording, movements, class_of_movement, n_samples + offset, spec.repetitions)
-        segments = [Segment(s.class_index, s.repetition, s.start + offset) for s in segments]
-        if file_number == 0:
-            segments += rest_segments(recording, movements, n_samples, spec.repetitions, classes.index("rest"))
-        if not segments:
-            continue
-        first_frame_ends = np.array([s.start + hop - 1 for s in segments])
-        frames, frame_features = segment_frames(
-            recording.emg, first_frame_ends, n_frames, spec.sampling_rate_hz, params, spec.already_rectified
+        names = movement_names(exercise)
+        failed = cued_but_not_performed(cued, movements)
+        if failed:
+            log.warning(
+                "%s: movement(s) %s were cued in 'stimulus' but never performed (no samples in 'restimulus'); "
+                "left invalid",
+                recording.source,
+                [names[m - 1] for m in failed],
+            )
+        class_of_movement = {m: classes.index(name) for m, name in enumerate(names, start=1)}
+        runs, rests, frame_class, frame_rep = file_runs(
+            recording.source, movements, recording.rerepetition, class_of_movement, spec.repetitions, hop
         )
-        frame_ends = first_frame_ends[:, None] + np.arange(n_frames) * hop
-        class_index = np.array([s.class_index for s in segments])
-        repetition_index = np.array([s.repetition - 1 for s in segments])
-        emg[class_index, repetition_index] = frames
-        features[class_index, repetition_index] = frame_features
-        glove[class_index, repetition_index] = recording.glove[frame_ends]
-        valid[class_index, repetition_index] = True
-        live_channels &= ~flat_channels(recording.emg)
+        if not runs:
+            raise MatFileError(
+                f"{recording.source}: no usable movement in 'restimulus' (every movement is missing or outside "
+                f"repetitions 1-{spec.repetitions}); is this a NinaPro recording? Leave the file's subject out"
+            )
+        cue = np.flatnonzero(cued)
+        frames, features = stream_frames(
+            recording.emg, spec.sampling_rate_hz, params, spec.already_rectified, int(cue[0]) if cue.size else 0
+        )
+        ends = (np.arange(len(frames)) + 1) * hop - 1
+        streams.append(frames)
+        stream_features.append(features)
+        gloves.append(recording.glove[ends].astype(np.float32))
+        stream_classes.append(frame_class)
+        stream_reps.append(frame_rep)
+        stream_files.append(np.full(len(frames), file_number, np.int8))
+        movement_runs += [run.shifted(offset) for run in runs]
+        rest_runs += [run.shifted(offset) for run in rests]
+        flat |= flat_channels(recording.emg)
+        offset += len(frames)
 
-    for missing in spec.missing_electrodes.get(subject, ()):
-        live_channels[missing] = False
+    stream = np.concatenate(streams)
+    n_frames = params.frames_per_segment()
+    chosen = choose_segments(
+        movement_runs,
+        rest_runs,
+        (len(classes), spec.repetitions),
+        n_frames,
+        params.offset_frames(),
+        seed,
+        spec.name,
+        subject,
+    )
+    check_window_fits(chosen.too_short, classes, params, spec, subject)
+    valid = chosen.start >= 0
+    index = np.where(valid, chosen.start, 0)[..., None] + np.arange(n_frames)  # [class, rep, frame]
+    keep = valid[..., None, None]
+    emg = np.where(keep, stream[index], 0.0).astype(np.float32)
+    features = np.where(keep[..., None], np.concatenate(stream_features)[index], 0.0).astype(np.float32)
+    glove = np.where(keep, np.concatenate(gloves)[index], 0.0).astype(np.float32)
+
+    data_dead = dead_channels(stream, flat)
+    compare_with_spec(spec, subject, data_dead)
+    live_channels = ~data_dead
+    live_channels[list(spec.missing_electrodes.get(subject, ()))] = False
     glove_mask = np.isfinite(glove[valid]).all(axis=(0, 1)) if valid.any() else np.zeros(GLOVE_CHANNELS, bool)
     glove[..., ~glove_mask] = 0.0
     emg[..., ~live_channels] = 0.0
+    stream[:, ~live_channels] = 0.0
     features[..., ~live_channels, :] = 0.0
     if not live_channels.all():
-        log.info("%s s%d: flat electrode(s) %s masked", spec.name, subject, np.flatnonzero(~live_channels).tolist())
+        log.info("%s s%d: electrode(s) %s masked", spec.name, subject, np.flatnonzero(~live_channels).tolist())
     absent = [f"{classes[c]}/rep{r + 1}" for c, r in zip(*np.nonzero(~valid), strict=True)]
     if absent:
-        log.info("%s s%d: %d (class, repetition) pairs not recorded: %s", spec.name, subject, len(absent), absent)
+        log.info("%s s%d: %d (class, repetition) pairs not valid: %s", spec.name, subject, len(absent), absent)
 
     payload = {
+        "stream": torch.from_numpy(stream),
+        "stream_class": torch.from_numpy(np.concatenate(stream_classes)),
+        "stream_repetition": torch.from_numpy(np.concatenate(stream_reps)),
+        "stream_file": torch.from_numpy(np.concatenate(stream_files)),
         "emg": torch.from_numpy(emg),
+        "segment_start": torch.from_numpy(chosen.start),
+        "run_first": torch.from_numpy(chosen.run_first),
+        "run_last": torch.from_numpy(chosen.run_last),
         "valid": torch.from_numpy(valid),
         "channel_mask": torch.from_numpy(live_channels),
         "glove": torch.from_numpy(glove),
@@ -263,6 +250,7 @@ def convert_subject(
             "frame_rate_hz": params.frame_rate_hz,
             "filtered": not spec.already_rectified,
             "preprocess": params.as_dict(),
+            "seed": seed,
             "exercises": list(classes_order(exercises)),
             "sources": sources_metadata,
             "version": __version__,
@@ -271,6 +259,20 @@ def convert_subject(
     if out_path is not None:
         atomic_torch_save(payload, Path(out_path))
     return payload
+
+
+def check_window_fits(too_short: dict[int, int], classes: list[str], params, spec: DatabaseSpec, subject: int) -> None:
+    """Classes that were recorded but whose every run is shorter than the window: an error that says so, rather
+    than a class that looks never recorded."""
+    if not too_short:
+        return
+    period_ms = 1000 / params.frame_rate_hz
+    detail = ", ".join(f"{classes[c]} (longest {frames * period_ms:g} ms)" for c, frames in too_short.items())
+    raise InputError(
+        f"{spec.name} s{subject}: {detail} were recorded, but no repetition is long enough for the window "
+        f"preprocess.window_offset_ms + window_length_ms = {params.window_offset_ms:g} + {params.window_length_ms:g} "
+        "ms: shorten the window (or the offset)"
+    )
 
 
 def manifest_digests(path: Path) -> dict[str, str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .errors import InputError
+from .sampling import ContrastiveBatch, ContrastiveSampler
 
 
 def choose_device(preference: str = "auto") -> torch.device:
@@ -45,16 +46,21 @@ class Selection:
 
 @dataclass(frozen=True)
 class Normalisation:
-    """Per-channel standardisation, optionally of the log-amplitude, fitted on a training selection."""
+    """Per-channel standardisation, optionally of the log-amplitude, fitted on a training selection.
+
+    The log is taken of ``x + epsilon``, ``epsilon`` per channel: a fraction of the channel's median over the
+    training frames, so that quantised envelopes (DB1 moves in steps of ~0.0024, with exact zeros) and volts
+    (DB2/DB3) alike get a floor at their own scale rather than far below it.
+    """
 
     mean: torch.Tensor  # [channel]
     std: torch.Tensor  # [channel]
     log_amplitude: bool
-    epsilon: float
+    epsilon: torch.Tensor  # [channel]
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         if self.log_amplitude:
-            x = torch.log(x + self.epsilon)
+            x = torch.log(x + self.epsilon.to(x.device))
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     def state_dict(self) -> dict:
@@ -62,99 +68,32 @@ class Normalisation:
             "mean": self.mean.cpu(),
             "std": self.std.cpu(),
             "log_amplitude": self.log_amplitude,
-            "epsilon": self.epsilon,
+            "epsilon": self.epsilon.cpu(),
         }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> Normalisation:
-        return cls(state["mean"], state["std"], state["log_amplitude"], state["epsilon"])
+        return cls(state["mean"], state["std"], state["log_amplitude"], torch.as_tensor(state["epsilon"]))
 
 
 @dataclass(frozen=True)
-class ContrastiveBatch:
-    x: torch.Tensor  # [group, class, channel] one frame of every selected class per group
-    classes: torch.Tensor  # [class] indices into DB23's class axis
-    present: torch.Tensor  # [group, class] False where the group's subject never recorded the class
-    subjects: torch.Tensor  # [group, class] indices into DB23's subject axis: where each frame came from
+class Streams:
+    """Every subject's continuous stream of frames, concatenated: what a controller sees, rest and transitions
+    included. ``classes`` are the relabelled labels, for evaluation only: adaptation selects frames by subject and
+    repetition (stretches of time), never by label."""
 
+    frames: torch.Tensor  # [frame, channel]
+    subject: torch.Tensor  # [frame] index into DB23's subject axis
+    repetition: torch.Tensor  # [frame] 1-based; 0 outside every repetition
+    classes: torch.Tensor  # [frame] relabelled class
+    offset: torch.Tensor  # [subject] first frame of each subject
+    segment_start: torch.Tensor  # [subject, class, rep] each segment's first frame (-1: not valid)
 
-class ContrastiveSampler:
-    """Draws B groups holding one frame of every selected class, by tensor indexing from a seeded generator.
-
-    ``per_subject=True`` takes a whole batch from one subject (chosen at random per draw), so batch-norm
-    statistics are always those of one person, as AdaBN needs at test time; otherwise every frame's subject
-    is drawn independently. Frames from outside the selection (held-out repetitions or subjects) are never
-    drawn: only valid (subject, class, repetition) triples of the selection are in the tables.
-    """
-
-    def __init__(self, data: DB23, selection: Selection, groups: int, seed: int, per_subject: bool = False):
-        self.data = data
-        self.groups = groups
-        self.per_subject = per_subject
-        self.classes = selection.classes.to(data.device)
-        self.generator = torch.Generator(device=data.storage_device).manual_seed(seed)
-        n_classes, n_reps, n_frames = data.emg.shape[1:4]
-        self.n_frames = n_frames
-        subjects, classes, reps = (
-            t.to(data.storage_device) for t in (selection.subjects, selection.classes, selection.repetitions)
+    def to(self, move) -> Streams:
+        return Streams(
+            *(move(t) for t in (self.frames, self.subject, self.repetition, self.classes, self.offset)),
+            move(self.segment_start),
         )
-        valid = data.valid[subjects][:, classes][:, :, reps]  # [S', C', R']
-        # Frame 0 of each (subject, class, rep) in the flattened [S*C*R*F, channel] view.
-        base = (
-            (subjects[:, None, None] * n_classes + classes[None, :, None]) * n_reps + reps[None, None, :]
-        ) * n_frames
-        if per_subject:
-            self.counts = valid.sum(-1)  # [S', C']
-            # Valid repetitions first, so that index j < count always lands on a valid one.
-            order = torch.argsort((~valid).to(torch.int8), dim=-1, stable=True)
-            self.table = torch.gather(base, -1, order)  # [S', C', R']
-            usable = (self.counts > 0).any(-1)
-            if not usable.any():
-                raise InputError("the selection holds no valid (subject, class, repetition): nothing to sample")
-            self.subjects = subjects[usable]
-            self.counts, self.table = self.counts[usable], self.table[usable]
-        else:
-            pooled_valid = valid.permute(1, 0, 2).reshape(len(classes), -1)  # [C', S'*R']
-            pooled_base = base.permute(1, 0, 2).reshape(len(classes), -1)
-            self.counts = pooled_valid.sum(-1)  # [C']
-            order = torch.argsort((~pooled_valid).to(torch.int8), dim=-1, stable=True)
-            self.table = torch.gather(pooled_base, -1, order)
-            self.pooled_subject = (pooled_base // (n_classes * n_reps * n_frames)).gather(-1, order)
-        if not (self.counts > 0).any():
-            raise InputError("the selection holds no valid (subject, class, repetition): nothing to sample")
-        self.flat = data.emg.reshape(-1, data.emg.shape[-1])
-        self.class_rows = torch.arange(len(classes), device=data.storage_device) * self.table.shape[-1]
-
-    def draw(self) -> ContrastiveBatch:
-        shape = (self.groups, len(self.classes))
-        uniform = torch.rand(shape, generator=self.generator, device=self.flat.device)
-        frames = torch.randint(self.n_frames, shape, generator=self.generator, device=self.flat.device)
-        if self.per_subject:
-            which = torch.randint(len(self.subjects), (1,), generator=self.generator, device=self.flat.device)
-            counts, table = self.counts[which[0]], self.table[which[0]]  # [C'], [C', R']
-            subjects = self.subjects[which].expand(shape)
-        else:
-            counts, table = self.counts, self.table
-        slot = (uniform * counts).long().clamp(max=table.shape[-1] - 1)  # [B, C']
-        # Row-major position in the [C', R'] table; ``take`` on a flat view beats ``gather`` several-fold here.
-        position = self.class_rows + slot
-        chosen = table.reshape(-1).take(position)  # [B, C']
-        if not self.per_subject:
-            subjects = self.pooled_subject.reshape(-1).take(position)
-        present = (counts > 0).expand(shape)
-        x = self.flat.index_select(0, (chosen + frames).reshape(-1)).view(*shape, -1)
-        device = self.data.device
-        non_blocking = x.device != device and self.data.pinned
-        return ContrastiveBatch(
-            x=x.to(device, non_blocking=non_blocking),
-            classes=self.classes,
-            present=present.to(device),
-            subjects=subjects.to(device),
-        )
-
-    def __iter__(self) -> Iterator[ContrastiveBatch]:
-        while True:
-            yield self.draw()
 
 
 @dataclass(frozen=True)
@@ -183,14 +122,33 @@ class DB23:
         pinned: bool = False,
         *,
         frame_rate_hz: float,
+        streams: Streams | None = None,
     ):
         self.emg, self.valid, self.channel_mask, self.glove = emg, valid, channel_mask, glove
         self.frame_rate_hz = frame_rate_hz  # frames per second along the frame axis
+        self.streams = streams  # every subject's continuous stream, when loaded (with_streams)
         self.features: torch.Tensor | None = None  # [subject, class, rep, frame, channel, 4] Hudgins features
         self.classes = list(classes)
         self.subjects = list(subjects)
         self.device = device  # where batches are delivered
         self.pinned = pinned  # data kept in pinned host memory because it would not fit on the GPU
+
+    def _with(self, emg: torch.Tensor, streams: Streams | None) -> DB23:
+        """A copy with other frames (same subjects, classes and masks)."""
+        copy = DB23(
+            emg,
+            self.valid,
+            self.channel_mask,
+            self.glove,
+            self.classes,
+            self.subjects,
+            self.device,
+            self.pinned,
+            frame_rate_hz=self.frame_rate_hz,
+            streams=streams,
+        )
+        copy.features = self.features
+        return copy
 
     @property
     def storage_device(self) -> torch.device:
@@ -198,7 +156,12 @@ class DB23:
 
     @classmethod
     def load(
-        cls, paths: Iterable[str | Path], device: str = "auto", with_glove: bool = False, with_features: bool = False
+        cls,
+        paths: Iterable[str | Path],
+        device: str = "auto",
+        with_glove: bool = False,
+        with_features: bool = False,
+        with_streams: bool = False,
     ) -> DB23:
         paths = [Path(p) for p in paths]
         if not paths:
@@ -236,7 +199,18 @@ class DB23:
             SubjectInfo(p["metadata"]["database"], int(p["metadata"]["subject"]), bool(p["metadata"]["amputee"]))
             for p in payloads
         ]
-        data = cls(emg, valid, channel_mask, glove, classes, subjects, torch.device("cpu"), frame_rate_hz=rates.pop())
+        streams = _concatenate_streams(paths, payloads, n_channels, n_reps) if with_streams else None
+        data = cls(
+            emg,
+            valid,
+            channel_mask,
+            glove,
+            classes,
+            subjects,
+            torch.device("cpu"),
+            frame_rate_hz=rates.pop(),
+            streams=streams,
+        )
         if with_features:
             # Classical baselines use these on the CPU (scikit-learn): they stay there.
             data.features = torch.zeros((*emg.shape, payloads[0]["features"].shape[-1]))
@@ -252,22 +226,16 @@ class DB23:
         storage = device
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
-            if self.emg.numel() * self.emg.element_size() > free // 2:
+            size = self.emg.numel() * self.emg.element_size()
+            if self.streams is not None:
+                size += self.streams.frames.numel() * self.streams.frames.element_size()
+            if size > free // 2:
                 storage, pinned = torch.device("cpu"), True
         move = (lambda t: t.pin_memory()) if pinned else (lambda t: t.to(storage))
-        glove = None if self.glove is None else move(self.glove)
-        moved = DB23(
-            move(self.emg),
-            move(self.valid),
-            move(self.channel_mask),
-            glove,
-            self.classes,
-            self.subjects,
-            device,
-            pinned,
-            frame_rate_hz=self.frame_rate_hz,
-        )
-        moved.features = self.features
+        moved = self._with(move(self.emg), None if self.streams is None else self.streams.to(move))
+        moved.valid, moved.channel_mask = move(self.valid), move(self.channel_mask)
+        moved.glove = None if self.glove is None else move(self.glove)
+        moved.device, moved.pinned = device, pinned
         return moved
 
     @property
@@ -301,38 +269,48 @@ class DB23:
         mask[s[:, None, None], c[None, :, None], r[None, None, :]] = True
         return mask & self.valid
 
-    def normalisation(self, selection: Selection, log_amplitude: bool = True, epsilon: float = 1e-6) -> Normalisation:
-        """Per-channel mean and std over the selection's valid frames and live channels (training data only)."""
+    def normalisation(
+        self, selection: Selection, log_amplitude: bool = True, epsilon_fraction: float = 0.01
+    ) -> Normalisation:
+        """Per-channel mean and std over the selection's valid frames and live channels (training data only); the
+        log floor is ``epsilon_fraction`` of each channel's median there."""
         weight = (self.selection_mask(selection)[..., None, None] & self.channel_mask[:, None, None, None, :]).to(
             self.emg.dtype
         )
+        epsilon = torch.ones(self.emg.shape[-1])
+        for channel in range(self.emg.shape[-1]):
+            values = self.emg[..., channel][weight[..., channel].expand(self.emg.shape[:-1]) > 0]
+            if values.numel() and values.median() > 0:
+                epsilon[channel] = epsilon_fraction * values.median().cpu()
+        epsilon = epsilon.to(self.emg.device)
         x = torch.log(self.emg + epsilon) if log_amplitude else self.emg
         count = (weight.sum(dim=(0, 1, 2, 3)) * self.emg.shape[3]).clamp(min=1)  # [channel]
         mean = (x * weight).sum(dim=(0, 1, 2, 3)) / count
         var = (((x - mean) ** 2) * weight).sum(dim=(0, 1, 2, 3)) / count
         std = var.sqrt()
         std = torch.where(std > 1e-8, std, torch.ones_like(std))  # dead or padded channels: leave at zero
-        return Normalisation(mean.cpu(), std.cpu(), log_amplitude, epsilon)
+        return Normalisation(mean.cpu(), std.cpu(), log_amplitude, epsilon.cpu())
 
     def normalised(self, normalisation: Normalisation) -> DB23:
-        """A copy whose frames are normalised once, so samplers deliver ready-to-use batches."""
-        emg = normalisation.apply(self.emg) * self.channel_mask[:, None, None, None, :]
-        return DB23(
-            emg,
-            self.valid,
-            self.channel_mask,
-            self.glove,
-            self.classes,
-            self.subjects,
-            self.device,
-            self.pinned,
-            frame_rate_hz=self.frame_rate_hz,
-        )
+        """A copy whose frames (segments and streams) are normalised once, so samplers deliver ready batches.
+        Dead and padded channels are zero."""
+        live = self.channel_mask[:, None, None, None, :]
+        emg = torch.where(live, normalisation.apply(self.emg), 0.0)
+        streams = self.streams
+        if streams is not None:
+            live_frames = self.channel_mask[streams.subject]
+            frames = torch.where(live_frames, normalisation.apply(streams.frames), 0.0)
+            streams = Streams(
+                frames,
+                *(getattr(streams, f) for f in ("subject", "repetition", "classes", "offset")),
+                streams.segment_start,
+            )
+        return self._with(emg, streams)
 
     def contrastive_sampler(
-        self, selection: Selection, groups: int, seed: int, per_subject: bool = False
+        self, selection: Selection, groups: int, seed: int, per_subject: bool = False, context: int = 1
     ) -> ContrastiveSampler:
-        return ContrastiveSampler(self, selection, groups, seed, per_subject)
+        return ContrastiveSampler(self, selection, groups, seed, per_subject, context)
 
     def frame_index(self, selection: Selection) -> torch.Tensor:
         """[frame, 4] (subject, class, rep, frame) indices of every frame of the selection, in order."""
@@ -342,15 +320,66 @@ class DB23:
         expanded = triples.repeat_interleave(n_frames, dim=0)
         return torch.cat((expanded, frames.repeat(len(triples))[:, None]), dim=1)
 
-    def frames(self, selection: Selection, batch_size: int = 65536) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Every frame of the selection in (subject, class, rep, frame) order, as (x [n, channel], index [n, 4])."""
+    def frames_with_context(self, flat: torch.Tensor, context: int) -> torch.Tensor:
+        """Segment frames given as flat indices into ``emg`` ([..]) with the ``context`` - 1 stream frames before
+        each: [..., context, channel], oldest first (frames before the subject's stream repeat its first one)."""
+        _, n_classes, n_reps, n_frames, _ = self.emg.shape
+        streams = self.streams
+        start = streams.segment_start.reshape(-1).take(flat // n_frames)
+        subject = flat // (n_classes * n_reps * n_frames)
+        position = (start + flat % n_frames)[..., None] + torch.arange(1 - context, 1, device=flat.device)
+        position = torch.maximum(position, streams.offset.take(subject)[..., None])
+        return streams.frames[position]
+
+    def frames(
+        self, selection: Selection, batch_size: int = 65536, context: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every frame of the selection in (subject, class, rep, frame) order, as (x [n, channel], index [n, 4]);
+        with ``context`` > 1, x is [n, context, channel]."""
         index = self.frame_index(selection)
         _, n_classes, n_reps, n_frames, n_channels = self.emg.shape
         flat = self.emg.reshape(-1, n_channels)
         linear = ((index[:, 0] * n_classes + index[:, 1]) * n_reps + index[:, 2]) * n_frames + index[:, 3]
         for start in range(0, len(index), batch_size):
-            x = flat.index_select(0, linear[start : start + batch_size])
+            chunk = linear[start : start + batch_size]
+            x = flat.index_select(0, chunk) if context == 1 else self.frames_with_context(chunk, context)
             yield x.to(self.device, non_blocking=self.pinned), index[start : start + batch_size].to(self.device)
+
+    def stream_frames(self, subject: int, repetitions: Iterable[int], context: int = 1) -> torch.Tensor:
+        """Every stream frame of one subject (index) within the given 1-based repetitions, in time order, with
+        context as in :meth:`frames`. Chosen by time alone: the frames' labels are never read."""
+        streams = self.streams
+        wanted = torch.as_tensor(sorted(set(repetitions)), device=streams.repetition.device)
+        mask = (streams.subject == subject) & torch.isin(streams.repetition, wanted)
+        position = mask.nonzero().squeeze(1)
+        if context > 1:
+            position = position[:, None] + torch.arange(1 - context, 1, device=position.device)
+            position = torch.maximum(position, streams.offset[subject])
+        return streams.frames[position].to(self.device, non_blocking=self.pinned)
+
+
+def _concatenate_streams(paths: list[Path], payloads: list[dict], n_channels: int, n_reps: int) -> Streams:
+    """One Streams over the subjects' files, channels padded to ``n_channels``, repetitions to ``n_reps``."""
+    missing = [str(path) for path, payload in zip(paths, payloads, strict=True) if "stream" not in payload]
+    if missing:
+        raise InputError(f"{missing}: no continuous stream; convert them again with this version")
+    lengths = torch.tensor([len(p["stream"]) for p in payloads])
+    offset = torch.cumsum(lengths, 0) - lengths
+    frames = torch.zeros((int(lengths.sum()), n_channels))
+    segment_start = torch.full((len(payloads), payloads[0]["segment_start"].shape[0], n_reps), -1, dtype=torch.long)
+    for i, payload in enumerate(payloads):
+        stream = payload["stream"]
+        frames[offset[i] : offset[i] + len(stream), : stream.shape[1]] = stream
+        start = payload["segment_start"]
+        segment_start[i, :, : start.shape[1]] = torch.where(start >= 0, start + offset[i], -1)
+    return Streams(
+        frames=frames,
+        subject=torch.arange(len(payloads)).repeat_interleave(lengths),
+        repetition=torch.cat([p["stream_repetition"].long() for p in payloads]),
+        classes=torch.cat([p["stream_class"].long() for p in payloads]),
+        offset=offset,
+        segment_start=segment_start,
+    )
 
 
 def _indices(wanted: Iterable | None, available: list[str], what: str) -> list[int]:

@@ -1,6 +1,6 @@
 """What a prosthesis user gets from one model × fold, computed from its test logits (``logits.pt``).
 
-Tables made by :func:`evaluate_payload`, each led by the columns model, adabn, fold, group:
+Tables made by :func:`evaluate_payload`, each led by the columns model, adabn, adaptation, fold, group:
 
     subset_accuracy  k, trial, accuracy, balanced_accuracy, n: the user picks k gestures (rest is always added),
                      the classifier chooses among just those classes, and windows of ``window_frames`` frames
@@ -34,7 +34,7 @@ from .logits import PER_FRAME, read_logits
 from .subsets import draw_subsets, subset_correct, subset_frame, subset_membership, subset_metrics, subset_table
 from .voting import checked_scores, frame_ms, gesture_indices, voting_tallies, window_frames_for, window_outcomes
 
-LEADING_COLUMNS = ["model", "adabn", "fold", "group"]
+LEADING_COLUMNS = ["model", "adabn", "adaptation", "fold", "group"]
 LEVELS = ("frame", "vote")
 
 
@@ -149,7 +149,13 @@ def _group_units(payload: dict, masks: dict[str, torch.Tensor]) -> dict[str, tor
 
 
 def _led(frame: pd.DataFrame, payload: dict, group: str) -> pd.DataFrame:
-    leading = {"model": payload["model"], "adabn": bool(payload["adabn"]), "fold": payload["fold"], "group": group}
+    leading = {
+        "model": payload["model"],
+        "adabn": bool(payload["adabn"]),
+        "adaptation": payload["adaptation"],
+        "fold": payload["fold"],
+        "group": group,
+    }
     return frame.assign(**leading)[LEADING_COLUMNS + list(frame.columns)]
 
 

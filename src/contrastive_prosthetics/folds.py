@@ -1,9 +1,16 @@
-"""Folds: which subjects and repetitions train, validate and test a model.
+"""Folds: which subjects and repetitions train, validate and test a model, and which unlabelled stretches of a
+scored subject's recording may adapt it.
 
-``repetitions`` (the NinaPro standard, within-subject): every selected subject, training on some
-repetitions, validating on others, testing on the rest. ``subjects`` (leave-one-subject-out,
-calibration-free): train on the other subjects of a group, validate on held-out repetitions of those training
-subjects, test on every repetition of the new subject, whose only adaptation is AdaBN.
+``repetitions`` (the NinaPro standard, within-subject): every selected subject, training on some repetitions,
+validating on others, testing on the rest. ``subjects`` (leave-one-subject-out, calibration-free): train on the
+other subjects of a group and test on every repetition of the new subject, whose only adaptation is AdaBN. Model
+selection targets a new user: ``validation_subjects: N`` holds N of the other subjects out of training (the N after
+the test subject in the group's order, wrapping around) and validates on all their repetitions; the older
+``validation: [reps]`` validates on held-out repetitions of the training subjects instead.
+
+Adaptation pools: for each scored subject, the repetitions whose continuous recording may adapt it (the scored
+repetition itself is always left out, see :mod:`.adaptation`): the test repetitions for a test subject; for a
+validation subject its validation repetitions plus, if it also trains, its training repetitions.
 """
 
 from __future__ import annotations
@@ -11,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .errors import InputError
+
 if TYPE_CHECKING:  # the workflow imports this module while it is parsed: no torch there
     from .dataset import DB23, Selection
-from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,18 @@ class FoldSelections:
     train: Selection
     validation: Selection
     test: Selection
+    validation_pool: dict[int, list[int]]  # subject index → repetitions that may adapt it (1-based)
+    test_pool: dict[int, list[int]]
+
+
+def validation_subjects(fold: dict) -> list[str]:
+    """The training-group subjects held out for validation in a ``subjects`` fold ([] when validating on
+    repetitions)."""
+    if fold["scheme"] != "subjects" or "validation_subjects" not in fold:
+        return []
+    group = list(fold["subjects"])
+    start = group.index(fold["test_subject"])
+    return [group[(start + k) % len(group)] for k in range(1, fold["validation_subjects"] + 1)]
 
 
 def fold_subjects(fold: dict, all_subjects: list[str]) -> list[str]:
@@ -28,20 +48,58 @@ def fold_subjects(fold: dict, all_subjects: list[str]) -> list[str]:
     return list(fold["subjects"]) if fold["scheme"] == "subjects" else list(all_subjects)
 
 
-def fold_selections(data: DB23, fold: dict) -> FoldSelections:
+def check_fold(name: str, fold: dict) -> None:
+    """A fold that could leak: overlapping train/validation/test repetitions, a test subject outside its group,
+    more validation subjects than the group can spare. The message names the fold."""
+    parts = {part: set(fold.get(part, [])) for part in ("train", "validation", "test")}
+    if fold["scheme"] == "subjects":
+        if fold["test_subject"] not in fold["subjects"]:
+            raise InputError(
+                f"folds.{name}.test_subject: {fold['test_subject']} is not in folds.{name}.subjects: add it there"
+            )
+        spare = len(fold["subjects"]) - 2
+        if fold.get("validation_subjects", 0) > spare:
+            raise InputError(
+                f"folds.{name}.validation_subjects: {fold['validation_subjects']} leaves no training subject "
+                f"(the group has {len(fold['subjects'])}); use at most {spare}"
+            )
+        if "validation_subjects" in fold and "validation" in fold:
+            raise InputError(f"folds.{name}: give validation_subjects or validation repetitions, not both")
+    for first, second in (("train", "validation"), ("train", "test"), ("validation", "test")):
+        shared = sorted(parts[first] & parts[second])
+        if shared:
+            raise InputError(
+                f"folds.{name}: repetitions {shared} are in both {first} and {second}; a repetition can only be in one"
+            )
+
+
+def fold_selections(data: DB23, fold: dict, name: str = "fold") -> FoldSelections:
+    n_reps = data.valid.shape[2]
+    check_fold(name, fold)
+    index = {subject: i for i, subject in enumerate(data.subject_names)}
     if fold["scheme"] == "repetitions":
+        pool = {i: sorted(set(fold["validation"]) | set(fold["train"])) for i in index.values()}
         return FoldSelections(
             train=data.select(repetitions=fold["train"]),
             validation=data.select(repetitions=fold["validation"]),
             test=data.select(repetitions=fold["test"]),
+            validation_pool=pool,
+            test_pool={i: sorted(fold["test"]) for i in index.values()},
         )
     if fold["scheme"] == "subjects":
-        if fold["test_subject"] not in fold["subjects"]:
-            raise InputError(f"fold test subject {fold['test_subject']} is not among its subjects {fold['subjects']}")
-        others = [s for s in fold["subjects"] if s != fold["test_subject"]]
+        held_out = validation_subjects(fold)
+        trainers = [s for s in fold["subjects"] if s != fold["test_subject"] and s not in held_out]
+        if held_out:
+            validation = data.select(subjects=held_out)
+            validation_pool = {index[s]: list(range(1, n_reps + 1)) for s in held_out}
+        else:
+            validation = data.select(subjects=trainers, repetitions=fold["validation"])
+            validation_pool = {index[s]: sorted(set(fold["validation"]) | set(fold["train"])) for s in trainers}
         return FoldSelections(
-            train=data.select(subjects=others, repetitions=fold["train"]),
-            validation=data.select(subjects=others, repetitions=fold["validation"]),
+            train=data.select(subjects=trainers, repetitions=fold["train"]),
+            validation=validation,
             test=data.select(subjects=[fold["test_subject"]]),
+            validation_pool=validation_pool,
+            test_pool={index[fold["test_subject"]]: list(range(1, n_reps + 1))},
         )
-    raise InputError(f"unknown fold scheme {fold['scheme']!r}; use 'repetitions' or 'subjects'")
+    raise InputError(f"folds.{name}.scheme: unknown scheme {fold['scheme']!r}; use 'repetitions' or 'subjects'")

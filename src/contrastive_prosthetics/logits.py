@@ -9,7 +9,7 @@ Per test frame (rows in the order the model scored them):
 Per file:
     subjects, amputee, classes          names of the axes the indices point into
     frame_rate_hz                       frames per second (vote windows in frames are computed from it)
-    model, fold, adabn                  what produced it
+    model, fold, adabn, adaptation      what produced it (adaptation: where AdaBN statistics came from, or "none")
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .atomic import atomic_torch_save
 from .errors import InputError
 
 PER_FRAME = ("logits", "label", "subject", "repetition", "frame")
-PER_FILE = ("subjects", "amputee", "classes", "frame_rate_hz", "model", "fold", "adabn")
+PER_FILE = ("subjects", "amputee", "classes", "frame_rate_hz", "model", "fold", "adabn", "adaptation")
 
 
 def write_logits(
@@ -33,6 +33,7 @@ def write_logits(
     model_name: str,
     fold_name: str,
     adabn: bool,
+    adaptation: str,
 ) -> None:
     """Write every test frame's scores; ``index`` [frame, 4] holds (subject, class, rep, frame), 0-based, into
     ``data`` (a DB23: subject names, amputee flags, classes and frame rate come from it)."""
@@ -49,6 +50,7 @@ def write_logits(
             "classes": data.classes,
             "frame_rate_hz": data.frame_rate_hz,
             "adabn": adabn,
+            "adaptation": adaptation if adabn else "none",
             "model": model_name,
             "fold": fold_name,
         },

@@ -33,25 +33,28 @@ class ModelConfig:
     width: int = 512
     depth: int = 2
     dropout: float = 0.1
+    context: int = 1  # frames the encoder sees: the current one and the context - 1 before it
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 class EMGEncoder(nn.Module):
-    """One RMS frame [batch, channel] → an embedding [batch, embedding_dim].
+    """RMS frames [batch, channel], or [batch, context, channel] with the frames before each (oldest first), →
+    an embedding [batch, embedding_dim].
 
     The reference's encoder: two convolutions across the electrode axis (neighbouring electrodes of the ring
     see overlapping muscles) with ``conv_maps`` maps, then ``depth`` fully connected layers of ``width`` with
     batch norm, ReLU and dropout. Its 3×3 kernels see a frame as a one-column image, so only three taps along
-    the electrodes act: that is what the 3-tap 1-D convolutions here compute.
+    the electrodes act: that is what the 3-tap 1-D convolutions here compute. With temporal context the frames
+    enter the first convolution as its input maps, so context 1 is exactly the reference's single-frame encoder.
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         maps = config.conv_maps
         self.convolutions = nn.Sequential(
-            nn.Conv1d(1, maps, kernel_size=3, padding=1),
+            nn.Conv1d(config.context, maps, kernel_size=3, padding=1),
             nn.BatchNorm1d(maps),
             nn.ReLU(),
             nn.Conv1d(maps, maps, kernel_size=3, padding=1),
@@ -68,7 +71,7 @@ class EMGEncoder(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.convolutions(x.unsqueeze(1)).flatten(1))
+        return self.layers(self.convolutions(x.unsqueeze(1) if x.dim() == 2 else x).flatten(1))
 
 
 class ContrastiveModel(nn.Module):
@@ -91,10 +94,11 @@ class ContrastiveModel(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(100)).exp()  # CLIP clamps at 100 to keep training stable
 
-    def group_logits(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """Groups [group, class, channel] → [group, frame, class] logits of each group's frames vs its classes."""
-        groups, n_classes, channels = x.shape
-        frames = self.encode_emg(x.reshape(-1, channels)).view(groups, n_classes, -1)
+    def group_logits(self, x: torch.Tensor, classes: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Groups [group, class, (context,) channel] → [group, frame, class] logits of each group's frames vs its
+        classes. Only ``present`` frames are encoded (absent ones are placeholders that must not shift batch
+        statistics); their rows are zeros, which the loss masks."""
+        frames = encode_present(self.encode_emg, x, present)
         return self.scale() * frames @ self.encode_classes()[classes].T
 
     def forward(self, x: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
@@ -109,14 +113,22 @@ class ClassifierModel(nn.Module):
         super().__init__()
         self.config = config
         self.emg_encoder = EMGEncoder(config)
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(config.embedding_dim, config.n_classes))
+        # A linear head straight on the embedding, as the contrastive model compares that embedding linearly.
+        self.head = nn.Linear(config.embedding_dim, config.n_classes)
 
-    def group_logits(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        groups, n_classes, channels = x.shape
-        return self.head(self.emg_encoder(x.reshape(-1, channels))).view(groups, n_classes, -1)[..., classes]
+    def group_logits(self, x: torch.Tensor, classes: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        return encode_present(lambda frames: self.head(self.emg_encoder(frames)), x, present)[..., classes]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.emg_encoder(x))
+
+
+def encode_present(encode, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """``encode`` of the present frames of groups [group, class, ...]: [group, class, out], zeros where absent."""
+    encoded = encode(x[present])
+    out = encoded.new_zeros((*present.shape, encoded.shape[-1]))
+    out[present] = encoded
+    return out
 
 
 MODEL_KINDS = {"contrastive": ContrastiveModel, "classifier": ClassifierModel}
@@ -152,6 +164,16 @@ def classifier_loss(logits: torch.Tensor, present: torch.Tensor, classes: torch.
     per_frame = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
     weight = present.to(logits.dtype)
     return (per_frame * weight).sum() / weight.sum()
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on the weight matrices and kernels of the EMG encoder and the classifier head
+    only; not on batch-norm scales and shifts, biases, the temperature or the class embeddings (as CLIP does)."""
+    decayed, kept = [], []
+    for name, parameter in model.named_parameters():
+        matrix = parameter.dim() >= 2 and not name.startswith("class_encoder")
+        (decayed if matrix else kept).append(parameter)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -1,12 +1,18 @@
-"""Signal processing: band-pass → moving RMS → 100 Hz frames, and the segments cut per class × repetition.
+"""Signal processing: a recording's continuous stream of 100 Hz frames, and the classical features at every frame.
 
-For 2 kHz databases (DB2, DB3) only the stretches that end up in a segment are filtered, each with a lead-in
-long enough for the filter's start-up transient to have died away, so a segment equals the same samples of the
-continuously filtered recording (to 1e-6 of the signal's scale; a test proves it) at a fraction of the cost.
-DB1 arrives rectified and RMS-smoothed at 100 Hz: its frames are its samples.
+For 2 kHz databases (DB2, DB3) the whole recording is band-passed (causal Butterworth, second-order sections, from
+rest state: zeros before the first sample), then every frame is the RMS of the ``rms_window_ms`` of filtered signal
+that ends at the frame's last sample: causal, as a prosthesis controller sees it. Frame ``f`` ends at sample
+``(f + 1) * hop - 1``; frames are ``1000 / frame_rate_hz`` ms apart. DB1 arrives rectified and RMS-smoothed at
+100 Hz: its frames are its samples (every ``hop``-th one at a lower frame rate).
 
-A frame is the RMS of the ``rms_window_ms`` of signal that ends at the frame's last sample (causal, as a
-prosthesis controller sees it); frames are ``1000 / frame_rate_hz`` ms apart.
+Hudgins' time-domain features (MAV, WL, ZC, SSC) describe the ``feature_window_ms`` ending at each frame, from the
+band-passed 2 kHz signal, or from the 100 Hz signal for DB1. Zero crossings and slope-sign changes count only steps
+larger than a dead-band, as Hudgins and NinaPro's benchmarks do, so that noise does not inflate them. The dead-band
+is ``feature_deadband`` times the channel's RMS over the stretch before the recording's first cue (the user at rest
+when the recording starts, as a controller would calibrate at switch-on): no label or later sample sets it. A
+rectified envelope never crosses zero, so for DB1 crossings and slope changes are counted on the envelope minus its
+own moving mean over the feature window.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import scipy.signal
 
 from .errors import InputError
 
-SEGMENTS_PER_CHUNK = 16
+HUDGINS_FEATURES = ("mav", "wl", "zc", "ssc")
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,14 @@ class PreprocessParams:
     window_offset_ms: float  # where a movement's segment starts after its relabelled onset
     window_length_ms: float
     feature_window_ms: float  # Hudgins features for the LDA baseline
+    feature_deadband: float  # ZC and SSC dead-band, in units of the channel's RMS before the first cue
     max_length_mismatch: int  # samples by which a file's fields may differ before it is rejected
-    lead_in_tolerance: float = 1e-9  # impulse-response tail left when a stretch's filtering starts (numerics)
 
     def frames_per_segment(self) -> int:
         return round(self.window_length_ms * self.frame_rate_hz / 1000)
+
+    def offset_frames(self) -> int:
+        return round(self.window_offset_ms * self.frame_rate_hz / 1000)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +62,11 @@ def hop_samples(sampling_rate_hz: float, params: PreprocessParams) -> int:
     return int(hop)
 
 
+def frame_ends(n_samples: int, hop: int) -> np.ndarray:
+    """The last sample of every whole frame of a recording of ``n_samples``."""
+    return (np.arange(n_samples // hop) + 1) * hop - 1
+
+
 def bandpass_sos(sampling_rate_hz: float, params: PreprocessParams) -> np.ndarray:
     """Causal Butterworth band-pass as second-order sections (numerically safe at order 4 and above)."""
     return scipy.signal.butter(
@@ -64,21 +78,6 @@ def bandpass_sos(sampling_rate_hz: float, params: PreprocessParams) -> np.ndarra
     )
 
 
-def filter_lead_in(sos: np.ndarray, tolerance: float, max_samples: int = 1 << 16) -> int:
-    """Samples after which the filter's impulse response has less than ``tolerance`` of absolute mass left.
-
-    A stretch filtered from rest state differs from the continuously filtered signal by the response to the
-    state the continuous filter carried in; that difference is bounded by the signal scale times this tail.
-    """
-    impulse = np.zeros(max_samples)
-    impulse[0] = 1.0
-    tail = np.cumsum(np.abs(scipy.signal.sosfilt(sos, impulse))[::-1])[::-1]
-    below = np.flatnonzero(tail < tolerance)
-    if below.size == 0:
-        raise InputError(f"the band-pass filter does not settle to {tolerance} within {max_samples} samples")
-    return int(below[0])
-
-
 def find_runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Maximal runs of equal labels: (starts, stops, values), stops exclusive."""
     change = np.flatnonzero(np.diff(labels)) + 1
@@ -87,93 +86,92 @@ def find_runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, stops, labels[starts]
 
 
-def _rms_from_energy(energy: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
-    """RMS over the ``window`` samples ending at each of ``ends`` (inclusive), from a running sum of squares
-    along the last axis. ``ends - window`` must be ≥ 0 (callers pad the start)."""
-    total = energy[..., ends] - energy[..., ends - window]
-    return np.sqrt(np.maximum(total, 0.0) / window)
+def _window_sums(values: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
+    """Sum of ``values`` (1-D) over the ``window`` entries ending at each of ``ends`` (inclusive); entries before
+    the start count as zeros."""
+    running = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
+    upper = np.maximum(ends + 1, 0)
+    return running[upper] - running[np.clip(ends + 1 - window, 0, upper)]
 
 
-HUDGINS_FEATURES = ("mav", "wl", "zc", "ssc")
+def _moving_mean(signal: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the ``window`` samples ending at each sample (fewer at the start)."""
+    running = np.cumsum(signal, dtype=np.float64)
+    shifted = np.concatenate((np.zeros(window), running[:-window])) if window < len(signal) else np.zeros_like(running)
+    return (running - shifted) / np.minimum(np.arange(1, len(signal) + 1), window)
 
 
-def _windowed_sum(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Sum of ``values`` over [first, last] (inclusive, per entry) along the last axis, via one cumsum."""
-    running = np.concatenate((np.zeros((*values.shape[:-1], 1)), np.cumsum(values, axis=-1)), axis=-1)
-    return running[..., last + 1] - running[..., first]
+def hudgins_features(signal: np.ndarray, ends: np.ndarray, window: int, deadband: np.ndarray | float = 0.0):
+    """Hudgins' features over the ``window`` samples ending at each of ``ends``: ``signal`` [channel, sample] →
+    [channel, frame, 4] (MAV, WL, ZC, SSC).
 
-
-def hudgins_features(signal: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
-    """Hudgins' time-domain features over the ``window`` samples ending at each of ``ends``.
-
-    ``signal`` [..., sample] → [..., frame, 4]: mean absolute value, waveform length, zero crossings and slope
-    sign changes (counts without a dead-band threshold: the band-passed signal has no DC offset to guard
-    against, and a threshold would need per-subject calibration).
+    ZC counts neighbours of opposite sign that differ by at least ``deadband`` (per channel); SSC counts interior
+    samples where the slope changes sign with at least one of the two steps at least ``deadband``. A step or pair
+    belongs to a window when both of its samples do.
     """
-    step = np.diff(signal, axis=-1)  # step[j] = x[j+1] - x[j]
-    first = ends - window + 1
-    mav = _windowed_sum(np.abs(signal), first, ends) / window
-    wl = _windowed_sum(np.abs(step), first, ends - 1)  # the window's window-1 steps
-    zc = _windowed_sum((signal[..., :-1] * signal[..., 1:] < 0).astype(np.float64), first, ends - 1)
-    ssc = _windowed_sum((step[..., :-1] * step[..., 1:] < 0).astype(np.float64), first, ends - 2)  # interior
-    return np.stack((mav, wl, zc, ssc), axis=-1)
+    deadband = np.broadcast_to(np.asarray(deadband, dtype=np.float64), (signal.shape[0],))
+    out = np.empty((signal.shape[0], len(ends), len(HUDGINS_FEATURES)))
+    for channel, x in enumerate(signal):
+        step = np.diff(x)  # step[j] = x[j+1] - x[j]
+        big = np.abs(step) >= deadband[channel]
+        crossing = (x[:-1] * x[1:] < 0) & big
+        turning = (step[:-1] * step[1:] < 0) & (big[:-1] | big[1:])  # at interior sample j + 1
+        out[channel, :, 0] = _window_sums(np.abs(x), ends, window) / window
+        out[channel, :, 1] = _window_sums(np.abs(step), ends - 1, window - 1)
+        out[channel, :, 2] = _window_sums(crossing, ends - 1, window - 1)
+        out[channel, :, 3] = _window_sums(turning, ends - 2, window - 2)
+    return out
 
 
-def segment_frames(
+def _rms_frames(filtered: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
+    """RMS over the ``window`` samples ending at each of ``ends``; zeros before the recording."""
+    return np.sqrt(np.maximum(_window_sums(filtered * filtered, ends, window), 0.0) / window)
+
+
+def stream_frames(
     emg: np.ndarray,
-    first_frame_ends: np.ndarray,
-    n_frames: int,
     sampling_rate_hz: float,
     params: PreprocessParams,
     already_rectified: bool,
+    calibration_samples: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Frames [segment, frame, channel] and Hudgins features [segment, frame, channel, 4] for segments whose
-    first frame ends at ``first_frame_ends`` (samples); frame ``f`` ends at ``first_frame_end + f * hop``.
+    """Every frame of a recording ``emg`` [sample, channel] and its Hudgins features: ([frame, channel],
+    [frame, channel, 4]), float32. ``calibration_samples``: the stretch before the first cue, whose RMS sets the
+    dead-band (the whole recording when it is empty).
 
-    2 kHz signals are band-passed stretch by stretch (with a lead-in, see the module docstring), then give RMS
-    frames; rectified 100 Hz signals (DB1) are their own frames. Features come from the same signal: the
-    band-passed 2 kHz one, or the 100 Hz one for DB1.
+    Channels are processed one at a time, so the working memory is a few copies of one channel, not of the file.
     """
     hop = hop_samples(sampling_rate_hz, params)
-    offsets = np.arange(n_frames) * hop
-    feature_window = max(round(params.feature_window_ms * sampling_rate_hz / 1000), 2)
-    if already_rectified:
-        sos, lead_in, window = None, 0, 1
-    else:
-        sos = bandpass_sos(sampling_rate_hz, params)
-        lead_in = max(filter_lead_in(sos, params.lead_in_tolerance), 1)
-        window = round(params.rms_window_ms * sampling_rate_hz / 1000)
-    history = max(window, feature_window)  # samples a frame looks back over, its own included
-    stretch = np.arange(lead_in + history - 1 + offsets[-1] + 1)
-    starts = first_frame_ends - (history - 1) - lead_in
-    ends = lead_in + history - 1 + offsets  # each frame's last sample, within a stretch
-    frames = np.empty((len(starts), n_frames, emg.shape[1]), np.float32)
-    features = np.empty((len(starts), n_frames, emg.shape[1], len(HUDGINS_FEATURES)), np.float32)
-    # Chunks of segments keep the working arrays small enough for the allocator to reuse: on these machines
-    # fresh large arrays cost more in page faults than the filtering itself. Each chunk is one vectorised pass.
-    for first in range(0, len(starts), SEGMENTS_PER_CHUNK):
-        chunk = slice(first, first + SEGMENTS_PER_CHUNK)
-        index = starts[chunk, None] + stretch
-        stretches = emg[np.maximum(index, 0)].transpose(0, 2, 1)  # [segment, channel, sample]
-        if index[:, 0].min() < 0:  # before the recording the continuous filter saw zeros: reproduce that
-            stretches = np.where(index[:, None, :] >= 0, stretches, 0.0)
-        if sos is None:
-            signal = stretches
-            frames[chunk] = signal[..., ends].transpose(0, 2, 1)
+    ends = frame_ends(len(emg), hop)
+    feature_window = max(round(params.feature_window_ms * sampling_rate_hz / 1000), 3)
+    frames = np.empty((len(ends), emg.shape[1]), np.float32)
+    features = np.empty((len(ends), emg.shape[1], len(HUDGINS_FEATURES)), np.float32)
+    sos = None if already_rectified else bandpass_sos(sampling_rate_hz, params)
+    rms_window = round(params.rms_window_ms * sampling_rate_hz / 1000)
+    calibration = slice(0, calibration_samples if calibration_samples > 1 else len(emg))
+    for channel in range(emg.shape[1]):
+        raw = np.asarray(emg[:, channel], dtype=np.float64)
+        if already_rectified:
+            frames[:, channel] = raw[ends]
+            # An envelope never crosses zero: count crossings of its own moving mean instead.
+            signal = raw - _moving_mean(raw, feature_window)
         else:
-            signal = scipy.signal.sosfilt(sos, stretches, axis=-1)
-            frames[chunk] = _rms_from_energy(np.cumsum(signal**2, axis=-1), ends, window).transpose(0, 2, 1)
-        features[chunk] = hudgins_features(signal, ends, feature_window).transpose(0, 2, 1, 3)
+            signal = scipy.signal.sosfilt(sos, raw)
+            frames[:, channel] = _rms_frames(signal, ends, rms_window)
+        deadband = params.feature_deadband * np.sqrt(np.mean(signal[calibration] ** 2))
+        channel_features = hudgins_features(signal[None], ends, feature_window, deadband)[0]
+        if already_rectified:  # amplitude features describe the envelope itself
+            channel_features[:, :2] = hudgins_features(raw[None], ends, feature_window)[0, :, :2]
+        features[:, channel] = channel_features
     return frames, features
 
 
 def recording_frames(emg: np.ndarray, sampling_rate_hz: float, params: PreprocessParams) -> np.ndarray:
-    """Every frame of a whole recording, filtering it continuously: [frame, channel], frame f ends at
-    sample ``(f + 1) * hop - 1``. The reference that segment-wise processing must reproduce."""
+    """Every RMS frame of a 2 kHz recording, the straightforward way (the whole array filtered at once, RMS by a
+    convolution): the reference that :func:`stream_frames` must reproduce."""
     hop = hop_samples(sampling_rate_hz, params)
     window = round(params.rms_window_ms * sampling_rate_hz / 1000)
     filtered = scipy.signal.sosfilt(bandpass_sos(sampling_rate_hz, params), emg.T, axis=-1)
-    padded = np.concatenate((np.zeros((emg.shape[1], window)), filtered), axis=-1)  # zeros before the start
-    energy = np.cumsum(padded**2, axis=-1)
-    ends = (np.arange(len(emg) // hop) + 1) * hop - 1 + window
-    return _rms_from_energy(energy, ends, window).T.astype(np.float32)
+    padded = np.concatenate((np.zeros((emg.shape[1], window - 1)), filtered), axis=-1)  # zeros before the start
+    energy = np.stack([np.convolve(row**2, np.ones(window), mode="valid") for row in padded])
+    return np.sqrt(energy[:, frame_ends(len(emg), hop)] / window).T.astype(np.float32)

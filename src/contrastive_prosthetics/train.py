@@ -1,6 +1,7 @@
 """Random hyper-parameter search, final training and test logits for one model × fold.
 
-    search.tsv   every sampled configuration and its validation score (best by validation accuracy)
+    search.tsv   every sampled configuration, its validation score and status (a diverged trial, whose
+                 validation loss is never finite, is recorded and never chosen), and the chosen one
     model.pt     weights of the epoch with the lowest validation loss, model config, hyper-parameters,
                  normalisation statistics (from the training selection only), history, classes
     history.tsv  per epoch: train/validation loss and accuracy, learning rate, seconds, frames/s
@@ -13,7 +14,6 @@ training and validation data only. One seed drives everything; CPU reruns are bi
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import math
 import time
@@ -25,11 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .adaptation import predict
 from .atomic import atomic_torch_save, atomic_write_tsv
 from .dataset import DB23, Selection, choose_device
-from .folds import fold_selections
+from .errors import InputError
+from .folds import FoldSelections, fold_selections
 from .logits import write_logits
-from .models import ModelConfig, adapt_batchnorm, build_model, classifier_loss, contrastive_loss
+from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class TrainingSettings:
     weight_decay: tuple[float, float]  # log-uniform range
     dropout: tuple[float, float]  # uniform range
     final_epochs: int
+    log_floor: float  # the log-amplitude floor, a fraction of each channel's training median
     evaluation_batch: int = 1 << 16
 
     @classmethod
@@ -67,6 +70,7 @@ class TrainingSettings:
             weight_decay=tuple(search["weight_decay"]),
             dropout=tuple(search["dropout"]),
             final_epochs=training["final"]["epochs"],
+            log_floor=training["log_floor"],
         )
 
 
@@ -105,63 +109,55 @@ def model_losses(model: torch.nn.Module) -> Callable:
     return lambda logits, batch: classifier_loss(logits, batch.present, batch.classes)
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, data: DB23, selection: Selection, adabn: bool, batch: int) -> tuple:
-    """Logits over all classes for every frame of ``selection`` and the frames' (subject, class, rep, frame).
+@dataclass(frozen=True)
+class Setting:
+    """What every training run of one model × fold shares."""
 
-    With ``adabn``, each subject's batch-norm statistics are re-estimated from that subject's frames of the
-    selection (unlabelled: labels are never looked at) before its frames are scored.
-    """
-    model.eval()
-    outputs, indices = [], []
-    subjects = (
-        [selection.subjects[i : i + 1] for i in range(len(selection.subjects))] if adabn else [selection.subjects]
-    )
-    for subject in subjects:
-        part = Selection(subject, selection.classes, selection.repetitions)
-        frames = list(data.frames(part, batch_size=batch))
-        if not frames:
-            continue
-        scorer = model
-        if adabn:
-            scorer = copy.deepcopy(model)
-            adapt_batchnorm(scorer, torch.cat([x for x, _ in frames]), batch)
-        outputs += [scorer(x).float() for x, _ in frames]
-        indices += [index for _, index in frames]
-    return torch.cat(outputs), torch.cat(indices)
+    data: DB23  # normalised
+    selections: FoldSelections
+    config: ModelConfig
+    settings: TrainingSettings
+    adabn: bool
+    adaptation: str
+    device: Device
 
+    def scores(self, model: torch.nn.Module, selection: Selection, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return predict(
+            model,
+            self.data,
+            selection,
+            adabn=self.adabn,
+            adaptation=self.adaptation,
+            pool=pool,
+            batch=self.settings.evaluation_batch,
+            context=self.config.context,
+        )
 
-def validation_scores(model, data: DB23, selection: Selection, adabn: bool, batch: int) -> tuple[float, float]:
-    """Cross-entropy and accuracy of per-frame predictions over all classes."""
-    logits, index = predict(model, data, selection, adabn, batch)
-    labels = index[:, 1]
-    loss = torch.nn.functional.cross_entropy(logits, labels).item()
-    accuracy = (logits.argmax(1) == labels).float().mean().item()
-    return loss, accuracy
+    def validation_scores(self, model: torch.nn.Module) -> tuple[float, float]:
+        """Cross-entropy and accuracy of per-frame predictions over all classes, on the validation selection."""
+        logits, index = self.scores(model, self.selections.validation, self.selections.validation_pool)
+        labels = index[:, 1]
+        loss = torch.nn.functional.cross_entropy(logits, labels).item()
+        accuracy = (logits.argmax(1) == labels).float().mean().item()
+        return loss, accuracy
 
 
 def train_once(
-    data: DB23,
-    train: Selection,
-    validation: Selection,
-    config: ModelConfig,
-    hyper: HyperParameters,
-    settings: TrainingSettings,
-    epochs: int,
-    seed: int,
-    adabn: bool,
-    device: Device,
-    description: str = "",
-) -> tuple[torch.nn.Module, list[dict], dict]:
-    """Train from scratch; return the model with its best-validation-loss weights, the history and timings."""
+    setting: Setting, hyper: HyperParameters, epochs: int, seed: int, description: str = ""
+) -> tuple[torch.nn.Module | None, list[dict], dict]:
+    """Train from scratch; return the model with its best-validation-loss weights (None if the validation loss
+    was never finite: diverged), the history and timings. A non-finite training loss ends the run early."""
+    settings, device = setting.settings, setting.device
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(**{**config.as_dict(), "dropout": hyper.dropout})).to(device.device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=hyper.learning_rate, weight_decay=hyper.weight_decay)
+    model = build_model(ModelConfig(**{**setting.config.as_dict(), "dropout": hyper.dropout})).to(device.device)
+    optimiser = torch.optim.AdamW(parameter_groups(model, hyper.weight_decay), lr=hyper.learning_rate)
     total_steps = epochs * settings.steps_per_epoch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_steps, 1))
     # AdaBN normalises each subject with its own statistics at test time, so training batches come from one
     # subject each and batch norm learns within-subject statistics; without it, batches mix subjects.
-    sampler = data.contrastive_sampler(train, settings.groups, seed=seed, per_subject=adabn)
+    sampler = setting.data.contrastive_sampler(
+        setting.selections.train, settings.groups, seed=seed, per_subject=setting.adabn, context=setting.config.context
+    )
     loss_of = model_losses(model)
     history, timings = [], []
     best_loss, best_state = math.inf, None
@@ -172,7 +168,7 @@ def train_once(
         for _ in tqdm(range(settings.steps_per_epoch), desc=f"{description} epoch {epoch}", leave=False, mininterval=5):
             batch = sampler.draw()
             with device.autocast:
-                logits = model.group_logits(batch.x, batch.classes).float()
+                logits = model.group_logits(batch.x, batch.classes, batch.present).float()
                 loss = loss_of(logits, batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -184,7 +180,8 @@ def train_once(
             counted += batch.present.sum().item()
         seconds = time.perf_counter() - start
         train_loss = torch.stack(losses).mean().item()
-        val_loss, val_accuracy = validation_scores(model, data, validation, adabn, settings.evaluation_batch)
+        diverged = not math.isfinite(train_loss)
+        val_loss, val_accuracy = (math.nan, math.nan) if diverged else setting.validation_scores(model)
         history.append(
             {
                 "epoch": epoch,
@@ -197,14 +194,54 @@ def train_once(
         )
         timings.append({"seconds": seconds, "frames_per_s": counted / seconds})
         log.info("%s epoch %d: %s", description, epoch, history[-1])
-        if val_loss < best_loss:
+        if math.isfinite(val_loss) and val_loss < best_loss:
             best_loss, best_state = val_loss, copy.deepcopy(model.state_dict())
+        if diverged:
+            log.warning("%s: the training loss is not finite in epoch %d; the run stops here", description, epoch)
+            break
+    if best_state is None:
+        return None, history, {"timings": timings, "best_epoch": None}
     model.load_state_dict(best_state)
-    return (
-        model,
-        history,
-        {"timings": timings, "best_epoch": 1 + min(range(len(history)), key=lambda i: history[i]["val_loss"])},
+    best_epoch = 1 + min(
+        (i for i in range(len(history)) if math.isfinite(history[i]["val_loss"])), key=lambda i: history[i]["val_loss"]
     )
+    return model, history, {"timings": timings, "best_epoch": best_epoch}
+
+
+def search(setting: Setting, seed: int) -> tuple[list[dict], HyperParameters]:
+    """The random search: every trial's row for search.tsv, and the chosen hyper-parameters (highest validation
+    accuracy among trials that did not diverge, ties to the lower validation loss)."""
+    settings = setting.settings
+    candidates = sample_hyperparameters(settings, settings.search_trials, seed)
+    rows = []
+    for trial, hyper in enumerate(candidates, start=1):
+        label = f"trial {trial}/{len(candidates)}"
+        model, history, _ = train_once(setting, hyper, settings.search_epochs, seed + trial, label)
+        finite = [row for row in history if math.isfinite(row["val_loss"])]
+        best = (
+            min(finite, key=lambda row: row["val_loss"]) if finite else {"val_loss": math.nan, "val_accuracy": math.nan}
+        )
+        status = "ok" if model is not None else "diverged"
+        rows.append(
+            {
+                "trial": trial,
+                **vars(hyper),
+                "val_loss": best["val_loss"],
+                "val_accuracy": best["val_accuracy"],
+                "status": status,
+            }
+        )
+    usable = [row for row in rows if row["status"] == "ok"]
+    if not usable:
+        raise InputError(
+            f"every one of the {len(rows)} search trials diverged (no finite validation loss): narrow "
+            "training.search.learning_rate towards smaller rates"
+        )
+    winner = max(usable, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
+    for row in rows:
+        row["chosen"] = row["trial"] == winner["trial"]
+    log.info("best trial %d: %s", winner["trial"], winner)
+    return rows, candidates[winner["trial"] - 1]
 
 
 def train_fold(
@@ -219,15 +256,18 @@ def train_fold(
     out_dir: Path,
     device: str = "auto",
 ) -> None:
-    """Search, train and write search.tsv, model.pt, history.tsv and logits.pt for one model × fold."""
+    """Search, train and write search.tsv, model.pt, history.tsv and logits.pt for one network model × fold."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     settings = TrainingSettings.from_config(training)
     chosen = Device(choose_device(device))
-    raw = DB23.load(tensor_paths, device=str(chosen.device))
-    selections = fold_selections(raw, fold)
-    normalisation = raw.normalisation(selections.train, log_amplitude=settings.log_amplitude)
-    data = raw.normalised(normalisation)
     adabn = bool(model_settings["adabn"])
+    adaptation = model_settings.get("adaptation", "cross_fitted")
+    raw = DB23.load(tensor_paths, device=str(chosen.device), with_streams=True)
+    selections = fold_selections(raw, fold, fold_name)
+    normalisation = raw.normalisation(
+        selections.train, log_amplitude=settings.log_amplitude, epsilon_fraction=settings.log_floor
+    )
+    data = raw.normalised(normalisation)
     config = ModelConfig(
         kind=model_settings["kind"],
         n_channels=data.emg.shape[-1],
@@ -236,27 +276,18 @@ def train_fold(
         conv_maps=architecture["conv_maps"],
         width=architecture["width"],
         depth=architecture["depth"],
+        context=architecture["context_frames"],
     )
     log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
+    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen)
 
-    search_rows = []
-    candidates = sample_hyperparameters(settings, settings.search_trials, seed)
-    # Search and final training differ only in epochs, seed and the label in the log.
-    train = functools.partial(train_once, data, selections.train, selections.validation, config)
-    for trial, hyper in enumerate(candidates, start=1):
-        trial_label = f"trial {trial}/{len(candidates)}"
-        _, history, _ = train(hyper, settings, settings.search_epochs, seed + trial, adabn, chosen, trial_label)
-        best = min(history, key=lambda row: row["val_loss"])
-        search_rows.append(
-            {"trial": trial, **vars(hyper), "val_loss": best["val_loss"], "val_accuracy": best["val_accuracy"]}
+    search_rows, hyper = search(setting, seed)
+    model, history, extra = train_once(setting, hyper, settings.final_epochs, seed, "final")
+    if model is None:
+        raise InputError(
+            f"{model_name}/{fold_name}: final training never reached a finite validation loss with the chosen "
+            f"hyper-parameters {vars(hyper)}: narrow training.search.learning_rate towards smaller rates"
         )
-    winner = max(search_rows, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
-    for row in search_rows:
-        row["chosen"] = row["trial"] == winner["trial"]
-    hyper = candidates[winner["trial"] - 1]
-    log.info("best trial %d: %s", winner["trial"], winner)
-
-    model, history, extra = train(hyper, settings, settings.final_epochs, seed, adabn, chosen, "final")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tsv(search_rows, out_dir / "search.tsv")
     atomic_write_tsv(
@@ -270,8 +301,10 @@ def train_fold(
             "normalisation": normalisation.state_dict(),
             "classes": data.classes,
             "subjects": data.subject_names,
+            "frame_rate_hz": data.frame_rate_hz,
             "model": model_name,
             "adabn": adabn,
+            "adaptation": adaptation,
             "fold": fold_name,
             "fold_spec": fold,
             "best_epoch": extra["best_epoch"],
@@ -282,6 +315,6 @@ def train_fold(
     )
 
     # The one place test data are read.
-    logits, index = predict(model, data, selections.test, adabn, settings.evaluation_batch)
-    write_logits(out_dir / "logits.pt", logits, index, data, model_name, fold_name, adabn)
+    logits, index = setting.scores(model, selections.test, selections.test_pool)
+    write_logits(out_dir / "logits.pt", logits, index, data, model_name, fold_name, adabn, adaptation)
     log.info("wrote %s", out_dir)

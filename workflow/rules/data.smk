@@ -66,7 +66,8 @@ rule convert:
         manifest=manifest_argument,
         exercises=" ".join(EXERCISES),
         preprocess=json.dumps(config["preprocess"]),
+        seed=config["seed"],
     shell:
         "python -m contrastive_prosthetics convert --database {wildcards.db} --subject {wildcards.subject} "
-        "{params.sources} {params.manifest} --exercises {params.exercises} "
+        "{params.sources} {params.manifest} --exercises {params.exercises} --seed {params.seed} "
         "--preprocess-json {params.preprocess:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,108 @@
+"""Scoring frames, with adaptive batch normalisation when the model uses it: where its statistics come from.
+
+A prosthesis adapts on an unlabelled stream, so the protocol that scores a subject's frames must not adapt on the
+frames it scores, nor choose adaptation frames by their labels:
+
+``cross_fitted`` (the default)
+    To score repetition r of a subject, batch-norm statistics are re-estimated from that subject's continuous
+    recording (every frame: rest, transitions and movements alike) during the other repetitions of its
+    adaptation pool (:mod:`.folds`): for a test subject the other test repetitions. Frames are chosen by time
+    alone (which repetition's stretch of the session they fall in), never by label, and never overlap the scored
+    ones.
+``scored_frames`` (the reference's protocol, kept to compare)
+    Statistics from the very segment frames being scored, which were cut by their labels: optimistic.
+
+Without AdaBN the model's training statistics score every frame.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .dataset import DB23, Selection
+from .errors import InputError
+from .models import adapt_batchnorm
+
+ADAPTATION_SOURCES = ("cross_fitted", "scored_frames")
+
+
+def _scores(model: torch.nn.Module, data: DB23, selection: Selection, batch: int, context: int) -> tuple:
+    outputs, indices = [], []
+    for x, index in data.frames(selection, batch_size=batch, context=context):
+        outputs.append(model(x).float())
+        indices.append(index)
+    return outputs, indices
+
+
+def adaptation_frames(data: DB23, subject: int, scored_repetition: int, pool: list[int], context: int) -> torch.Tensor:
+    """The cross-fitted adaptation set of one subject's scored repetition: its stream during the other
+    repetitions of ``pool``."""
+    sources = [r for r in pool if r != scored_repetition]
+    if not sources:
+        raise InputError(
+            f"{data.subject_names[subject]}: cross-fitted adaptation of repetition {scored_repetition} needs another "
+            f"repetition to adapt on, and the fold offers only {pool}: score at least two repetitions (folds), or "
+            "set the model's adaptation to scored_frames"
+        )
+    return data.stream_frames(subject, sources, context)
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    data: DB23,
+    selection: Selection,
+    *,
+    adabn: bool,
+    adaptation: str,
+    pool: dict[int, list[int]],
+    batch: int,
+    context: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits over all classes for every frame of ``selection`` and the frames' (subject, class, rep, frame), in
+    that order. With ``adabn``, statistics come from ``adaptation`` (see the module's docstring); ``pool`` maps a
+    subject index to the repetitions that may adapt it."""
+    model.eval()
+    if not adabn:
+        outputs, indices = _scores(model, data, selection, batch, context)
+        return _ordered(outputs, indices)
+    if adaptation not in ADAPTATION_SOURCES:
+        raise InputError(f"unknown adaptation {adaptation!r}; choose from {list(ADAPTATION_SOURCES)}")
+    outputs, indices = [], []
+    for subject in selection.subjects.tolist():
+        one = Selection(torch.tensor([subject]), selection.classes, selection.repetitions)
+        if adaptation == "scored_frames":
+            frames = [x for x, _ in data.frames(one, batch_size=batch, context=context)]
+            if not frames:
+                continue
+            scorer = copy.deepcopy(model)
+            adapt_batchnorm(scorer, torch.cat(frames), batch)
+            part = _scores(scorer, data, one, batch, context)
+            outputs += part[0]
+            indices += part[1]
+            continue
+        for repetition in selection.repetitions.tolist():
+            scored = Selection(torch.tensor([subject]), selection.classes, torch.tensor([repetition]))
+            if not data.selection_mask(scored).any():
+                continue
+            scorer = copy.deepcopy(model)
+            frames = adaptation_frames(data, subject, repetition + 1, pool.get(subject, []), context)
+            adapt_batchnorm(scorer, frames, batch)
+            part = _scores(scorer, data, scored, batch, context)
+            outputs += part[0]
+            indices += part[1]
+    return _ordered(outputs, indices)
+
+
+def _ordered(outputs: list[torch.Tensor], indices: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows in (subject, class, rep, frame) order, however they were scored."""
+    if not outputs:
+        raise InputError("the selection holds no valid frame to score")
+    logits, index = torch.cat(outputs), torch.cat(indices)
+    key = index[:, 0]
+    for column in range(1, 4):
+        key = key * (int(index[:, column].max()) + 1) + index[:, column]
+    order = torch.argsort(key)
+    return logits[order], index[order]

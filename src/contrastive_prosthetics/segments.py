@@ -1,0 +1,164 @@
+"""Where each class × repetition happens in a recording's stream of frames, from its label vectors.
+
+A movement repetition is the longest relabelled run (``restimulus``) of that movement with that repetition number,
+taken from ``rerepetition`` (or, where that is 0, from the run's position among the movement's runs). Rest has no
+repetition labels worth trusting (files differ in what ``rerepetition`` holds during rest), so a rest run belongs
+to the repetition of the movement that follows it (the trailing rest to the one before it), whatever the file says.
+
+Every frame of the stream thus gets a class (the relabelled movement at its last sample; rest = 0) and a
+repetition (its run's; 0 outside 1..R). Runs are kept in frames: the first frame that ends inside the run to the
+last frame that ends inside it.
+
+A movement's segment starts ``offset`` frames after its run's first frame. The rest segment of repetition ``r`` is
+centred in one rest run of repetition ``r``, drawn (seeded by the run's seed, the database, the subject and ``r``)
+from every long-enough rest run of that repetition in all of the subject's files: test rest is then not always the
+same moment of the session, and the draw depends on nothing but the labels' timing and the seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .preprocess import find_runs
+
+log = logging.getLogger(__name__)
+REST_CLASS = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    """A class × repetition's stretch of the stream, in frames (inclusive bounds)."""
+
+    class_index: int
+    repetition: int  # 1-based
+    first_frame: int
+    last_frame: int
+
+    @property
+    def n_frames(self) -> int:
+        return self.last_frame - self.first_frame + 1
+
+    def shifted(self, frames: int) -> Run:
+        return Run(self.class_index, self.repetition, self.first_frame + frames, self.last_frame + frames)
+
+
+def run_repetitions(movements: np.ndarray, rerepetition: np.ndarray, repetitions: int) -> tuple[np.ndarray, ...]:
+    """Runs of the movement labels (starts, stops, values) and each run's repetition (0 when outside 1..R).
+
+    Movement runs take ``rerepetition`` at their middle, or their position among the runs of their movement where
+    it holds 0; rest runs take the repetition of the next movement run (the last one for trailing rest).
+    """
+    starts, stops, values = find_runs(movements)
+    labelled = rerepetition[(starts + stops) // 2].astype(np.int64)
+    moving = values != 0
+    position = np.zeros(len(values), np.int64)
+    for movement in np.unique(values[moving]):
+        runs = np.flatnonzero(values == movement)
+        position[runs] = np.arange(1, len(runs) + 1)
+    repetition = np.where(moving, np.where(labelled > 0, labelled, position), 0)
+    moving_runs = np.flatnonzero(moving)
+    if moving_runs.size:
+        following = np.searchsorted(moving_runs, np.arange(len(values)), side="left")
+        neighbour = moving_runs[np.minimum(following, len(moving_runs) - 1)]
+        repetition = np.where(moving, repetition, repetition[neighbour])
+    repetition = np.where((repetition >= 1) & (repetition <= repetitions), repetition, 0)
+    return starts, stops, values, repetition
+
+
+def frame_bounds(starts: np.ndarray, stops: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last frame (inclusive) whose last sample lies in [start, stop); frame f ends at (f + 1) hop - 1."""
+    return (starts + hop) // hop - 1, stops // hop - 1
+
+
+def file_runs(
+    source: str,
+    movements: np.ndarray,
+    rerepetition: np.ndarray,
+    class_of_movement: dict[int, int],
+    repetitions: int,
+    hop: int,
+) -> tuple[list[Run], list[Run], np.ndarray, np.ndarray]:
+    """One file's movement runs (the longest per class × repetition), rest runs, and each frame's class and
+    repetition ([frame] arrays). Frames are the file's own, from 0."""
+    starts, stops, values, repetition = run_repetitions(movements, rerepetition, repetitions)
+    first, last = frame_bounds(starts, stops, hop)
+    ignored = sorted({int(v) for v, r in zip(values, repetition, strict=True) if v != 0 and r == 0})
+    if ignored:
+        log.warning(
+            "%s: movement(s) %s have repetitions outside 1-%d; those runs are ignored", source, ignored, repetitions
+        )
+    longest: dict[tuple[int, int], Run] = {}
+    rests = []
+    for value, rep, a, b in zip(values, repetition, first, last, strict=True):
+        if rep == 0 or b < a:
+            continue
+        run = Run(class_of_movement[int(value)] if value else REST_CLASS, int(rep), int(a), int(b))
+        if value == 0:
+            rests.append(run)
+        elif (run.class_index, run.repetition) not in longest or run.n_frames > longest[run.class_index, rep].n_frames:
+            longest[run.class_index, run.repetition] = run
+    n_frames = len(movements) // hop
+    ends = (np.arange(n_frames) + 1) * hop - 1
+    run_of_frame = np.searchsorted(starts, ends, side="right") - 1
+    classes = np.array([class_of_movement[int(v)] if v else REST_CLASS for v in values], np.int16)
+    return (
+        sorted(longest.values(), key=lambda r: (r.class_index, r.repetition)),
+        rests,
+        classes[run_of_frame],
+        (repetition[run_of_frame].astype(np.int16)),
+    )
+
+
+def rest_draw_seed(seed: int, database: str, subject: int, repetition: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, zlib.crc32(database.encode()), subject, repetition])
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Chosen segments: the first stream frame of each (class, repetition) (-1: none) and the run it lies in."""
+
+    start: np.ndarray  # [class, rep] long
+    run_first: np.ndarray  # [class, rep] long, the run's first frame (-1: none)
+    run_last: np.ndarray  # [class, rep] long
+    too_short: dict[int, int]  # class → frames of its longest run, for classes recorded but never long enough
+
+
+def choose_segments(
+    movement_runs: list[Run],
+    rest_runs: list[Run],
+    shape: tuple[int, int],
+    n_frames: int,
+    offset_frames: int,
+    seed: int,
+    database: str,
+    subject: int,
+) -> Segments:
+    """Movement segments ``offset_frames`` into their run; one rest segment per repetition, centred in a rest run
+    drawn among all of that repetition's long-enough rest runs. Runs too short for a segment are left out."""
+    start, run_first, run_last = (np.full(shape, -1, np.int64) for _ in range(3))
+    longest: dict[int, int] = {}
+    for run in movement_runs:
+        longest[run.class_index] = max(longest.get(run.class_index, 0), run.n_frames)
+        if offset_frames + n_frames <= run.n_frames:
+            index = run.class_index, run.repetition - 1
+            start[index] = run.first_frame + offset_frames
+            run_first[index], run_last[index] = run.first_frame, run.last_frame
+    for run in rest_runs:
+        longest[REST_CLASS] = max(longest.get(REST_CLASS, 0), run.n_frames)
+    for repetition in range(1, shape[1] + 1):
+        candidates = [run for run in rest_runs if run.repetition == repetition and run.n_frames >= n_frames]
+        if not candidates:
+            continue
+        run = candidates[
+            np.random.default_rng(rest_draw_seed(seed, database, subject, repetition)).integers(len(candidates))
+        ]
+        index = REST_CLASS, repetition - 1
+        start[index] = run.first_frame + (run.n_frames - n_frames) // 2
+        run_first[index], run_last[index] = run.first_frame, run.last_frame
+    recorded = set(longest)
+    too_short = {c: longest[c] for c in sorted(recorded) if (start[c] < 0).all()}
+    return Segments(start, run_first, run_last, too_short)

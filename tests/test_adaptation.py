@@ -1,0 +1,100 @@
+"""Where AdaBN statistics come from: never the scored frames, never chosen by label."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import stream_of_segments
+
+from contrastive_prosthetics import adaptation
+from contrastive_prosthetics.atomic import atomic_torch_save
+from contrastive_prosthetics.dataset import DB23
+from contrastive_prosthetics.errors import InputError
+from contrastive_prosthetics.models import ContrastiveModel, ModelConfig
+from contrastive_prosthetics.ninapro import class_names
+
+CLASSES = class_names(["A"])[:5]
+CONFIG = ModelConfig(kind="contrastive", n_channels=4, n_classes=5, embedding_dim=4, conv_maps=2, width=8, depth=1)
+
+
+def subject_file(path, subject: int, shuffle_labels: bool = False) -> DB23:
+    rng = np.random.default_rng(subject)
+    emg = rng.lognormal(0, 0.5, (len(CLASSES), 6, 10, 4)).astype(np.float32)
+    valid = torch.ones(len(CLASSES), 6, dtype=torch.bool)
+    streams = stream_of_segments(emg, valid)
+    if shuffle_labels:  # labels the adaptation must not read
+        streams["stream_class"] = streams["stream_class"][torch.randperm(len(streams["stream_class"]))]
+    payload = {
+        "emg": torch.tensor(emg),
+        "valid": valid,
+        "channel_mask": torch.ones(4, dtype=torch.bool),
+        "glove": torch.zeros(len(CLASSES), 6, 10, 22),
+        "glove_mask": torch.zeros(22, dtype=torch.bool),
+        "classes": CLASSES,
+        "metadata": {"database": "db2", "subject": subject, "amputee": False, "frame_rate_hz": 100.0},
+        **streams,
+    }
+    atomic_torch_save(payload, path)
+    return path
+
+
+def load(tmp_path, shuffle_labels=False) -> DB23:
+    paths = [subject_file(tmp_path / f"s{s}.pt", s, shuffle_labels) for s in (1, 2)]
+    return DB23.load(paths, device="cpu", with_streams=True)
+
+
+def scored(tmp_path, how: str, shuffle_labels=False):
+    data = load(tmp_path, shuffle_labels)
+    torch.manual_seed(0)
+    model = ContrastiveModel(CONFIG)
+    test = data.select(repetitions=[2, 5])
+    pool = {0: [2, 5], 1: [2, 5]}
+    return adaptation.predict(model, data, test, adabn=True, adaptation=how, pool=pool, batch=64)
+
+
+def test_no_label_reaches_adaptation(tmp_path):
+    plain = scored(tmp_path / "a", "cross_fitted")
+    shuffled = scored(tmp_path / "b", "cross_fitted", shuffle_labels=True)
+    assert torch.equal(plain[0], shuffled[0]) and torch.equal(plain[1], shuffled[1])
+
+
+def test_no_scored_frame_is_in_the_adaptation_set(tmp_path, monkeypatch):
+    data = load(tmp_path)
+    seen = []
+    real = data.stream_frames
+
+    def recording(subject, repetitions, context=1):
+        seen.append((subject, sorted(repetitions)))
+        return real(subject, repetitions, context)
+
+    monkeypatch.setattr(data, "stream_frames", recording)
+    model = ContrastiveModel(CONFIG)
+    test = data.select(repetitions=[2, 5])
+    logits, index = adaptation.predict(
+        model, data, test, adabn=True, adaptation="cross_fitted", pool={0: [2, 5], 1: [2, 5]}, batch=64
+    )
+    # Each subject's repetition 2 is adapted on repetition 5 alone, and repetition 5 on repetition 2 alone.
+    assert seen == [(0, [5]), (0, [2]), (1, [5]), (1, [2])]
+    streams = data.streams
+    for subject, repetitions in seen:
+        frames = ((streams.subject == subject) & torch.isin(streams.repetition, torch.tensor(repetitions))).nonzero()
+        scored_rep = ({2, 5} - set(repetitions)).pop()
+        scored_frames = streams.segment_start[subject, :, scored_rep - 1][:, None] + torch.arange(10)
+        assert not torch.isin(frames.squeeze(1), scored_frames.reshape(-1)).any()
+    assert len(logits) == 2 * 5 * 2 * 10 and (index[:, 2] + 1).unique().tolist() == [2, 5]
+
+
+def test_scored_frames_protocol_adapts_on_what_it_scores_and_differs(tmp_path):
+    cross = scored(tmp_path / "a", "cross_fitted")
+    old = scored(tmp_path / "b", "scored_frames")
+    assert torch.equal(cross[1], old[1]) and not torch.allclose(cross[0], old[0])
+
+
+def test_cross_fitting_with_one_scored_repetition_is_a_clear_error(tmp_path):
+    data = load(tmp_path)
+    model = ContrastiveModel(CONFIG)
+    with pytest.raises(InputError, match="needs another repetition"):
+        adaptation.predict(
+            model, data, data.select(repetitions=[2]), adabn=True, adaptation="cross_fitted", pool={0: [2]}, batch=64
+        )
