@@ -178,7 +178,7 @@ def test_context_frames_are_the_stream_frames_before_each_drawn_frame(tmp_path):
         position = torch.maximum(position, streams.offset[subject_index])
         assert torch.equal(wide.x[:, :, -1 - back], streams.frames[position])
     test = data.select(repetitions=[2])
-    x, index = next(data.frames(test, context=4))
+    x, _ = next(data.frames(test, context=4))
     assert x.shape[1:] == (4, 12) and torch.equal(x[:, -1], next(data.frames(test))[0])
 
 
