@@ -12,7 +12,7 @@ SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
-from contrastive_prosthetics.config import validate_config
+from contrastive_prosthetics.config import prepare_config
 
 min_version("9.0")
 
@@ -23,7 +23,7 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-validate_config(config, "config")
+prepare_config(config, "config")
 
 
 include: "workflow/rules/common.smk"

@@ -50,6 +50,7 @@ def realistic_payload(seed: int = 0) -> dict:
         "fold": "repetitions",
         "frame_rate_hz": 100.0,
         "adaptation": "none",
+        "window": "onset",
     }
 
 

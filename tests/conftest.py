@@ -15,8 +15,15 @@ from contrastive_prosthetics.preprocess import PreprocessParams
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = default_config()
-# The default run's preprocessing (config.yaml is the one home of its values); dataclasses.replace varies it.
-PREPROCESS = PreprocessParams(**DEFAULT_CONFIG["preprocess"])
+# The default run's preprocessing (config.yaml is the one home of its values), with its first window only, which
+# the hand-made recordings here are long enough for; dataclasses.replace varies it.
+FIRST_WINDOW = next(iter(DEFAULT_CONFIG["preprocess"]["windows"]))
+PREPROCESS = PreprocessParams(
+    **{
+        **DEFAULT_CONFIG["preprocess"],
+        "windows": {FIRST_WINDOW: DEFAULT_CONFIG["preprocess"]["windows"][FIRST_WINDOW]},
+    }
+)
 DB1_DIR = Path(os.environ.get("NINAPRO_DB1_DIR", REPO.parent / "shared" / "ninapro" / "db1"))
 
 
@@ -109,9 +116,15 @@ def stream_of_segments(emg, valid) -> dict:
     start = torch.full((n_classes, n_reps), -1, dtype=torch.long)
     start[cells[:, 0], cells[:, 1]] = torch.arange(len(cells)) * n_frames
     return {
+        "segments": {FIRST_WINDOW: {"emg": emg.float(), "segment_start": start}},
         "stream": emg[valid].reshape(-1, emg.shape[-1]).float(),
         "stream_class": cells[:, 0].repeat_interleave(n_frames).to(torch.int16),
         "stream_repetition": (cells[:, 1] + 1).repeat_interleave(n_frames).to(torch.int16),
         "stream_file": torch.zeros(len(cells) * n_frames, dtype=torch.int8),
         "segment_start": start,
     }
+
+
+def first_window(tensors: dict) -> dict:
+    """A converted subject with its first window's segments (emg, features, glove, segment_start) at the top."""
+    return {**tensors, **next(iter(tensors["segments"].values()))}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import DEFAULT_CONFIG, emg_for, make_protocol, write_mat
+from conftest import DEFAULT_CONFIG, PREPROCESS, emg_for, make_protocol, write_mat
 
 from contrastive_prosthetics import cli
 
@@ -62,7 +62,7 @@ def test_download_from_an_unreachable_server_exits_2(tmp_path, capsys):
 def test_convert_of_a_damaged_file_exits_2_naming_it(tmp_path, capsys):
     damaged = tmp_path / "S1_A1_E1.mat"
     damaged.write_bytes(b"MATLAB 5.0 MAT-file" + b"\0" * 50)
-    preprocess = json.dumps(DEFAULT_CONFIG["preprocess"])
+    preprocess = json.dumps(PREPROCESS.as_dict())
     args = [
         "--database",
         "db1",
@@ -83,7 +83,7 @@ def test_convert_of_a_damaged_file_exits_2_naming_it(tmp_path, capsys):
 def test_convert_writes_a_tensor_file(tmp_path):
     protocol = make_protocol([1, 2], 10, movement_samples=150, rest_samples=130)
     source = write_mat(tmp_path / "S1_A1_E1.mat", protocol, emg_for(protocol, 10, rectified=True))
-    preprocess = json.dumps(DEFAULT_CONFIG["preprocess"])
+    preprocess = json.dumps(PREPROCESS.as_dict())
     args = [
         "--database",
         "db1",
@@ -103,7 +103,8 @@ def test_convert_writes_a_tensor_file(tmp_path):
 def test_train_on_missing_tensors_exits_2(tmp_path, capsys):
     args = ["--model", "lda", "--model-json", '{"kind": "lda", "adabn": false}', "--architecture-json", "{}"]
     fold = json.dumps({"scheme": "repetitions", "train": [1], "validation": [2], "test": [3]})
-    args += ["--fold", "f", "--fold-json", fold, "--training-json", "{}", "--seed", "0", "--device", "cpu"]
+    args += ["--fold", "f", "--fold-json", fold, "--window", "onset", "--training-json", "{}", "--seed", "0"]
+    args += ["--device", "cpu"]
     args += ["--threads", "1", "--tensors", str(tmp_path / "missing.pt"), "--out-dir", str(tmp_path / "out")]
     assert run("train", *args) == 2
     assert "missing.pt" in error_line(capsys, "train")
@@ -125,6 +126,7 @@ def test_aggregate_of_a_missing_table_exits_2(tmp_path, capsys):
 
 def test_figures_without_tables_exits_2(tmp_path, capsys):
     args = ["--eval-dir", str(tmp_path), "--histories", "h.tsv", "--searches", "s.tsv", "--out-dir", str(tmp_path)]
+    args += ["--window", "onset"]
     assert run("figures", *args, "--vote-window-ms", "250") == 2
     assert ".tsv" in error_line(capsys, "figures")
 

@@ -36,8 +36,8 @@ def add_fold_over_a_subject_outside_the_data(config):
             id="misspelt key",
         ),
         pytest.param(
-            lambda c: c["preprocess"].update(window_length_ms="long"),
-            r"preprocess.window_length_ms: 'long' is not of type 'number'",
+            lambda c: c["preprocess"]["windows"]["onset"].update(length_ms="long"),
+            r"preprocess.windows.onset.length_ms: 'long' is not of type 'number'",
             id="wrong type",
         ),
         pytest.param(

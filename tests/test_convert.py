@@ -8,15 +8,20 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import PREPROCESS, emg_for, make_protocol, write_mat
+from conftest import PREPROCESS, emg_for, first_window, make_protocol, write_mat
 
-from contrastive_prosthetics.convert import convert_subject
+from contrastive_prosthetics.convert import convert_subject as convert_to_tensors
 from contrastive_prosthetics.matfile import MatFileError
 from contrastive_prosthetics.ninapro import DB1, DB2
 from contrastive_prosthetics.preprocess import recording_frames
 from contrastive_prosthetics.segments import run_repetitions
 
 PARAMS = PREPROCESS
+
+
+def convert_subject(*args, **kwargs) -> dict:
+    """The conversion's output with its first window's segments at the top, as these tests read it."""
+    return first_window(convert_to_tensors(*args, **kwargs))
 
 
 def db1_file(tmp_path, name="S1_A1_E1.mat", labels=(1, 2, 3), **kwargs):
@@ -136,8 +141,9 @@ def test_output_records_sources_and_parameters(tmp_path):
     meta = saved["metadata"]
     assert meta["sources"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert meta["database"] == "db1" and meta["subject"] == 1 and meta["amputee"] is False
-    assert meta["preprocess"]["window_length_ms"] == 1000
-    assert saved["emg"].dtype == torch.float32 and saved["emg"].shape == (13, 10, 100, 10)
+    assert meta["preprocess"]["windows"] == {"onset": {"offset_ms": 0, "length_ms": 1000}}
+    emg = saved["segments"]["onset"]["emg"]
+    assert emg.dtype == torch.float32 and emg.shape == (13, 10, 100, 10)
 
 
 # Bad input: a clear error naming file and field, and no output file left behind.
@@ -300,6 +306,8 @@ def test_a_window_longer_than_every_repetition_is_a_clear_error(tmp_path):
     from contrastive_prosthetics.errors import InputError
 
     with pytest.raises(
-        InputError, match=r"rest \(longest 1300 ms\), A1 \(longest 1500 ms\).*preprocess.window_offset_ms"
+        InputError, match=r"rest \(longest 1300 ms\), A1 \(longest 1500 ms\).*preprocess.windows \(onset: 0 \+ 9000"
     ):
-        convert_subject(DB1, 1, {"A": str(path)}, ["A"], replace(PARAMS, window_length_ms=9000))
+        convert_subject(
+            DB1, 1, {"A": str(path)}, ["A"], replace(PARAMS, windows={"onset": {"offset_ms": 0, "length_ms": 9000}})
+        )

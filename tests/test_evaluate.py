@@ -46,6 +46,7 @@ def make_payload(
         "fold": "repetitions",
         "frame_rate_hz": 100.0,
         "adaptation": "none",
+        "window": "onset",
     }
 
 
@@ -395,7 +396,7 @@ def test_groups_are_all_intact_amputee_and_each_subject_with_frames():
 def test_evaluate_payload_tables():
     payload = grid_payload(n_gestures=6, subjects=3, repetitions=2, frames=10, seed=4, amputee=[False, False, True])
     tables = evaluate_payload(payload, window_frames=5, trials=4, seed=0, include_rest=True)
-    leading = ["model", "adabn", "adaptation", "fold", "group"]
+    leading = ["model", "adabn", "adaptation", "fold", "window", "group"]
     assert list(tables["subset_accuracy"].columns) == [*leading, "k", "trial", "accuracy", "balanced_accuracy", "n"]
     assert list(tables["subset_exact"].columns) == [*leading, "k", "accuracy", "balanced_accuracy"]
     assert list(tables["voting"].columns) == [

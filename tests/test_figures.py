@@ -54,7 +54,8 @@ def write_run(
     subset, exact, voting, metrics, confusion = [], [], [], [], []
     for model, adabn in models.items():
         for fold in folds:
-            key = {"model": model, "adabn": adabn, "fold": fold}
+            key = {"model": model, "adabn": adabn, "adaptation": "cross_fitted" if adabn else "none"}
+            key |= {"fold": fold, "window": "onset"}
             for k in range(1, k_max + 1):
                 chance = 1 / (k + 1)
                 expected = chance + (1 - chance) * skill(model) ** (k / k_max)
@@ -86,7 +87,7 @@ def write_run(
                                     {**key, "group": group, "level": level, "true": true, "predicted": predicted}
                                     | {"count": count}
                                 )
-            write_model_folder(models_dir / model / fold, rng, epochs, search_trials)
+            write_model_folder(models_dir / model / fold / "onset", rng, epochs, search_trials)
     for name, rows in (
         ("subset_accuracy", subset),
         ("subset_exact", exact),
@@ -140,8 +141,8 @@ def run(tmp_path_factory) -> Path:
 def figures(run) -> tuple[Path, list[Path]]:
     out_dir = run / "figures"
     histories, searches = (
-        sorted((run / "models").glob("*/*/history.tsv")),
-        sorted((run / "models").glob("*/*/search.tsv")),
+        sorted((run / "models").glob("*/*/*/history.tsv")),
+        sorted((run / "models").glob("*/*/*/search.tsv")),
     )
     return out_dir, make_figures(run / "eval", histories, searches, out_dir, vote_ms=250)
 
@@ -269,8 +270,8 @@ def test_captions_render_as_snakemake_report_captions(stem):
 def test_only_the_named_training_records_are_drawn(run, tmp_path):
     """The figures rule names the history and search files of the configured models: a model folder left over
     from an earlier configuration is not drawn."""
-    histories = sorted((run / "models" / "contrastive").glob("*/history.tsv"))
-    searches = sorted((run / "models" / "contrastive").glob("*/search.tsv"))
+    histories = sorted((run / "models" / "contrastive").glob("*/*/history.tsv"))
+    searches = sorted((run / "models" / "contrastive").glob("*/*/search.tsv"))
     make_figures(run / "eval", histories, searches, tmp_path, vote_ms=250)
     leftover = model_colours(MODELS)["classifier_adabn"]
     for stem in ("training_curves", "search"):

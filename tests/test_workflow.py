@@ -63,12 +63,14 @@ def test_default_dag_plans_every_subject(tmp_path):
     result = snakemake(write_config(tmp_path, lambda c: None), "--dry-run")
     assert result.returncode == 0, result.stderr
     jobs = job_counts(result)
+    windows = len(DEFAULT["preprocess"]["windows"])
+    assert windows == 2  # onset and steady: every model is trained and evaluated on each
     assert jobs == {
         "convert": "5",
         "synthesize": "10",
-        "train": "4",
-        "train_lda": "1",
-        "evaluate": "5",
+        "train": str(4 * windows),
+        "train_lda": str(windows),
+        "evaluate": str(5 * windows),
         "aggregate": "1",
         "figures": "1",
         "all": "1",
@@ -82,12 +84,13 @@ def test_full_scale_config_plans_every_download_and_a_gpu_job_per_network_and_fo
     jobs = job_counts(result)
     subjects = sum(len(listed) for listed in full["data"]["databases"].values())
     lda = sum(model["kind"] == "lda" for model in full["models"].values())
-    folds = len(full["folds"])
+    folds = sum(len(f["subjects"]) if f["scheme"] == "leave_one_subject_out" else 1 for f in full["folds"].values())
+    windows = len(full["preprocess"]["windows"])
     assert (subjects, folds) == (51, 12)  # DB2's 40 and DB3's 11; the standard fold and leave-one-amputee-out
     assert jobs["download"] == jobs["convert"] == str(subjects)
-    assert jobs["train"] == str((len(full["models"]) - lda) * folds)
-    assert jobs["train_lda"] == str(lda * folds)
-    assert jobs["evaluate"] == str(len(full["models"]) * folds)
+    assert jobs["train"] == str((len(full["models"]) - lda) * folds * windows)
+    assert jobs["train_lda"] == str(lda * folds * windows)
+    assert jobs["evaluate"] == str(len(full["models"]) * folds * windows)
 
 
 def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_path):
@@ -96,17 +99,21 @@ def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_pat
     assert first.returncode == 0, first.stderr[-3000:]
     for name in ("db2/s1", "db3/s6"):
         tensors = torch.load(workdir / f"results/tensors/{name}.pt", weights_only=False)
-        assert tensors["emg"].shape == (18, 6, 100, 12)
+        assert (
+            tensors["segments"]["onset"]["emg"].shape == tensors["segments"]["steady"]["emg"].shape == (18, 6, 50, 12)
+        )
         assert tensors["valid"].all()
     dead = torch.load(workdir / "results/tensors/db3/s6.pt", weights_only=False)["channel_mask"]
     assert dead.tolist() == [True] * 10 + [False] * 2
     assert (workdir / "logs/convert/db2/s1.log").exists() and (workdir / "benchmarks/convert/db2/s1.tsv").exists()
     for model in ("contrastive_adabn", "classifier", "lda"):
-        folder = workdir / "results/models" / model / "reps-2-5"
-        assert sorted(p.name for p in folder.iterdir()) == ["history.tsv", "logits.pt", "model.pt", "search.tsv"]
-        logits = torch.load(folder / "logits.pt", weights_only=False)
-        assert logits["logits"].shape == (2 * 18 * 2 * 100, 18) and logits["model"] == model
-        assert (workdir / f"logs/train/{model}/reps-2-5.log").exists()
+        for window in ("onset", "steady"):
+            folder = workdir / "results/models" / model / "reps-2-5" / window
+            assert sorted(p.name for p in folder.iterdir()) == ["history.tsv", "logits.pt", "model.pt", "search.tsv"]
+            logits = torch.load(folder / "logits.pt", weights_only=False)
+            assert logits["logits"].shape == (2 * 18 * 2 * 50, 18) and logits["model"] == model
+            assert logits["window"] == window
+            assert (workdir / f"logs/train/{model}/reps-2-5/{window}.log").exists()
     for table in ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion"):
         assert (workdir / f"results/eval/{table}.tsv").stat().st_size > 0
     second = snakemake(workdir)
@@ -140,7 +147,8 @@ def test_jobs_run_this_checkouts_code_in_an_environment_without_the_package(tmp_
     workdir = write_config(tmp_path / "work", tiny)
     result = snakemake(workdir, "results/tensors/db2/s1.pt", job_bin_dir=job_bin)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert torch.load(workdir / "results/tensors/db2/s1.pt", weights_only=False)["emg"].shape == (18, 6, 100, 12)
+    tensors = torch.load(workdir / "results/tensors/db2/s1.pt", weights_only=False)
+    assert tensors["segments"]["onset"]["emg"].shape == (18, 6, 50, 12)
 
 
 def test_misspelt_config_key_stops_before_any_job(tmp_path):
@@ -155,12 +163,14 @@ def test_local_source_reads_real_files_in_place(tmp_path, db1_dir):
     def local(config):
         config["data"].update(source="local", databases={"db1": [2]}, exercises=["A"])
         config["data"]["local"]["db1"] = str(db1_dir)
+        # The onset window alone: one of subject 2's real movements is shorter than onset + steady (2 s).
+        config["preprocess"]["windows"] = {"onset": config["preprocess"]["windows"]["onset"]}
 
     workdir = write_config(tmp_path, local)
     result = snakemake(workdir, "results/tensors/db1/s2.pt")
     assert result.returncode == 0, result.stderr[-3000:]
     tensors = torch.load(workdir / "results/tensors/db1/s2.pt", weights_only=False)
-    assert tensors["valid"].all() and tensors["emg"].shape == (13, 10, 100, 10)
+    assert tensors["valid"].all() and tensors["segments"]["onset"]["emg"].shape == (13, 10, 100, 10)
     assert not (workdir / "resources").exists()  # nothing copied
 
 
@@ -186,6 +196,7 @@ def test_ninapro_source_downloads_verifies_and_converts(tmp_path, mirror):
     def from_mirror(config):
         config["data"].update(source="ninapro", databases={"db1": [1]}, exercises=["A"])
         config["data"]["urls"]["db1"] = mirror
+        config["preprocess"]["windows"] = {"onset": config["preprocess"]["windows"]["onset"]}  # 1.5 s movements
 
     workdir = write_config(tmp_path / "run", from_mirror)
     result = snakemake(workdir, "results/tensors/db1/s1.pt")

@@ -18,6 +18,10 @@ def tiny(config: dict) -> None:
     config["data"]["databases"] = {"db2": [1], "db3": [6]}
     config["data"]["exercises"] = ["B"]
     config["synthetic"].update(movement_s=1.6, rest_s=0.8)
+    config["preprocess"]["windows"] = {
+        "onset": {"offset_ms": 0, "length_ms": 500},
+        "steady": {"offset_ms": 500, "length_ms": 500},
+    }
     config["models"] = {
         "contrastive_adabn": {"kind": "contrastive", "adabn": True, "adaptation": "cross_fitted"},
         "classifier": {"kind": "classifier", "adabn": False},

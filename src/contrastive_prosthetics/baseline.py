@@ -72,14 +72,20 @@ def score_selection(
 
 
 def train_lda_fold(
-    tensor_paths: list[Path], model_name: str, fold_name: str, fold: dict, seed: int, out_dir: Path
+    tensor_paths: list[Path],
+    model_name: str,
+    fold_name: str,
+    fold: dict,
+    seed: int,
+    out_dir: Path,
+    window: str | None = None,
 ) -> None:
     """Fit LDA on the fold's training frames; write search.tsv, history.tsv, model.pt and logits.pt.
 
     Within-subject folds (``repetitions``) fit one LDA per subject, as the NinaPro benchmarks do; across-subject
     folds (``subjects``) fit one LDA on the training subjects, which is all a new user could get.
     """
-    data = DB23.load(tensor_paths, device="cpu", with_features=True)
+    data = DB23.load(tensor_paths, device="cpu", with_features=True, window=window)
     selections = fold_selections(data, fold, fold_name)
     start = time.perf_counter()
     x_train, train_index = feature_table(data, selections.train)
@@ -127,6 +133,7 @@ def train_lda_fold(
             "adabn": False,
             "fold": fold_name,
             "fold_spec": fold,
+            "window": data.window,
             "history": [history],
             "seed": seed,
         },

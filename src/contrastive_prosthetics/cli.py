@@ -85,7 +85,7 @@ def command_train(args: argparse.Namespace) -> None:
     if model["kind"] == "lda":
         from .baseline import train_lda_fold
 
-        train_lda_fold(tensors, args.model, args.fold, fold, args.seed, out_dir)
+        train_lda_fold(tensors, args.model, args.fold, fold, args.seed, out_dir, window=args.window)
         return
     from .train import train_fold
 
@@ -100,6 +100,7 @@ def command_train(args: argparse.Namespace) -> None:
         args.seed,
         out_dir,
         device=args.device,
+        window=args.window,
     )
 
 
@@ -131,6 +132,7 @@ def command_figures(args: argparse.Namespace) -> None:
         [Path(p) for p in args.searches],
         Path(args.out_dir),
         vote_ms=args.vote_window_ms,
+        window=args.window,
     )
     log.info("wrote %d figure files", len(written))
 
@@ -181,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--architecture-json", required=True, help="config key 'architecture' as JSON")
     train.add_argument("--fold", required=True, help="the fold's name (config key under 'folds')")
     train.add_argument("--fold-json", required=True, help="the fold's settings as JSON")
+    train.add_argument("--window", required=True, help="the segment window (config key under preprocess.windows)")
     train.add_argument("--training-json", required=True, help="config key 'training' as JSON")
     train.add_argument("--seed", required=True, type=int, help="config key 'seed'")
     train.add_argument("--device", required=True, help="auto, cpu, cuda or cuda:N (config key 'device')")
@@ -209,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--histories", required=True, nargs="+", help="results/models/{model}/{fold}/history.tsv")
     figures.add_argument("--searches", required=True, nargs="+", help="results/models/{model}/{fold}/search.tsv")
     figures.add_argument("--out-dir", required=True, help="results/figures")
+    figures.add_argument("--window", required=True, help="the window the headline figures show (the first)")
     figures.add_argument("--vote-window-ms", required=True, type=float, help="evaluation.vote_window_ms, for labels")
     figures.set_defaults(run=command_figures)
     return parser

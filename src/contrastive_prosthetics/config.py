@@ -8,7 +8,7 @@ import jsonschema
 import yaml
 
 from .errors import InputError
-from .folds import check_fold
+from .folds import check_fold, expand_folds
 from .ninapro import database
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
     selected = {f"{db}/s{n}" for db, subjects in data["databases"].items() for n in subjects}
     fewest_repetitions = min(database(name).repetitions for name in data["databases"])
     for name, fold in config["folds"].items():
-        for subject in fold.get("subjects", []):
+        for subject in fold["subjects"] if isinstance(fold.get("subjects"), list) else []:
             if subject not in selected:
                 raise ConfigError(f"{source}: folds.{name}.subjects: {subject} is not in data.databases")
         for part in ("train", "validation", "test"):
@@ -120,6 +120,33 @@ def check_local_folders(data: dict, source: str) -> None:
                     f"{source}: data.local.{first} ({a}) and data.local.{second} ({b}) overlap; the databases share "
                     "file names, so one would be read as the other: give each database a folder of its own"
                 )
+
+
+# Sections whose entries an override file may drop by setting them to null (--configfile merges key by key).
+DROPPABLE_SECTIONS = (("data", "databases"), ("models",), ("folds",))
+
+
+def drop_null_entries(config: dict) -> dict:
+    """In place: remove the entries of the droppable sections that are null, so that an override file can say
+    "only these" (``db2: null`` removes DB2 from a merged configuration)."""
+    for path in DROPPABLE_SECTIONS:
+        section = config
+        for key in path:
+            section = section.get(key) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            for name in [name for name, value in section.items() if value is None]:
+                del section[name]
+    return config
+
+
+def prepare_config(config: dict, source: str = "config") -> dict:
+    """What the workflow runs on, in place: null entries dropped, checked, and each leave-one-subject-out
+    shorthand expanded into one fold per subject (then checked again, fold by fold)."""
+    drop_null_entries(config)
+    validate_config(config, source)
+    selected = [f"{db}/s{n}" for db, subjects in config["data"]["databases"].items() for n in subjects]
+    config["folds"] = expand_folds(config["folds"], selected)
+    return validate_config(config, source)
 
 
 def load_config(path: str | Path) -> dict:

@@ -6,14 +6,16 @@ Output (``torch.save`` dict, written atomically):
     stream_class      int16   [frame]           each frame's relabelled class (index into ``classes``; rest = 0)
     stream_repetition int16   [frame]           each frame's repetition (rest: the next movement's; 0: none)
     stream_file       int8    [frame]           which file (index into ``metadata["sources"]``)
-    emg               float32 [class, rep, frame, channel]   the segments: exact slices of ``stream``
-    segment_start     int64   [class, rep]      each segment's first frame in ``stream`` (-1: not valid)
-    run_first, run_last int64 [class, rep]      the relabelled run (rest: the drawn rest run) holding the segment
-    valid             bool    [class, rep]      False for movements/repetitions not recorded or too short
+    segments          per window of ``preprocess.windows`` (e.g. onset, steady), a dict of
+        emg           float32 [class, rep, frame, channel]   the segments: exact slices of ``stream``
+        segment_start int64   [class, rep]      each segment's first frame in ``stream`` (-1: not valid)
+        glove         float32 [class, rep, frame, 22]   joint angles at each segment frame's last sample
+        features      float32 [class, rep, frame, channel, 4]  Hudgins features (MAV, WL, ZC, SSC)
+    run_first, run_last int64 [class, rep]      the relabelled run (rest: the drawn rest run) holding the segments
+    valid             bool    [class, rep]      False for movements/repetitions not recorded, or too short for
+                                                every window (so that windows are compared on the same cells)
     channel_mask      bool    [channel]         False for dead or unfitted electrodes (spec and data)
-    glove             float32 [class, rep, frame, 22]   joint angles at each segment frame's last sample
     glove_mask        bool    [22]              False for glove channels with missing (NaN) values
-    features          float32 [class, rep, frame, channel, 4]  Hudgins features (MAV, WL, ZC, SSC)
     feature_names, classes, metadata (database, subject, amputee, rates, parameters, seed, sources + SHA-256)
 
 Segments and rest: see :mod:`.segments`. Signal processing: see :mod:`.preprocess`. A movement that was cued but
@@ -192,34 +194,36 @@ def convert_subject(
         offset += len(frames)
 
     stream = np.concatenate(streams)
-    n_frames = params.frames_per_segment()
+    windows = params.frame_windows()
     chosen = choose_segments(
-        movement_runs,
-        rest_runs,
-        (len(classes), spec.repetitions),
-        n_frames,
-        params.offset_frames(),
-        seed,
-        spec.name,
-        subject,
+        movement_runs, rest_runs, (len(classes), spec.repetitions), windows, seed, spec.name, subject
     )
     check_window_fits(chosen.too_short, classes, params, spec, subject)
-    valid = chosen.start >= 0
-    index = np.where(valid, chosen.start, 0)[..., None] + np.arange(n_frames)  # [class, rep, frame]
-    keep = valid[..., None, None]
-    emg = np.where(keep, stream[index], 0.0).astype(np.float32)
-    features = np.where(keep[..., None], np.concatenate(stream_features)[index], 0.0).astype(np.float32)
-    glove = np.where(keep, np.concatenate(gloves)[index], 0.0).astype(np.float32)
+    valid = chosen.run_first >= 0
+    all_features, all_gloves = np.concatenate(stream_features), np.concatenate(gloves)
+    segments = {}
+    for name, window in windows.items():
+        index = np.where(valid, chosen.start[name], 0)[..., None] + np.arange(window.length)  # [class, rep, frame]
+        keep = valid[..., None, None]
+        segments[name] = {
+            "emg": np.where(keep, stream[index], 0.0).astype(np.float32),
+            "features": np.where(keep[..., None], all_features[index], 0.0).astype(np.float32),
+            "glove": np.where(keep, all_gloves[index], 0.0).astype(np.float32),
+            "segment_start": chosen.start[name],
+        }
+    del all_features, all_gloves
 
     data_dead = dead_channels(stream, flat)
     compare_with_spec(spec, subject, data_dead)
     live_channels = ~data_dead
     live_channels[list(spec.missing_electrodes.get(subject, ()))] = False
-    glove_mask = np.isfinite(glove[valid]).all(axis=(0, 1)) if valid.any() else np.zeros(GLOVE_CHANNELS, bool)
-    glove[..., ~glove_mask] = 0.0
-    emg[..., ~live_channels] = 0.0
+    first = next(iter(segments.values()))
+    glove_mask = np.isfinite(first["glove"][valid]).all(axis=(0, 1)) if valid.any() else np.zeros(GLOVE_CHANNELS, bool)
     stream[:, ~live_channels] = 0.0
-    features[..., ~live_channels, :] = 0.0
+    for part in segments.values():
+        part["glove"][..., ~glove_mask] = 0.0
+        part["emg"][..., ~live_channels] = 0.0
+        part["features"][..., ~live_channels, :] = 0.0
     if not live_channels.all():
         log.info("%s s%d: electrode(s) %s masked", spec.name, subject, np.flatnonzero(~live_channels).tolist())
     absent = [f"{classes[c]}/rep{r + 1}" for c, r in zip(*np.nonzero(~valid), strict=True)]
@@ -231,15 +235,14 @@ def convert_subject(
         "stream_class": torch.from_numpy(np.concatenate(stream_classes)),
         "stream_repetition": torch.from_numpy(np.concatenate(stream_reps)),
         "stream_file": torch.from_numpy(np.concatenate(stream_files)),
-        "emg": torch.from_numpy(emg),
-        "segment_start": torch.from_numpy(chosen.start),
+        "segments": {
+            name: {key: torch.from_numpy(value) for key, value in part.items()} for name, part in segments.items()
+        },
         "run_first": torch.from_numpy(chosen.run_first),
         "run_last": torch.from_numpy(chosen.run_last),
         "valid": torch.from_numpy(valid),
         "channel_mask": torch.from_numpy(live_channels),
-        "glove": torch.from_numpy(glove),
         "glove_mask": torch.from_numpy(glove_mask),
-        "features": torch.from_numpy(features),
         "feature_names": list(HUDGINS_FEATURES),
         "classes": classes,
         "metadata": {
@@ -262,16 +265,16 @@ def convert_subject(
 
 
 def check_window_fits(too_short: dict[int, int], classes: list[str], params, spec: DatabaseSpec, subject: int) -> None:
-    """Classes that were recorded but whose every run is shorter than the window: an error that says so, rather
+    """Classes that were recorded but whose every run is shorter than the windows: an error that says so, rather
     than a class that looks never recorded."""
     if not too_short:
         return
     period_ms = 1000 / params.frame_rate_hz
     detail = ", ".join(f"{classes[c]} (longest {frames * period_ms:g} ms)" for c, frames in too_short.items())
+    windows = ", ".join(f"{name}: {w['offset_ms']:g} + {w['length_ms']:g} ms" for name, w in params.windows.items())
     raise InputError(
-        f"{spec.name} s{subject}: {detail} were recorded, but no repetition is long enough for the window "
-        f"preprocess.window_offset_ms + window_length_ms = {params.window_offset_ms:g} + {params.window_length_ms:g} "
-        "ms: shorten the window (or the offset)"
+        f"{spec.name} s{subject}: {detail} were recorded, but no repetition is long enough for the windows "
+        f"preprocess.windows ({windows}; offset + length): shorten the windows or their offsets"
     )
 
 

@@ -127,6 +127,7 @@ class DB23:
         self.emg, self.valid, self.channel_mask, self.glove = emg, valid, channel_mask, glove
         self.frame_rate_hz = frame_rate_hz  # frames per second along the frame axis
         self.streams = streams  # every subject's continuous stream, when loaded (with_streams)
+        self.window = "segments"  # the name of the segment window ``emg`` holds
         self.features: torch.Tensor | None = None  # [subject, class, rep, frame, channel, 4] Hudgins features
         self.classes = list(classes)
         self.subjects = list(subjects)
@@ -147,7 +148,7 @@ class DB23:
             frame_rate_hz=self.frame_rate_hz,
             streams=streams,
         )
-        copy.features = self.features
+        copy.features, copy.window = self.features, self.window
         return copy
 
     @property
@@ -162,11 +163,22 @@ class DB23:
         with_glove: bool = False,
         with_features: bool = False,
         with_streams: bool = False,
+        window: str | None = None,
     ) -> DB23:
+        """The converted subjects at ``paths``, their segments of ``window`` (default: the first window they were
+        converted with), on ``device``; glove angles, Hudgins features and the continuous streams on request."""
         paths = [Path(p) for p in paths]
         if not paths:
             raise InputError("DB23.load needs at least one converted subject file")
         payloads = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+        window = window or next(iter(payloads[0]["segments"]))
+        for path, payload in zip(paths, payloads, strict=True):
+            if window not in payload["segments"]:
+                raise InputError(
+                    f"{path}: no segments of window {window!r} (it has {list(payload['segments'])}); convert it again "
+                    "with that window in preprocess.windows"
+                )
+        payloads = [{**payload, **payload["segments"][window]} for payload in payloads]
         classes = payloads[0]["classes"]
         for path, payload in zip(paths, payloads, strict=True):
             if payload["classes"] != classes:
@@ -211,6 +223,7 @@ class DB23:
             frame_rate_hz=rates.pop(),
             streams=streams,
         )
+        data.window = window
         if with_features:
             # Classical baselines use these on the CPU (scikit-learn): they stay there.
             data.features = torch.zeros((*emg.shape, payloads[0]["features"].shape[-1]))

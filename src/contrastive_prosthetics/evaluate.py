@@ -1,6 +1,6 @@
 """What a prosthesis user gets from one model × fold, computed from its test logits (``logits.pt``).
 
-Tables made by :func:`evaluate_payload`, each led by the columns model, adabn, adaptation, fold, group:
+Tables made by :func:`evaluate_payload`, each led by the columns model, adabn, adaptation, fold, window, group:
 
     subset_accuracy  k, trial, accuracy, balanced_accuracy, n: the user picks k gestures (rest is always added),
                      the classifier chooses among just those classes, and windows of ``window_frames`` frames
@@ -34,7 +34,7 @@ from .logits import PER_FRAME, read_logits
 from .subsets import draw_subsets, subset_correct, subset_frame, subset_membership, subset_metrics, subset_table
 from .voting import checked_scores, frame_ms, gesture_indices, voting_tallies, window_frames_for, window_outcomes
 
-LEADING_COLUMNS = ["model", "adabn", "adaptation", "fold", "group"]
+LEADING_COLUMNS = ["model", "adabn", "adaptation", "fold", "window", "group"]
 LEVELS = ("frame", "vote")
 
 
@@ -154,6 +154,7 @@ def _led(frame: pd.DataFrame, payload: dict, group: str) -> pd.DataFrame:
         "adabn": bool(payload["adabn"]),
         "adaptation": payload["adaptation"],
         "fold": payload["fold"],
+        "window": payload["window"],
         "group": group,
     }
     return frame.assign(**leading)[LEADING_COLUMNS + list(frame.columns)]

@@ -307,6 +307,10 @@ def best_model(metrics: pd.DataFrame, group: str = "all") -> str | None:
     return str(rows.groupby("model")["value"].mean().idxmax())
 
 
+def in_window(table: pd.DataFrame, window: str | None) -> pd.DataFrame:
+    return table if window is None or "window" not in table else table[table["window"].astype(str) == window]
+
+
 def make_figures(
     eval_dir: Path,
     histories: list[Path],
@@ -314,17 +318,22 @@ def make_figures(
     out_dir: Path,
     *,
     vote_ms: float,
+    window: str | None = None,
     confusion_model: str | None = None,
 ) -> list[Path]:
     """Draw every report figure from a run's aggregated tables and the named ``history.tsv`` and ``search.tsv``
-    files (``.../{model}/{fold}/``); returns the written files.
+    files (``.../{model}/{fold}/{window}/``); returns the written files. The figures show ``window`` (all windows
+    when None).
 
     ``out_dir`` gets ``<name>.svg`` and ``<name>.png`` for each of ``artefacts.FIGURES``. The confusion figure
     shows ``confusion_model``, by default the model with the highest voted accuracy over all subjects. ``vote_ms``
     is the voting window behind ``subset_accuracy.tsv``, named in the figures' keys.
     """
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
-    tables = {name: read_table(eval_dir / f"{name}.tsv") for name in EVALUATION_TABLES}
+    tables = {name: in_window(read_table(eval_dir / f"{name}.tsv"), window) for name in EVALUATION_TABLES}
+    if window is not None:
+        histories = [path for path in histories if Path(path).parent.name == window]
+        searches = [path for path in searches if Path(path).parent.name == window]
     history_tables, search_tables = read_run_tables(histories), read_run_tables(searches)
     labels = [label for table in tables.values() for label in with_labels(table)["label"]]
     colours = model_colours([*labels, *map(run_model, history_tables), *map(run_model, search_tables)])

@@ -73,6 +73,24 @@ def check_fold(name: str, fold: dict) -> None:
             )
 
 
+def expand_folds(folds: dict, all_subjects: list[str]) -> dict:
+    """Folds with every ``leave_one_subject_out`` shorthand replaced by one ``subjects`` fold per subject of its
+    group, named ``{name}-{db}-s{n}`` (``subjects: all`` is every subject of the run)."""
+    expanded = {}
+    for name, fold in folds.items():
+        if fold["scheme"] != "leave_one_subject_out":
+            expanded[name] = fold
+            continue
+        group = list(all_subjects) if fold["subjects"] == "all" else list(fold["subjects"])
+        rest = {key: value for key, value in fold.items() if key not in ("scheme", "subjects")}
+        for subject in group:
+            fold_name = f"{name}-{subject.replace('/', '-')}"
+            if fold_name in folds:
+                raise InputError(f"folds.{name}: expands to {fold_name}, which the configuration already names")
+            expanded[fold_name] = {"scheme": "subjects", "subjects": group, "test_subject": subject, **rest}
+    return expanded
+
+
 def fold_selections(data: DB23, fold: dict, name: str = "fold") -> FoldSelections:
     n_reps = data.valid.shape[2]
     check_fold(name, fold)

@@ -9,7 +9,7 @@ Per test frame (rows in the order the model scored them):
 Per file:
     subjects, amputee, classes          names of the axes the indices point into
     frame_rate_hz                       frames per second (vote windows in frames are computed from it)
-    model, fold, adabn, adaptation      what produced it (adaptation: where AdaBN statistics came from, or "none")
+    model, fold, window, adabn, adaptation   what produced it (adaptation: where AdaBN statistics came from, or "none")
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .atomic import atomic_torch_save
 from .errors import InputError
 
 PER_FRAME = ("logits", "label", "subject", "repetition", "frame")
-PER_FILE = ("subjects", "amputee", "classes", "frame_rate_hz", "model", "fold", "adabn", "adaptation")
+PER_FILE = ("subjects", "amputee", "classes", "frame_rate_hz", "model", "fold", "window", "adabn", "adaptation")
 
 
 def write_logits(
@@ -53,6 +53,7 @@ def write_logits(
             "adaptation": adaptation if adabn else "none",
             "model": model_name,
             "fold": fold_name,
+            "window": data.window,
         },
         path,
     )

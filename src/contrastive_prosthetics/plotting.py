@@ -59,8 +59,8 @@ def styled(draw: Callable[..., list[Path]]) -> Callable[..., list[Path]]:
 
 
 def read_run_tables(paths: Iterable[Path]) -> dict[str, pd.DataFrame]:
-    """``{"model/fold": table}`` for files laid out as ``.../{model}/{fold}/<name>.tsv``."""
-    return {f"{Path(path).parent.parent.name}/{Path(path).parent.name}": read_table(path) for path in sorted(paths)}
+    """``{"model/fold/window": table}`` for files laid out as ``.../{model}/{fold}/{window}/<name>.tsv``."""
+    return {"/".join(Path(path).parts[-4:-1]): read_table(path) for path in sorted(paths)}
 
 
 def as_bool(values: pd.Series) -> pd.Series:

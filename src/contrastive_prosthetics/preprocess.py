@@ -28,6 +28,18 @@ HUDGINS_FEATURES = ("mav", "wl", "zc", "ssc")
 
 
 @dataclass(frozen=True)
+class Window:
+    """A segment's place in its run, in frames: ``offset`` after the relabelled onset, ``length`` long."""
+
+    offset: int
+    length: int
+
+    @property
+    def reach(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass(frozen=True)
 class PreprocessParams:
     """The ``preprocess`` section of the configuration (config.yaml documents and sets every value)."""
 
@@ -36,17 +48,20 @@ class PreprocessParams:
     filter_order: int
     rms_window_ms: float
     frame_rate_hz: float
-    window_offset_ms: float  # where a movement's segment starts after its relabelled onset
-    window_length_ms: float
+    windows: dict  # name → {offset_ms, length_ms}: where each movement segment starts after the onset, how long
     feature_window_ms: float  # Hudgins features for the LDA baseline
     feature_deadband: float  # ZC and SSC dead-band, in units of the channel's RMS before the first cue
     max_length_mismatch: int  # samples by which a file's fields may differ before it is rejected
 
-    def frames_per_segment(self) -> int:
-        return round(self.window_length_ms * self.frame_rate_hz / 1000)
+    def frames(self, ms: float) -> int:
+        return round(ms * self.frame_rate_hz / 1000)
 
-    def offset_frames(self) -> int:
-        return round(self.window_offset_ms * self.frame_rate_hz / 1000)
+    def frame_windows(self) -> dict[str, Window]:
+        """Each segment window in frames."""
+        return {
+            name: Window(self.frames(window["offset_ms"]), self.frames(window["length_ms"]))
+            for name, window in self.windows.items()
+        }
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .preprocess import find_runs
+from .preprocess import Window, find_runs
 
 log = logging.getLogger(__name__)
 REST_CLASS = 0
@@ -119,10 +119,11 @@ def rest_draw_seed(seed: int, database: str, subject: int, repetition: int) -> n
 
 @dataclass(frozen=True)
 class Segments:
-    """Chosen segments: the first stream frame of each (class, repetition) (-1: none) and the run it lies in."""
+    """Chosen segments, one set per window, all on the same (class, repetition) cells: those whose run is long
+    enough for every window."""
 
-    start: np.ndarray  # [class, rep] long
-    run_first: np.ndarray  # [class, rep] long, the run's first frame (-1: none)
+    start: dict[str, np.ndarray]  # window → [class, rep] first stream frame (-1: not valid)
+    run_first: np.ndarray  # [class, rep] the run's first frame (-1: none)
     run_last: np.ndarray  # [class, rep] long
     too_short: dict[int, int]  # class → frames of its longest run, for classes recorded but never long enough
 
@@ -131,34 +132,40 @@ def choose_segments(
     movement_runs: list[Run],
     rest_runs: list[Run],
     shape: tuple[int, int],
-    n_frames: int,
-    offset_frames: int,
+    windows: dict[str, Window],
     seed: int,
     database: str,
     subject: int,
 ) -> Segments:
-    """Movement segments ``offset_frames`` into their run; one rest segment per repetition, centred in a rest run
-    drawn among all of that repetition's long-enough rest runs. Runs too short for a segment are left out."""
-    start, run_first, run_last = (np.full(shape, -1, np.int64) for _ in range(3))
+    """For every window, movement segments ``offset`` frames into their run; one rest segment per repetition,
+    centred in a rest run drawn among that repetition's rest runs long enough for every window. A cell is valid
+    when its run fits every window, so that windows are compared on the same repetitions."""
+    run_first, run_last = np.full(shape, -1, np.int64), np.full(shape, -1, np.int64)
+    reach = max(window.reach for window in windows.values())
+    longest_rest_window = max(window.length for window in windows.values())
     longest: dict[int, int] = {}
     for run in movement_runs:
         longest[run.class_index] = max(longest.get(run.class_index, 0), run.n_frames)
-        if offset_frames + n_frames <= run.n_frames:
-            index = run.class_index, run.repetition - 1
-            start[index] = run.first_frame + offset_frames
-            run_first[index], run_last[index] = run.first_frame, run.last_frame
+        if reach <= run.n_frames:
+            run_first[run.class_index, run.repetition - 1] = run.first_frame
+            run_last[run.class_index, run.repetition - 1] = run.last_frame
     for run in rest_runs:
         longest[REST_CLASS] = max(longest.get(REST_CLASS, 0), run.n_frames)
     for repetition in range(1, shape[1] + 1):
-        candidates = [run for run in rest_runs if run.repetition == repetition and run.n_frames >= n_frames]
-        if not candidates:
-            continue
-        run = candidates[
-            np.random.default_rng(rest_draw_seed(seed, database, subject, repetition)).integers(len(candidates))
-        ]
-        index = REST_CLASS, repetition - 1
-        start[index] = run.first_frame + (run.n_frames - n_frames) // 2
-        run_first[index], run_last[index] = run.first_frame, run.last_frame
-    recorded = set(longest)
-    too_short = {c: longest[c] for c in sorted(recorded) if (start[c] < 0).all()}
+        candidates = [r for r in rest_runs if r.repetition == repetition and r.n_frames >= longest_rest_window]
+        if candidates:
+            rng = np.random.default_rng(rest_draw_seed(seed, database, subject, repetition))
+            run = candidates[rng.integers(len(candidates))]
+            run_first[REST_CLASS, repetition - 1], run_last[REST_CLASS, repetition - 1] = (
+                run.first_frame,
+                run.last_frame,
+            )
+    valid = run_first >= 0
+    start = {}
+    for name, window in windows.items():
+        movement_start = run_first + window.offset
+        rest_start = run_first + (run_last - run_first + 1 - window.length) // 2  # centred: rest has no onset
+        first = np.where(np.arange(shape[0])[:, None] == REST_CLASS, rest_start, movement_start)
+        start[name] = np.where(valid, first, -1)
+    too_short = {c: longest[c] for c in sorted(longest) if not valid[c].any()}
     return Segments(start, run_first, run_last, too_short)

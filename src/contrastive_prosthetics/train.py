@@ -255,14 +255,16 @@ def train_fold(
     seed: int,
     out_dir: Path,
     device: str = "auto",
+    window: str | None = None,
 ) -> None:
-    """Search, train and write search.tsv, model.pt, history.tsv and logits.pt for one network model × fold."""
+    """Search, train and write search.tsv, model.pt, history.tsv and logits.pt for one network model × fold, on
+    the segments of ``window`` (default: the tensors' first)."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     settings = TrainingSettings.from_config(training)
     chosen = Device(choose_device(device))
     adabn = bool(model_settings["adabn"])
     adaptation = model_settings.get("adaptation", "cross_fitted")
-    raw = DB23.load(tensor_paths, device=str(chosen.device), with_streams=True)
+    raw = DB23.load(tensor_paths, device=str(chosen.device), with_streams=True, window=window)
     selections = fold_selections(raw, fold, fold_name)
     normalisation = raw.normalisation(
         selections.train, log_amplitude=settings.log_amplitude, epsilon_fraction=settings.log_floor
@@ -307,6 +309,7 @@ def train_fold(
             "adaptation": adaptation,
             "fold": fold_name,
             "fold_spec": fold,
+            "window": data.window,
             "best_epoch": extra["best_epoch"],
             "history": history,  # without timings, so that reruns give identical files
             "seed": seed,

@@ -11,13 +11,15 @@ from contrastive_prosthetics.sources import raw_sources, subject_dir, tracked_in
 SOURCE = config["data"]["source"]
 EXERCISES = config["data"]["exercises"]
 SUBJECTS = [(db, subject) for db, subjects in config["data"]["databases"].items() for subject in subjects]
+WINDOWS = list(config["preprocess"]["windows"])
 
 
 wildcard_constraints:
     db="db[123]",
     subject=r"\d+",
-    model="|".join(config["models"]),
-    fold="|".join(config["folds"]),
+    model="|".join(re.escape(name) for name in config["models"]),
+    fold="|".join(re.escape(name) for name in config["folds"]),
+    window="|".join(WINDOWS),
 
 
 def models_of_kind(wanted):
@@ -30,8 +32,13 @@ def all_tensors():
     return [f"results/tensors/{db}/s{subject}.pt" for db, subject in SUBJECTS]
 
 
+def per_run(pattern):
+    """``pattern`` expanded over every configured model, fold and window."""
+    return expand(pattern, model=config["models"], fold=config["folds"], window=WINDOWS)
+
+
 def all_logits():
-    return [f"results/models/{model}/{fold}/logits.pt" for model in config["models"] for fold in config["folds"]]
+    return per_run("results/models/{model}/{fold}/{window}/logits.pt")
 
 
 def fold_tensors(wildcards):

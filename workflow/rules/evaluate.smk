@@ -4,13 +4,13 @@
 
 rule evaluate:
     input:
-        "results/models/{model}/{fold}/logits.pt",
+        "results/models/{model}/{fold}/{window}/logits.pt",
     output:
-        expand("results/eval/{{model}}/{{fold}}/{table}.tsv", table=EVALUATION_TABLES),
+        expand("results/eval/{{model}}/{{fold}}/{{window}}/{table}.tsv", table=EVALUATION_TABLES),
     log:
-        "logs/evaluate/{model}/{fold}.log",
+        "logs/evaluate/{model}/{fold}/{window}.log",
     benchmark:
-        "benchmarks/evaluate/{model}/{fold}.tsv"
+        "benchmarks/evaluate/{model}/{fold}/{window}.tsv"
     conda:
         "../../envs/pipeline.yaml"
     threads: 2
@@ -24,17 +24,12 @@ rule evaluate:
     shell:
         "python -m contrastive_prosthetics evaluate --logits {input} --vote-window-ms {params.vote_window_ms} "
         "--trials {params.trials} --seed {params.seed} {params.no_rest} "
-        "--out-dir results/eval/{wildcards.model}/{wildcards.fold} > {log} 2>&1"
+        "--out-dir results/eval/{wildcards.model}/{wildcards.fold}/{wildcards.window} > {log} 2>&1"
 
 
 rule aggregate:
     input:
-        expand(
-            "results/eval/{model}/{fold}/{table}.tsv",
-            model=config["models"],
-            fold=config["folds"],
-            table=EVALUATION_TABLES,
-        ),
+        expand(per_run("results/eval/{model}/{fold}/{window}/{{table}}.tsv"), table=EVALUATION_TABLES),
     output:
         [
             report(f"results/eval/{table}.tsv", caption="../report/tables.rst", category="Tables")
@@ -47,7 +42,7 @@ rule aggregate:
     conda:
         "../../envs/pipeline.yaml"
     params:
-        inputs=expand("results/eval/{model}/{fold}", model=config["models"], fold=config["folds"]),
+        inputs=per_run("results/eval/{model}/{fold}/{window}"),
         tables=EVALUATION_TABLES,
     shell:
         "python -m contrastive_prosthetics aggregate --inputs {params.inputs} --tables {params.tables} "

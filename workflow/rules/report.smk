@@ -4,8 +4,8 @@
 rule figures:
     input:
         tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES),
-        histories=expand("results/models/{model}/{fold}/history.tsv", model=config["models"], fold=config["folds"]),
-        searches=expand("results/models/{model}/{fold}/search.tsv", model=config["models"], fold=config["folds"]),
+        histories=per_run("results/models/{model}/{fold}/{window}/history.tsv"),
+        searches=per_run("results/models/{model}/{fold}/{window}/search.tsv"),
     output:
         svg=[
             report(f"results/figures/{name}.svg", caption=f"../report/{name}.rst", category="Figures")
@@ -20,6 +20,8 @@ rule figures:
         "../../envs/pipeline.yaml"
     params:
         vote_window_ms=config["evaluation"]["vote_window_ms"],
+        window=WINDOWS[0],
     shell:
         "python -m contrastive_prosthetics figures --eval-dir results/eval --histories {input.histories} "
-        "--searches {input.searches} --out-dir results/figures --vote-window-ms {params.vote_window_ms} > {log} 2>&1"
+        "--searches {input.searches} --out-dir results/figures --vote-window-ms {params.vote_window_ms} "
+        "--window {params.window} > {log} 2>&1"

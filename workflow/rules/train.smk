@@ -1,4 +1,5 @@
-# Per-subject tensors → one searched, trained and checkpointed model per {model}/{fold}, with its test logits.
+# Per-subject tensors → one searched, trained and checkpointed model per {model}/{fold}/{window}, with its test
+# logits.
 
 
 # Networks: a GPU when the cluster has one (CPU otherwise).
@@ -6,14 +7,14 @@ rule train:
     input:
         fold_tensors,
     output:
-        search="results/models/{model}/{fold}/search.tsv",
-        model="results/models/{model}/{fold}/model.pt",
-        history="results/models/{model}/{fold}/history.tsv",
-        logits="results/models/{model}/{fold}/logits.pt",
+        search="results/models/{model}/{fold}/{window}/search.tsv",
+        model="results/models/{model}/{fold}/{window}/model.pt",
+        history="results/models/{model}/{fold}/{window}/history.tsv",
+        logits="results/models/{model}/{fold}/{window}/logits.pt",
     log:
-        "logs/train/{model}/{fold}.log",
+        "logs/train/{model}/{fold}/{window}.log",
     benchmark:
-        "benchmarks/train/{model}/{fold}.tsv"
+        "benchmarks/train/{model}/{fold}/{window}.tsv"
     wildcard_constraints:
         model=models_of_kind(lambda kind: kind != "lda"),
     conda:
@@ -32,8 +33,9 @@ rule train:
     shell:
         "python -m contrastive_prosthetics train --model {wildcards.model} --model-json {params.model:q} "
         "--architecture-json {params.architecture:q} --fold {wildcards.fold} --fold-json {params.fold:q} "
+        "--window {wildcards.window} "
         "--training-json {params.training:q} --seed {params.seed} --device {params.device} --threads {threads} "
-        "--tensors {input} --out-dir results/models/{wildcards.model}/{wildcards.fold} > {log} 2>&1"
+        "--tensors {input} --out-dir results/models/{wildcards.model}/{wildcards.fold}/{wildcards.window} > {log} 2>&1"
 
 
 # The LDA baseline: same command and outputs, but CPU only (scikit-learn), so a cluster never holds a GPU for it.
