@@ -13,6 +13,7 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
 from contrastive_prosthetics.config import prepare_config
+from contrastive_prosthetics.summary import print_run_summary
 
 min_version("9.0")
 
@@ -47,5 +48,10 @@ rule all:
     input:
         tensors=all_tensors(),
         logits=all_logits(),
-        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES),
+        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES),
         figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),
+
+
+# A finished run says what happened: each model's numbers, from the aggregated tables, and where to look next.
+onsuccess:
+    print_run_summary("results/eval/summary.tsv", "results/figures", "make report (results/report.html)")

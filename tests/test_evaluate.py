@@ -120,8 +120,14 @@ def brute_force_vote(predictions: list[int], rows: list[int], logits: list[list[
 
 
 def brute_force_subset(payload: dict, window_frames: int, allowed: list[int]) -> tuple[float, float, int]:
+    accuracy, balanced, n, _, _ = brute_force_subset_all(payload, window_frames, allowed)
+    return accuracy, balanced, n
+
+
+def brute_force_subset_all(payload: dict, window_frames: int, allowed: list[int]) -> tuple:
+    """(accuracy, balanced accuracy, n, gesture-only accuracy, rest false-activation rate) of one subset."""
     logits, label = payload["logits"].tolist(), payload["label"].tolist()
-    right, tested = Counter(), Counter()
+    right, tested, rest_as_gesture = Counter(), Counter(), 0
     for rows in brute_force_windows(payload, window_frames):
         truth = label[rows[0]]
         if truth not in allowed:
@@ -129,10 +135,14 @@ def brute_force_subset(payload: dict, window_frames: int, allowed: list[int]) ->
         vote = brute_force_vote([brute_force_predict(logits[row], allowed) for row in rows], rows, logits)
         tested[truth] += 1
         right[truth] += vote == truth
+        rest_as_gesture += truth == 0 and vote != 0
     n = sum(tested.values())
     accuracy = sum(right.values()) / n if n else math.nan
     recalls = [right[c] / tested[c] for c in allowed if tested[c]]
-    return accuracy, (sum(recalls) / len(recalls) if recalls else math.nan), n
+    gestures = sum(tested[c] for c in tested if c != 0)
+    gesture_accuracy = sum(right[c] for c in right if c != 0) / gestures if gestures else math.nan
+    false_activation = rest_as_gesture / tested[0] if tested[0] else math.nan
+    return accuracy, (sum(recalls) / len(recalls) if recalls else math.nan), n, gesture_accuracy, false_activation
 
 
 def allowed_classes(payload: dict, gestures: torch.Tensor, include_rest: bool) -> list[int]:
@@ -208,10 +218,15 @@ def test_subset_accuracy_equals_brute_force_over_all_subsets(window_frames, incl
     assert len(table) == 2**5 - 1
     for row in table.itertuples():
         allowed = allowed_classes(payload, subsets[row.k][row.trial], include_rest)
-        accuracy, balanced, n = brute_force_subset(payload, window_frames, allowed)
+        accuracy, balanced, n, gesture_accuracy, false_activation = brute_force_subset_all(
+            payload, window_frames, allowed
+        )
         assert row.n == n
         assert row.accuracy == pytest.approx(accuracy, rel=1e-12)
         assert row.balanced_accuracy == pytest.approx(balanced, rel=1e-12)
+        assert row.gesture_accuracy == pytest.approx(gesture_accuracy, rel=1e-12)
+        assert row.rest_false_activation == pytest.approx(false_activation, rel=1e-12, nan_ok=True)
+        assert math.isnan(row.rest_false_activation) == (not include_rest)
 
 
 @pytest.mark.parametrize("integer", [False, True])
@@ -260,9 +275,9 @@ def brute_force_expectation(payload: dict, include_rest: bool) -> pd.DataFrame:
     n_gestures = len(payload["classes"]) - 1
     rows = []
     for k, chosen in all_subsets(n_gestures).items():
-        accuracies, balanced, right_total, scored_total = [], [], 0, 0
+        accuracies, balanced, right_total, scored_total, false_activations = [], [], 0, 0, []
         for gestures in chosen:
-            accuracy, balanced_accuracy, n = brute_force_subset(
+            accuracy, balanced_accuracy, n, _, false_activation = brute_force_subset_all(
                 payload, 1, allowed_classes(payload, gestures, include_rest)
             )
             if n:
@@ -271,12 +286,14 @@ def brute_force_expectation(payload: dict, include_rest: bool) -> pd.DataFrame:
                 scored_total += n
             if not math.isnan(balanced_accuracy):
                 balanced.append(balanced_accuracy)
+            false_activations.append(false_activation)
         rows.append(
             {
                 "k": k,
                 "mean_accuracy": sum(accuracies) / len(accuracies),
                 "ratio_accuracy": right_total / scored_total,
                 "balanced_accuracy": sum(balanced) / len(balanced),
+                "rest_false_activation": sum(false_activations) / len(false_activations),
             }
         )
     return pd.DataFrame(rows)
@@ -294,6 +311,17 @@ def test_exact_expectation_equals_brute_force_with_equal_class_counts(include_re
     torch.testing.assert_close(
         torch.tensor(exact["balanced_accuracy"]), torch.tensor(brute["balanced_accuracy"]), rtol=1e-10, atol=0
     )
+    torch.testing.assert_close(
+        torch.tensor(exact["rest_false_activation"]),
+        torch.tensor(brute["rest_false_activation"]),
+        rtol=1e-10,
+        atol=1e-12,
+        equal_nan=True,
+    )
+    # With equal class counts, every subset scores the same share of gesture frames: the expected gesture-only
+    # accuracy is the mean of the Monte-Carlo values over all subsets.
+    every = subset_size_accuracy(payload, 1, all_subsets(7), include_rest).groupby("k")["gesture_accuracy"].mean()
+    torch.testing.assert_close(torch.tensor(exact["gesture_accuracy"]), torch.tensor(every.values), rtol=1e-10, atol=0)
 
 
 @pytest.mark.parametrize("include_rest", [True, False])
@@ -380,6 +408,28 @@ def test_classification_metrics_on_a_hand_made_example():
     # Precision 3/5, 1/2, 1/1; F1 = 2PR / (P + R) per class present in the labels.
     f1 = [2 * 0.6 * 0.75 / 1.35, 0.5, 2 * 1 * 0.5 / 1.5]
     assert metrics["macro_f1"] == pytest.approx(sum(f1) / 3)
+    # Class 0 is rest: 2 of 4 gesture windows right, 1 of 4 rest windows decided as a gesture.
+    with_rest = evaluate._metrics_from_confusion(metrics["confusion"], rest=0)
+    assert with_rest["gesture_accuracy"] == pytest.approx(2 / 4)
+    assert with_rest["rest_false_activation"] == pytest.approx(1 / 4)
+
+
+def test_metrics_table_gives_subject_means_with_bootstrap_intervals():
+    payload = grid_payload(n_gestures=6, subjects=5, repetitions=2, frames=10, seed=4)
+    tables = evaluate_payload(payload, window_frames=5, trials=2, seed=0, include_rest=True)
+    metrics = tables["metrics"].query("group == 'all' and level == 'vote'").set_index("metric")["value"]
+    per_subject = tables["metrics"].query("group.str.startswith('subject:') and level == 'vote'")
+    accuracies = per_subject[per_subject["metric"] == "accuracy"]["value"]
+    assert metrics["subject_mean_accuracy"] == pytest.approx(accuracies.mean())
+    assert metrics["subject_ci_low_accuracy"] <= metrics["subject_mean_accuracy"] <= metrics["subject_ci_high_accuracy"]
+    assert (
+        metrics["subject_ci_low_accuracy"] >= accuracies.min()
+        and metrics["subject_ci_high_accuracy"] <= accuracies.max()
+    )
+    false_activation = per_subject[per_subject["metric"] == "rest_false_activation"]["value"]
+    assert metrics["subject_mean_rest_false_activation"] == pytest.approx(false_activation.mean())
+    again = evaluate_payload(payload, window_frames=5, trials=2, seed=0, include_rest=True)["metrics"]
+    pd.testing.assert_frame_equal(tables["metrics"], again)  # seeded: the same intervals
 
 
 def test_groups_are_all_intact_amputee_and_each_subject_with_frames():
@@ -397,8 +447,9 @@ def test_evaluate_payload_tables():
     payload = grid_payload(n_gestures=6, subjects=3, repetitions=2, frames=10, seed=4, amputee=[False, False, True])
     tables = evaluate_payload(payload, window_frames=5, trials=4, seed=0, include_rest=True)
     leading = ["model", "adabn", "adaptation", "fold", "window", "group"]
-    assert list(tables["subset_accuracy"].columns) == [*leading, "k", "trial", "accuracy", "balanced_accuracy", "n"]
-    assert list(tables["subset_exact"].columns) == [*leading, "k", "accuracy", "balanced_accuracy"]
+    per_subset = ["accuracy", "balanced_accuracy", "gesture_accuracy", "rest_false_activation"]
+    assert list(tables["subset_accuracy"].columns) == [*leading, "k", "trial", *per_subset, "n"]
+    assert list(tables["subset_exact"].columns) == [*leading, "k", *per_subset]
     assert list(tables["voting"].columns) == [
         *leading,
         "window_frames",

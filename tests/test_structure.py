@@ -14,12 +14,12 @@ PACKAGE = REPO / "src" / "contrastive_prosthetics"
 # The pipeline's stages, lowest first; a module may import only from its own stage or lower ones. README's "Code
 # map" draws the same graph.
 STAGES = [
-    {"__init__", "errors", "artefacts", "atomic", "ninapro"},
+    {"__init__", "errors", "artefacts", "atomic", "ninapro", "bootstrap"},
     {"config", "folds", "matfile", "sources", "archives", "download", "synthetic", "synthetic_signals", "preprocess"},
     {"segments", "convert"},
     {"dataset", "sampling", "logits", "tables"},
     {"models", "adaptation", "train", "baseline"},
-    {"voting", "subsets", "exact", "evaluate"},
+    {"voting", "subsets", "exact", "evaluate", "summary"},
     {"plotting", "training_figures", "figures"},
     {"cli", "__main__"},
 ]
@@ -103,6 +103,7 @@ def test_parsing_the_workflow_does_not_import_torch():
         "import sys\n"
         "import contrastive_prosthetics.artefacts, contrastive_prosthetics.config, contrastive_prosthetics.download\n"
         "import contrastive_prosthetics.folds, contrastive_prosthetics.ninapro, contrastive_prosthetics.sources\n"
+        "import contrastive_prosthetics.summary\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=Path(REPO))

@@ -3,5 +3,7 @@ reads them while it is parsed)."""
 
 # Tables each evaluate job writes into results/eval/{model}/{fold}/ and aggregate concatenates into results/eval/.
 EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion")
+# Tables aggregate writes beside the concatenated ones: the run's summaries (summary.py).
+SUMMARY_TABLES = ("summary", "subset_summary")
 # Figures written into results/figures/ as <name>.svg and <name>.png, each with workflow/report/<name>.rst.
 FIGURES = ("subset_size", "voting", "confusion", "per_subject", "training_curves", "search")

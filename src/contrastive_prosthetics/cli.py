@@ -118,9 +118,10 @@ def command_evaluate(args: argparse.Namespace) -> None:
 
 
 def command_aggregate(args: argparse.Namespace) -> None:
-    from .tables import aggregate_folders
+    from .summary import aggregate_run
 
-    aggregate_folders([Path(folder) for folder in args.inputs], args.tables, Path(args.out_dir))
+    folders = [Path(folder) for folder in args.inputs]
+    aggregate_run(folders, args.tables, Path(args.out_dir), json.loads(args.families_json), args.seed)
 
 
 def command_figures(args: argparse.Namespace) -> None:
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate = commands.add_parser("aggregate", help="concatenate per model x fold evaluation tables")
     aggregate.add_argument("--inputs", required=True, nargs="+", help="results/eval/{model}/{fold} folders")
     aggregate.add_argument("--tables", required=True, nargs="+", help="table names (subset_accuracy, ...)")
+    aggregate.add_argument("--families-json", required=True, help="fold → family (folds summarised together)")
+    aggregate.add_argument("--seed", required=True, type=int, help="config key 'seed' (bootstrap over subjects)")
     aggregate.add_argument("--out-dir", required=True)
     aggregate.set_defaults(run=command_aggregate)
 

@@ -29,10 +29,19 @@ import torch
 
 from .artefacts import EVALUATION_TABLES
 from .atomic import atomic_write_frame
+from .bootstrap import subject_interval
 from .exact import exact_subset_accuracy
 from .logits import PER_FRAME, read_logits
 from .subsets import draw_subsets, subset_correct, subset_frame, subset_membership, subset_metrics, subset_table
-from .voting import checked_scores, frame_ms, gesture_indices, voting_tallies, window_frames_for, window_outcomes
+from .voting import (
+    checked_scores,
+    frame_ms,
+    gesture_indices,
+    rest_index,
+    voting_tallies,
+    window_frames_for,
+    window_outcomes,
+)
 
 LEADING_COLUMNS = ["model", "adabn", "adaptation", "fold", "window", "group"]
 LEVELS = ("frame", "vote")
@@ -51,7 +60,7 @@ def _unit_confusions(
     return torch.bincount(key, minlength=n_units * n_classes * n_classes).view(n_units, n_classes, n_classes)
 
 
-def _metrics_from_confusion(confusion: torch.Tensor) -> dict:
+def _metrics_from_confusion(confusion: torch.Tensor, rest: int | None = None) -> dict:
     confusion = confusion.long()
     right = confusion.diagonal().double()
     tested = confusion.sum(1)
@@ -60,10 +69,16 @@ def _metrics_from_confusion(confusion: torch.Tensor) -> dict:
     precision = torch.where(predicted > 0, right / predicted.clamp(min=1), 0.0)  # never predicted: precision 0
     f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     present = tested > 0
+    gesture = torch.ones_like(present)
+    if rest is not None:
+        gesture[rest] = False
     return {
         "accuracy": float(right.sum() / tested.sum()),
         "balanced_accuracy": float(recall[present].mean()),
         "macro_f1": float(f1[present].mean()),
+        # Windows whose true class is a gesture; and rest windows decided as any gesture.
+        "gesture_accuracy": float(right[gesture].sum() / tested[gesture].sum()),
+        "rest_false_activation": math.nan if rest is None else float(1 - recall[rest]),
         "recall": recall,
         "confusion": confusion,
     }
@@ -160,21 +175,35 @@ def _led(frame: pd.DataFrame, payload: dict, group: str) -> pd.DataFrame:
     return frame.assign(**leading)[LEADING_COLUMNS + list(frame.columns)]
 
 
+SUMMARISED = ("accuracy", "balanced_accuracy", "gesture_accuracy", "rest_false_activation")
+
+
 def _metrics_frame(
-    confusions: torch.Tensor, units: torch.Tensor, classes: list[str], level: str, across_subjects: bool
+    confusions: torch.Tensor,
+    units: torch.Tensor,
+    classes: list[str],
+    level: str,
+    across_subjects: bool,
+    seed: int,
 ) -> pd.DataFrame:
-    """Long-format metrics of the units' summed [unit, true, predicted] confusions."""
-    metrics = _metrics_from_confusion(confusions[units].sum(0))
-    names = ["accuracy", "balanced_accuracy", "macro_f1"]
-    metric, label, value = names + ["recall"] * len(classes), [""] * 3 + classes, [metrics[n] for n in names]
+    """Long-format metrics of the units' summed [unit, true, predicted] confusions; across subjects also each
+    summarised metric's mean over subjects with its 95 % bootstrap interval over subjects, and the accuracy's
+    standard deviation over subjects."""
+    rest = rest_index(classes)
+    metrics = _metrics_from_confusion(confusions[units].sum(0), rest)
+    names = ["accuracy", "balanced_accuracy", "macro_f1", "gesture_accuracy", "rest_false_activation"]
+    metric, label, value = names + ["recall"] * len(classes), [""] * len(names) + classes, [metrics[n] for n in names]
     value += metrics["recall"].tolist()
     if across_subjects:
-        members = confusions[units]
-        tested = members.sum((1, 2))
-        accuracy = members.diagonal(dim1=1, dim2=2).sum(1)[tested > 0].double() / tested[tested > 0]
-        metric += ["subject_mean_accuracy", "subject_std_accuracy"]
-        label += ["", ""]
-        value += [float(accuracy.mean()), float(accuracy.std()) if len(accuracy) > 1 else math.nan]  # ddof 1
+        members = [confusion for confusion in confusions[units] if confusion.sum() > 0]
+        per_subject = np.array([[_metrics_from_confusion(c, rest)[m] for m in SUMMARISED] for c in members])
+        mean, low, high = subject_interval(per_subject, seed)
+        for index, name in enumerate(SUMMARISED):
+            metric += [f"subject_mean_{name}", f"subject_ci_low_{name}", f"subject_ci_high_{name}"]
+            value += [float(mean[index]), float(low[index]), float(high[index])]
+        metric.append("subject_std_accuracy")
+        value.append(float(np.std(per_subject[:, 0], ddof=1)) if len(per_subject) > 1 else math.nan)
+        label += [""] * (3 * len(SUMMARISED) + 1)
     return pd.DataFrame({"level": level, "metric": metric, "class": label, "value": value})
 
 
@@ -233,12 +262,14 @@ def evaluate_payload(
     tables = {name: [] for name in EVALUATION_TABLES}
     for group, units in units_of.items():
         across_subjects = not group.startswith("subject:")
-        in_group = subset_metrics(subset_right[:, units].sum(1), subset_windows[units].sum(0), membership)
+        in_group = subset_metrics(
+            subset_right[:, units].sum(1), subset_windows[units].sum(0), membership, rest_index(classes)
+        )
         tables["subset_accuracy"].append(_led(subset_frame(k, trial, in_group), payload, group))
         exact = exact_subset_accuracy(_select(payload, frame_masks[group]), include_rest)
         tables["subset_exact"].append(_led(exact, payload, group))
         tables["voting"].append(_led(_voting_frame(voting, units, frame_ms(payload)), payload, group))
-        metrics = [_metrics_frame(confusions[level], units, classes, level, across_subjects) for level in LEVELS]
+        metrics = [_metrics_frame(confusions[level], units, classes, level, across_subjects, seed) for level in LEVELS]
         tables["metrics"].append(_led(pd.concat(metrics, ignore_index=True), payload, group))
         confusion = [_confusion_frame(confusions[level], units, classes, level) for level in LEVELS]
         tables["confusion"].append(_led(pd.concat(confusion, ignore_index=True), payload, group))

@@ -28,6 +28,9 @@ def _log_binomial(n: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 def exact_subset_accuracy(payload: dict, include_rest: bool = True) -> pd.DataFrame:
     """Per-frame accuracy and balanced accuracy averaged over all C(K, k) subsets of k gestures, k = 1..K.
 
+    Gesture-only accuracy is, like accuracy, a ratio of expectations (exact when every gesture has as many test
+    frames); the rest false-activation rate is exact, since rest frames are scored in every subset.
+
     A frame with true class y is right in subset S iff no class of S beats y (:func:`beats_true_class`). With b gestures
     beating a gesture frame, P(right | y in S) = C(K-1-b, k-1) / C(K-1, k-1), and 0 when rest is in S and beats
     y; a rest frame (rest in every S) is right with probability C(K-b, k) / C(K, k).
@@ -90,10 +93,25 @@ def exact_subset_accuracy(payload: dict, include_rest: bool = True) -> pd.DataFr
     )
     ways = log_ways.exp()
     classes_averaged = (bin_own[:, None] + j[None, :] + int(rest_counted)).double()
-    right = (frames_in_bin[:, None] * ways.sum(2)).sum(0)
+    right_per_bin = frames_in_bin[:, None] * ways.sum(2)  # [bin, k] expected right frames
+    right = right_per_bin.sum(0)
+    gesture_right = right_per_bin[bin_own == 1].sum(0)
+    rest_right = right_per_bin[bin_own == 0].sum(0)
     balanced = (weight_in_bin[:, None] * (ways / classes_averaged[:, None, :].clamp(min=1)).sum(2)).sum(0)
     scored = rest_frames * int(rest_in_subsets) + gesture_frames * k.double() / n_gestures
     if not rest_counted:
         no_tested = _log_binomial(torch.tensor(n_gestures - n_tested), k) - _log_binomial(torch.tensor(n_gestures), k)
         balanced = balanced / (1 - no_tested.exp())
-    return pd.DataFrame({"k": k.numpy(), "accuracy": (right / scored).numpy(), "balanced_accuracy": balanced.numpy()})
+    gesture_accuracy = gesture_right / (gesture_frames * k.double() / n_gestures)
+    rest_false_activation = (
+        1 - rest_right / rest_frames if rest_in_subsets and rest_frames else torch.full_like(right, torch.nan)
+    )
+    return pd.DataFrame(
+        {
+            "k": k.numpy(),
+            "accuracy": (right / scored).numpy(),
+            "balanced_accuracy": balanced.numpy(),
+            "gesture_accuracy": gesture_accuracy.numpy(),
+            "rest_false_activation": rest_false_activation.numpy(),
+        }
+    )

@@ -87,8 +87,19 @@ def expand_folds(folds: dict, all_subjects: list[str]) -> dict:
             fold_name = f"{name}-{subject.replace('/', '-')}"
             if fold_name in folds:
                 raise InputError(f"folds.{name}: expands to {fold_name}, which the configuration already names")
-            expanded[fold_name] = {"scheme": "subjects", "subjects": group, "test_subject": subject, **rest}
+            expanded[fold_name] = {
+                "scheme": "subjects",
+                "subjects": group,
+                "test_subject": subject,
+                **rest,
+                "family": name,
+            }
     return expanded
+
+
+def fold_families(folds: dict) -> dict[str, str]:
+    """Fold → the family it is summarised with: its shorthand's name when expanded from one, else its own."""
+    return {name: fold.get("family", name) for name, fold in folds.items()}
 
 
 def fold_selections(data: DB23, fold: dict, name: str = "fold") -> FoldSelections:

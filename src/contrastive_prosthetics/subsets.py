@@ -111,27 +111,43 @@ def subset_membership(
 
 
 def subset_metrics(
-    correct: torch.Tensor, windows: torch.Tensor, membership: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Accuracy, balanced accuracy and windows scored per trial, from [trial, class] right windows.
+    correct: torch.Tensor, windows: torch.Tensor, membership: torch.Tensor, rest: int | None
+) -> tuple[torch.Tensor, ...]:
+    """Per trial, from [trial, class] right windows: accuracy, balanced accuracy, windows scored, gesture-only
+    accuracy (windows whose true class is a gesture) and the rest false-activation rate (rest windows decided as
+    a gesture: every wrong rest window, since the subset's other classes are gestures; NaN without rest).
 
-    ``windows`` [class] counts each class's test windows; a trial scores the windows of its classes.
+    ``windows`` [class] counts each class's test windows; a trial scores the windows of its classes. ``rest`` is
+    rest's index on the class axis (None when the run has no rest class).
     """
     n = (membership * windows).sum(1)
     accuracy = correct.sum(1).double() / n  # 0/0 gives NaN when no window of the subset was tested
     counted = membership & (windows > 0)
     recall = torch.where(counted, correct.double() / windows.clamp(min=1), 0.0)
-    return accuracy, recall.sum(1) / counted.sum(1), n
+    gesture = torch.ones(membership.shape[1], dtype=torch.bool)
+    if rest is not None:
+        gesture[rest] = False
+    gesture_windows = (membership[:, gesture] * windows[gesture]).sum(1)
+    gesture_accuracy = correct[:, gesture].sum(1).double() / gesture_windows
+    if rest is None:
+        rest_false_activation = torch.full((len(membership),), torch.nan, dtype=torch.float64)
+    else:
+        rest_scored = membership[:, rest] & (windows[rest] > 0)
+        rest_right = correct[:, rest].double() / windows[rest].clamp(min=1)
+        rest_false_activation = torch.where(rest_scored, 1 - rest_right, torch.nan)
+    return accuracy, recall.sum(1) / counted.sum(1), n, gesture_accuracy, rest_false_activation
 
 
 def subset_frame(k: torch.Tensor, trial: torch.Tensor, metrics: tuple) -> pd.DataFrame:
-    accuracy, balanced, n = metrics
+    accuracy, balanced, n, gesture_accuracy, rest_false_activation = metrics
     return pd.DataFrame(
         {
             "k": k.numpy(),
             "trial": trial.numpy(),
             "accuracy": accuracy.numpy(),
             "balanced_accuracy": balanced.numpy(),
+            "gesture_accuracy": gesture_accuracy.numpy(),
+            "rest_false_activation": rest_false_activation.numpy(),
             "n": n.numpy(),
         }
     )
@@ -159,7 +175,7 @@ def straightforward_subset_size_accuracy(
         right = (votes == truth) & allowed[truth]
         correct[t] = torch.bincount(truth[right], minlength=n_classes)
     windows = torch.bincount(truth, minlength=n_classes)
-    return subset_frame(k, trial, subset_metrics(correct, windows, membership))
+    return subset_frame(k, trial, subset_metrics(correct, windows, membership, rest_index(payload["classes"])))
 
 
 @dataclass(frozen=True)
@@ -392,4 +408,4 @@ def subset_size_accuracy(
     shape = (len(membership), table.n_units, table.n_classes)
     correct = subset_correct(table, membership).view(shape).sum(1)
     windows = table.windows.view(shape[1:]).sum(0)
-    return subset_frame(k, trial, subset_metrics(correct, windows, membership))
+    return subset_frame(k, trial, subset_metrics(correct, windows, membership, rest_index(payload["classes"])))

@@ -2,8 +2,8 @@
 import json
 import re
 
-from contrastive_prosthetics.artefacts import EVALUATION_TABLES, FIGURES
-from contrastive_prosthetics.folds import fold_subjects
+from contrastive_prosthetics.artefacts import EVALUATION_TABLES, FIGURES, SUMMARY_TABLES
+from contrastive_prosthetics.folds import fold_families, fold_subjects
 from contrastive_prosthetics.ninapro import database, exercise_from_file_name
 from contrastive_prosthetics.download import archive_name
 from contrastive_prosthetics.sources import raw_sources, subject_dir, tracked_inputs

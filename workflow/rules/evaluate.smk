@@ -33,7 +33,7 @@ rule aggregate:
     output:
         [
             report(f"results/eval/{table}.tsv", caption="../report/tables.rst", category="Tables")
-            for table in EVALUATION_TABLES
+            for table in EVALUATION_TABLES + SUMMARY_TABLES
         ],
     log:
         "logs/aggregate.log",
@@ -44,6 +44,8 @@ rule aggregate:
     params:
         inputs=per_run("results/eval/{model}/{fold}/{window}"),
         tables=EVALUATION_TABLES,
+        families=json.dumps(fold_families(config["folds"])),
+        seed=config["seed"],
     shell:
         "python -m contrastive_prosthetics aggregate --inputs {params.inputs} --tables {params.tables} "
-        "--out-dir results/eval > {log} 2>&1"
+        "--families-json {params.families:q} --seed {params.seed} --out-dir results/eval > {log} 2>&1"

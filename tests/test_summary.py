@@ -1,0 +1,76 @@
+"""The run's summaries: subject means with bootstrap intervals, families of folds, the printed table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_evaluate import grid_payload
+
+from contrastive_prosthetics.evaluate import evaluate_payload
+from contrastive_prosthetics.summary import run_summary, subset_summary, summary_text
+from contrastive_prosthetics.tables import aggregate
+
+OPTIONS = {"window_frames": 5, "trials": 6, "seed": 0, "include_rest": True}
+
+
+def loso_tables() -> dict[str, pd.DataFrame]:
+    """Three leave-one-subject-out folds (one test subject each) of one model, aggregated."""
+    tables = []
+    for subject in range(3):
+        payload = grid_payload(n_gestures=5, subjects=3, repetitions=2, frames=10, seed=subject, model="m")
+        keep = payload["subject"] == subject
+        one = {
+            k: v[keep] if k in ("logits", "label", "subject", "repetition", "frame") else v for k, v in payload.items()
+        }
+        one["fold"] = f"loso-db2-s{subject + 1}"
+        tables.append(evaluate_payload(one, **OPTIONS))
+    return aggregate(tables)
+
+
+FAMILIES = {f"loso-db2-s{s}": "loso" for s in (1, 2, 3)}
+
+
+def test_leave_one_subject_out_folds_are_summarised_together_over_subjects():
+    tables = loso_tables()
+    summary = run_summary(tables["metrics"], FAMILIES, seed=0)
+    assert set(summary["family"]) == {"loso"}
+    voted = summary[(summary["level"] == "vote") & (summary["metric"] == "accuracy")].iloc[0]
+    per_subject = tables["metrics"].query(
+        "level == 'vote' and metric == 'accuracy' and group.str.startswith('subject:')"
+    )
+    assert voted["subjects"] == 3 and voted["folds"] == 3
+    assert voted["subject_mean"] == pytest.approx(per_subject["value"].mean())
+    assert (
+        per_subject["value"].min() <= voted["subject_ci_low"] <= voted["subject_ci_high"] <= per_subject["value"].max()
+    )
+    # Without the families each fold is its own, with one subject: no spread to speak of.
+    alone = run_summary(tables["metrics"], {}, seed=0)
+    assert alone["family"].nunique() == 3 and (alone["subjects"] == 1).all()
+
+
+def test_subset_summary_gives_both_bands_for_every_k_and_metric():
+    tables = loso_tables()
+    summary = subset_summary(tables["subset_accuracy"], FAMILIES, seed=0)
+    assert sorted(summary["k"].unique()) == [1, 2, 3, 4, 5]
+    assert set(summary["metric"]) == {"accuracy", "balanced_accuracy", "gesture_accuracy", "rest_false_activation"}
+    row = summary[(summary["k"] == 2) & (summary["metric"] == "accuracy")].iloc[0]
+    subjects = tables["subset_accuracy"].query("k == 2 and group.str.startswith('subject:')")
+    assert row["subject_mean"] == pytest.approx(subjects.groupby("group")["accuracy"].mean().mean())
+    drawn = tables["subset_accuracy"].query("k == 2 and group == 'all'")["accuracy"]
+    assert row["subsets"] == len(drawn) == 18  # 6 subsets × 3 folds
+    half = 1.96 * drawn.std() / np.sqrt(len(drawn))
+    assert row["subset_ci_high"] - row["subset_mean"] == pytest.approx(half)
+    assert row["subject_ci_low"] <= row["subject_mean"] <= row["subject_ci_high"]
+
+
+def test_summary_text_lists_each_model_with_its_numbers_and_where_to_look(tmp_path):
+    tables = loso_tables()
+    summary = run_summary(tables["metrics"], FAMILIES, seed=0)
+    path = tmp_path / "summary.tsv"
+    summary.to_csv(path, sep="\t", index=False)
+    text = summary_text(path, tmp_path / "figures", "make report")
+    voted = summary[(summary["level"] == "vote") & (summary["metric"] == "gesture_accuracy")].iloc[0]
+    assert "m " in text and "loso" in text and "rest false activation" in text
+    assert f"{100 * voted['subject_mean']:.1f}" in text
+    assert "Figures:" in text and "make report" in text
