@@ -64,9 +64,9 @@ def test_no_scored_frame_is_in_the_adaptation_set(tmp_path, monkeypatch):
     seen = []
     real = data.stream_frames
 
-    def recording(subject, repetitions, context=1):
+    def recording(subject, repetitions, context=1, limit=None):
         seen.append((subject, sorted(repetitions)))
-        return real(subject, repetitions, context)
+        return real(subject, repetitions, context, limit)
 
     monkeypatch.setattr(data, "stream_frames", recording)
     model = ContrastiveModel(CONFIG)
@@ -98,3 +98,12 @@ def test_cross_fitting_with_one_scored_repetition_is_a_clear_error(tmp_path):
         adaptation.predict(
             model, data, data.select(repetitions=[2]), adabn=True, adaptation="cross_fitted", pool={0: [2]}, batch=64
         )
+
+
+def test_a_frame_limit_takes_evenly_spaced_frames_of_the_same_stretch(tmp_path):
+    data = load(tmp_path)
+    every = data.stream_frames(0, [5])
+    some = data.stream_frames(0, [5], limit=10)
+    assert len(every) == 5 * 10 and len(some) == 10
+    assert torch.equal(some[0], every[0]) and torch.equal(some[-1], every[-1])
+    assert all((row == every).all(1).any() for row in some)  # a subset of the same frames

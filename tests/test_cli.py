@@ -120,13 +120,13 @@ def test_evaluate_of_a_file_that_is_not_logits_exits_2(tmp_path, capsys):
 
 def test_aggregate_of_a_missing_table_exits_2(tmp_path, capsys):
     args = ["--inputs", str(tmp_path / "eval" / "m" / "f"), "--tables", "metrics", "--out-dir", str(tmp_path)]
-    assert run("aggregate", *args) == 2
+    assert run("aggregate", *args, "--families-json", "{}", "--seed", "0") == 2
     assert "metrics.tsv" in error_line(capsys, "aggregate")
 
 
 def test_figures_without_tables_exits_2(tmp_path, capsys):
     args = ["--eval-dir", str(tmp_path), "--histories", "h.tsv", "--searches", "s.tsv", "--out-dir", str(tmp_path)]
-    args += ["--window", "onset"]
+    args += ["--window", "onset", "--family", "reps", "--families-json", "{}"]
     assert run("figures", *args, "--vote-window-ms", "250") == 2
     assert ".tsv" in error_line(capsys, "figures")
 
@@ -137,6 +137,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("a bug")
 
-    monkeypatch.setattr("contrastive_prosthetics.tables.aggregate_folders", broken)
+    monkeypatch.setattr("contrastive_prosthetics.summary.aggregate_run", broken)
     with pytest.raises(ValueError, match="a bug"):
-        run("aggregate", "--inputs", str(tmp_path), "--tables", "metrics", "--out-dir", str(tmp_path))
+        args = ["--inputs", str(tmp_path), "--tables", "metrics", "--out-dir", str(tmp_path)]
+        run("aggregate", *args, "--families-json", "{}", "--seed", "0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DEFAULT_CONFIG
 from matplotlib.image import imread
 
 from contrastive_prosthetics.artefacts import FIGURES as FIGURE_STEMS
@@ -51,7 +53,7 @@ def write_run(
     eval_dir, models_dir = root / "eval", root / "models"
     k_max = len(classes) - 1
     groups = ["all", "intact", "amputee", *(f"subject:{s}" for s in subjects)]
-    subset, exact, voting, metrics, confusion = [], [], [], [], []
+    subset, exact, voting, metrics, confusion, subset_summary, summary = [], [], [], [], [], [], []
     for model, adabn in models.items():
         for fold in folds:
             key = {"model": model, "adabn": adabn, "adaptation": "cross_fitted" if adabn else "none"}
@@ -60,6 +62,19 @@ def write_run(
                 chance = 1 / (k + 1)
                 expected = chance + (1 - chance) * skill(model) ** (k / k_max)
                 exact.append({**key, "group": "all", "k": k, "accuracy": expected, "balanced_accuracy": expected})
+                for metric, value in (
+                    ("accuracy", expected),
+                    ("balanced_accuracy", expected),
+                    ("gesture_accuracy", expected - 0.05),
+                    ("rest_false_activation", 0.3 * (1 - skill(model))),
+                ):
+                    subset_summary.append(
+                        {k_: v for k_, v in key.items() if k_ != "fold"}
+                        | {"family": fold, "k": k, "metric": metric, "subject_mean": value}
+                        | {"subject_ci_low": value - 0.04, "subject_ci_high": value + 0.04, "subjects": 3}
+                        | {"subset_mean": value + 0.01, "subset_ci_low": value - 0.01, "subset_ci_high": value + 0.03}
+                        | {"subsets": trials}
+                    )
                 for trial in range(1, trials + 1):
                     accuracy = float(np.clip(expected + 0.05 + rng.normal(0, 0.04), 0, 1))
                     subset.append(
@@ -72,6 +87,16 @@ def write_run(
                     {**key, "group": "all", "window_frames": window // 10, "window_ms": window}
                     | {"accuracy": accuracy, "balanced_accuracy": accuracy, "n": 900}
                 )
+            for window, shift in (("onset", 0.0), ("steady", 0.08)):
+                for level in ("frame", "vote"):
+                    for metric in ("accuracy", "balanced_accuracy", "gesture_accuracy", "rest_false_activation"):
+                        value = skill(model) + shift if metric != "rest_false_activation" else 0.2 - shift
+                        summary.append(
+                            {k_: v for k_, v in key.items() if k_ not in ("fold", "window")}
+                            | {"family": fold, "window": window, "level": level, "metric": metric, "value": value}
+                            | {"subject_mean": value, "subject_ci_low": value - 0.05, "subject_ci_high": value + 0.05}
+                            | {"subjects": 3, "folds": 1}
+                        )
             for group in groups:
                 for level, bonus in (("frame", 0.0), ("vote", 0.05)):
                     accuracy = float(np.clip(skill(model) + bonus + rng.normal(0, 0.05), 0, 1))
@@ -79,6 +104,10 @@ def write_run(
                     metrics[-1]["value"] = accuracy
                     metrics.append({**key, "group": group, "level": level, "metric": "macro_f1", "class": ""})
                     metrics[-1]["value"] = accuracy - 0.02
+                    for index, name in enumerate(classes):  # recall falls along the class axis, rest best
+                        recall = float(np.clip(skill(model) + 0.2 - 0.05 * index, 0, 1))
+                        metrics.append({**key, "group": group, "level": level, "metric": "recall", "class": name})
+                        metrics[-1]["value"] = recall
                     for true in classes:
                         for predicted in classes:
                             count = int(rng.poisson(40 * skill(model) if true == predicted else 2))
@@ -87,19 +116,21 @@ def write_run(
                                     {**key, "group": group, "level": level, "true": true, "predicted": predicted}
                                     | {"count": count}
                                 )
-            write_model_folder(models_dir / model / fold / "onset", rng, epochs, search_trials)
+            write_model_folder(models_dir / model / fold / "onset", rng, epochs, search_trials, skill(model))
     for name, rows in (
         ("subset_accuracy", subset),
         ("subset_exact", exact),
         ("voting", voting),
         ("metrics", metrics),
         ("confusion", confusion),
+        ("subset_summary", subset_summary),
+        ("summary", summary),
     ):
         write_tsv(rows, eval_dir / f"{name}.tsv")
     return eval_dir, models_dir
 
 
-def write_model_folder(folder: Path, rng: np.random.Generator, epochs: int, search_trials: int) -> None:
+def write_model_folder(folder: Path, rng: np.random.Generator, epochs: int, search_trials: int, skill: float) -> None:
     epoch = np.arange(1, epochs + 1)
     history = pd.DataFrame(
         {
@@ -107,7 +138,7 @@ def write_model_folder(folder: Path, rng: np.random.Generator, epochs: int, sear
             "train_loss": 2.0 / epoch,
             "train_group_accuracy": 1 - 0.5 / epoch,
             "val_loss": 2.2 / epoch + 0.05 * epoch,
-            "val_accuracy": 0.9 - 0.5 / epoch,
+            "val_accuracy": skill - 0.5 / epoch,
             "lr": 1e-3 * np.cos(np.pi * epoch / (2 * epochs)),
             "seconds": 1.5,
             "frames_per_s": 1e5,
@@ -144,7 +175,9 @@ def figures(run) -> tuple[Path, list[Path]]:
         sorted((run / "models").glob("*/*/*/history.tsv")),
         sorted((run / "models").glob("*/*/*/search.tsv")),
     )
-    return out_dir, make_figures(run / "eval", histories, searches, out_dir, vote_ms=250)
+    return out_dir, make_figures(
+        run / "eval", histories, searches, out_dir, vote_ms=250, window="onset", family=FOLDS[0]
+    )
 
 
 def svg_text(out_dir: Path, stem: str) -> str:
@@ -168,7 +201,21 @@ def test_every_figure_written_as_svg_and_png(figures):
 @pytest.mark.parametrize(
     ("stem", "texts"),
     [
-        ("subset_size", ["Gestures chosen, k", "Accuracy (%)", "group: all", "1.96 SE", "chance", "contrastive"]),
+        (
+            "subset_size",
+            [
+                "Gestures chosen, k",
+                "Accuracy (%)",
+                "bootstrap interval",
+                "subsets drawn",
+                "chance",
+                "contrastive",
+                "Gesture-only accuracy",
+                "rest false activation",
+            ],
+        ),
+        ("windows", ["onset", "steady", "Gesture-only accuracy", "Rest false activation", "classifier_adabn"]),
+        ("per_class_recall", ["Recall per gesture", "Thumb up", "classifier_adabn (bars)", "contrastive"]),
         ("voting", ["Voting window (ms", "Accuracy over all classes (%)", "classifier_adabn", "250 ms"]),
         ("confusion", ["Predicted class", "True class", "B6", "Thumb up", "rest"]),
         ("per_subject", ["db2/s2", "db3/s1", "Intact", "DB2, 2 subjects", "Amputees", "DB3, 1 subject", "contrastive"]),
@@ -182,8 +229,10 @@ def test_figures_carry_their_labels(figures, stem, texts):
         assert text in svg, f"{text!r} missing from {stem}.svg"
 
 
-def test_confusion_defaults_to_best_voted_model(figures, run, tmp_path):
+def test_confusion_and_recall_show_the_model_chosen_on_validation(figures, run, tmp_path):
+    # classifier_adabn has the better validation accuracy in its training records (skill), not only on test data.
     assert "Confusion of classifier_adabn" in svg_text(figures[0], "confusion")
+    assert "Recall per gesture after majority vote: classifier_adabn" in svg_text(figures[0], "per_class_recall")
     confusion = pd.read_csv(run / "eval" / "confusion.tsv", sep="\t")
     confusion_figure(confusion, tmp_path / "chosen", model="contrastive")
     assert "Confusion of contrastive" in svg_text(tmp_path, "chosen")
@@ -199,9 +248,10 @@ def test_a_name_with_both_adabn_settings_is_labelled(tmp_path):
     table = pd.DataFrame({"model": ["lda", "lda", "mlp"], "adabn": ["True", "False", "False"]})
     assert list(with_labels(table)["label"]) == ["lda (AdaBN)", "lda", "mlp"]
     eval_dir, _ = write_run(tmp_path, models={"lda": False})
-    subset = pd.read_csv(eval_dir / "subset_accuracy.tsv", sep="\t")
-    both = pd.concat([subset, subset.assign(adabn=True, accuracy=subset["accuracy"] / 2)])
-    subset_size_figure(both, both.iloc[:0], tmp_path / "both")
+    summary = pd.read_csv(eval_dir / "subset_summary.tsv", sep="\t")
+    both = pd.concat([summary, summary.assign(adabn=True, subject_mean=summary["subject_mean"] / 2)])
+    no_exact = pd.read_csv(eval_dir / "subset_exact.tsv", sep="\t").iloc[:0]
+    subset_size_figure(both, no_exact, tmp_path / "both")
     assert "lda (AdaBN)" in svg_text(tmp_path, "both")
 
 
@@ -219,9 +269,12 @@ def test_missing_data_gives_a_figure_that_says_so(run, tmp_path):
 def test_equal_data_give_identical_files(figures, run, tmp_path):
     """Reruns leave the files byte-identical (no dates, fixed SVG ids); two figures stand for all, as they share
     the saving code."""
-    subset = pd.read_csv(run / "eval" / "subset_accuracy.tsv", sep="\t")
+    subset = pd.read_csv(run / "eval" / "subset_summary.tsv", sep="\t")
+    subset = subset[subset["family"] == FOLDS[0]]  # what make_figures shows: the first fold
     exact = pd.read_csv(run / "eval" / "subset_exact.tsv", sep="\t")
+    exact = exact[exact["fold"] == FOLDS[0]]
     confusion = pd.read_csv(run / "eval" / "confusion.tsv", sep="\t")
+    confusion = confusion[confusion["fold"] == FOLDS[0]]
     subset_size_figure(subset, exact, tmp_path / "subset_size", colours=model_colours(MODELS), vote_ms=250)
     confusion_figure(confusion, tmp_path / "confusion", model="classifier_adabn")
     for stem in ("subset_size", "confusion"):
@@ -258,12 +311,14 @@ def test_captions_render_as_snakemake_report_captions(stem):
     jinja2 = pytest.importorskip("jinja2")
     docutils_core = pytest.importorskip("docutils.core")
     template = jinja2.Template((REPORT / f"{stem}.rst").read_text())
-    for config in ({"evaluation": {"vote_window_ms": 300, "subset_trials": 50}}, {}):
+    changed = copy.deepcopy(DEFAULT_CONFIG)
+    changed["evaluation"].update(vote_window_ms=300, subset_trials=50)
+    for config in (changed, DEFAULT_CONFIG):
         text = template.render(snakemake=SimpleNamespace(config=config))
         # halt_level 2: a reStructuredText warning (a broken table, say) fails the test
         html = docutils_core.publish_parts(text, writer="html", settings_overrides={"halt_level": 2})["body"]
         assert "{{" not in text and len(html) > 200
-        if config and stem in ("subset_size", "voting"):
+        if config is changed and stem in ("subset_size", "voting"):
             assert "300 ms" in text
 
 

@@ -20,7 +20,7 @@ STAGES = [
     {"dataset", "sampling", "logits", "tables"},
     {"models", "adaptation", "train", "baseline"},
     {"voting", "subsets", "exact", "evaluate", "summary"},
-    {"plotting", "training_figures", "figures"},
+    {"plotting", "training_figures", "comparison_figures", "figures"},
     {"cli", "__main__"},
 ]
 STAGE_OF = {module: stage for stage, modules in enumerate(STAGES) for module in modules}

@@ -29,6 +29,7 @@ TRAINING = {
     },
     "final": {"epochs": 3},
     "log_floor": 0.01,
+    "adaptation_frames": 10000,
     "threads": 1,
 }
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}

@@ -15,6 +15,7 @@ import venv
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -214,3 +215,57 @@ def test_ninapro_source_downloads_verifies_and_converts(tmp_path, mirror):
     assert again.returncode != 0
     log = (workdir / "logs/convert/db1/s1.log").read_text()
     assert "differs from" in log and "S1_A1_E1.mat" in log
+
+
+def test_a_db1_only_override_plans_only_db1(tmp_path):
+    """--configfile merges key by key; null drops the default's synthetic databases and fold."""
+    workdir = write_config(tmp_path, lambda config: None)  # config.yaml as in the repository, the merge's base
+    result = snakemake(workdir, "--dry-run", "--configfile", str(REPO / "config" / "db1.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_counts(result)
+    db1 = yaml.safe_load((REPO / "config" / "db1.yaml").read_text())
+    subjects = len(db1["data"]["databases"]["db1"])
+    folds = 1 + subjects  # the standard split, and one leave-one-subject-out fold per subject
+    windows, models = len(db1["preprocess"]["windows"]), len(DEFAULT["models"])
+    assert jobs["download"] == jobs["convert"] == str(subjects)
+    assert int(jobs["train"]) + int(jobs["train_lda"]) == models * folds * windows
+    assert "synthesize" not in jobs
+    planned = result.stdout + result.stderr
+    assert "loso-db1-s27" in planned and "reps-2-5-7" in planned and "db2" not in planned
+
+
+def tiny_db1_override(db1_dir: Path) -> dict:
+    """config/db1.yaml on the four shared subjects at a budget that runs in a minute or two."""
+    return {
+        "data": {"source": "local", "databases": {"db1": [1, 2, 3, 4]}, "local": {"db1": str(db1_dir)}},
+        "models": {"contrastive": None, "classifier": None, "classifier_adabn": None},
+        "architecture": {"width": 16, "conv_maps": 4, "depth": 1},
+        "training": {"groups": 8, "steps_per_epoch": 3, "search": {"trials": 1, "epochs": 1}, "final": {"epochs": 1}},
+        "evaluation": {"subset_trials": 8},
+    }
+
+
+@pytest.mark.realdata
+def test_db1_configuration_runs_end_to_end_on_the_shared_subjects(tmp_path, db1_dir):
+    write_config(tmp_path, lambda config: None)  # config.yaml as in the repository, the merge's base
+    override = tmp_path / "tiny-db1.yaml"
+    override.write_text(yaml.safe_dump(tiny_db1_override(db1_dir)))
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config" / "db1.yaml"), str(override))
+    assert result.returncode == 0, result.stderr[-3000:]
+    folds = ["reps-2-5-7", *(f"loso-db1-s{s}" for s in (1, 2, 3, 4))]
+    for model in ("contrastive_adabn", "lda"):
+        for fold in folds:
+            for window in ("onset", "steady"):
+                for name in ("search.tsv", "model.pt", "history.tsv", "logits.pt"):
+                    assert (tmp_path / "results/models" / model / fold / window / name).stat().st_size > 0
+    from contrastive_prosthetics.artefacts import EVALUATION_TABLES, FIGURES, SUMMARY_TABLES
+
+    for table in EVALUATION_TABLES + SUMMARY_TABLES:
+        assert (tmp_path / f"results/eval/{table}.tsv").stat().st_size > 0
+    for figure in FIGURES:
+        for extension in ("svg", "png"):
+            assert (tmp_path / f"results/figures/{figure}.{extension}").stat().st_size > 0
+    summary = pd.read_csv(tmp_path / "results/eval/summary.tsv", sep="\t")
+    assert set(summary["family"]) == {"reps-2-5-7", "loso"} and set(summary["window"]) == {"onset", "steady"}
+    assert "What a user gets" in result.stdout + result.stderr  # the end-of-run table
+    assert not (tmp_path / "resources").exists()  # read in place

@@ -36,9 +36,11 @@ def _scores(model: torch.nn.Module, data: DB23, selection: Selection, batch: int
     return outputs, indices
 
 
-def adaptation_frames(data: DB23, subject: int, scored_repetition: int, pool: list[int], context: int) -> torch.Tensor:
+def adaptation_frames(
+    data: DB23, subject: int, scored_repetition: int, pool: list[int], context: int, limit: int | None
+) -> torch.Tensor:
     """The cross-fitted adaptation set of one subject's scored repetition: its stream during the other
-    repetitions of ``pool``."""
+    repetitions of ``pool`` (at most ``limit`` frames, evenly spaced over it)."""
     sources = [r for r in pool if r != scored_repetition]
     if not sources:
         raise InputError(
@@ -46,7 +48,7 @@ def adaptation_frames(data: DB23, subject: int, scored_repetition: int, pool: li
             f"repetition to adapt on, and the fold offers only {pool}: score at least two repetitions (folds), or "
             "set the model's adaptation to scored_frames"
         )
-    return data.stream_frames(subject, sources, context)
+    return data.stream_frames(subject, sources, context, limit)
 
 
 @torch.no_grad()
@@ -60,10 +62,13 @@ def predict(
     pool: dict[int, list[int]],
     batch: int,
     context: int = 1,
+    limit: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits over all classes for every frame of ``selection`` and the frames' (subject, class, rep, frame), in
     that order. With ``adabn``, statistics come from ``adaptation`` (see the module's docstring); ``pool`` maps a
-    subject index to the repetitions that may adapt it."""
+    subject index to the repetitions that may adapt it; ``limit`` caps the frames a cross-fitted adaptation reads
+    (evenly spaced over its stretch: neighbouring frames of a 200 ms RMS are nearly equal, so statistics hardly
+    move, and the cost of adapting every subject × repetition stays bounded)."""
     model.eval()
     if not adabn:
         outputs, indices = _scores(model, data, selection, batch, context)
@@ -88,7 +93,7 @@ def predict(
             if not data.selection_mask(scored).any():
                 continue
             scorer = copy.deepcopy(model)
-            frames = adaptation_frames(data, subject, repetition + 1, pool.get(subject, []), context)
+            frames = adaptation_frames(data, subject, repetition + 1, pool.get(subject, []), context, limit)
             adapt_batchnorm(scorer, frames, batch)
             part = _scores(scorer, data, scored, batch, context)
             outputs += part[0]

@@ -6,4 +6,13 @@ EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "co
 # Tables aggregate writes beside the concatenated ones: the run's summaries (summary.py).
 SUMMARY_TABLES = ("summary", "subset_summary")
 # Figures written into results/figures/ as <name>.svg and <name>.png, each with workflow/report/<name>.rst.
-FIGURES = ("subset_size", "voting", "confusion", "per_subject", "training_curves", "search")
+FIGURES = (
+    "subset_size",
+    "voting",
+    "confusion",
+    "per_subject",
+    "training_curves",
+    "search",
+    "windows",
+    "per_class_recall",
+)

@@ -134,6 +134,8 @@ def command_figures(args: argparse.Namespace) -> None:
         Path(args.out_dir),
         vote_ms=args.vote_window_ms,
         window=args.window,
+        family=args.family,
+        families=json.loads(args.families_json),
     )
     log.info("wrote %d figure files", len(written))
 
@@ -216,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--searches", required=True, nargs="+", help="results/models/{model}/{fold}/search.tsv")
     figures.add_argument("--out-dir", required=True, help="results/figures")
     figures.add_argument("--window", required=True, help="the window the headline figures show (the first)")
+    figures.add_argument("--family", required=True, help="the family of folds they show (the first fold's)")
+    figures.add_argument("--families-json", required=True, help="fold → family, as for aggregate")
     figures.add_argument("--vote-window-ms", required=True, type=float, help="evaluation.vote_window_ms, for labels")
     figures.set_defaults(run=command_figures)
     return parser

@@ -157,7 +157,7 @@ def load_config(path: str | Path) -> dict:
         raise ConfigError(f"{path}: cannot be read as YAML ({error})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: must be a YAML mapping of keys to values")
-    return validate_config(config, str(path))
+    return prepare_config(config, str(path))
 
 
 def default_config() -> dict:

@@ -358,13 +358,18 @@ class DB23:
             x = flat.index_select(0, chunk) if context == 1 else self.frames_with_context(chunk, context)
             yield x.to(self.device, non_blocking=self.pinned), index[start : start + batch_size].to(self.device)
 
-    def stream_frames(self, subject: int, repetitions: Iterable[int], context: int = 1) -> torch.Tensor:
-        """Every stream frame of one subject (index) within the given 1-based repetitions, in time order, with
-        context as in :meth:`frames`. Chosen by time alone: the frames' labels are never read."""
+    def stream_frames(
+        self, subject: int, repetitions: Iterable[int], context: int = 1, limit: int | None = None
+    ) -> torch.Tensor:
+        """The stream frames of one subject (index) within the given 1-based repetitions, in time order, with
+        context as in :meth:`frames`: every one, or ``limit`` evenly spaced ones. Chosen by time alone: the
+        frames' labels are never read."""
         streams = self.streams
         wanted = torch.as_tensor(sorted(set(repetitions)), device=streams.repetition.device)
         mask = (streams.subject == subject) & torch.isin(streams.repetition, wanted)
         position = mask.nonzero().squeeze(1)
+        if limit is not None and len(position) > limit:
+            position = position[torch.linspace(0, len(position) - 1, limit, device=position.device).long()]
         if context > 1:
             position = position[:, None] + torch.arange(1 - context, 1, device=position.device)
             position = torch.maximum(position, streams.offset[subject])

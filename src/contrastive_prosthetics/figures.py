@@ -21,12 +21,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .artefacts import EVALUATION_TABLES
+from .artefacts import EVALUATION_TABLES, SUMMARY_TABLES
+from .comparison_figures import per_class_recall_figure, validation_choice, windows_figure
 from .plotting import (
     BAND_ALPHA,
     KEY_FONT_SIZE,
     LEVEL_TEXT,
-    Z_95,
     as_bool,
     class_description,
     class_sort_key,
@@ -50,71 +50,87 @@ from .tables import read_table
 from .training_figures import search_figure, training_curves_figure
 
 
-def mean_with_band(rows: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
-    """Per ``by``: mean of ``value`` and its 95 % interval, mean ± 1.96 standard errors (NaN for one row)."""
-    summary = rows.groupby(by)[value].agg(["mean", "std", "count"])
-    half_width = Z_95 * summary["std"] / np.sqrt(summary["count"])
-    return summary.assign(low=summary["mean"] - half_width, high=summary["mean"] + half_width)
+def summary_rows(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return with_labels(summary[summary["metric"] == metric]).sort_values("k")
+
+
+def draw_subject_and_subset_bands(axes: Axes, rows: pd.DataFrame, colour: str, linestyle: str = "-") -> None:
+    """The mean over subjects with its bootstrap interval (filled), and the subsets' Monte-Carlo interval (thin
+    outline): how much users differ, and how much the subsets drawn do."""
+    k = rows["k"].to_numpy()
+    axes.plot(k, 100 * rows["subject_mean"], color=colour, linewidth=2, linestyle=linestyle)
+    axes.fill_between(
+        k, 100 * rows["subject_ci_low"], 100 * rows["subject_ci_high"], color=colour, alpha=BAND_ALPHA, lw=0
+    )
+    for edge in ("subset_ci_low", "subset_ci_high"):
+        axes.plot(k, 100 * rows[edge], color=colour, linewidth=0.6, linestyle=(0, (1, 1)), alpha=0.8)
 
 
 @styled
 def subset_size_figure(
-    subset_accuracy: pd.DataFrame,
+    subset_summary: pd.DataFrame,
     subset_exact: pd.DataFrame,
     out_stem: Path,
-    group: str = "all",
     colours: Mapping[str, str] | None = None,
     vote_ms: float | None = None,
 ) -> list[Path]:
-    """Accuracy among k chosen gestures plus rest, against k: what a prosthesis user gets for picking k."""
-    title = f"Accuracy among k chosen gestures + rest ({group_text(group)})"
-    trials = with_labels(subset_accuracy[subset_accuracy["group"] == group])
-    exact = with_labels(subset_exact[subset_exact["group"] == group])
-    if trials.empty and exact.empty:
-        return save_figure(no_data_figure(title, f"No subset accuracies for group {group!r}."), out_stem)
-    colours = extend_colours(colours, [*trials["label"], *exact["label"]])
-    k_max = int(max(trials["k"].max() if len(trials) else 1, exact["k"].max() if len(exact) else 1))
+    """What a prosthesis user gets for picking k gestures (rest always added), against k: accuracy (left), and
+    gesture-only accuracy and the rest false-activation rate (right), each the mean over subjects with its 95 %
+    bootstrap interval over subjects, and the Monte-Carlo interval over the subsets drawn."""
+    title = "Among k chosen gestures + rest"
+    accuracy = summary_rows(subset_summary, "accuracy")
+    exact = with_labels(subset_exact[subset_exact["group"] == "all"])
+    if accuracy.empty:
+        return save_figure(no_data_figure(title, "No subset accuracies."), out_stem)
+    colours = extend_colours(colours, [*accuracy["label"], *exact["label"]])
+    k_max = int(accuracy["k"].max())
+    k = np.arange(1, k_max + 1)
 
-    figure = Figure(figsize=(10, 5.5), layout="constrained")
-    axes = figure.add_subplot()
-    for label, rows in trials.groupby("label"):
-        summary = mean_with_band(rows, "k", "accuracy")
-        axes.plot(summary.index, 100 * summary["mean"], color=colours[label], linewidth=2)
-        axes.fill_between(
-            summary.index, 100 * summary["low"], 100 * summary["high"], color=colours[label], alpha=BAND_ALPHA, lw=0
-        )
+    figure = Figure(figsize=(14, 5.5), layout="constrained")
+    left, right = figure.subplots(1, 2, sharex=True)
+    for label, rows in accuracy.groupby("label"):
+        draw_subject_and_subset_bands(left, rows, colours[label])
     for label, rows in exact.groupby("label"):
         expectation = rows.groupby("k")["accuracy"].mean()
-        axes.plot(expectation.index, 100 * expectation, color=colours[label], linestyle="--", linewidth=1.5)
-    k = np.arange(1, k_max + 1)
-    axes.plot(k, 100 / (k + 1), color="black", linestyle=":", linewidth=1.5)
-
-    axes.set_xlim(1, max(k_max, 2))
-    axes.set_xticks(integer_ticks(k_max))
-    axes.set_xlabel("Gestures chosen, k (rest is always added: k + 1 classes)")
-    percent_axis(axes, "Accuracy (%)")
-    axes.set_title(title)
-    figure.legend(
-        handles=model_handles(colours, [*trials["label"], *exact["label"]]),
-        loc="outside right upper",
-        title="Model",
-    )
-    figure.legend(handles=subset_style_handles(trials, vote_ms), loc="outside right lower", title="Line style")
+        left.plot(expectation.index, 100 * expectation, color=colours[label], linestyle="--", linewidth=1.5)
+    left.plot(k, 100 / (k + 1), color="black", linestyle=":", linewidth=1.5)
+    left.set_title("Accuracy over all windows scored")
+    percent_axis(left, "Accuracy (%)")
+    for label, rows in summary_rows(subset_summary, "gesture_accuracy").groupby("label"):
+        draw_subject_and_subset_bands(right, rows, colours[label])
+    for label, rows in summary_rows(subset_summary, "rest_false_activation").groupby("label"):
+        draw_subject_and_subset_bands(right, rows, colours[label], linestyle="-.")
+    right.plot(k, 100 / k, color="black", linestyle=":", linewidth=1.5)
+    right.set_title("Gesture-only accuracy (solid), rest false activation (dash-dot)")
+    percent_axis(right, "Gesture windows right / rest windows decided as a gesture (%)")
+    for axes in (left, right):
+        axes.set_xlim(1, max(k_max, 2))
+        axes.set_xticks(integer_ticks(k_max))
+        axes.set_xlabel("Gestures chosen, k (rest is always added: k + 1 classes)")
+    figure.suptitle(title)
+    figure.legend(handles=model_handles(colours, accuracy["label"]), loc="outside right upper", title="Model")
+    figure.legend(handles=subset_style_handles(accuracy, vote_ms), loc="outside right lower", title="Line style")
     return save_figure(figure, out_stem)
 
 
-def subset_style_handles(trials: pd.DataFrame, vote_ms: float | None) -> list:
-    """The key to line styles, with the numbers of trials and folds behind each mean."""
-    per_k = int(trials.groupby(["model", "adabn", "fold", "k"]).size().max()) if len(trials) else 0
-    folds = trials["fold"].nunique() if len(trials) else 0
+def subset_style_handles(accuracy: pd.DataFrame, vote_ms: float | None) -> list:
+    """The key to line styles and bands, with the numbers of subjects and subsets behind them."""
+    subjects = int(accuracy["subjects"].max()) if len(accuracy) else 0
+    subsets = int(accuracy["subsets"].max()) if len(accuracy) else 0
     vote = f"{vote_ms:g} ms majority vote" if vote_ms else "majority vote"
     return [
+        Line2D([], [], color="grey", linewidth=2, label=f"mean over {subjects} subjects, {vote}"),
+        Patch(color="grey", alpha=BAND_ALPHA * 2, label="95 % bootstrap interval\nover subjects"),
         Line2D(
-            [], [], color="grey", linewidth=2, label=f"mean of {per_k} random subsets per k\n× {folds} fold(s), {vote}"
+            [],
+            [],
+            color="grey",
+            linewidth=0.6,
+            linestyle=(0, (1, 1)),
+            label=f"95 % interval over the\n{subsets} subsets drawn per k",
         ),
-        Patch(color="grey", alpha=BAND_ALPHA * 2, label="95 % band: mean ± 1.96 SE\nover the trials of all folds"),
         Line2D([], [], color="grey", linestyle="--", label="exact expectation over\nall subsets, per frame"),
-        Line2D([], [], color="black", linestyle=":", label="chance, 1 / (k + 1)"),
+        Line2D([], [], color="black", linestyle=":", label="chance: 1 / (k + 1) (left),\n1 / k (gestures, right)"),
     ]
 
 
@@ -298,7 +314,8 @@ def draw_subject_bars(axes: Axes, accuracy: pd.DataFrame, colours: Mapping[str, 
 
 
 def best_model(metrics: pd.DataFrame, group: str = "all") -> str | None:
-    """The model with the highest accuracy in ``group`` (mean over folds), voted if available, else per frame."""
+    """The model with the highest test accuracy in ``group`` (mean over folds), voted if available, else per frame.
+    Chosen on test data: for display only; the report's figures use :func:`validation_choice`."""
     rows = metrics[(metrics["group"] == group) & (metrics["metric"] == "accuracy")]
     voted = rows[rows["level"] == "vote"]
     rows = voted if len(voted) else rows
@@ -307,8 +324,16 @@ def best_model(metrics: pd.DataFrame, group: str = "all") -> str | None:
     return str(rows.groupby("model")["value"].mean().idxmax())
 
 
-def in_window(table: pd.DataFrame, window: str | None) -> pd.DataFrame:
-    return table if window is None or "window" not in table else table[table["window"].astype(str) == window]
+def selected(table: pd.DataFrame, window: str | None, folds: set[str] | None, family: str | None) -> pd.DataFrame:
+    """The rows of one window and one family of folds (all when None)."""
+    keep = pd.Series(True, index=table.index)
+    if window is not None and "window" in table:
+        keep &= table["window"].astype(str) == window
+    if folds is not None and "fold" in table:
+        keep &= table["fold"].astype(str).isin(folds)
+    if family is not None and "family" in table:
+        keep &= table["family"].astype(str) == family
+    return table[keep]
 
 
 def make_figures(
@@ -319,34 +344,50 @@ def make_figures(
     *,
     vote_ms: float,
     window: str | None = None,
+    family: str | None = None,
+    families: dict[str, str] | None = None,
     confusion_model: str | None = None,
 ) -> list[Path]:
     """Draw every report figure from a run's aggregated tables and the named ``history.tsv`` and ``search.tsv``
-    files (``.../{model}/{fold}/{window}/``); returns the written files. The figures show ``window`` (all windows
-    when None).
+    files (``.../{model}/{fold}/{window}/``); returns the written files.
 
-    ``out_dir`` gets ``<name>.svg`` and ``<name>.png`` for each of ``artefacts.FIGURES``. The confusion figure
-    shows ``confusion_model``, by default the model with the highest voted accuracy over all subjects. ``vote_ms``
-    is the voting window behind ``subset_accuracy.tsv``, named in the figures' keys.
+    The figures show one ``window`` and one ``family`` of folds (``families``: fold → family; all when None),
+    except the window comparison, which shows every window of the family. The confusion and per-class recall
+    figures show ``confusion_model``, by default the model chosen on validation accuracy.
     """
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
-    tables = {name: in_window(read_table(eval_dir / f"{name}.tsv"), window) for name in EVALUATION_TABLES}
-    if window is not None:
-        histories = [path for path in histories if Path(path).parent.name == window]
-        searches = [path for path in searches if Path(path).parent.name == window]
-    history_tables, search_tables = read_run_tables(histories), read_run_tables(searches)
-    labels = [label for table in tables.values() for label in with_labels(table)["label"]]
+    families = families or {}
+    folds = None if family is None else {fold for fold, name in families.items() if name == family} | {family}
+    tables = {
+        name: selected(read_table(eval_dir / f"{name}.tsv"), window, folds, family)
+        for name in (*EVALUATION_TABLES, *SUMMARY_TABLES)
+    }
+    every_window = selected(read_table(eval_dir / "summary.tsv"), None, None, family)
+
+    def in_scope(paths: list[Path]) -> list[Path]:
+        """Training records of the shown window and family (``.../{fold}/{window}/<name>.tsv``)."""
+        return [
+            path
+            for path in paths
+            if (window is None or Path(path).parent.name == window)
+            and (folds is None or Path(path).parent.parent.name in folds)
+        ]
+
+    history_tables, search_tables = read_run_tables(in_scope(histories)), read_run_tables(in_scope(searches))
+    labels = [label for table in tables.values() if "model" in table for label in with_labels(table)["label"]]
     colours = model_colours([*labels, *map(run_model, history_tables), *map(run_model, search_tables)])
-    model = confusion_model or best_model(tables["metrics"])
+    model = confusion_model or validation_choice(history_tables)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     return [
         *subset_size_figure(
-            tables["subset_accuracy"], tables["subset_exact"], out_dir / "subset_size", colours=colours, vote_ms=vote_ms
+            tables["subset_summary"], tables["subset_exact"], out_dir / "subset_size", colours=colours, vote_ms=vote_ms
         ),
         *voting_figure(tables["voting"], out_dir / "voting", colours=colours, vote_ms=vote_ms),
         *confusion_figure(tables["confusion"], out_dir / "confusion", model),
         *per_subject_figure(tables["metrics"], out_dir / "per_subject", colours=colours),
         *training_curves_figure(history_tables, out_dir / "training_curves", colours=colours),
         *search_figure(search_tables, out_dir / "search", colours=colours),
+        *windows_figure(every_window, out_dir / "windows", colours=colours),
+        *per_class_recall_figure(tables["metrics"], out_dir / "per_class_recall", model, colours=colours),
     ]

@@ -55,6 +55,7 @@ class TrainingSettings:
     dropout: tuple[float, float]  # uniform range
     final_epochs: int
     log_floor: float  # the log-amplitude floor, a fraction of each channel's training median
+    adaptation_frames: int  # most stream frames a cross-fitted AdaBN adaptation reads
     evaluation_batch: int = 1 << 16
 
     @classmethod
@@ -71,6 +72,7 @@ class TrainingSettings:
             dropout=tuple(search["dropout"]),
             final_epochs=training["final"]["epochs"],
             log_floor=training["log_floor"],
+            adaptation_frames=training["adaptation_frames"],
         )
 
 
@@ -131,6 +133,7 @@ class Setting:
             pool=pool,
             batch=self.settings.evaluation_batch,
             context=self.config.context,
+            limit=self.settings.adaptation_frames,
         )
 
     def validation_scores(self, model: torch.nn.Module) -> tuple[float, float]:

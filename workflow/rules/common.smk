@@ -12,6 +12,7 @@ SOURCE = config["data"]["source"]
 EXERCISES = config["data"]["exercises"]
 SUBJECTS = [(db, subject) for db, subjects in config["data"]["databases"].items() for subject in subjects]
 WINDOWS = list(config["preprocess"]["windows"])
+FAMILIES = fold_families(config["folds"])
 
 
 wildcard_constraints:

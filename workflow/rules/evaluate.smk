@@ -44,7 +44,7 @@ rule aggregate:
     params:
         inputs=per_run("results/eval/{model}/{fold}/{window}"),
         tables=EVALUATION_TABLES,
-        families=json.dumps(fold_families(config["folds"])),
+        families=json.dumps(FAMILIES),
         seed=config["seed"],
     shell:
         "python -m contrastive_prosthetics aggregate --inputs {params.inputs} --tables {params.tables} "

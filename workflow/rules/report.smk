@@ -21,7 +21,9 @@ rule figures:
     params:
         vote_window_ms=config["evaluation"]["vote_window_ms"],
         window=WINDOWS[0],
+        family=FAMILIES[next(iter(config["folds"]))],
+        families=json.dumps(FAMILIES),
     shell:
         "python -m contrastive_prosthetics figures --eval-dir results/eval --histories {input.histories} "
         "--searches {input.searches} --out-dir results/figures --vote-window-ms {params.vote_window_ms} "
-        "--window {params.window} > {log} 2>&1"
+        "--window {params.window} --family {params.family} --families-json {params.families:q} > {log} 2>&1"
