@@ -107,3 +107,19 @@ def test_a_frame_limit_takes_evenly_spaced_frames_of_the_same_stretch(tmp_path):
     assert len(every) == 5 * 10 and len(some) == 10
     assert torch.equal(some[0], every[0]) and torch.equal(some[-1], every[-1])
     assert all((row == every).all(1).any() for row in some)  # a subset of the same frames
+
+
+def test_batch_statistics_score_each_shuffled_batch_with_its_own_statistics(tmp_path):
+    data = load(tmp_path)
+    torch.manual_seed(0)
+    model = ContrastiveModel(CONFIG)
+    test = data.select(repetitions=[2, 5])
+    options = {"adabn": True, "pool": {}, "batch": 64, "statistics_batch": 20}
+    first = adaptation.predict(model, data, test, adaptation="batch_statistics", seed=0, **options)
+    again = adaptation.predict(model, data, test, adaptation="batch_statistics", seed=0, **options)
+    other = adaptation.predict(model, data, test, adaptation="batch_statistics", seed=1, **options)
+    scored = adaptation.predict(model, data, test, adaptation="scored_frames", **options)
+    assert torch.equal(first[1], scored[1])  # the same frames, in the same order
+    assert torch.equal(first[0], again[0])  # seeded
+    assert not torch.allclose(first[0], other[0])  # a frame's scores depend on the batch it fell in
+    assert not torch.allclose(first[0], scored[0])

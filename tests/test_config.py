@@ -125,6 +125,11 @@ def add_fold_over_a_subject_outside_the_data(config):
             id="overlapping local folders",
         ),
         pytest.param(
+            lambda c: c["evaluation"].update(vote_window_ms=1500),
+            r"evaluation.vote_window_ms = 1500 is longer than the segment window\(s\) \{'onset': 1000, 'steady'",
+            id="vote window longer than the segments",
+        ),
+        pytest.param(
             lambda c: c["preprocess"].update(frame_rate_hz=300),
             r"preprocess.frame_rate_hz = 300 must divide the sampling rate of db2",
             id="frame rate that does not divide the sampling rate",

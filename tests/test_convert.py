@@ -311,3 +311,19 @@ def test_a_window_longer_than_every_repetition_is_a_clear_error(tmp_path):
         convert_subject(
             DB1, 1, {"A": str(path)}, ["A"], replace(PARAMS, windows={"onset": {"offset_ms": 0, "length_ms": 9000}})
         )
+
+
+def test_db1_exercises_b_and_c_restart_their_labels_at_one(tmp_path):
+    """DB1 numbers each file's movements from 1 (E2 holds exercise B: 1-17, E3 exercise C: 1-23); they land on
+    the catalogue's B1..B17 and C1..C23."""
+    sources = {}
+    for exercise, name, labels in (("B", "S1_A1_E2.mat", (1, 9, 17)), ("C", "S1_A1_E3.mat", (1, 12, 23))):
+        protocol = make_protocol(list(labels), DB1.repetitions, movement_samples=150, rest_samples=130)
+        sources[exercise] = str(write_mat(tmp_path / name, protocol, emg_for(protocol, 10, rectified=True)))
+    tensors = convert_subject(DB1, 1, sources, ["B", "C"], PARAMS)
+    classes = tensors["classes"]
+    assert classes[0] == "rest" and classes[1] == "B1" and classes[18] == "C1" and len(classes) == 1 + 17 + 23
+    recorded = {classes[c] for c in tensors["valid"].any(1).nonzero().squeeze(1).tolist()}
+    assert recorded == {"rest", "B1", "B9", "B17", "C1", "C12", "C23"}
+    # Frames of the second file follow the first's in the stream, labelled on the same class axis.
+    assert set(tensors["stream_class"].unique().tolist()) == {classes.index(name) for name in recorded}

@@ -202,3 +202,18 @@ def test_quantised_envelopes_with_exact_zeros_give_no_log_outliers():
     gap_relative = (relative.apply(values)[1] - relative.apply(values)[0]).item()
     gap_fixed = (fixed.apply(values)[1] - fixed.apply(values)[0]).item()
     assert gap_fixed > 7.5 and gap_relative < 1.0
+
+
+def test_reference_frames_come_from_the_batch_subjects_recording_in_the_selected_repetitions(tmp_path):
+    paths = [fake_subject(tmp_path / "b.pt", "db2", 2, 6, 12), fake_subject(tmp_path / "c.pt", "db3", 3, 6, 12)]
+    data = DB23.load(paths, device="cpu", with_streams=True)
+    selection = data.select(repetitions=[1, 3])
+    sampler = data.contrastive_sampler(selection, groups=8, seed=1, per_subject=True, reference_frames=50)
+    for _ in range(10):
+        batch = sampler.draw()
+        subject_code = decode(batch.x)[0][batch.present][0]
+        reference_subjects, _, reference_reps, _ = decode(batch.reference)
+        assert batch.reference.shape == (50, 12)
+        assert (reference_subjects == subject_code).all()
+        assert set(reference_reps.tolist()) <= {1, 3}
+    assert data.contrastive_sampler(selection, groups=8, seed=1).draw().reference is None  # mixed batches: none

@@ -195,3 +195,49 @@ def test_context_of_one_frame_is_the_single_frame_encoder():
     torch.testing.assert_close(single(x), with_context(x[:, None, :]))
     wide = ContrastiveModel(ModelConfig(**{**CONFIG.as_dict(), "context": 5})).eval()
     assert wide(torch.randn(7, 5, 6)).shape == (7, 5)
+
+
+def test_reference_batch_norm_normalises_with_the_reference_rows_statistics():
+    from contrastive_prosthetics.models import ReferenceBatchNorm1d
+
+    torch.manual_seed(0)
+    layer, plain = ReferenceBatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    x = torch.randn(40, 3) * 2 + 1
+    layer.train()
+    plain.train()
+    torch.testing.assert_close(layer(x), plain(x))  # without reference rows: plain batch norm
+    torch.testing.assert_close(layer.running_mean, plain.running_mean)
+    reference, labelled = torch.randn(30, 3) * 5 - 2, torch.randn(10, 3)
+    layer.reference_rows = 30
+    out = layer(torch.cat((reference, labelled)))
+    expected = (labelled - reference.mean(0)) / torch.sqrt(reference.var(0, unbiased=False) + layer.eps)
+    torch.testing.assert_close(out[30:], expected)
+    # Running statistics follow the reference rows (unbiased variance, as torch does).
+    before = plain.running_var.clone()
+    torch.testing.assert_close(layer.running_var, 0.9 * before + 0.1 * reference.var(0, unbiased=True))
+
+
+def test_reference_frames_set_the_batch_statistics_of_a_group_forward():
+    torch.manual_seed(0)
+    model = ContrastiveModel(CONFIG)
+    model.train()
+    x, present = separable_groups(8), torch.ones(8, 5, dtype=torch.bool)
+    reference = torch.randn(64, 6) * 3
+    model.group_logits(x, torch.arange(5), present, reference)
+    first = batchnorm_layers(model)[0]
+    with torch.no_grad():
+        conv = model.emg_encoder.convolutions[0](reference.unsqueeze(1))
+    torch.testing.assert_close(first.running_mean, 0.1 * conv.mean(dim=(0, 2)))  # from zero, momentum 0.1
+    assert all(layer.reference_rows == 0 for layer in batchnorm_layers(model))  # reset afterwards
+
+
+def test_dropout_on_the_last_layers_only_and_a_fixed_logit_scale():
+    config = ModelConfig(**{**CONFIG.as_dict(), "depth": 7, "dropout_layers": 4, "logit_scale": 1.0})
+    model = ContrastiveModel(config)
+    assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 4
+    assert sum(isinstance(m, torch.nn.Linear) for m in model.emg_encoder.layers) == 8  # seven hidden + projection
+    assert model.scale().item() == 1.0 and "logit_scale" not in dict(model.named_parameters())
+    x = torch.randn(5, 6)
+    model.eval()
+    cosine = model.encode_emg(x) @ model.encode_classes().T
+    torch.testing.assert_close(model(x), cosine)  # logits are the cosines themselves

@@ -116,3 +116,24 @@ def test_dead_band_comes_from_the_stretch_before_the_first_cue():
     rest, moving = slice(150, 240), slice(300, 390)
     assert features[rest, 0, 2].mean() < 0.2 * counted[rest, 0, 2].mean()  # rest noise: mostly below the band
     assert features[moving, 0, 2].mean() > 0.8 * counted[moving, 0, 2].mean()  # movement: almost all counted
+
+
+def test_centred_rms_reads_ahead_and_causal_rms_does_not():
+    """The reference's centred RMS sees a burst before it happens; the causal one (a controller's) cannot."""
+    emg = np.zeros((4000, 1))
+    emg[2010:2030] = 1.0  # a burst starting at sample 2010, inside frame 100's hop (it ends at sample 2019)
+    centred = replace(PREPROCESS, rms_window_ms=5.5, rms_alignment="centred", bandpass_low_hz=20)
+    causal = replace(centred, rms_alignment="causal")
+    ahead, _ = stream_frames(emg, FS, centred, already_rectified=False, calibration_samples=0)
+    behind, _ = stream_frames(emg, FS, causal, already_rectified=False, calibration_samples=0)
+    # Frame 99 ends at sample 1999: an 11-sample centred window reaches sample 2004, still silent; frame 100 ends
+    # at 2019: both see the burst, but the causal window sees only what has happened.
+    assert ahead[99, 0] == behind[99, 0] == 0.0
+    window = round(5.5 * FS / 1000)
+    filtered = scipy.signal.sosfilt(bandpass_sos(FS, centred), emg[:, 0])
+    centre = 2019
+    expected = np.sqrt(np.mean(filtered[centre - (window - 1) // 2 : centre + window // 2 + 1] ** 2))
+    np.testing.assert_allclose(ahead[100, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        behind[100, 0], np.sqrt(np.mean(filtered[centre - window + 1 : centre + 1] ** 2)), rtol=1e-5
+    )

@@ -15,7 +15,15 @@ from contrastive_prosthetics.ninapro import class_names
 from contrastive_prosthetics.train import TrainingSettings, sample_hyperparameters, train_fold
 
 CLASSES = class_names(["A"])  # 13 classes
-ARCHITECTURE = {"embedding_dim": 8, "conv_maps": 4, "width": 32, "depth": 1, "context_frames": 1}
+ARCHITECTURE = {
+    "embedding_dim": 8,
+    "conv_maps": 4,
+    "width": 32,
+    "depth": 1,
+    "dropout_layers": None,
+    "context_frames": 1,
+    "logit_scale": "learnable",
+}
 TRAINING = {
     "groups": 16,
     "steps_per_epoch": 15,
@@ -30,6 +38,7 @@ TRAINING = {
     "final": {"epochs": 3},
     "log_floor": 0.01,
     "adaptation_frames": 10000,
+    "reference_frames": 256,
     "threads": 1,
 }
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}

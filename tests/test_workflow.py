@@ -269,3 +269,40 @@ def test_db1_configuration_runs_end_to_end_on_the_shared_subjects(tmp_path, db1_
     assert set(summary["family"]) == {"reps-2-5-7", "loso"} and set(summary["window"]) == {"onset", "steady"}
     assert "What a user gets" in result.stdout + result.stderr  # the end-of-run table
     assert not (tmp_path / "resources").exists()  # read in place
+
+
+def test_reference_protocol_plans_its_subjects_model_and_window(tmp_path):
+    workdir = write_config(tmp_path, lambda config: None)  # config.yaml as in the repository, the merge's base
+    result = snakemake(workdir, "--dry-run", "--configfile", str(REPO / "config" / "reference.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_counts(result)
+    assert jobs["download"] == jobs["convert"] == "46"  # DB2's 40 and six amputees
+    assert jobs["train"] == "1" and jobs["train_lda"] == "1" and jobs["evaluate"] == "2"
+    planned = result.stdout + result.stderr
+    assert "results/models/reference/reps-2-5/reference/logits.pt" in planned
+    assert '"rms_alignment": "centred"' in planned and '"logit_scale": 1.0' in planned
+
+
+def test_every_reference_option_runs_on_synthetic_data(tmp_path):
+    """Centred RMS, a 130 ms window, seven layers with dropout on the last four, a fixed logit scale and batch
+    statistics at test time, end to end at a tiny budget."""
+
+    def reference_options(config):
+        tiny(config)
+        config["preprocess"].update(rms_window_ms=5.5, rms_alignment="centred")
+        config["preprocess"]["windows"] = {"reference": {"offset_ms": 0, "length_ms": 130}}
+        config["evaluation"]["vote_window_ms"] = 130
+        config["architecture"].update(depth=7, dropout_layers=4, logit_scale=1.0)
+        config["models"] = {"reference": {"kind": "contrastive", "adabn": True, "adaptation": "batch_statistics"}}
+
+    workdir = write_config(tmp_path, reference_options)
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = workdir / "results/models/reference/reps-2-5/reference"
+    saved = torch.load(folder / "model.pt", weights_only=False)
+    assert saved["adaptation"] == "batch_statistics" and saved["model_config"]["logit_scale"] == 1.0
+    assert saved["model_config"]["depth"] == 7 and saved["model_config"]["dropout_layers"] == 4
+    logits = torch.load(folder / "logits.pt", weights_only=False)
+    assert logits["logits"].shape[0] == 2 * 18 * 2 * 13  # 13 frames of 10 ms in the 130 ms window
+    tensors = torch.load(workdir / "results/tensors/db2/s1.pt", weights_only=False)
+    assert tensors["metadata"]["preprocess"]["rms_alignment"] == "centred"

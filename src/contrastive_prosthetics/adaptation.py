@@ -9,8 +9,12 @@ frames it scores, nor choose adaptation frames by their labels:
     adaptation pool (:mod:`.folds`): for a test subject the other test repetitions. Frames are chosen by time
     alone (which repetition's stretch of the session they fall in), never by label, and never overlap the scored
     ones.
-``scored_frames`` (the reference's protocol, kept to compare)
+``scored_frames`` (kept to compare)
     Statistics from the very segment frames being scored, which were cut by their labels: optimistic.
+``batch_statistics`` (the reference's code)
+    Batch norm always normalises with the current batch's statistics: the scored segment frames of one subject
+    are shuffled (seeded) into batches of ``statistics_batch`` frames, each normalised by its own statistics. As
+    optimistic as ``scored_frames``, and a decision then depends on the other frames in its batch.
 
 Without AdaBN the model's training statistics score every frame.
 """
@@ -23,9 +27,9 @@ import torch
 
 from .dataset import DB23, Selection
 from .errors import InputError
-from .models import adapt_batchnorm
+from .models import adapt_batchnorm, batchnorm_layers
 
-ADAPTATION_SOURCES = ("cross_fitted", "scored_frames")
+ADAPTATION_SOURCES = ("cross_fitted", "scored_frames", "batch_statistics")
 
 
 def _scores(model: torch.nn.Module, data: DB23, selection: Selection, batch: int, context: int) -> tuple:
@@ -63,6 +67,8 @@ def predict(
     batch: int,
     context: int = 1,
     limit: int | None = None,
+    statistics_batch: int = 1024,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits over all classes for every frame of ``selection`` and the frames' (subject, class, rep, frame), in
     that order. With ``adabn``, statistics come from ``adaptation`` (see the module's docstring); ``pool`` maps a
@@ -78,6 +84,11 @@ def predict(
     outputs, indices = [], []
     for subject in selection.subjects.tolist():
         one = Selection(torch.tensor([subject]), selection.classes, selection.repetitions)
+        if adaptation == "batch_statistics":
+            part = _batch_statistics_scores(model, data, one, statistics_batch, context, seed)
+            outputs += part[0]
+            indices += part[1]
+            continue
         if adaptation == "scored_frames":
             frames = [x for x, _ in data.frames(one, batch_size=batch, context=context)]
             if not frames:
@@ -99,6 +110,27 @@ def predict(
             outputs += part[0]
             indices += part[1]
     return _ordered(outputs, indices)
+
+
+def _batch_statistics_scores(
+    model: torch.nn.Module, data: DB23, one: Selection, statistics_batch: int, context: int, seed: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One subject's frames scored in shuffled batches, batch norm on each batch's own statistics."""
+    frames = [(x, index) for x, index in data.frames(one, batch_size=1 << 30, context=context)]
+    if not frames:
+        return [], []
+    x, index = frames[0]
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
+    scorer = copy.deepcopy(model)
+    scorer.eval()
+    for layer in batchnorm_layers(scorer):
+        layer.train()  # batch statistics; dropout stays off
+    outputs, indices = [], []
+    for start in range(0, len(order), statistics_batch):
+        chosen = order[start : start + statistics_batch]
+        outputs.append(scorer(x[chosen]).float())
+        indices.append(index[chosen])
+    return outputs, indices
 
 
 def _ordered(outputs: list[torch.Tensor], indices: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

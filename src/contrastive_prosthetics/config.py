@@ -102,6 +102,13 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
             f"{source}: evaluation.vote_window_ms = {config['evaluation']['vote_window_ms']} is shorter than one "
             f"frame ({frame_ms:g} ms at preprocess.frame_rate_hz = {pre['frame_rate_hz']}): use at least {frame_ms:g}"
         )
+    vote_ms = config["evaluation"]["vote_window_ms"]
+    short = {name: w["length_ms"] for name, w in pre["windows"].items() if w["length_ms"] < vote_ms}
+    if short:
+        raise ConfigError(
+            f"{source}: evaluation.vote_window_ms = {vote_ms:g} is longer than the segment window(s) {short} "
+            "(ms) of preprocess.windows: no vote would fit a segment; shorten the vote or lengthen the windows"
+        )
     if pre["bandpass_low_hz"] >= pre["bandpass_high_hz"]:
         raise ConfigError(f"{source}: preprocess.bandpass_low_hz must be below preprocess.bandpass_high_hz")
     return config
@@ -123,7 +130,7 @@ def check_local_folders(data: dict, source: str) -> None:
 
 
 # Sections whose entries an override file may drop by setting them to null (--configfile merges key by key).
-DROPPABLE_SECTIONS = (("data", "databases"), ("models",), ("folds",))
+DROPPABLE_SECTIONS = (("data", "databases"), ("models",), ("folds",), ("preprocess", "windows"))
 
 
 def drop_null_entries(config: dict) -> dict:

@@ -321,9 +321,15 @@ class DB23:
         return self._with(emg, streams)
 
     def contrastive_sampler(
-        self, selection: Selection, groups: int, seed: int, per_subject: bool = False, context: int = 1
+        self,
+        selection: Selection,
+        groups: int,
+        seed: int,
+        per_subject: bool = False,
+        context: int = 1,
+        reference_frames: int = 0,
     ) -> ContrastiveSampler:
-        return ContrastiveSampler(self, selection, groups, seed, per_subject, context)
+        return ContrastiveSampler(self, selection, groups, seed, per_subject, context, reference_frames)
 
     def frame_index(self, selection: Selection) -> torch.Tensor:
         """[frame, 4] (subject, class, rep, frame) indices of every frame of the selection, in order."""
@@ -336,13 +342,19 @@ class DB23:
     def frames_with_context(self, flat: torch.Tensor, context: int) -> torch.Tensor:
         """Segment frames given as flat indices into ``emg`` ([..]) with the ``context`` - 1 stream frames before
         each: [..., context, channel], oldest first (frames before the subject's stream repeat its first one)."""
-        _, n_classes, n_reps, n_frames, _ = self.emg.shape
+        n_frames = self.emg.shape[3]
+        start = self.streams.segment_start.reshape(-1).take(flat // n_frames)
+        return self.stream_context(start + flat % n_frames, context)
+
+    def stream_context(self, position: torch.Tensor, context: int) -> torch.Tensor:
+        """Stream frames at ``position`` ([..]): [..., channel] for a context of 1, else [..., context, channel]
+        with the frames before each, oldest first (frames before a subject's stream repeat its first one)."""
         streams = self.streams
-        start = streams.segment_start.reshape(-1).take(flat // n_frames)
-        subject = flat // (n_classes * n_reps * n_frames)
-        position = (start + flat % n_frames)[..., None] + torch.arange(1 - context, 1, device=flat.device)
-        position = torch.maximum(position, streams.offset.take(subject)[..., None])
-        return streams.frames[position]
+        if context == 1:
+            return streams.frames[position]
+        subject = streams.subject.take(position)
+        window = position[..., None] + torch.arange(1 - context, 1, device=position.device)
+        return streams.frames[torch.maximum(window, streams.offset.take(subject)[..., None])]
 
     def frames(
         self, selection: Selection, batch_size: int = 65536, context: int = 1
@@ -370,10 +382,7 @@ class DB23:
         position = mask.nonzero().squeeze(1)
         if limit is not None and len(position) > limit:
             position = position[torch.linspace(0, len(position) - 1, limit, device=position.device).long()]
-        if context > 1:
-            position = position[:, None] + torch.arange(1 - context, 1, device=position.device)
-            position = torch.maximum(position, streams.offset[subject])
-        return streams.frames[position].to(self.device, non_blocking=self.pinned)
+        return self.stream_context(position, context).to(self.device, non_blocking=self.pinned)
 
 
 def _concatenate_streams(paths: list[Path], payloads: list[dict], n_channels: int, n_reps: int) -> Streams:

@@ -30,6 +30,7 @@ import torch
 from .artefacts import EVALUATION_TABLES
 from .atomic import atomic_write_frame
 from .bootstrap import subject_interval
+from .errors import InputError
 from .exact import exact_subset_accuracy
 from .logits import PER_FRAME, read_logits
 from .subsets import draw_subsets, subset_correct, subset_frame, subset_membership, subset_metrics, subset_table
@@ -40,6 +41,7 @@ from .voting import (
     rest_index,
     voting_tallies,
     window_frames_for,
+    window_ids,
     window_outcomes,
 )
 
@@ -241,6 +243,11 @@ def evaluate_payload(
     """
     classes = payload["classes"]
     n_classes, n_units = len(classes), len(payload["subjects"])
+    if window_ids(payload, window_frames)[1] == 0:
+        raise InputError(
+            f"{payload['model']}/{payload['fold']}: no segment holds a whole vote window of {window_frames} frames; "
+            "shorten evaluation.vote_window_ms or lengthen preprocess.windows"
+        )
     frame_masks = groups(payload)
     units_of = _group_units(payload, frame_masks)
 

@@ -34,9 +34,39 @@ class ModelConfig:
     depth: int = 2
     dropout: float = 0.1
     context: int = 1  # frames the encoder sees: the current one and the context - 1 before it
+    dropout_layers: int | None = None  # the last this many hidden layers have dropout (None: all)
+    logit_scale: float | None = None  # a fixed scale of the cosine logits; None: CLIP's learnable temperature
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+class ReferenceBatchNorm1d(nn.BatchNorm1d):
+    """Batch norm that, in training, can normalise a whole batch with the statistics of its first
+    ``reference_rows`` rows only (and update its running statistics from them).
+
+    An AdaBN model adapts at test time on a subject's unlabelled continuous recording (mostly rest and
+    transitions), not on the class-balanced groups it trains on; normalising each training batch with the
+    statistics of frames of the same subject's recording trains it the way it will be used. With no reference
+    rows it is plain batch norm, and in eval mode it uses its running statistics as usual (AdaBN sets them).
+    """
+
+    reference_rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.reference_rows):
+            return super().forward(x)
+        dims = (0, 2) if x.dim() == 3 else (0,)
+        reference = x[: self.reference_rows]
+        mean, var = reference.mean(dims), reference.var(dims, unbiased=False)
+        with torch.no_grad():
+            count = reference.numel() // reference.shape[1]
+            self.num_batches_tracked += 1
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(var.detach() * count / max(count - 1, 1), self.momentum)
+        shape = (1, -1, 1) if x.dim() == 3 else (1, -1)
+        normalised = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        return normalised * self.weight.view(shape) + self.bias.view(shape)
 
 
 class EMGEncoder(nn.Module):
@@ -55,17 +85,19 @@ class EMGEncoder(nn.Module):
         maps = config.conv_maps
         self.convolutions = nn.Sequential(
             nn.Conv1d(config.context, maps, kernel_size=3, padding=1),
-            nn.BatchNorm1d(maps),
+            ReferenceBatchNorm1d(maps),
             nn.ReLU(),
             nn.Conv1d(maps, maps, kernel_size=3, padding=1),
-            nn.BatchNorm1d(maps),
+            ReferenceBatchNorm1d(maps),
             nn.ReLU(),
         )
         layers: list[nn.Module] = []
         width_in = maps * config.n_channels
-        for _ in range(config.depth):
-            layers += [nn.Linear(width_in, config.width), nn.BatchNorm1d(config.width), nn.ReLU()]
-            layers.append(nn.Dropout(config.dropout))
+        with_dropout = config.depth if config.dropout_layers is None else config.dropout_layers
+        for layer in range(config.depth):
+            layers += [nn.Linear(width_in, config.width), ReferenceBatchNorm1d(config.width), nn.ReLU()]
+            if layer >= config.depth - with_dropout:
+                layers.append(nn.Dropout(config.dropout))
             width_in = config.width
         layers.append(nn.Linear(width_in, config.embedding_dim))
         self.layers = nn.Sequential(*layers)
@@ -82,7 +114,10 @@ class ContrastiveModel(nn.Module):
         self.config = config
         self.emg_encoder = EMGEncoder(config)
         self.class_encoder = nn.Linear(config.n_classes, config.embedding_dim)  # one-hot codes → embeddings
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+        if config.logit_scale is None:
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+        else:  # fixed: the reference's code defines a learnable scale but never applies it (a scale of 1)
+            self.register_buffer("logit_scale", torch.tensor(math.log(config.logit_scale)))
         self.register_buffer("class_codes", torch.eye(config.n_classes), persistent=False)
 
     def encode_emg(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,11 +129,14 @@ class ContrastiveModel(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(100)).exp()  # CLIP clamps at 100 to keep training stable
 
-    def group_logits(self, x: torch.Tensor, classes: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    def group_logits(
+        self, x: torch.Tensor, classes: torch.Tensor, present: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Groups [group, class, (context,) channel] → [group, frame, class] logits of each group's frames vs its
         classes. Only ``present`` frames are encoded (absent ones are placeholders that must not shift batch
-        statistics); their rows are zeros, which the loss masks."""
-        frames = encode_present(self.encode_emg, x, present)
+        statistics); their rows are zeros, which the loss masks. ``reference`` frames, when given, set the batch
+        statistics (see :class:`ReferenceBatchNorm1d`)."""
+        frames = encode_present(self.encode_emg, x, present, reference, self)
         return self.scale() * frames @ self.encode_classes()[classes].T
 
     def forward(self, x: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
@@ -116,16 +154,33 @@ class ClassifierModel(nn.Module):
         # A linear head straight on the embedding, as the contrastive model compares that embedding linearly.
         self.head = nn.Linear(config.embedding_dim, config.n_classes)
 
-    def group_logits(self, x: torch.Tensor, classes: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        return encode_present(lambda frames: self.head(self.emg_encoder(frames)), x, present)[..., classes]
+    def group_logits(
+        self, x: torch.Tensor, classes: torch.Tensor, present: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        encode = lambda frames: self.head(self.emg_encoder(frames))  # noqa: E731
+        return encode_present(encode, x, present, reference, self)[..., classes]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.emg_encoder(x))
 
 
-def encode_present(encode, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """``encode`` of the present frames of groups [group, class, ...]: [group, class, out], zeros where absent."""
-    encoded = encode(x[present])
+def encode_present(
+    encode, x: torch.Tensor, present: torch.Tensor, reference: torch.Tensor | None = None, model: nn.Module = None
+) -> torch.Tensor:
+    """``encode`` of the present frames of groups [group, class, ...]: [group, class, out], zeros where absent.
+    With ``reference`` frames, every batch-norm layer of ``model`` normalises with their statistics."""
+    frames = x[present]
+    if reference is None:
+        encoded = encode(frames)
+    else:
+        layers = [layer for layer in model.modules() if isinstance(layer, ReferenceBatchNorm1d)]
+        for layer in layers:
+            layer.reference_rows = len(reference)
+        try:
+            encoded = encode(torch.cat((reference, frames)))[len(reference) :]
+        finally:
+            for layer in layers:
+                layer.reference_rows = 0
     out = encoded.new_zeros((*present.shape, encoded.shape[-1]))
     out[present] = encoded
     return out

@@ -2,7 +2,9 @@
 
 For 2 kHz databases (DB2, DB3) the whole recording is band-passed (causal Butterworth, second-order sections, from
 rest state: zeros before the first sample), then every frame is the RMS of the ``rms_window_ms`` of filtered signal
-that ends at the frame's last sample: causal, as a prosthesis controller sees it. Frame ``f`` ends at sample
+that ends at the frame's last sample: causal, as a prosthesis controller sees it (``rms_alignment: centred``
+centres the window on that sample instead, as the reference's code did: it then reads samples a controller does
+not have yet, so it is not causal). Frame ``f`` ends at sample
 ``(f + 1) * hop - 1``; frames are ``1000 / frame_rate_hz`` ms apart. DB1 arrives rectified and RMS-smoothed at
 100 Hz: its frames are its samples (every ``hop``-th one at a lower frame rate).
 
@@ -47,6 +49,7 @@ class PreprocessParams:
     bandpass_high_hz: float
     filter_order: int
     rms_window_ms: float
+    rms_alignment: str  # "causal": the window ends at the frame; "centred" (not causal): the frame is its centre
     frame_rate_hz: float
     windows: dict  # name → {offset_ms, length_ms}: where each movement segment starts after the onset, how long
     feature_window_ms: float  # Hudgins features for the LDA baseline
@@ -105,7 +108,7 @@ def _window_sums(values: np.ndarray, ends: np.ndarray, window: int) -> np.ndarra
     """Sum of ``values`` (1-D) over the ``window`` entries ending at each of ``ends`` (inclusive); entries before
     the start count as zeros."""
     running = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
-    upper = np.maximum(ends + 1, 0)
+    upper = np.clip(ends + 1, 0, len(values))  # entries past the end count as zeros too
     return running[upper] - running[np.clip(ends + 1 - window, 0, upper)]
 
 
@@ -138,9 +141,13 @@ def hudgins_features(signal: np.ndarray, ends: np.ndarray, window: int, deadband
     return out
 
 
-def _rms_frames(filtered: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
-    """RMS over the ``window`` samples ending at each of ``ends``; zeros before the recording."""
-    return np.sqrt(np.maximum(_window_sums(filtered * filtered, ends, window), 0.0) / window)
+def _rms_frames(filtered: np.ndarray, ends: np.ndarray, window: int, alignment: str = "causal") -> np.ndarray:
+    """RMS over the ``window`` samples ending at each of ``ends`` (causal), or centred on them (``"centred"``:
+    it reads window // 2 samples after the frame, which no controller has yet); zeros outside the recording."""
+    if alignment not in ("causal", "centred"):
+        raise InputError(f"preprocess.rms_alignment must be causal or centred, not {alignment!r}")
+    last = ends + window // 2 if alignment == "centred" else ends
+    return np.sqrt(np.maximum(_window_sums(filtered * filtered, last, window), 0.0) / window)
 
 
 def stream_frames(
@@ -172,7 +179,7 @@ def stream_frames(
             signal = raw - _moving_mean(raw, feature_window)
         else:
             signal = scipy.signal.sosfilt(sos, raw)
-            frames[:, channel] = _rms_frames(signal, ends, rms_window)
+            frames[:, channel] = _rms_frames(signal, ends, rms_window, params.rms_alignment)
         deadband = params.feature_deadband * np.sqrt(np.mean(signal[calibration] ** 2))
         channel_features = hudgins_features(signal[None], ends, feature_window, deadband)[0]
         if already_rectified:  # amplitude features describe the envelope itself

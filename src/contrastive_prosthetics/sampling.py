@@ -24,6 +24,7 @@ class ContrastiveBatch:
     classes: torch.Tensor  # [class] indices into DB23's class axis
     present: torch.Tensor  # [group, class] False where the group's subject never recorded the class
     subjects: torch.Tensor  # [group, class] indices into DB23's subject axis: where each frame came from
+    reference: torch.Tensor | None = None  # [frame, (context,) channel] the subject's unlabelled recording, or None
 
 
 class ContrastiveSampler:
@@ -35,10 +36,21 @@ class ContrastiveSampler:
     drawn: only valid (subject, class, repetition) triples of the selection are in the tables. A class the
     batch's subject never recorded is marked absent in ``present``; its slot holds a placeholder frame that
     must not reach the model (:meth:`models.ContrastiveModel.group_logits` encodes present frames only).
+
+    ``reference_frames`` > 0 (per-subject batches only) adds that many frames drawn at random from the batch's
+    subject's continuous recording during the selected repetitions, unlabelled: batch norm normalises with their
+    statistics, as AdaBN will with the subject's recording at test time.
     """
 
     def __init__(
-        self, data: DB23, selection: Selection, groups: int, seed: int, per_subject: bool = False, context: int = 1
+        self,
+        data: DB23,
+        selection: Selection,
+        groups: int,
+        seed: int,
+        per_subject: bool = False,
+        context: int = 1,
+        reference_frames: int = 0,
     ):
         if context > 1 and data.streams is None:
             raise InputError("a context of more than one frame needs the streams: load DB23 with with_streams=True")
@@ -79,6 +91,21 @@ class ContrastiveSampler:
             raise InputError("the selection holds no valid (subject, class, repetition): nothing to sample")
         self.flat = data.emg.reshape(-1, data.emg.shape[-1])
         self.class_rows = torch.arange(len(classes), device=data.storage_device) * self.table.shape[-1]
+        self.reference_frames = reference_frames if per_subject else 0
+        if self.reference_frames:
+            self._index_recordings(selection)
+
+    def _index_recordings(self, selection: Selection) -> None:
+        """Per sampled subject, the stream positions of its recording during the selected repetitions."""
+        if self.data.streams is None:
+            raise InputError("reference frames need the streams: load DB23 with with_streams=True")
+        streams = self.data.streams
+        repetitions = (selection.repetitions + 1).to(streams.repetition.device)
+        timely = torch.isin(streams.repetition, repetitions)
+        positions = [((streams.subject == s) & timely).nonzero().squeeze(1) for s in self.subjects.tolist()]
+        self.recording_count = torch.tensor([len(p) for p in positions], device=self.flat.device)
+        self.recording_offset = torch.cumsum(self.recording_count, 0) - self.recording_count
+        self.recording_positions = torch.cat(positions).to(self.flat.device)
 
     def draw(self) -> ContrastiveBatch:
         shape = (self.groups, len(self.classes))
@@ -103,11 +130,18 @@ class ContrastiveSampler:
             x = self.data.frames_with_context(chosen + frames, self.context)  # [B, C', N, channel]
         device = self.data.device
         non_blocking = x.device != device and self.data.pinned
+        reference = None
+        if self.reference_frames:
+            uniform = torch.rand(self.reference_frames, generator=self.generator, device=self.flat.device)
+            slot = self.recording_offset[which[0]] + (uniform * self.recording_count[which[0]]).long()
+            reference = self.data.stream_context(self.recording_positions[slot], self.context)
+            reference = reference.to(device, non_blocking=non_blocking)
         return ContrastiveBatch(
             x=x.to(device, non_blocking=non_blocking),
             classes=self.classes,
             present=present.to(device),
             subjects=subjects.to(device),
+            reference=reference,
         )
 
     def __iter__(self) -> Iterator[ContrastiveBatch]:

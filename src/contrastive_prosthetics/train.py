@@ -56,6 +56,7 @@ class TrainingSettings:
     final_epochs: int
     log_floor: float  # the log-amplitude floor, a fraction of each channel's training median
     adaptation_frames: int  # most stream frames a cross-fitted AdaBN adaptation reads
+    reference_frames: int  # recording frames whose statistics normalise each batch of a cross-fitted AdaBN model
     evaluation_batch: int = 1 << 16
 
     @classmethod
@@ -73,6 +74,7 @@ class TrainingSettings:
             final_epochs=training["final"]["epochs"],
             log_floor=training["log_floor"],
             adaptation_frames=training["adaptation_frames"],
+            reference_frames=training["reference_frames"],
         )
 
 
@@ -122,6 +124,7 @@ class Setting:
     adabn: bool
     adaptation: str
     device: Device
+    seed: int
 
     def scores(self, model: torch.nn.Module, selection: Selection, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return predict(
@@ -134,6 +137,8 @@ class Setting:
             batch=self.settings.evaluation_batch,
             context=self.config.context,
             limit=self.settings.adaptation_frames,
+            statistics_batch=self.settings.groups * len(self.data.classes),
+            seed=self.seed,
         )
 
     def validation_scores(self, model: torch.nn.Module) -> tuple[float, float]:
@@ -158,8 +163,15 @@ def train_once(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_steps, 1))
     # AdaBN normalises each subject with its own statistics at test time, so training batches come from one
     # subject each and batch norm learns within-subject statistics; without it, batches mix subjects.
+    # A model that will adapt on a subject's continuous recording trains with batch statistics from it too.
+    reference = settings.reference_frames if setting.adabn and setting.adaptation == "cross_fitted" else 0
     sampler = setting.data.contrastive_sampler(
-        setting.selections.train, settings.groups, seed=seed, per_subject=setting.adabn, context=setting.config.context
+        setting.selections.train,
+        settings.groups,
+        seed=seed,
+        per_subject=setting.adabn,
+        context=setting.config.context,
+        reference_frames=reference,
     )
     loss_of = model_losses(model)
     history, timings = [], []
@@ -171,7 +183,7 @@ def train_once(
         for _ in tqdm(range(settings.steps_per_epoch), desc=f"{description} epoch {epoch}", leave=False, mininterval=5):
             batch = sampler.draw()
             with device.autocast:
-                logits = model.group_logits(batch.x, batch.classes, batch.present).float()
+                logits = model.group_logits(batch.x, batch.classes, batch.present, batch.reference).float()
                 loss = loss_of(logits, batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -282,9 +294,11 @@ def train_fold(
         width=architecture["width"],
         depth=architecture["depth"],
         context=architecture["context_frames"],
+        dropout_layers=architecture["dropout_layers"],
+        logit_scale=None if architecture["logit_scale"] == "learnable" else float(architecture["logit_scale"]),
     )
     log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
-    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen)
+    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen, seed)
 
     search_rows, hyper = search(setting, seed)
     model, history, extra = train_once(setting, hyper, settings.final_epochs, seed, "final")
