@@ -40,6 +40,7 @@ localrules:
     all,
     download,
     aggregate,
+    aggregate_stream,
     figures,
 
 
@@ -48,7 +49,7 @@ rule all:
     input:
         tensors=all_tensors(),
         logits=all_logits(),
-        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES),
+        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES),
         figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),
 
 

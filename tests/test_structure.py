@@ -19,8 +19,8 @@ STAGES = [
     {"segments", "convert"},
     {"dataset", "sampling", "logits", "tables"},
     {"models", "adaptation", "train", "baseline"},
-    {"voting", "subsets", "exact", "evaluate", "summary"},
-    {"plotting", "training_figures", "comparison_figures", "figures"},
+    {"realtime", "voting", "subsets", "exact", "evaluate", "summary", "stream"},
+    {"plotting", "training_figures", "comparison_figures", "stream_figures", "figures", "replay", "export"},
     {"cli", "__main__"},
 ]
 STAGE_OF = {module: stage for stage, modules in enumerate(STAGES) for module in modules}

@@ -5,6 +5,8 @@ reads them while it is parsed)."""
 EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion")
 # Tables aggregate writes beside the concatenated ones: the run's summaries (summary.py).
 SUMMARY_TABLES = ("summary", "subset_summary")
+# Tables of the continuous-stream evaluation (rule stream, per network × fold × window; then aggregate_stream).
+STREAM_TABLES = ("stream_metrics", "stream_timing")
 # Figures written into results/figures/ as <name>.svg and <name>.png, each with workflow/report/<name>.rst.
 FIGURES = (
     "subset_size",
@@ -15,4 +17,5 @@ FIGURES = (
     "search",
     "windows",
     "per_class_recall",
+    "stream",
 )

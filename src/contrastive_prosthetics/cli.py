@@ -117,11 +117,56 @@ def command_evaluate(args: argparse.Namespace) -> None:
     )
 
 
+def command_stream(args: argparse.Namespace) -> None:
+    import torch
+
+    from .stream import evaluate_stream
+
+    torch.set_num_threads(args.threads)
+    evaluate_stream(
+        Path(args.model),
+        [Path(p) for p in args.tensors],
+        args.fold,
+        json.loads(args.fold_json),
+        Path(args.out_dir),
+        subset_sizes=args.subset_sizes,
+        trials=args.trials,
+        subset_trials=args.subset_trials,
+        vote_ms=args.vote_ms,
+        seed=args.seed,
+        adaptation_limit=args.adaptation_frames,
+    )
+
+
+def command_replay(args: argparse.Namespace) -> None:
+    from .ninapro import database
+    from .replay import controller_for, replay_to_files
+
+    spec = database(args.database)
+    controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend)
+    figure = Path(args.figure) if args.figure else None
+    timeline = replay_to_files(controller, Path(args.recording), spec, Path(args.out), figure)
+    log.info("%d frames, %.1f %% decided right", len(timeline), 100 * (timeline["true"] == timeline["decided"]).mean())
+
+
+def command_export(args: argparse.Namespace) -> None:
+    from .export import export_model
+
+    for kind, path in export_model(Path(args.model), Path(args.out_dir)).items():
+        log.info("wrote %s: %s", kind, path)
+
+
 def command_aggregate(args: argparse.Namespace) -> None:
     from .summary import aggregate_run
 
     folders = [Path(folder) for folder in args.inputs]
     aggregate_run(folders, args.tables, Path(args.out_dir), json.loads(args.families_json), args.seed)
+
+
+def command_aggregate_stream(args: argparse.Namespace) -> None:
+    from .tables import aggregate_stream_folders
+
+    aggregate_stream_folders([Path(folder) for folder in args.inputs or []], args.tables, Path(args.out_dir))
 
 
 def command_figures(args: argparse.Namespace) -> None:
@@ -204,6 +249,37 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out-dir", required=True, help="results/eval/{model}/{fold}")
     evaluate.set_defaults(run=command_evaluate)
 
+    stream = commands.add_parser("stream", help="decide every frame of the test recordings, as the controller")
+    stream.add_argument("--model", required=True, help="results/models/{model}/{fold}/{window}/model.pt")
+    stream.add_argument("--tensors", required=True, nargs="+", help="converted subject files")
+    stream.add_argument("--fold", required=True, help="the fold's name")
+    stream.add_argument("--fold-json", required=True, help="the fold's settings as JSON")
+    stream.add_argument("--subset-sizes", required=True, nargs="+", type=int, help="k of the subsets (K is added)")
+    stream.add_argument("--trials", required=True, type=int, help="subsets per k (the first of the subset draws)")
+    stream.add_argument("--subset-trials", required=True, type=int, help="evaluation.subset_trials")
+    stream.add_argument("--vote-ms", required=True, nargs="+", type=float, help="causal vote lengths (0: none)")
+    stream.add_argument("--seed", required=True, type=int, help="config key 'seed'")
+    stream.add_argument("--adaptation-frames", required=True, type=int, help="training.adaptation_frames")
+    stream.add_argument("--threads", required=True, type=int, help="CPU threads for torch")
+    stream.add_argument("--out-dir", required=True, help="results/eval/{model}/{fold}/{window}")
+    stream.set_defaults(run=command_stream)
+
+    replay = commands.add_parser("replay", help="replay a recording through the real-time controller")
+    replay.add_argument("--model", required=True, help="a network's model.pt, or an export folder")
+    replay.add_argument("--recording", required=True, help="a NinaPro .mat file (S1_E1_A1.mat)")
+    replay.add_argument("--database", required=True, choices=["db1", "db2", "db3"])
+    replay.add_argument("--gestures", required=True, nargs="+", help="the chosen gestures (rest is always added)")
+    replay.add_argument("--vote-ms", required=True, type=float, help="causal majority vote over this long (0: none)")
+    replay.add_argument("--backend", default="onnx", choices=["onnx", "torchscript"], help="for an export folder")
+    replay.add_argument("--out", required=True, help="the decision timeline (TSV)")
+    replay.add_argument("--figure", help="also draw the timeline here (.svg and .png)")
+    replay.set_defaults(run=command_replay)
+
+    export = commands.add_parser("export", help="export a network as ONNX and TorchScript, normalisation baked in")
+    export.add_argument("--model", required=True, help="results/models/{model}/{fold}/{window}/model.pt")
+    export.add_argument("--out-dir", required=True, help="where model.onnx, model.ts and deployment.json go")
+    export.set_defaults(run=command_export)
+
     aggregate = commands.add_parser("aggregate", help="concatenate per model x fold evaluation tables")
     aggregate.add_argument("--inputs", required=True, nargs="+", help="results/eval/{model}/{fold} folders")
     aggregate.add_argument("--tables", required=True, nargs="+", help="table names (subset_accuracy, ...)")
@@ -211,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--seed", required=True, type=int, help="config key 'seed' (bootstrap over subjects)")
     aggregate.add_argument("--out-dir", required=True)
     aggregate.set_defaults(run=command_aggregate)
+
+    aggregate_stream = commands.add_parser("aggregate-stream", help="concatenate the stream evaluation tables")
+    aggregate_stream.add_argument("--inputs", nargs="*", help="results/eval/{model}/{fold}/{window} of the networks")
+    aggregate_stream.add_argument("--tables", required=True, nargs="+", help="stream_metrics, stream_timing")
+    aggregate_stream.add_argument("--out-dir", required=True)
+    aggregate_stream.set_defaults(run=command_aggregate_stream)
 
     figures = commands.add_parser("figures", help="draw every figure from the aggregated tables")
     figures.add_argument("--eval-dir", required=True, help="results/eval")

@@ -102,6 +102,12 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
             f"{source}: evaluation.vote_window_ms = {config['evaluation']['vote_window_ms']} is shorter than one "
             f"frame ({frame_ms:g} ms at preprocess.frame_rate_hz = {pre['frame_rate_hz']}): use at least {frame_ms:g}"
         )
+    if config["evaluation"]["stream_trials"] > config["evaluation"]["subset_trials"]:
+        raise ConfigError(
+            f"{source}: evaluation.stream_trials = {config['evaluation']['stream_trials']} is more than the "
+            f"evaluation.subset_trials = {config['evaluation']['subset_trials']} subsets drawn per k; the stream "
+            "evaluation uses the first of those: lower it"
+        )
     vote_ms = config["evaluation"]["vote_window_ms"]
     short = {name: w["length_ms"] for name, w in pre["windows"].items() if w["length_ms"] < vote_ms}
     if short:

@@ -128,6 +128,7 @@ class DB23:
         self.frame_rate_hz = frame_rate_hz  # frames per second along the frame axis
         self.streams = streams  # every subject's continuous stream, when loaded (with_streams)
         self.window = "segments"  # the name of the segment window ``emg`` holds
+        self.preprocess: dict | None = None  # the conversion's preprocess parameters, when loaded from files
         self.features: torch.Tensor | None = None  # [subject, class, rep, frame, channel, 4] Hudgins features
         self.classes = list(classes)
         self.subjects = list(subjects)
@@ -148,7 +149,7 @@ class DB23:
             frame_rate_hz=self.frame_rate_hz,
             streams=streams,
         )
-        copy.features, copy.window = self.features, self.window
+        copy.features, copy.window, copy.preprocess = self.features, self.window, self.preprocess
         return copy
 
     @property
@@ -224,6 +225,7 @@ class DB23:
             streams=streams,
         )
         data.window = window
+        data.preprocess = payloads[0].get("metadata", {}).get("preprocess")
         if with_features:
             # Classical baselines use these on the CPU (scikit-learn): they stay there.
             data.features = torch.zeros((*emg.shape, payloads[0]["features"].shape[-1]))

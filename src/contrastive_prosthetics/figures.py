@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .artefacts import EVALUATION_TABLES, SUMMARY_TABLES
+from .artefacts import EVALUATION_TABLES, STREAM_TABLES, SUMMARY_TABLES
 from .comparison_figures import per_class_recall_figure, validation_choice, windows_figure
 from .plotting import (
     BAND_ALPHA,
@@ -46,6 +46,7 @@ from .plotting import (
     subject_sort_key,
     with_labels,
 )
+from .stream_figures import stream_figure
 from .tables import read_table
 from .training_figures import search_figure, training_curves_figure
 
@@ -360,7 +361,7 @@ def make_figures(
     folds = None if family is None else {fold for fold, name in families.items() if name == family} | {family}
     tables = {
         name: selected(read_table(eval_dir / f"{name}.tsv"), window, folds, family)
-        for name in (*EVALUATION_TABLES, *SUMMARY_TABLES)
+        for name in (*EVALUATION_TABLES, *SUMMARY_TABLES, *STREAM_TABLES)
     }
     every_window = selected(read_table(eval_dir / "summary.tsv"), None, None, family)
 
@@ -390,4 +391,5 @@ def make_figures(
         *search_figure(search_tables, out_dir / "search", colours=colours),
         *windows_figure(every_window, out_dir / "windows", colours=colours),
         *per_class_recall_figure(tables["metrics"], out_dir / "per_class_recall", model, colours=colours),
+        *stream_figure(tables["stream_metrics"], tables["stream_timing"], out_dir / "stream", colours=colours),
     ]

@@ -25,3 +25,39 @@ def aggregate_folders(folders: list[Path], table_names: list[str], out_dir: Path
     per_folder = [{name: read_table(Path(folder) / f"{name}.tsv") for name in table_names} for folder in folders]
     for name, table in aggregate(per_folder).items():
         atomic_write_frame(table, Path(out_dir) / f"{name}.tsv")
+
+
+# The columns of the stream tables (stream.py writes them; an empty run of them keeps the header).
+STREAM_COLUMNS = {
+    "stream_metrics": [
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "k",
+        "trial",
+        "vote_frames",
+        "vote_ms",
+        "accuracy",
+        "movement_accuracy",
+        "rest_accuracy",
+        "rest_false_activation",
+        "onset_delay_p50_ms",
+        "onset_delay_p90_ms",
+        "onsets_missed",
+        "changes_per_s",
+        "frames",
+    ],
+    "stream_timing": ["model", "adabn", "adaptation", "fold", "window", "compute_ms", "rms_window_ms", "frame_ms"],
+}
+
+
+def aggregate_stream_folders(folders: list[Path], table_names: list[str], out_dir: Path) -> None:
+    """:func:`aggregate_folders` for the stream tables, which a run without networks has none of: then each is
+    written with its header only."""
+    if folders:
+        aggregate_folders(folders, table_names, out_dir)
+        return
+    for name in table_names:
+        atomic_write_frame(pd.DataFrame(columns=STREAM_COLUMNS[name]), Path(out_dir) / f"{name}.tsv")

@@ -321,6 +321,7 @@ def train_fold(
             "classes": data.classes,
             "subjects": data.subject_names,
             "frame_rate_hz": data.frame_rate_hz,
+            "preprocess": data.preprocess,  # how the frames were made: a controller makes them the same way
             "model": model_name,
             "adabn": adabn,
             "adaptation": adaptation,

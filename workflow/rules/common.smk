@@ -2,7 +2,7 @@
 import json
 import re
 
-from contrastive_prosthetics.artefacts import EVALUATION_TABLES, FIGURES, SUMMARY_TABLES
+from contrastive_prosthetics.artefacts import EVALUATION_TABLES, FIGURES, STREAM_TABLES, SUMMARY_TABLES
 from contrastive_prosthetics.folds import fold_families, fold_subjects
 from contrastive_prosthetics.ninapro import database, exercise_from_file_name
 from contrastive_prosthetics.download import archive_name
@@ -36,6 +36,12 @@ def all_tensors():
 def per_run(pattern):
     """``pattern`` expanded over every configured model, fold and window."""
     return expand(pattern, model=config["models"], fold=config["folds"], window=WINDOWS)
+
+
+def network_runs(pattern):
+    """``pattern`` expanded over every configured network model (not LDA), fold and window."""
+    networks = [name for name, model in config["models"].items() if model["kind"] != "lda"]
+    return expand(pattern, model=networks, fold=config["folds"], window=WINDOWS)
 
 
 def all_logits():

@@ -49,3 +49,62 @@ rule aggregate:
     shell:
         "python -m contrastive_prosthetics aggregate --inputs {params.inputs} --tables {params.tables} "
         "--families-json {params.families:q} --seed {params.seed} --out-dir results/eval > {log} 2>&1"
+
+
+# Every frame of the test recordings decided as the real-time controller would, per network model × fold × window
+# (the LDA baseline is not a controller: it needs features of the raw 2 kHz signal, which streams do not keep).
+rule stream:
+    input:
+        model="results/models/{model}/{fold}/{window}/model.pt",
+        tensors=fold_tensors,
+    output:
+        metrics="results/eval/{model}/{fold}/{window}/stream_metrics.tsv",
+        timing="results/eval/{model}/{fold}/{window}/stream_timing.tsv",
+    log:
+        "logs/stream/{model}/{fold}/{window}.log",
+    benchmark:
+        "benchmarks/stream/{model}/{fold}/{window}.tsv"
+    wildcard_constraints:
+        model=models_of_kind(lambda kind: kind != "lda"),
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        fold=lambda wildcards: json.dumps(config["folds"][wildcards.fold]),
+        sizes=" ".join(map(str, config["evaluation"]["stream_subset_sizes"])),
+        trials=config["evaluation"]["stream_trials"],
+        subset_trials=config["evaluation"]["subset_trials"],
+        vote_ms=" ".join(map(str, config["evaluation"]["stream_vote_ms"])),
+        seed=config["seed"],
+        adaptation_frames=config["training"]["adaptation_frames"],
+    shell:
+        "python -m contrastive_prosthetics stream --model {input.model} --tensors {input.tensors} "
+        "--fold {wildcards.fold} --fold-json {params.fold:q} --subset-sizes {params.sizes} --trials {params.trials} "
+        "--subset-trials {params.subset_trials} --vote-ms {params.vote_ms} --seed {params.seed} "
+        "--adaptation-frames {params.adaptation_frames} --threads {threads} "
+        "--out-dir results/eval/{wildcards.model}/{wildcards.fold}/{wildcards.window} > {log} 2>&1"
+
+
+rule aggregate_stream:
+    input:
+        network_runs("results/eval/{model}/{fold}/{window}/stream_metrics.tsv"),
+        network_runs("results/eval/{model}/{fold}/{window}/stream_timing.tsv"),
+    output:
+        [
+            report(f"results/eval/{table}.tsv", caption="../report/tables.rst", category="Tables")
+            for table in STREAM_TABLES
+        ],
+    log:
+        "logs/aggregate_stream.log",
+    benchmark:
+        "benchmarks/aggregate_stream.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        inputs=network_runs("results/eval/{model}/{fold}/{window}"),
+        tables=STREAM_TABLES,
+    shell:
+        "python -m contrastive_prosthetics aggregate-stream --inputs {params.inputs} --tables {params.tables} "
+        "--out-dir results/eval > {log} 2>&1"

@@ -3,7 +3,7 @@
 
 rule figures:
     input:
-        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES),
+        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES),
         histories=per_run("results/models/{model}/{fold}/{window}/history.tsv"),
         searches=per_run("results/models/{model}/{fold}/{window}/search.tsv"),
     output:

@@ -1,0 +1,120 @@
+"""Export (ONNX, TorchScript) with the normalisation baked in, and replay through the controller."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import PREPROCESS, emg_for, first_window, make_protocol, write_mat
+
+from contrastive_prosthetics.atomic import atomic_torch_save
+from contrastive_prosthetics.convert import convert_subject
+from contrastive_prosthetics.dataset import Normalisation
+from contrastive_prosthetics.export import DeployedNetwork, OnnxNetwork, export_model, exported_controller
+from contrastive_prosthetics.models import ModelConfig, build_model
+from contrastive_prosthetics.ninapro import DB1, class_names
+from contrastive_prosthetics.realtime import Controller
+from contrastive_prosthetics.replay import controller_for, replay_to_files
+
+pytest.importorskip("onnxruntime")
+CLASSES = class_names(["A"])
+
+
+def model_file(path, frames: torch.Tensor, context: int = 1) -> torch.nn.Module:
+    """A model.pt as training writes it, of an untrained network with a normalisation fitted on ``frames``."""
+    torch.manual_seed(0)
+    config = ModelConfig("contrastive", frames.shape[-1], len(CLASSES), 8, 8, 32, 2, 0.0, context)
+    model = build_model(config).eval()
+    epsilon = 0.01 * frames.median(0).values.clamp(min=1e-6)
+    logs = torch.log(frames + epsilon)
+    normalisation = Normalisation(logs.mean(0), logs.std(0), True, epsilon)
+    atomic_torch_save(
+        {
+            "state_dict": model.state_dict(),
+            "model_config": config.as_dict(),
+            "normalisation": normalisation.state_dict(),
+            "classes": CLASSES,
+            "frame_rate_hz": 100.0,
+            "preprocess": PREPROCESS.as_dict(),
+            "model": "tiny",
+            "fold": "f",
+            "window": "onset",
+            "adabn": False,
+            "adaptation": "none",
+        },
+        path,
+    )
+    return model
+
+
+def db1_recording(tmp_path):
+    protocol = make_protocol([1, 2, 3], DB1.repetitions, movement_samples=150, rest_samples=130)
+    return write_mat(tmp_path / "S1_A1_E1.mat", protocol, emg_for(protocol, DB1.n_channels, rectified=True))
+
+
+def check_exported_network_matches(tmp_path, frames: torch.Tensor, context: int) -> None:
+    model_file(tmp_path / "model.pt", frames, context)
+    paths = export_model(tmp_path / "model.pt", tmp_path / "deploy")
+    saved = torch.load(tmp_path / "model.pt", weights_only=False)
+    network = build_model(ModelConfig(**saved["model_config"]))
+    network.load_state_dict(saved["state_dict"])
+    reference = DeployedNetwork(
+        network, Normalisation.from_state_dict(saved["normalisation"]), torch.ones(10, dtype=torch.bool)
+    )
+    inputs = (
+        frames
+        if context == 1
+        else frames[torch.arange(len(frames))[:, None] + torch.arange(1 - context, 1).clamp(min=0)]
+    )
+    with torch.no_grad():
+        expected = reference.eval()(inputs)
+    onnx = OnnxNetwork(paths["onnx"])(inputs)
+    scripted = torch.jit.load(str(paths["torchscript"]))(inputs)
+    np.testing.assert_allclose(onnx.numpy(), expected.numpy(), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(scripted.detach().numpy(), expected.numpy(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("context", [1, 3])
+def test_onnx_and_torchscript_equal_pytorch_on_synthetic_frames(tmp_path, context):
+    tensors = first_window(convert_subject(DB1, 1, {"A": str(db1_recording(tmp_path))}, ["A"], PREPROCESS))
+    check_exported_network_matches(tmp_path, tensors["stream"][:2000], context)
+
+
+@pytest.mark.realdata
+def test_onnx_equals_pytorch_to_1e5_on_real_db1_frames(tmp_path, db1_dir):
+    source = db1_dir / "s1" / "S1_A1_E1.mat"
+    stream = convert_subject(DB1, 1, {"A": str(source)}, ["A"], PREPROCESS)["stream"]
+    check_exported_network_matches(tmp_path, stream[::10], context=1)  # every 10th of 101 k frames
+
+
+def test_the_controller_runs_on_the_exported_model_with_the_same_decisions(tmp_path):
+    recording = db1_recording(tmp_path)
+    stream = convert_subject(DB1, 1, {"A": str(recording)}, ["A"], PREPROCESS)["stream"]
+    model_file(tmp_path / "model.pt", stream)
+    export_model(tmp_path / "model.pt", tmp_path / "deploy")
+    emg = emg_for(make_protocol([1, 2, 3], DB1.repetitions, movement_samples=150, rest_samples=130), 10, rectified=True)
+    gestures = ["A1", "A3"]
+    decisions = {}
+    for name, controller in (
+        ("torch", Controller.from_model_file(tmp_path / "model.pt", DB1, gestures, 5)),
+        ("onnx", exported_controller(tmp_path / "deploy", DB1, gestures, 5, "onnx")),
+        ("torchscript", exported_controller(tmp_path / "deploy", DB1, gestures, 5, "torchscript")),
+    ):
+        decisions[name] = [d for start in range(0, 1500, 1) for d in controller.push(emg[start : start + 1])]
+    agree = np.mean([a == b for a, b in zip(decisions["torch"], decisions["onnx"], strict=True)])
+    assert len(decisions["torch"]) == 1500 and agree > 0.999  # float differences of 1e-6 may flip a near-tie
+    assert decisions["torchscript"] == decisions["torch"]
+
+
+def test_replay_writes_a_timeline_and_its_figure(tmp_path):
+    recording = db1_recording(tmp_path)
+    stream = convert_subject(DB1, 1, {"A": str(recording)}, ["A"], PREPROCESS)["stream"]
+    model_file(tmp_path / "model.pt", stream)
+    controller = controller_for(tmp_path / "model.pt", DB1, ["A1", "A2"], vote_ms=250, backend="onnx")
+    replay_to_files(controller, recording, DB1, tmp_path / "timeline.tsv", tmp_path / "timeline")
+    written = pd.read_csv(tmp_path / "timeline.tsv", sep="\t")
+    assert list(written.columns) == ["frame", "time_s", "true", "decided"] and len(written) == len(stream)
+    assert set(written["decided"]) <= {"rest", "A1", "A2"} and set(written["true"]) == {"rest", "A1", "A2", "A3"}
+    assert written["time_s"].iloc[0] == pytest.approx(0.0) and written["time_s"].diff().iloc[1] == pytest.approx(0.01)
+    assert (tmp_path / "timeline.svg").exists() and (tmp_path / "timeline.png").exists()

@@ -1,0 +1,136 @@
+"""The real-time controller: frames bit-identical to conversion's stream, decisions independent of chunking and
+equal to the offline stream evaluation's."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import PREPROCESS, emg_for, make_protocol, write_mat
+
+from contrastive_prosthetics.convert import convert_subject
+from contrastive_prosthetics.dataset import Normalisation
+from contrastive_prosthetics.errors import InputError
+from contrastive_prosthetics.models import ModelConfig, batchnorm_layers, build_model
+from contrastive_prosthetics.ninapro import DB1, DB2, class_names
+from contrastive_prosthetics.realtime import Controller, FrameMaker, FrameScorer, allowed_classes, decide
+
+CLASSES = class_names(["B"])[:4]  # rest, B1, B2, B3
+
+
+def db2_recording(tmp_path):
+    protocol = make_protocol([1, 2, 3], DB2.repetitions, movement_samples=2600, rest_samples=2200, relabel_trim=100)
+    emg = emg_for(protocol, DB2.n_channels, seed=5) * 1e-4 + 2e-6
+    path = write_mat(tmp_path / "S1_E1_A1.mat", protocol, emg)
+    return path, emg
+
+
+def feed(maker_or_controller, signal: np.ndarray, chunk: int) -> list:
+    out = []
+    for start in range(0, len(signal), chunk):
+        out.append(maker_or_controller.push(signal[start : start + chunk]))
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 20, 333])
+def test_frames_made_online_are_the_stored_stream_bit_for_bit(tmp_path, chunk):
+    path, emg = db2_recording(tmp_path)
+    stream = convert_subject(DB2, 1, {"B": str(path)}, ["B"], PREPROCESS)["stream"].numpy()
+    maker = FrameMaker(DB2.sampling_rate_hz, PREPROCESS, False, DB2.n_channels)
+    online = np.concatenate(feed(maker, emg[:12000], chunk))
+    assert online.shape == (600, 12) and np.array_equal(online, stream[:600])
+
+
+def test_db1_envelopes_are_their_own_frames_online(tmp_path):
+    protocol = make_protocol([1, 2], DB1.repetitions, movement_samples=150, rest_samples=130)
+    emg = emg_for(protocol, DB1.n_channels, rectified=True)
+    path = write_mat(tmp_path / "S1_A1_E1.mat", protocol, emg)
+    stream = convert_subject(DB1, 1, {"A": str(path)}, ["A"], PREPROCESS)["stream"].numpy()
+    maker = FrameMaker(DB1.sampling_rate_hz, PREPROCESS, True, DB1.n_channels)
+    assert np.array_equal(np.concatenate(feed(maker, emg, 7)), stream)
+
+
+def test_a_centred_rms_cannot_run_online():
+    with pytest.raises(InputError, match="causal"):
+        FrameMaker(2000.0, replace(PREPROCESS, rms_alignment="centred"), False, 12)
+
+
+def straightforward_decisions(logits: torch.Tensor, allowed: torch.Tensor, vote: int) -> list[int]:
+    """The vote's definition, frame by frame in plain Python."""
+    n = max(vote, 1)
+    predictions = [max((c for c in range(len(row)) if allowed[c]), key=lambda c: (row[c], -c)) for row in logits]
+    out = []
+    for t in range(len(logits)):
+        window = range(max(0, t - n + 1), t + 1)
+        counts = {c: sum(predictions[i] == c for i in window) for c in range(logits.shape[1])}
+        most = max(counts.values())
+        tied = [c for c in counts if counts[c] == most and allowed[c]]
+        out.append(max(tied, key=lambda c: (sum(float(logits[i, c]) for i in window), -c)))
+    return out
+
+
+@pytest.mark.parametrize("vote", [0, 1, 3, 6])
+def test_decisions_follow_the_votes_definition(vote):
+    generator = torch.Generator().manual_seed(vote)
+    logits = torch.randint(0, 3, (60, 5), generator=generator).float()  # ties everywhere
+    allowed = torch.tensor([True, False, True, True, False])
+    assert decide(logits, allowed, vote).tolist() == straightforward_decisions(logits, allowed, vote)
+
+
+def tiny_model(n_channels: int, context: int = 1) -> tuple:
+    torch.manual_seed(0)
+    config = ModelConfig("contrastive", n_channels, len(CLASSES), 8, 4, 16, 1, 0.0, context)
+    model = build_model(config).eval()
+    normalisation = Normalisation(
+        torch.full((n_channels,), -9.0), torch.ones(n_channels), True, torch.full((n_channels,), 1e-7)
+    )
+    return model, normalisation
+
+
+@pytest.mark.parametrize("context", [1, 4])
+def test_controller_decisions_do_not_depend_on_chunking_and_equal_offline(tmp_path, context):
+    path, emg = db2_recording(tmp_path)
+    signal = emg[:8000]
+    model, normalisation = tiny_model(DB2.n_channels, context)
+    gestures = ["B1", "B3"]
+
+    def run(chunk):
+        controller = Controller.from_model(model, normalisation, CLASSES, PREPROCESS, DB2, gestures, vote_frames=5)
+        return [d for part in feed(controller, signal, chunk) for d in part]
+
+    whole, tens, single = run(len(signal)), run(20), run(1)
+    assert len(whole) == 400 and whole == tens == single
+    # Offline: the stored stream's frames, scored and voted by the same code.
+    stream = torch.from_numpy(convert_subject(DB2, 1, {"B": str(path)}, ["B"], PREPROCESS)["stream"].numpy()[:400])
+    positions = torch.arange(400)[:, None] + torch.arange(1 - context, 1)
+    frames = stream[positions.clamp(min=0)]
+    scorer = FrameScorer(model, normalisation, torch.ones(12, dtype=torch.bool), len(CLASSES))
+    logits = scorer(frames if context > 1 else frames[:, 0])
+    offline = decide(logits, allowed_classes(CLASSES, gestures), 5)
+    assert whole == [CLASSES[i] for i in offline.tolist()]
+    assert set(whole) <= {"rest", "B1", "B3"}
+
+
+def test_choosing_other_gestures_needs_no_retraining(tmp_path):
+    _, emg = db2_recording(tmp_path)
+    model, normalisation = tiny_model(DB2.n_channels)
+    controller = Controller.from_model(model, normalisation, CLASSES, PREPROCESS, DB2, ["B1"], vote_frames=0)
+    first = controller.push(emg[:4000])
+    controller.choose(["B2", "B3"])
+    second = controller.push(emg[4000:8000])
+    assert set(first) <= {"rest", "B1"} and set(second) <= {"rest", "B2", "B3"}
+    with pytest.raises(InputError, match="unknown gesture"):
+        controller.choose(["C7"])
+
+
+def test_online_adaptation_tracks_the_streams_statistics(tmp_path):
+    _, emg = db2_recording(tmp_path)
+    model, normalisation = tiny_model(DB2.n_channels)
+    before = batchnorm_layers(model)[0].running_mean.clone()
+    adapting = Controller.from_model(model, normalisation, CLASSES, PREPROCESS, DB2, ["B1"], 0, online_adaptation=0.05)
+    adapting.push(emg[:8000])
+    after = batchnorm_layers(adapting.scorer.network)[0].running_mean
+    assert not torch.equal(before, after)
+    assert torch.equal(batchnorm_layers(model)[0].running_mean, before)  # the trained model is left alone
