@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
+# The export extra (ONNX) of requirements.lock: the lines after its marker; the pipeline itself needs none of them.
+EXTRA_MARKER := ^\# --- extra: export
+EXPORT_INSTALLED := $(VENV)/.installed-export
 CORES ?= all
 # `make test` also runs the SLURM test (tests/cluster/run_slurm_test.sh): it installs and starts a private
 # single-node SLURM where it can (root and apt-get, as in CI) and skips with the reason elsewhere. 0 leaves it out.
@@ -15,14 +18,20 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	sed '/$(EXTRA_MARKER)/,$$d' requirements.lock > $(VENV)/requirements-run.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements-run.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+$(EXPORT_INSTALLED): $(INSTALLED)
+	sed -n '/$(EXTRA_MARKER)/,$$p' requirements.lock > $(VENV)/requirements-export.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements-export.txt
 	touch $@
 
 run: $(INSTALLED)
 	snakemake --cores $(CORES)
 
-test: $(INSTALLED) lint
+test: $(INSTALLED) $(EXPORT_INSTALLED) lint
 	CONTRASTIVE_CLUSTER_TEST=$(CLUSTER_TEST) pytest
 
 test-cluster: $(INSTALLED)
@@ -34,7 +43,7 @@ lint: $(INSTALLED)
 	snakefmt --check Snakefile workflow
 	snakemake --lint
 
-bench: $(INSTALLED)
+bench: $(INSTALLED) $(EXPORT_INSTALLED)
 	$(VENV)/bin/python -m bench
 
 report: $(INSTALLED)

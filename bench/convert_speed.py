@@ -15,6 +15,7 @@ from contrastive_prosthetics.ninapro import DB2
 from contrastive_prosthetics.preprocess import PreprocessParams
 from contrastive_prosthetics.synthetic import SyntheticParams, write_subject
 
+from .results import Result
 from .timing import best_of
 
 EXERCISES = ["B", "C"]
@@ -41,16 +42,20 @@ def measure(folder: Path, compress: bool) -> tuple[float, float, int]:
     return min(p[0] for p in pairs), min(p[1] for p in pairs), samples
 
 
-def main() -> None:
+def main() -> list[Result]:
     print("== conversion of one DB2-sized subject vs scipy.io.loadmat alone (best of 5, interleaved)")
+    results = []
     for compress, goal in ((True, 1.25), (False, 2.0)):
         with tempfile.TemporaryDirectory() as folder:
             load, convert, samples = measure(Path(folder), compress)
         kind = "compressed  " if compress else "uncompressed"
+        ratio = convert / load
         print(
             f"{kind} {samples / 1e6:.2f} M samples x 12 ch: loadmat {load:.2f} s, convert {convert:.2f} s, "
-            f"ratio {convert / load:.2f} (goal <= {goal}) {'OK' if convert / load <= goal else 'MISSED'}"
+            f"ratio {ratio:.2f} (goal <= {goal}) {'OK' if ratio <= goal else 'MISSED'}"
         )
+        results.append(Result(f"convert / loadmat, {kind.strip()}", f"{ratio:.2f}", f"<= {goal}", ratio <= goal))
+    return results
 
 
 if __name__ == "__main__":

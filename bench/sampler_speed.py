@@ -5,6 +5,7 @@ import torch
 from contrastive_prosthetics.dataset import DB23, SubjectInfo
 from contrastive_prosthetics.ninapro import class_names
 
+from .results import Result
 from .timing import best_of
 
 SUBJECTS, REPS, FRAMES, CHANNELS = 51, 6, 100, 12
@@ -22,16 +23,20 @@ def full_size_db23() -> DB23:
     return DB23(emg, valid, channel_mask, None, classes, subjects, torch.device("cpu"), frame_rate_hz=100.0)
 
 
-def main() -> None:
+def main() -> list[Result]:
     data = full_size_db23()
     train = data.select(repetitions=[1, 3, 4])
     print(f"== contrastive sampler, {SUBJECTS} subjects x 41 classes, {GROUPS} groups per draw (best of 3)")
+    results = []
     for per_subject in (False, True):
         sampler = data.contrastive_sampler(train, groups=GROUPS, seed=0, per_subject=per_subject)
         seconds = best_of(lambda s=sampler: [s.draw() for _ in range(DRAWS)], 3)
         rate = GROUPS * len(data.classes) * DRAWS / seconds
         verdict = "OK" if rate >= 20e6 else "MISSED"
         print(f"per_subject={per_subject!s:5}: {rate / 1e6:.1f} M frames/s (goal >= 20 M/s) {verdict}")
+        name = "sampler, per-subject batches" if per_subject else "sampler, mixed batches"
+        results.append(Result(name, f"{rate / 1e6:.1f} M frames/s", ">= 20 M/s", rate >= 20e6))
+    return results
 
 
 if __name__ == "__main__":

@@ -102,9 +102,10 @@ def test_the_controller_runs_on_the_exported_model_with_the_same_decisions(tmp_p
         ("torchscript", exported_controller(tmp_path / "deploy", DB1, gestures, 5, "torchscript")),
     ):
         decisions[name] = [d for start in range(0, 1500, 1) for d in controller.push(emg[start : start + 1])]
-    agree = np.mean([a == b for a, b in zip(decisions["torch"], decisions["onnx"], strict=True)])
-    assert len(decisions["torch"]) == 1500 and agree > 0.999  # float differences of 1e-6 may flip a near-tie
-    assert decisions["torchscript"] == decisions["torch"]
+    assert len(decisions["torch"]) == 1500
+    for backend in ("onnx", "torchscript"):
+        agree = np.mean([a == b for a, b in zip(decisions["torch"], decisions[backend], strict=True)])
+        assert agree > 0.999, backend  # scores differ by float rounding (1e-6), which may flip a rare near-tie
 
 
 def test_replay_writes_a_timeline_and_its_figure(tmp_path):

@@ -134,3 +134,16 @@ def test_online_adaptation_tracks_the_streams_statistics(tmp_path):
     after = batchnorm_layers(adapting.scorer.network)[0].running_mean
     assert not torch.equal(before, after)
     assert torch.equal(batchnorm_layers(model)[0].running_mean, before)  # the trained model is left alone
+
+
+@pytest.mark.parametrize("vote", [0, 4, 9])
+def test_the_controllers_latest_decision_is_decides_last(vote):
+    from contrastive_prosthetics.realtime import decide_latest
+
+    generator = torch.Generator().manual_seed(vote + 1)
+    logits = torch.randint(0, 3, (40, 6), generator=generator).float() + 0.1 * torch.randn(40, 6, generator=generator)
+    logits[::3] = logits[::3].round()  # some exact ties too
+    allowed = torch.tensor([True, True, False, True, False, True])
+    offline = decide(logits, allowed, vote)
+    for t in range(len(logits)):
+        assert decide_latest(logits[: t + 1].numpy(), allowed.numpy(), vote) == offline[t], t

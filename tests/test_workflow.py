@@ -117,6 +117,10 @@ def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_pat
             assert (workdir / f"logs/train/{model}/reps-2-5/{window}.log").exists()
     for table in ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion"):
         assert (workdir / f"results/eval/{table}.tsv").stat().st_size > 0
+    stream = pd.read_csv(workdir / "results/eval/stream_metrics.tsv", sep="\t")
+    assert set(stream["model"]) == {"contrastive_adabn", "classifier"}  # networks only: LDA is no controller
+    assert set(stream["window"]) == {"onset", "steady"} and set(stream["vote_ms"]) == {0, 50, 100, 250}
+    assert stream["k"].max() == 17 and stream["accuracy"].between(0, 1).all()
     second = snakemake(workdir)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
