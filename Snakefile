@@ -41,6 +41,7 @@ localrules:
     download,
     aggregate,
     aggregate_stream,
+    aggregate_zero_shot,
     figures,
 
 
@@ -49,7 +50,9 @@ rule all:
     input:
         tensors=all_tensors(),
         logits=all_logits(),
-        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES),
+        tables=expand(
+            "results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES
+        ),
         figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),
 
 

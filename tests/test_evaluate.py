@@ -518,3 +518,11 @@ def test_vote_window_in_frames_follows_the_logits_frame_rate(tmp_path):
         assert voting["window_frames"].max() == frames
         assert voting["window_ms"].tolist() == [f * 1000 / rate for f in range(1, frames + 1)]
         assert (tmp_path / str(rate) / "subset_accuracy.tsv").exists()
+
+
+def test_subset_accuracy_when_every_window_is_certain():
+    """A classifier right on every frame leaves no window to work out per subset: every subset scores 1."""
+    payload = grid_payload(n_gestures=4, subjects=1, repetitions=1, frames=10, seed=0, boost=100.0)
+    table = subset_size_accuracy(payload, 5, draw_subsets(4, 3, seed=0))
+    assert (table["accuracy"] == 1.0).all()
+    pd.testing.assert_frame_equal(table, straightforward_subset_size_accuracy(payload, 5, draw_subsets(4, 3, seed=0)))

@@ -17,9 +17,9 @@ STAGES = [
     {"__init__", "errors", "artefacts", "atomic", "ninapro", "bootstrap"},
     {"config", "folds", "matfile", "sources", "archives", "download", "synthetic", "synthetic_signals", "preprocess"},
     {"segments", "convert"},
-    {"dataset", "sampling", "logits", "tables"},
+    {"dataset", "sampling", "logits", "tables", "poses"},
     {"models", "adaptation", "train", "baseline"},
-    {"realtime", "voting", "subsets", "exact", "evaluate", "summary", "stream"},
+    {"realtime", "voting", "subsets", "exact", "evaluate", "summary", "stream", "zero_shot"},
     {"plotting", "training_figures", "comparison_figures", "stream_figures", "figures", "replay", "export"},
     {"cli", "__main__"},
 ]

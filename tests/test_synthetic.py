@@ -216,3 +216,23 @@ def test_bad_parameters_are_refused():
         SyntheticParams(movement_s=0.3)
     with pytest.raises(ValueError, match="dead electrodes"):
         generate_recording(DB1, 1, "A", SyntheticParams(dead_electrodes=(10,)), SEED)
+
+
+def test_poses_and_muscle_activations_share_their_synergies():
+    """A class's glove pose and its muscle activation come from the same synergy activations, so classes with
+    similar poses have similar EMG: what zero-shot recognition from a pose needs."""
+    from contrastive_prosthetics.synthetic_signals import class_prototypes
+
+    prototypes = class_prototypes(seed=0, separability=1.0)
+    pose, activation = prototypes.hand_pose, np.log(prototypes.activation)
+    upper = np.triu_indices(len(pose), 1)
+    pose_distance = np.linalg.norm(pose[:, None] - pose[None], axis=-1)[upper]
+    muscle_distance = np.linalg.norm(activation[:, None] - activation[None], axis=-1)[upper]
+    assert np.corrcoef(pose_distance, muscle_distance)[0, 1] > 0.4
+    # A pose predicts the activation of classes left out of the fit (a linear map, cross-validated by halves).
+    half = len(pose) // 2
+    fit, _, _, _ = np.linalg.lstsq(np.c_[pose[:half], np.ones(half)], activation[:half], rcond=None)
+    predicted = np.c_[pose[half:], np.ones(len(pose) - half)] @ fit
+    residual = ((predicted - activation[half:]) ** 2).sum()
+    baseline = ((activation[half:] - activation[:half].mean(0)) ** 2).sum()
+    assert residual < 0.8 * baseline

@@ -201,3 +201,44 @@ def test_leave_one_subject_out_selects_on_held_out_subjects(tmp_path, monkeypatc
     assert drawn_subjects == {2}  # db2/s3 only: s1 is tested, s2 validates
     logits = torch.load(out / "logits.pt", weights_only=False)
     assert set(logits["subject"].tolist()) == {0} and logits["adaptation"] == "cross_fitted"
+
+
+def write_posed_subject(path, subject: int, unseen_scale: float = 1.0, test_pose_shift: float = 0.0):
+    """write_subject with hand poses per class (and optionally the held-out class's EMG or the test repetitions'
+    poses changed)."""
+    write_subject(path, subject)
+    payload = torch.load(path, weights_only=False)
+    poses = torch.tensor(np.random.default_rng(7).normal(0, 10, (len(CLASSES), 1, 22)), dtype=torch.float32)
+    pose = poses.expand(len(CLASSES), 6, 22).clone()
+    pose[0] = 0.0
+    pose[:, [1, 4]] += test_pose_shift  # repetitions 2 and 5 are FOLD's test repetitions
+    segments = payload["segments"][next(iter(payload["segments"]))]
+    segments["pose"] = pose
+    segments["emg"][5] *= unseen_scale  # class A5
+    payload["stream"] = segments["emg"][payload["valid"]].reshape(-1, 6)
+    payload["glove_mask"] = torch.ones(22, dtype=torch.bool)
+    atomic_torch_save(payload, path)
+    return path
+
+
+def zero_shot_run(tmp_path, name, **changes):
+    paths = [write_posed_subject(tmp_path / name / f"s{s}.pt", s, **changes) for s in (1, 2, 3)]
+    out = tmp_path / name / "out"
+    fold = {**FOLD, "unseen": ["A5"]}
+    settings = {"kind": "contrastive", "adabn": False, "class_encoder": "pose"}
+    train_fold(paths, "pose", settings, ARCHITECTURE, "zs", fold, TRAINING, 0, out, "cpu")
+    return out
+
+
+def test_held_out_gestures_emg_never_reaches_training_and_their_prototypes_no_test_repetition(tmp_path):
+    plain = zero_shot_run(tmp_path, "plain")
+    louder = zero_shot_run(tmp_path, "louder", unseen_scale=50.0)  # the held-out gesture's EMG, every repetition
+    moved = zero_shot_run(tmp_path, "moved", test_pose_shift=30.0)  # every pose of the test repetitions
+    for other in (louder, moved):
+        assert digest(plain / "model.pt") == digest(other / "model.pt")
+        assert digest(plain / "search.tsv") == digest(other / "search.tsv")
+    assert digest(plain / "logits.pt") != digest(louder / "logits.pt")  # it is tested, though
+    saved = torch.load(plain / "model.pt", weights_only=False)
+    assert saved["unseen"] == ["A5"] and saved["pose_prototypes"].shape == (len(CLASSES), 22)
+    logits = torch.load(plain / "logits.pt", weights_only=False)
+    assert logits["unseen"] == ["A5"] and (logits["label"] == 5).any()  # A5's frames are scored at test

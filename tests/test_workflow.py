@@ -66,13 +66,19 @@ def test_default_dag_plans_every_subject(tmp_path):
     jobs = job_counts(result)
     windows = len(DEFAULT["preprocess"]["windows"])
     assert windows == 2  # onset and steady: every model is trained and evaluated on each
+    # reps-2-5 trains five networks and LDA; the zero-shot family's two sets train contrastive_pose alone.
+    networks, sets = 5, 2
     assert jobs == {
         "convert": "5",
         "synthesize": "10",
-        "train": str(4 * windows),
+        "train": str((networks + sets) * windows),
         "train_lda": str(windows),
-        "evaluate": str(5 * windows),
+        "evaluate": str((networks + 1 + sets) * windows),
+        "stream": str((networks + sets) * windows),
+        "zero_shot": str(sets * windows),
         "aggregate": "1",
+        "aggregate_stream": "1",
+        "aggregate_zero_shot": "1",
         "figures": "1",
         "all": "1",
     }
@@ -117,8 +123,12 @@ def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_pat
             assert (workdir / f"logs/train/{model}/reps-2-5/{window}.log").exists()
     for table in ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion"):
         assert (workdir / f"results/eval/{table}.tsv").stat().st_size > 0
+    zero_shot = pd.read_csv(workdir / "results/eval/zero_shot.tsv", sep="\t")
+    assert set(zero_shot["set"]) == {"unseen", "seen", "all"} and set(zero_shot["model"]) == {"contrastive_pose"}
+    assert (zero_shot["chance"] == 1 / zero_shot["classes"]).all() and zero_shot["oracle_accuracy"].notna().all()
     stream = pd.read_csv(workdir / "results/eval/stream_metrics.tsv", sep="\t")
-    assert set(stream["model"]) == {"contrastive_adabn", "classifier"}  # networks only: LDA is no controller
+    # Networks only: LDA is no controller.
+    assert set(stream["model"]) == {"contrastive_adabn", "classifier", "contrastive_pose"}
     assert set(stream["window"]) == {"onset", "steady"} and set(stream["vote_ms"]) == {0, 50, 100, 250}
     assert stream["k"].max() == 17 and stream["accuracy"].between(0, 1).all()
     second = snakemake(workdir)
@@ -231,8 +241,9 @@ def test_a_db1_only_override_plans_only_db1(tmp_path):
     subjects = len(db1["data"]["databases"]["db1"])
     folds = 1 + subjects  # the standard split, and one leave-one-subject-out fold per subject
     windows, models = len(db1["preprocess"]["windows"]), len(DEFAULT["models"])
+    sets = db1["folds"]["zero-shot"]["sets"]  # zero-shot folds train the pose model only
     assert jobs["download"] == jobs["convert"] == str(subjects)
-    assert int(jobs["train"]) + int(jobs["train_lda"]) == models * folds * windows
+    assert int(jobs["train"]) + int(jobs["train_lda"]) == (models * folds + sets) * windows
     assert "synthesize" not in jobs
     planned = result.stdout + result.stderr
     assert "loso-db1-s27" in planned and "reps-2-5-7" in planned and "db2" not in planned
@@ -298,6 +309,7 @@ def test_every_reference_option_runs_on_synthetic_data(tmp_path):
         config["evaluation"]["vote_window_ms"] = 130
         config["architecture"].update(depth=7, dropout_layers=4, logit_scale=1.0)
         config["models"] = {"reference": {"kind": "contrastive", "adabn": True, "adaptation": "batch_statistics"}}
+        del config["folds"]["zero-shot"]
 
     workdir = write_config(tmp_path, reference_options)
     result = snakemake(workdir)

@@ -26,6 +26,15 @@ def tiny(config: dict) -> None:
         "contrastive_adabn": {"kind": "contrastive", "adabn": True, "adaptation": "cross_fitted"},
         "classifier": {"kind": "classifier", "adabn": False},
         "lda": {"kind": "lda", "adabn": False},
+        "contrastive_pose": {"kind": "contrastive", "adabn": False, "class_encoder": "pose"},
+    }
+    config["folds"]["zero-shot"] = {
+        "scheme": "zero_shot",
+        "base": "reps-2-5",
+        "gestures": "all",
+        "size": 3,
+        "sets": 1,
+        "models": ["contrastive_pose"],
     }
     config["evaluation"]["subset_trials"] = 8
     config["architecture"].update(width=16, conv_maps=4, depth=1)

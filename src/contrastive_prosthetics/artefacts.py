@@ -7,6 +7,8 @@ EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "co
 SUMMARY_TABLES = ("summary", "subset_summary")
 # Tables of the continuous-stream evaluation (rule stream, per network × fold × window; then aggregate_stream).
 STREAM_TABLES = ("stream_metrics", "stream_timing")
+# Tables of zero-shot folds (rule zero_shot, per model × zero-shot fold × window; then aggregate_zero_shot).
+ZERO_SHOT_TABLES = ("zero_shot", "zero_shot_subsets")
 # Figures written into results/figures/ as <name>.svg and <name>.png, each with workflow/report/<name>.rst.
 FIGURES = (
     "subset_size",
@@ -18,4 +20,5 @@ FIGURES = (
     "windows",
     "per_class_recall",
     "stream",
+    "zero_shot",
 )

@@ -140,4 +140,14 @@ def train_lda_fold(
         out_dir / "model.pt",
     )
     test_logits, test_index = score_selection(data, selections.test, models)  # the one place test data are read
-    write_logits(out_dir / "logits.pt", test_logits, test_index, data, model_name, fold_name, False, "none")
+    write_logits(
+        out_dir / "logits.pt",
+        test_logits,
+        test_index,
+        data,
+        model_name,
+        fold_name,
+        False,
+        "none",
+        fold.get("unseen", []),
+    )

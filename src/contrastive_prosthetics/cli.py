@@ -163,10 +163,23 @@ def command_aggregate(args: argparse.Namespace) -> None:
     aggregate_run(folders, args.tables, Path(args.out_dir), json.loads(args.families_json), args.seed)
 
 
-def command_aggregate_stream(args: argparse.Namespace) -> None:
-    from .tables import aggregate_stream_folders
+def command_concatenate(args: argparse.Namespace) -> None:
+    from .tables import aggregate_optional_folders
 
-    aggregate_stream_folders([Path(folder) for folder in args.inputs or []], args.tables, Path(args.out_dir))
+    aggregate_optional_folders([Path(folder) for folder in args.inputs or []], args.tables, Path(args.out_dir))
+
+
+def command_zero_shot(args: argparse.Namespace) -> None:
+    from .zero_shot import evaluate_zero_shot
+
+    evaluate_zero_shot(
+        Path(args.logits),
+        Path(args.oracle),
+        Path(args.out_dir),
+        vote_window_ms=args.vote_window_ms,
+        trials=args.trials,
+        seed=args.seed,
+    )
 
 
 def command_figures(args: argparse.Namespace) -> None:
@@ -288,11 +301,20 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--out-dir", required=True)
     aggregate.set_defaults(run=command_aggregate)
 
-    aggregate_stream = commands.add_parser("aggregate-stream", help="concatenate the stream evaluation tables")
-    aggregate_stream.add_argument("--inputs", nargs="*", help="results/eval/{model}/{fold}/{window} of the networks")
-    aggregate_stream.add_argument("--tables", required=True, nargs="+", help="stream_metrics, stream_timing")
-    aggregate_stream.add_argument("--out-dir", required=True)
-    aggregate_stream.set_defaults(run=command_aggregate_stream)
+    concatenate = commands.add_parser("concatenate", help="concatenate stream or zero-shot tables (maybe none)")
+    concatenate.add_argument("--inputs", nargs="*", help="results/eval/{model}/{fold}/{window} folders")
+    concatenate.add_argument("--tables", required=True, nargs="+", help="stream_metrics, zero_shot, ...")
+    concatenate.add_argument("--out-dir", required=True)
+    concatenate.set_defaults(run=command_concatenate)
+
+    zero_shot = commands.add_parser("zero-shot", help="unseen, seen and all gestures of a zero-shot fold")
+    zero_shot.add_argument("--logits", required=True, help="the zero-shot fold's logits.pt")
+    zero_shot.add_argument("--oracle", required=True, help="the same model's logits.pt on the oracle fold")
+    zero_shot.add_argument("--vote-window-ms", required=True, type=float, help="evaluation.vote_window_ms")
+    zero_shot.add_argument("--trials", required=True, type=int, help="evaluation.subset_trials")
+    zero_shot.add_argument("--seed", required=True, type=int, help="config key 'seed'")
+    zero_shot.add_argument("--out-dir", required=True, help="results/eval/{model}/{fold}/{window}")
+    zero_shot.set_defaults(run=command_zero_shot)
 
     figures = commands.add_parser("figures", help="draw every figure from the aggregated tables")
     figures.add_argument("--eval-dir", required=True, help="results/eval")

@@ -127,3 +127,63 @@ def validation_choice(histories: Mapping[str, pd.DataFrame]) -> str | None:
     if not scores:
         return None
     return max(sorted(scores), key=lambda model: np.mean(scores[model]))
+
+
+@styled
+def zero_shot_figure(
+    table: pd.DataFrame, subsets: pd.DataFrame, out_stem: Path, colours: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Zero-shot folds: accuracy among the unseen, the seen and all gestures (+ rest) per model, against the same
+    model trained on every gesture (the oracle) and chance; and the subset-size curve over the unseen gestures."""
+    title = "Gestures never trained on (zero-shot), after majority vote"
+    if table.empty:
+        return save_figure(no_data_figure(title, "No zero-shot folds in this run."), out_stem)
+    rows = with_labels(table)
+    colours = extend_colours(colours, rows["label"])
+    labels = sorted(rows["label"].unique())
+    sets = ["unseen", "seen", "all"]
+    figure = Figure(figsize=(14, 5), layout="constrained")
+    bars, curves = figure.subplots(1, 2, width_ratios=[3, 2])
+    width = 0.8 / len(labels)
+    for m, label in enumerate(labels):
+        part = rows[rows["label"] == label].groupby("set")[["accuracy", "oracle_accuracy", "chance"]].mean()
+        part = part.reindex(sets)
+        x = np.arange(len(sets)) + (m - (len(labels) - 1) / 2) * width
+        bars.bar(x, 100 * part["accuracy"], width=width, color=colours[label])
+        bars.scatter(x, 100 * part["oracle_accuracy"], marker="_", s=300, color="black", zorder=3)
+        bars.scatter(x, 100 * part["chance"], marker="_", s=300, color="grey", zorder=3)
+        each = rows[rows["label"] == label]
+        for s, name in enumerate(sets):  # every held-out set, so that no result hangs on one lucky split
+            values = each[each["set"] == name]["accuracy"]
+            bars.scatter(np.full(len(values), x[s]), 100 * values, s=10, color="black", alpha=0.6, zorder=4)
+    bars.set_xticks(
+        range(len(sets)), ["unseen gestures\n+ rest", "seen gestures\n+ rest", "all gestures + rest\n(generalised)"]
+    )
+    bars.grid(axis="x", visible=False)
+    percent_axis(bars, "Accuracy (%), mean over the held-out sets")
+    bars.set_title(f"{rows['fold'].nunique()} held-out set(s)")
+    curve_rows = with_labels(subsets)
+    for label, part in curve_rows.groupby("label"):
+        for who, style in (("model", "-"), ("oracle", "--")):
+            curve = part[part["scored_by"] == who].groupby("k")["accuracy"].mean()
+            curves.plot(curve.index, 100 * curve, linestyle=style, color=colours[label], marker="o", markersize=4)
+    if len(curve_rows):
+        k = np.arange(1, int(curve_rows["k"].max()) + 1)
+        curves.plot(k, 100 / (k + 1), color="black", linestyle=":")
+        curves.set_xticks(k)
+    curves.set_xlabel("Unseen gestures chosen, k (rest added)")
+    percent_axis(curves, "Accuracy (%)")
+    curves.set_title("Among k unseen gestures + rest")
+    figure.suptitle(title)
+    figure.legend(handles=model_handles(colours, labels, kind="bar"), loc="outside right upper", title="Model")
+    key = [
+        Line2D(
+            [], [], color="black", marker="_", markersize=14, linestyle="", label="oracle: trained on\nevery gesture"
+        ),
+        Line2D([], [], color="grey", marker="_", markersize=14, linestyle="", label="chance"),
+        Line2D([], [], color="black", marker="o", markersize=3, linestyle="", label="each held-out set"),
+        Line2D([], [], color="grey", linestyle="--", label="oracle (right)"),
+        Line2D([], [], color="black", linestyle=":", label="chance, 1 / (k + 1)"),
+    ]
+    figure.legend(handles=key, loc="outside right lower", title="Key")
+    return save_figure(figure, out_stem)

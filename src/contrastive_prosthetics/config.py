@@ -9,7 +9,7 @@ import yaml
 
 from .errors import InputError
 from .folds import check_fold, expand_folds
-from .ninapro import database
+from .ninapro import class_names, database
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
@@ -87,6 +87,15 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
             check_fold(name, fold)
         except InputError as error:
             raise ConfigError(f"{source}: {error}") from None
+        gestures = class_names(data["exercises"])[1:]
+        wrong = [g for g in fold.get("unseen", []) if g not in gestures]
+        if wrong:
+            raise ConfigError(f"{source}: folds.{name}.unseen: {wrong} are not gestures of data.exercises")
+        unknown = [m for m in fold.get("models", []) if m not in config["models"]]
+        if unknown:
+            raise ConfigError(f"{source}: folds.{name}.models: {unknown} are not models of models")
+        if "oracle" in fold and fold["oracle"] not in config["folds"]:
+            raise ConfigError(f"{source}: folds.{name}.oracle: {fold['oracle']!r} is not a fold of folds")
         scored = len(fold.get("test", [])) if fold["scheme"] == "repetitions" else fewest_repetitions
         cross_fitted = [m for m, model in config["models"].items() if model.get("adaptation") == "cross_fitted"]
         if cross_fitted and scored < 2:
@@ -158,7 +167,8 @@ def prepare_config(config: dict, source: str = "config") -> dict:
     drop_null_entries(config)
     validate_config(config, source)
     selected = [f"{db}/s{n}" for db, subjects in config["data"]["databases"].items() for n in subjects]
-    config["folds"] = expand_folds(config["folds"], selected)
+    gestures = class_names(config["data"]["exercises"])[1:]
+    config["folds"] = expand_folds(config["folds"], selected, gestures, config["seed"])
     return validate_config(config, source)
 
 

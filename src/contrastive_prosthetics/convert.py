@@ -11,6 +11,8 @@ Output (``torch.save`` dict, written atomically):
         segment_start int64   [class, rep]      each segment's first frame in ``stream`` (-1: not valid)
         glove         float32 [class, rep, frame, 22]   joint angles at each segment frame's last sample
         features      float32 [class, rep, frame, channel, 4]  Hudgins features (MAV, WL, ZC, SSC)
+        pose          float32 [class, rep, 22]  mean glove over the segment minus over the rest before the
+                                                movement (rest and invalid cells: zeros): the hand's pose
     run_first, run_last int64 [class, rep]      the relabelled run (rest: the drawn rest run) holding the segments
     valid             bool    [class, rep]      False for movements/repetitions not recorded, or too short for
                                                 every window (so that windows are compared on the same cells)
@@ -40,7 +42,7 @@ from .errors import InputError
 from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, load_recording
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
 from .preprocess import HUDGINS_FEATURES, PreprocessParams, hop_samples, stream_frames
-from .segments import Run, choose_segments, file_runs
+from .segments import Run, choose_segments, file_runs, preceding_rest
 
 log = logging.getLogger(__name__)
 # An electrode whose median frame RMS is below this share of the median electrode's is dead or not fitted.
@@ -201,6 +203,8 @@ def convert_subject(
     check_window_fits(chosen.too_short, classes, params, spec, subject)
     valid = chosen.run_first >= 0
     all_features, all_gloves = np.concatenate(stream_features), np.concatenate(gloves)
+    rest_first, rest_last = preceding_rest(chosen.run_first, rest_runs)
+    rest_pose = mean_over(all_gloves, rest_first, rest_last)  # [class, rep, 22]
     segments = {}
     for name, window in windows.items():
         index = np.where(valid, chosen.start[name], 0)[..., None] + np.arange(window.length)  # [class, rep, frame]
@@ -210,6 +214,8 @@ def convert_subject(
             "features": np.where(keep[..., None], all_features[index], 0.0).astype(np.float32),
             "glove": np.where(keep, all_gloves[index], 0.0).astype(np.float32),
             "segment_start": chosen.start[name],
+            # The hand's pose over the segment relative to the rest before the movement (rest: none, zeros).
+            "pose": pose_deltas(all_gloves, chosen.start[name], window.length, rest_pose, valid),
         }
     del all_features, all_gloves
 
@@ -222,6 +228,7 @@ def convert_subject(
     stream[:, ~live_channels] = 0.0
     for part in segments.values():
         part["glove"][..., ~glove_mask] = 0.0
+        part["pose"][..., ~glove_mask] = 0.0
         part["emg"][..., ~live_channels] = 0.0
         part["features"][..., ~live_channels, :] = 0.0
     if not live_channels.all():
@@ -262,6 +269,22 @@ def convert_subject(
     if out_path is not None:
         atomic_torch_save(payload, Path(out_path))
     return payload
+
+
+def mean_over(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` [frame, channel] over frames first..last (inclusive) of every cell (NaN where first < 0)."""
+    running = np.concatenate((np.zeros((1, values.shape[1])), np.cumsum(values, axis=0, dtype=np.float64)))
+    a, b = np.maximum(first, 0), np.maximum(last, 0)
+    means = (running[b + 1] - running[a]) / np.maximum(b - a + 1, 1)[..., None]
+    return np.where((first >= 0)[..., None], means, np.nan)
+
+
+def pose_deltas(gloves: np.ndarray, start: np.ndarray, length: int, rest_pose: np.ndarray, valid: np.ndarray):
+    """[class, rep, 22] mean glove over each segment minus the rest before its movement; zeros for rest and for
+    cells without a valid segment or a preceding rest."""
+    delta = mean_over(gloves, np.where(valid, start, -1), np.where(valid, start + length - 1, -1)) - rest_pose
+    delta[0] = 0.0  # rest is the reference itself
+    return np.nan_to_num(delta, nan=0.0).astype(np.float32)
 
 
 def check_window_fits(too_short: dict[int, int], classes: list[str], params, spec: DatabaseSpec, subject: int) -> None:

@@ -129,6 +129,8 @@ class DB23:
         self.streams = streams  # every subject's continuous stream, when loaded (with_streams)
         self.window = "segments"  # the name of the segment window ``emg`` holds
         self.preprocess: dict | None = None  # the conversion's preprocess parameters, when loaded from files
+        self.poses: torch.Tensor | None = None  # [subject, class, rep, 22] hand pose of each cell (CPU)
+        self.pose_mask: torch.Tensor | None = None  # [subject, 22] glove sensors with data
         self.features: torch.Tensor | None = None  # [subject, class, rep, frame, channel, 4] Hudgins features
         self.classes = list(classes)
         self.subjects = list(subjects)
@@ -150,6 +152,7 @@ class DB23:
             streams=streams,
         )
         copy.features, copy.window, copy.preprocess = self.features, self.window, self.preprocess
+        copy.poses, copy.pose_mask = self.poses, self.pose_mask
         return copy
 
     @property
@@ -213,6 +216,12 @@ class DB23:
             for p in payloads
         ]
         streams = _concatenate_streams(paths, payloads, n_channels, n_reps) if with_streams else None
+        poses = torch.zeros((len(payloads), len(classes), n_reps, payloads[0]["glove_mask"].shape[0]))
+        pose_mask = torch.zeros((len(payloads), payloads[0]["glove_mask"].shape[0]), dtype=torch.bool)
+        for i, payload in enumerate(payloads):
+            if "pose" in payload:
+                poses[i, :, : payload["pose"].shape[1]] = payload["pose"]
+                pose_mask[i] = payload["glove_mask"]
         data = cls(
             emg,
             valid,
@@ -225,6 +234,7 @@ class DB23:
             streams=streams,
         )
         data.window = window
+        data.poses, data.pose_mask = poses, pose_mask
         data.preprocess = payloads[0].get("metadata", {}).get("preprocess")
         if with_features:
             # Classical baselines use these on the CPU (scikit-learn): they stay there.

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .artefacts import EVALUATION_TABLES, STREAM_TABLES, SUMMARY_TABLES
-from .comparison_figures import per_class_recall_figure, validation_choice, windows_figure
+from .artefacts import EVALUATION_TABLES, STREAM_TABLES, SUMMARY_TABLES, ZERO_SHOT_TABLES
+from .comparison_figures import per_class_recall_figure, validation_choice, windows_figure, zero_shot_figure
 from .plotting import (
     BAND_ALPHA,
     KEY_FONT_SIZE,
@@ -363,6 +363,8 @@ def make_figures(
         name: selected(read_table(eval_dir / f"{name}.tsv"), window, folds, family)
         for name in (*EVALUATION_TABLES, *SUMMARY_TABLES, *STREAM_TABLES)
     }
+    # Zero-shot folds are a family of their own: shown for the window, whatever family the other figures show.
+    zero_shot = {name: selected(read_table(eval_dir / f"{name}.tsv"), window, None, None) for name in ZERO_SHOT_TABLES}
     every_window = selected(read_table(eval_dir / "summary.tsv"), None, None, family)
 
     def in_scope(paths: list[Path]) -> list[Path]:
@@ -392,4 +394,7 @@ def make_figures(
         *windows_figure(every_window, out_dir / "windows", colours=colours),
         *per_class_recall_figure(tables["metrics"], out_dir / "per_class_recall", model, colours=colours),
         *stream_figure(tables["stream_metrics"], tables["stream_timing"], out_dir / "stream", colours=colours),
+        *zero_shot_figure(
+            zero_shot["zero_shot"], zero_shot["zero_shot_subsets"], out_dir / "zero_shot", colours=colours
+        ),
     ]

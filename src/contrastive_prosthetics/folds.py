@@ -15,8 +15,12 @@ validation subject its validation repetitions plus, if it also trains, its train
 
 from __future__ import annotations
 
+import math
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .errors import InputError
 
@@ -73,11 +77,16 @@ def check_fold(name: str, fold: dict) -> None:
             )
 
 
-def expand_folds(folds: dict, all_subjects: list[str]) -> dict:
-    """Folds with every ``leave_one_subject_out`` shorthand replaced by one ``subjects`` fold per subject of its
-    group, named ``{name}-{db}-s{n}`` (``subjects: all`` is every subject of the run)."""
+def expand_folds(folds: dict, all_subjects: list[str], gestures: list[str] | None = None, seed: int = 0) -> dict:
+    """Folds with every shorthand expanded: ``leave_one_subject_out`` into one ``subjects`` fold per subject of its
+    group, named ``{name}-{db}-s{n}`` (``subjects: all`` is every subject of the run); ``zero_shot`` into ``sets``
+    copies of its ``base`` fold, each holding out ``size`` gestures drawn (seeded) from ``gestures`` (``all``: the
+    run's), named ``{name}-{g1}-{g2}-...``, whose oracle is the base fold."""
     expanded = {}
     for name, fold in folds.items():
+        if fold["scheme"] == "zero_shot":
+            expanded |= zero_shot_folds(name, fold, folds, gestures or [], seed)
+            continue
         if fold["scheme"] != "leave_one_subject_out":
             expanded[name] = fold
             continue
@@ -97,20 +106,56 @@ def expand_folds(folds: dict, all_subjects: list[str]) -> dict:
     return expanded
 
 
+def zero_shot_folds(name: str, fold: dict, folds: dict, gestures: list[str], seed: int) -> dict:
+    """The folds of one ``zero_shot`` shorthand (see :func:`expand_folds`)."""
+    base = folds.get(fold["base"])
+    if base is None or base["scheme"] not in ("repetitions", "subjects"):
+        raise InputError(f"folds.{name}.base: {fold['base']!r} is not a repetitions or subjects fold of folds")
+    pool = gestures if fold["gestures"] == "all" else list(fold["gestures"])
+    if fold["size"] >= len(pool):
+        raise InputError(f"folds.{name}.size: {fold['size']} leaves no gesture to train on (of {len(pool)})")
+    if fold["sets"] > math.comb(len(pool), fold["size"]):
+        raise InputError(f"folds.{name}.sets: only {math.comb(len(pool), fold['size'])} different sets exist")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())]))
+    drawn: dict[str, dict] = {}
+    while len(drawn) < fold["sets"]:
+        unseen = sorted(rng.choice(pool, fold["size"], replace=False).tolist(), key=pool.index)
+        copy = {**base, "unseen": unseen, "oracle": fold["base"], "family": name}
+        drawn[f"{name}-{'-'.join(unseen)}"] = copy | ({"models": fold["models"]} if "models" in fold else {})
+    return drawn
+
+
+def fold_runs(models: dict, folds: dict, networks_only: bool = False, zero_shot_only: bool = False) -> list:
+    """The (model, fold) pairs a run trains: every model on every fold, unless a fold names its ``models``;
+    optionally networks only (no LDA), or zero-shot folds only (those with ``unseen`` gestures)."""
+    return [
+        (model, name)
+        for name, fold in folds.items()
+        for model in fold.get("models", list(models))
+        if not (networks_only and models[model]["kind"] == "lda") and not (zero_shot_only and not fold.get("unseen"))
+    ]
+
+
 def fold_families(folds: dict) -> dict[str, str]:
     """Fold → the family it is summarised with: its shorthand's name when expanded from one, else its own."""
     return {name: fold.get("family", name) for name, fold in folds.items()}
 
 
 def fold_selections(data: DB23, fold: dict, name: str = "fold") -> FoldSelections:
+    """The fold's selections; gestures in ``unseen`` are left out of training and validation (their EMG is never
+    fitted or selected on) and tested with every other class."""
     n_reps = data.valid.shape[2]
     check_fold(name, fold)
+    unknown = [gesture for gesture in fold.get("unseen", []) if gesture not in data.classes[1:]]
+    if unknown:
+        raise InputError(f"folds.{name}.unseen: {unknown} are not gestures of this run ({data.classes[1:]})")
+    seen = [c for c in data.classes if c not in fold.get("unseen", [])]
     index = {subject: i for i, subject in enumerate(data.subject_names)}
     if fold["scheme"] == "repetitions":
         pool = {i: sorted(set(fold["validation"]) | set(fold["train"])) for i in index.values()}
         return FoldSelections(
-            train=data.select(repetitions=fold["train"]),
-            validation=data.select(repetitions=fold["validation"]),
+            train=data.select(classes=seen, repetitions=fold["train"]),
+            validation=data.select(classes=seen, repetitions=fold["validation"]),
             test=data.select(repetitions=fold["test"]),
             validation_pool=pool,
             test_pool={i: sorted(fold["test"]) for i in index.values()},
@@ -119,13 +164,13 @@ def fold_selections(data: DB23, fold: dict, name: str = "fold") -> FoldSelection
         held_out = validation_subjects(fold)
         trainers = [s for s in fold["subjects"] if s != fold["test_subject"] and s not in held_out]
         if held_out:
-            validation = data.select(subjects=held_out)
+            validation = data.select(subjects=held_out, classes=seen)
             validation_pool = {index[s]: list(range(1, n_reps + 1)) for s in held_out}
         else:
-            validation = data.select(subjects=trainers, repetitions=fold["validation"])
+            validation = data.select(subjects=trainers, classes=seen, repetitions=fold["validation"])
             validation_pool = {index[s]: sorted(set(fold["validation"]) | set(fold["train"])) for s in trainers}
         return FoldSelections(
-            train=data.select(subjects=trainers, repetitions=fold["train"]),
+            train=data.select(subjects=trainers, classes=seen, repetitions=fold["train"]),
             validation=validation,
             test=data.select(subjects=[fold["test_subject"]]),
             validation_pool=validation_pool,

@@ -34,6 +34,7 @@ def write_logits(
     fold_name: str,
     adabn: bool,
     adaptation: str,
+    unseen: list[str] = (),
 ) -> None:
     """Write every test frame's scores; ``index`` [frame, 4] holds (subject, class, rep, frame), 0-based, into
     ``data`` (a DB23: subject names, amputee flags, classes and frame rate come from it)."""
@@ -54,6 +55,7 @@ def write_logits(
             "model": model_name,
             "fold": fold_name,
             "window": data.window,
+            "unseen": list(unseen),  # gestures held out of training (zero-shot folds)
         },
         path,
     )

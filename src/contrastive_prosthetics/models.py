@@ -36,6 +36,8 @@ class ModelConfig:
     context: int = 1  # frames the encoder sees: the current one and the context - 1 before it
     dropout_layers: int | None = None  # the last this many hidden layers have dropout (None: all)
     logit_scale: float | None = None  # a fixed scale of the cosine logits; None: CLIP's learnable temperature
+    class_encoder: str = "onehot"  # "onehot": a linear map of each class's one-hot code; "pose": an MLP of its pose
+    code_dim: int = 22  # length of a pose code (the glove's sensors)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -113,12 +115,23 @@ class ContrastiveModel(nn.Module):
         super().__init__()
         self.config = config
         self.emg_encoder = EMGEncoder(config)
-        self.class_encoder = nn.Linear(config.n_classes, config.embedding_dim)  # one-hot codes → embeddings
+        if config.class_encoder == "onehot":
+            self.class_encoder = nn.Linear(config.n_classes, config.embedding_dim)  # one-hot codes → embeddings
+        elif config.class_encoder == "pose":  # a class described by the hand's pose: new classes need no retraining
+            hidden = 4 * config.embedding_dim
+            self.class_encoder = nn.Sequential(
+                nn.Linear(config.code_dim, hidden), nn.ReLU(), nn.Linear(hidden, config.embedding_dim)
+            )
+        else:
+            raise InputError(f"unknown class encoder {config.class_encoder!r}; use onehot or pose")
         if config.logit_scale is None:
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
         else:  # fixed: the reference's code defines a learnable scale but never applies it (a scale of 1)
             self.register_buffer("logit_scale", torch.tensor(math.log(config.logit_scale)))
-        self.register_buffer("class_codes", torch.eye(config.n_classes), persistent=False)
+        if config.class_encoder == "onehot":
+            self.register_buffer("class_codes", torch.eye(config.n_classes), persistent=False)
+        else:  # the pose prototypes, set from training data (poses.pose_prototypes) and saved with the weights
+            self.register_buffer("class_codes", torch.zeros(config.n_classes, config.code_dim))
 
     def encode_emg(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.emg_encoder(x), dim=-1)

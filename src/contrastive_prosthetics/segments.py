@@ -169,3 +169,16 @@ def choose_segments(
         start[name] = np.where(valid, first, -1)
     too_short = {c: longest[c] for c in sorted(longest) if not valid[c].any()}
     return Segments(start, run_first, run_last, too_short)
+
+
+def preceding_rest(run_first: np.ndarray, rest_runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
+    """For each cell's run (``run_first`` [class, rep], -1: none), the first and last frame of the latest rest run
+    that ends before it (-1 where there is none): the hand's resting pose a movement's pose is measured from."""
+    ends = np.array(sorted(run.last_frame for run in rest_runs), dtype=np.int64)
+    starts = np.array([run.first_frame for run in sorted(rest_runs, key=lambda run: run.last_frame)], dtype=np.int64)
+    if not len(ends):
+        return np.full_like(run_first, -1), np.full_like(run_first, -1)
+    which = np.searchsorted(ends, run_first, side="left") - 1  # the last rest run ending before the run starts
+    found = (which >= 0) & (run_first >= 0)
+    which = np.maximum(which, 0)
+    return np.where(found, starts[which], -1), np.where(found, ends[which], -1)

@@ -37,7 +37,7 @@ from .ninapro import REST
 from .preprocess import find_runs
 from .realtime import FrameScorer, decide, load_model_file
 from .subsets import draw_subsets
-from .tables import STREAM_COLUMNS
+from .tables import OPTIONAL_COLUMNS as STREAM_COLUMNS
 
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset

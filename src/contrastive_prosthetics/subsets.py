@@ -362,6 +362,8 @@ def _contested_right(
 def _uncertain_windows_right(table: _SubsetTable, membership: torch.Tensor) -> torch.Tensor:
     """[trial, uncertain window]: scored (its class is in the subset) and right."""
     frames_per_window, n_uncertain = table.window_frames, len(table.uncertain_class)
+    if n_uncertain == 0:  # every window is right wherever its class is chosen
+        return torch.zeros((len(membership), 0), dtype=torch.bool)
     subset_bits = _bit_masks(membership)
     truth_votes = torch.empty(len(membership), n_uncertain, dtype=torch.int16)
     step = max(1, CHUNK_ELEMENTS // max(1, table.beaten_by.numel()))

@@ -49,11 +49,16 @@ Signal model
 
     Dead electrodes (``spec.missing_electrodes`` plus ``params.dead_electrodes``) are written as exact zeros.
 
-    Glove (22 CyberGlove joint angles, degrees). A subject-specific neutral pose; during each relabelled movement
-    the hand moves from it to the class pose (varied per repetition) and back with raised-cosine ramps of
-    0.3-0.5 s, plus 0.5° sensor noise. The glove is read at its own 25 Hz; NinaPro's files carry it at the EMG
-    rate, and here each reading is held until the next (zero-order hold), which keeps the 22-column array
-    compressible and makes writing a 2 kHz file several times faster than smooth interpolation would.
+    Glove (22 CyberGlove joint angles, degrees). Each of the eleven muscle synergies also moves the hand along a
+    direction of its own in the 22 joint angles (about 40 % of the joints, drawn from the seed); a class's pose is
+    the sum of those directions weighted by the same (log) synergy activations that drive its muscles. Pose and
+    EMG thus share their cause, as a hand's do: a gesture described by its pose alone (zero-shot, never trained
+    on) can be recognised from what the synergies it uses look like in the EMG. A subject-specific neutral pose;
+    during each relabelled movement the hand moves from it to the class pose (varied per repetition) and back with
+    raised-cosine ramps of 0.3-0.5 s, plus 0.5° sensor noise. The glove is read at its own 25 Hz; NinaPro's files
+    carry it at the EMG rate, and here each reading is held until the next (zero-order hold), which keeps the
+    22-column array compressible and makes writing a 2 kHz file several times faster than smooth interpolation
+    would.
 """
 
 from __future__ import annotations
@@ -188,8 +193,10 @@ def class_prototypes(seed: int, separability: float) -> ClassPrototypes:
     synergy_jitter = rng.lognormal(0.0, 0.2, size=(len(MUSCLES), len(SYNERGIES)))
     synergy_z = rng.standard_normal((len(names), len(SYNERGIES)))
     effort_z = rng.standard_normal(len(names))
-    postural_synergies = rng.standard_normal((GLOVE_CHANNELS, POSTURAL_SYNERGIES))
-    posture_z = rng.standard_normal((len(names), POSTURAL_SYNERGIES))
+    # Each muscle synergy also moves the hand: a direction in the 22 joint angles (a few joints, mostly).
+    synergy_pose = rng.standard_normal((len(SYNERGIES), GLOVE_CHANNELS)) * (
+        rng.random((len(SYNERGIES), GLOVE_CHANNELS)) < 0.4
+    )
 
     synergy_matrix = _synergy_matrix() * synergy_jitter
     synergy_activation = np.exp(separability * SYNERGY_SPREAD * synergy_z)
@@ -197,7 +204,9 @@ def class_prototypes(seed: int, separability: float) -> ClassPrototypes:
     muscle_pattern /= muscle_pattern.max(axis=1, keepdims=True)
     effort = CLASS_EFFORT_MVC * np.exp(separability * EFFORT_SPREAD * effort_z)
     activation = np.minimum(muscle_pattern * effort[:, None], MAX_ACTIVATION_MVC)
-    hand_pose = HAND_POSE_SCALE_DEG * posture_z @ postural_synergies.T
+    # The pose follows from the same synergy activations that drive the muscles (centred log activations), so a
+    # gesture's pose says what its EMG looks like: the link a pose-described, never-trained gesture relies on.
+    hand_pose = HAND_POSE_SCALE_DEG * synergy_z @ synergy_pose / np.sqrt(0.4 * len(SYNERGIES) / POSTURAL_SYNERGIES)
     return ClassPrototypes({name: i for i, name in enumerate(names)}, activation, hand_pose)
 
 

@@ -27,8 +27,9 @@ def aggregate_folders(folders: list[Path], table_names: list[str], out_dir: Path
         atomic_write_frame(table, Path(out_dir) / f"{name}.tsv")
 
 
-# The columns of the stream tables (stream.py writes them; an empty run of them keeps the header).
-STREAM_COLUMNS = {
+# The columns of the tables only some runs have (stream.py and zero_shot.py write them): a run without networks or
+# without zero-shot folds writes them with their header only.
+OPTIONAL_COLUMNS = {
     "stream_metrics": [
         "model",
         "adabn",
@@ -50,14 +51,47 @@ STREAM_COLUMNS = {
         "frames",
     ],
     "stream_timing": ["model", "adabn", "adaptation", "fold", "window", "compute_ms", "rms_window_ms", "frame_ms"],
+    "zero_shot": [
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "set",
+        "gestures",
+        "classes",
+        "chance",
+        "accuracy",
+        "balanced_accuracy",
+        "gesture_accuracy",
+        "oracle_accuracy",
+        "oracle_balanced_accuracy",
+        "oracle_gesture_accuracy",
+    ],
+    "zero_shot_subsets": [
+        "k",
+        "trial",
+        "accuracy",
+        "balanced_accuracy",
+        "gesture_accuracy",
+        "rest_false_activation",
+        "n",
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "scored_by",
+    ],
 }
+STREAM_COLUMNS = OPTIONAL_COLUMNS  # the stream tables' entries
 
 
-def aggregate_stream_folders(folders: list[Path], table_names: list[str], out_dir: Path) -> None:
-    """:func:`aggregate_folders` for the stream tables, which a run without networks has none of: then each is
+def aggregate_optional_folders(folders: list[Path], table_names: list[str], out_dir: Path) -> None:
+    """:func:`aggregate_folders` for tables a run may have none of (see ``OPTIONAL_COLUMNS``): then each is
     written with its header only."""
     if folders:
         aggregate_folders(folders, table_names, out_dir)
         return
     for name in table_names:
-        atomic_write_frame(pd.DataFrame(columns=STREAM_COLUMNS[name]), Path(out_dir) / f"{name}.tsv")
+        atomic_write_frame(pd.DataFrame(columns=OPTIONAL_COLUMNS[name]), Path(out_dir) / f"{name}.tsv")

@@ -32,6 +32,7 @@ from .errors import InputError
 from .folds import FoldSelections, fold_selections
 from .logits import write_logits
 from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
+from .poses import pose_prototypes
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class Setting:
     adaptation: str
     device: Device
     seed: int
+    class_codes: torch.Tensor | None = None  # pose prototypes for a pose class encoder
 
     def scores(self, model: torch.nn.Module, selection: Selection, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return predict(
@@ -158,6 +160,8 @@ def train_once(
     settings, device = setting.settings, setting.device
     torch.manual_seed(seed)
     model = build_model(ModelConfig(**{**setting.config.as_dict(), "dropout": hyper.dropout})).to(device.device)
+    if setting.class_codes is not None:
+        model.class_codes.copy_(setting.class_codes)
     optimiser = torch.optim.AdamW(parameter_groups(model, hyper.weight_decay), lr=hyper.learning_rate)
     total_steps = epochs * settings.steps_per_epoch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_steps, 1))
@@ -295,10 +299,17 @@ def train_fold(
         depth=architecture["depth"],
         context=architecture["context_frames"],
         dropout_layers=architecture["dropout_layers"],
+        class_encoder=model_settings.get("class_encoder", "onehot"),
         logit_scale=None if architecture["logit_scale"] == "learnable" else float(architecture["logit_scale"]),
     )
     log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
-    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen, seed)
+    codes = None
+    if config.class_encoder == "pose":  # every class's prototype, from the training subjects' training repetitions
+        every_class = Selection(
+            selections.train.subjects, torch.arange(len(data.classes)), selections.train.repetitions
+        )
+        codes = pose_prototypes(raw, every_class).to(chosen.device)
+    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen, seed, codes)
 
     search_rows, hyper = search(setting, seed)
     model, history, extra = train_once(setting, hyper, settings.final_epochs, seed, "final")
@@ -328,6 +339,8 @@ def train_fold(
             "fold": fold_name,
             "fold_spec": fold,
             "window": data.window,
+            "unseen": fold.get("unseen", []),
+            "pose_prototypes": None if codes is None else codes.cpu(),
             "best_epoch": extra["best_epoch"],
             "history": history,  # without timings, so that reruns give identical files
             "seed": seed,
@@ -337,5 +350,7 @@ def train_fold(
 
     # The one place test data are read.
     logits, index = setting.scores(model, selections.test, selections.test_pool)
-    write_logits(out_dir / "logits.pt", logits, index, data, model_name, fold_name, adabn, adaptation)
+    write_logits(
+        out_dir / "logits.pt", logits, index, data, model_name, fold_name, adabn, adaptation, fold.get("unseen", [])
+    )
     log.info("wrote %s", out_dir)

@@ -2,8 +2,14 @@
 import json
 import re
 
-from contrastive_prosthetics.artefacts import EVALUATION_TABLES, FIGURES, STREAM_TABLES, SUMMARY_TABLES
-from contrastive_prosthetics.folds import fold_families, fold_subjects
+from contrastive_prosthetics.artefacts import (
+    EVALUATION_TABLES,
+    FIGURES,
+    STREAM_TABLES,
+    SUMMARY_TABLES,
+    ZERO_SHOT_TABLES,
+)
+from contrastive_prosthetics.folds import fold_families, fold_runs, fold_subjects
 from contrastive_prosthetics.ninapro import database, exercise_from_file_name
 from contrastive_prosthetics.download import archive_name
 from contrastive_prosthetics.sources import raw_sources, subject_dir, tracked_inputs
@@ -33,15 +39,21 @@ def all_tensors():
     return [f"results/tensors/{db}/s{subject}.pt" for db, subject in SUBJECTS]
 
 
-def per_run(pattern):
-    """``pattern`` expanded over every configured model, fold and window."""
-    return expand(pattern, model=config["models"], fold=config["folds"], window=WINDOWS)
+def per_run(pattern, **which):
+    """``pattern`` expanded over every (model, fold) the run trains (see fold_runs for ``which``) and window."""
+    pairs = fold_runs(config["models"], config["folds"], **which)
+    return [path for model, fold in pairs for path in expand(pattern, model=model, fold=fold, window=WINDOWS)]
 
 
 def network_runs(pattern):
-    """``pattern`` expanded over every configured network model (not LDA), fold and window."""
-    networks = [name for name, model in config["models"].items() if model["kind"] != "lda"]
-    return expand(pattern, model=networks, fold=config["folds"], window=WINDOWS)
+    """``pattern`` expanded over every network (not LDA) × fold × window the run trains."""
+    return per_run(pattern, networks_only=True)
+
+
+def oracle_logits(wildcards):
+    """The logits of the same model on a zero-shot fold's oracle: the fold it copies, with every gesture trained."""
+    oracle = config["folds"][wildcards.fold]["oracle"]
+    return f"results/models/{wildcards.model}/{oracle}/{wildcards.window}/logits.pt"
 
 
 def all_logits():

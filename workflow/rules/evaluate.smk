@@ -106,5 +106,52 @@ rule aggregate_stream:
         inputs=network_runs("results/eval/{model}/{fold}/{window}"),
         tables=STREAM_TABLES,
     shell:
-        "python -m contrastive_prosthetics aggregate-stream --inputs {params.inputs} --tables {params.tables} "
+        "python -m contrastive_prosthetics concatenate --inputs {params.inputs} --tables {params.tables} "
+        "--out-dir results/eval > {log} 2>&1"
+
+
+# Zero-shot folds: the held-out gestures, the trained ones and all, against the same model trained on every gesture.
+rule zero_shot:
+    input:
+        logits="results/models/{model}/{fold}/{window}/logits.pt",
+        oracle=oracle_logits,
+    output:
+        table="results/eval/{model}/{fold}/{window}/zero_shot.tsv",
+        subsets="results/eval/{model}/{fold}/{window}/zero_shot_subsets.tsv",
+    log:
+        "logs/zero_shot/{model}/{fold}/{window}.log",
+    benchmark:
+        "benchmarks/zero_shot/{model}/{fold}/{window}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        vote_window_ms=config["evaluation"]["vote_window_ms"],
+        trials=config["evaluation"]["subset_trials"],
+        seed=config["seed"],
+    shell:
+        "python -m contrastive_prosthetics zero-shot --logits {input.logits} --oracle {input.oracle} "
+        "--vote-window-ms {params.vote_window_ms} --trials {params.trials} --seed {params.seed} "
+        "--out-dir results/eval/{wildcards.model}/{wildcards.fold}/{wildcards.window} > {log} 2>&1"
+
+
+rule aggregate_zero_shot:
+    input:
+        per_run("results/eval/{model}/{fold}/{window}/zero_shot.tsv", zero_shot_only=True),
+        per_run("results/eval/{model}/{fold}/{window}/zero_shot_subsets.tsv", zero_shot_only=True),
+    output:
+        [
+            report(f"results/eval/{table}.tsv", caption="../report/tables.rst", category="Tables")
+            for table in ZERO_SHOT_TABLES
+        ],
+    log:
+        "logs/aggregate_zero_shot.log",
+    benchmark:
+        "benchmarks/aggregate_zero_shot.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        inputs=per_run("results/eval/{model}/{fold}/{window}", zero_shot_only=True),
+        tables=ZERO_SHOT_TABLES,
+    shell:
+        "python -m contrastive_prosthetics concatenate --inputs {params.inputs} --tables {params.tables} "
         "--out-dir results/eval > {log} 2>&1"

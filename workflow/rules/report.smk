@@ -3,7 +3,9 @@
 
 rule figures:
     input:
-        tables=expand("results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES),
+        tables=expand(
+            "results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES
+        ),
         histories=per_run("results/models/{model}/{fold}/{window}/history.tsv"),
         searches=per_run("results/models/{model}/{fold}/{window}/search.tsv"),
     output:
