@@ -250,13 +250,19 @@ def test_a_db1_only_override_plans_only_db1(tmp_path):
 
 
 def tiny_db1_override(db1_dir: Path) -> dict:
-    """config/db1.yaml on the four shared subjects at a budget that runs in a minute or two."""
+    """config/db1.yaml on the four shared subjects at a budget that runs in a few minutes: every fold family, the
+    networks on the standard split (the pose model also on one zero-shot set), LDA on leave-one-subject-out."""
     return {
         "data": {"source": "local", "databases": {"db1": [1, 2, 3, 4]}, "local": {"db1": str(db1_dir)}},
         "models": {"contrastive": None, "classifier": None, "classifier_adabn": None},
+        "folds": {
+            "reps-2-5-7": {"models": ["contrastive_adabn", "contrastive_pose", "lda"]},
+            "loso": {"models": ["lda"]},
+            "zero-shot": {"sets": 1},
+        },
         "architecture": {"width": 16, "conv_maps": 4, "depth": 1},
         "training": {"groups": 8, "steps_per_epoch": 3, "search": {"trials": 1, "epochs": 1}, "final": {"epochs": 1}},
-        "evaluation": {"subset_trials": 8},
+        "evaluation": {"subset_trials": 8, "stream_trials": 1, "stream_subset_sizes": [3]},
     }
 
 
@@ -267,21 +273,28 @@ def test_db1_configuration_runs_end_to_end_on_the_shared_subjects(tmp_path, db1_
     override.write_text(yaml.safe_dump(tiny_db1_override(db1_dir)))
     result = snakemake(tmp_path, "--configfile", str(REPO / "config" / "db1.yaml"), str(override))
     assert result.returncode == 0, result.stderr[-3000:]
-    folds = ["reps-2-5-7", *(f"loso-db1-s{s}" for s in (1, 2, 3, 4))]
-    for model in ("contrastive_adabn", "lda"):
-        for fold in folds:
-            for window in ("onset", "steady"):
-                for name in ("search.tsv", "model.pt", "history.tsv", "logits.pt"):
-                    assert (tmp_path / "results/models" / model / fold / window / name).stat().st_size > 0
-    from contrastive_prosthetics.artefacts import EVALUATION_TABLES, FIGURES, SUMMARY_TABLES
+    runs = [("contrastive_adabn", "reps-2-5-7"), ("contrastive_pose", "reps-2-5-7"), ("lda", "reps-2-5-7")]
+    runs += [("lda", f"loso-db1-s{s}") for s in (1, 2, 3, 4)]
+    for model, fold in runs:
+        for window in ("onset", "steady"):
+            for name in ("search.tsv", "model.pt", "history.tsv", "logits.pt"):
+                assert (tmp_path / "results/models" / model / fold / window / name).stat().st_size > 0
+    from contrastive_prosthetics.artefacts import (
+        EVALUATION_TABLES,
+        FIGURES,
+        STREAM_TABLES,
+        SUMMARY_TABLES,
+        ZERO_SHOT_TABLES,
+    )
 
-    for table in EVALUATION_TABLES + SUMMARY_TABLES:
+    for table in EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES:
         assert (tmp_path / f"results/eval/{table}.tsv").stat().st_size > 0
     for figure in FIGURES:
         for extension in ("svg", "png"):
             assert (tmp_path / f"results/figures/{figure}.{extension}").stat().st_size > 0
     summary = pd.read_csv(tmp_path / "results/eval/summary.tsv", sep="\t")
-    assert set(summary["family"]) == {"reps-2-5-7", "loso"} and set(summary["window"]) == {"onset", "steady"}
+    assert set(summary["family"]) == {"reps-2-5-7", "loso", "zero-shot"}
+    assert set(summary["window"]) == {"onset", "steady"}
     assert "What a user gets" in result.stdout + result.stderr  # the end-of-run table
     assert not (tmp_path / "resources").exists()  # read in place
 
