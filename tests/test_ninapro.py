@@ -46,8 +46,17 @@ def test_db2_exercise_c_file_numbered_1_to_23_is_detected():
 
 
 def test_labels_fitting_no_numbering_are_an_error_naming_the_file():
-    with pytest.raises(ValueError, match=r"S1_E2_A1.mat: labels 5-41"):
+    with pytest.raises(ValueError, match=r"S1_E2_A1.mat: field 'restimulus' holds movement labels 5-41") as error:
         DB2.global_labels("C", np.array([0, 5, 41]), "S1_E2_A1.mat")
+    assert "numbered 18-40 (or 1-23 when a file restarts at 1)" in str(error.value)
+
+
+def test_a_bad_label_in_exercise_b_names_one_numbering_once():
+    with pytest.raises(ValueError) as error:
+        DB2.global_labels("B", np.array([0, 1, 99]), "S1_E1_A1.mat")
+    message = str(error.value)
+    assert "labels 1-99" in message and "17 movements, numbered 1-17;" in message
+    assert "1-17 nor 1-17" not in message and "data.exercises" in message
 
 
 def test_known_gaps_of_db3():

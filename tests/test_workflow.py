@@ -335,3 +335,26 @@ def test_every_reference_option_runs_on_synthetic_data(tmp_path):
     assert logits["logits"].shape[0] == 2 * 18 * 2 * 13  # 13 frames of 10 ms in the 130 ms window
     tensors = torch.load(workdir / "results/tensors/db2/s1.pt", weights_only=False)
     assert tensors["metadata"]["preprocess"]["rms_alignment"] == "centred"
+
+
+def test_a_local_folder_with_a_space_a_quote_and_a_dollar_is_read_in_place(tmp_path):
+    """Every value reaching the shell is quoted: such a path is read as it is, and nothing in it runs."""
+    import hashlib
+
+    folder = tmp_path / "NinaPro DB1 'odd' $(touch PWNED); echo"
+    protocol = make_protocol([1, 2, 3], 10, movement_samples=150, rest_samples=130)
+    raw = write_mat(folder / "S1_A1_E1.mat", protocol, emg_for(protocol, 10, rectified=True))
+    before = hashlib.sha256(raw.read_bytes()).hexdigest()
+
+    def local(config):
+        config["data"].update(source="local", databases={"db1": [1]}, exercises=["A"])
+        config["data"]["local"]["db1"] = str(folder)
+        config["preprocess"]["windows"] = {"onset": config["preprocess"]["windows"]["onset"]}
+
+    workdir = write_config(tmp_path / "run", local)
+    result = snakemake(workdir, "results/tensors/db1/s1.pt")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tensors = torch.load(workdir / "results/tensors/db1/s1.pt", weights_only=False)
+    assert tensors["metadata"]["sources"][0]["file"] == str(raw)
+    assert hashlib.sha256(raw.read_bytes()).hexdigest() == before
+    assert not list(tmp_path.rglob("PWNED")) and not (workdir / "PWNED").exists()

@@ -32,6 +32,8 @@ def choose_device(preference: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else the CPU; ``cpu``/``cuda``/``cuda:1`` force a device."""
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device: {preference}, but this machine has no CUDA device; set device: auto or cpu")
     return torch.device(preference)
 
 

@@ -143,7 +143,25 @@ def fold_families(folds: dict) -> dict[str, str]:
 
 def fold_selections(data: DB23, fold: dict, name: str = "fold") -> FoldSelections:
     """The fold's selections; gestures in ``unseen`` are left out of training and validation (their EMG is never
-    fitted or selected on) and tested with every other class."""
+    fitted or selected on) and tested with every other class. A class with no training or validation frame stops
+    here, named, rather than deep inside a model."""
+    selections = _fold_selections(data, fold, name)
+    for part in ("train", "validation"):
+        selection = getattr(selections, part)
+        present = data.selection_mask(selection).any(2).any(0)[selection.classes.to(data.valid.device)]
+        missing = [
+            data.classes[c] for c, here in zip(selection.classes.tolist(), present.tolist(), strict=True) if not here
+        ]
+        if missing:
+            raise InputError(
+                f"folds.{name}: class(es) {missing} have no {part} frames (not recorded in the {part} repetitions "
+                "or subjects, or every repetition shorter than preprocess.windows); change the fold, the windows "
+                "or data.exercises"
+            )
+    return selections
+
+
+def _fold_selections(data: DB23, fold: dict, name: str) -> FoldSelections:
     n_reps = data.valid.shape[2]
     check_fold(name, fold)
     unknown = [gesture for gesture in fold.get("unseen", []) if gesture not in data.classes[1:]]

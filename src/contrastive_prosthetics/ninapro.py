@@ -174,9 +174,13 @@ class DatabaseSpec:
         elif 1 <= lo and hi <= n_movements:
             offset = 0  # a file that restarts its numbering at 1
         else:
+            numbering = f"1-{n_movements}"
+            if first != 1:
+                numbering = f"{first}-{first + n_movements - 1} (or {numbering} when a file restarts at 1)"
             raise InputError(
-                f"{source}: labels {lo}-{hi} fit neither {first}-{first + n_movements - 1} nor 1-{n_movements} "
-                f"for exercise {exercise} of {self.name}; is this the right file for the exercise?"
+                f"{source}: field 'restimulus' holds movement labels {lo}-{hi}, but exercise {exercise} of "
+                f"{self.name} has {n_movements} movements, numbered {numbering}; is this the file of exercise "
+                f"{exercise}? Check data.exercises and the file's name"
             )
         return np.where(file_labels != 0, file_labels - offset, 0)
 

@@ -71,3 +71,9 @@ def raw_sources(config: dict, db: str, subject: int, resources: Path = RESOURCES
 def tracked_inputs(sources: dict[str, str]) -> list[str]:
     """The files on disk behind the sources (a zip for ``zip::member``), for Snakemake's input tracking."""
     return sorted({s.split(ARCHIVE_SEPARATOR)[0] for s in sources.values()})
+
+
+def source_arguments(sources: dict[str, str]) -> list[str]:
+    """``convert``'s ``--source EXERCISE=PATH`` arguments, one list item each, for the shell to quote one by one:
+    paths with spaces, quotes or ``$`` reach the command as they are."""
+    return [part for exercise, path in sources.items() for part in ("--source", f"{exercise}={path}")]

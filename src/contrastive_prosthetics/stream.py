@@ -182,7 +182,8 @@ def evaluate_stream(
 ) -> pd.DataFrame:
     """Score the test repetitions' streams with one trained network and write ``stream_metrics.tsv`` and
     ``stream_timing.tsv`` (seconds per decision, not bit-identical across runs) into ``out_dir``. The subsets
-    are the first ``trials`` of the ``subset_trials`` the subset-size evaluation draws with ``seed``."""
+    are the first ``trials`` (at most all) of the ``subset_trials`` the subset-size evaluation draws with
+    ``seed``."""
     saved = load_model_file(model_path)
     raw = DB23.load(tensor_paths, device="cpu", with_streams=True, window=saved["window"])
     normalised = raw.normalised(saved["normalisation_"])
@@ -193,7 +194,7 @@ def evaluate_stream(
     n_gestures = len(raw.classes) - 1
     sizes = sorted({k for k in subset_sizes if k <= n_gestures} | {n_gestures})
     drawn = draw_subsets(n_gestures, subset_trials, seed)
-    subsets = {k: chosen[:trials] for k, chosen in drawn.items() if k in sizes}
+    subsets = {k: chosen[: min(trials, subset_trials)] for k, chosen in drawn.items() if k in sizes}
     frame_ms = 1000 / raw.frame_rate_hz
     vote_frames = sorted({round(ms / frame_ms) for ms in vote_ms})
     table = stream_metrics(scored, raw.classes, subsets, vote_frames, frame_ms)

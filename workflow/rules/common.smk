@@ -13,6 +13,7 @@ from contrastive_prosthetics.folds import fold_families, fold_runs, fold_subject
 from contrastive_prosthetics.ninapro import database, exercise_from_file_name
 from contrastive_prosthetics.download import archive_name
 from contrastive_prosthetics.sources import raw_sources, subject_dir, tracked_inputs
+from contrastive_prosthetics.sources import source_arguments as convert_source_arguments
 
 SOURCE = config["data"]["source"]
 EXERCISES = config["data"]["exercises"]
@@ -76,11 +77,11 @@ def convert_inputs(wildcards):
 
 
 def source_arguments(wildcards):
-    return " ".join(f"--source {exercise}={path}" for exercise, path in sources_of(wildcards).items())
+    return convert_source_arguments(sources_of(wildcards))
 
 
 def manifest_argument(wildcards, input):
-    return f"--manifest {input[0]}" if SOURCE == "ninapro" else ""
+    return ["--manifest", input[0]] if SOURCE == "ninapro" else []
 
 
 def exercise_of_file(wildcards):
@@ -92,5 +93,6 @@ def archive_url(wildcards):
 
 
 def archive_checksum(wildcards):
-    name = archive_name(archive_url(wildcards))
-    return config["data"]["checksums"].get(name, "")
+    """``download``'s ``--sha256`` argument when the archive's digest is configured (none otherwise)."""
+    checksum = config["data"]["checksums"].get(archive_name(archive_url(wildcards)))
+    return ["--sha256", checksum] if checksum else []

@@ -42,7 +42,7 @@ rule download:
         timeout_s=config["data"]["download"]["timeout_s"],
     shell:
         "python -m contrastive_prosthetics download --database {wildcards.db} --subject {wildcards.subject} "
-        "--exercises {params.exercises} --url {params.url:q} --sha256 '{params.sha256}' "
+        "--exercises {params.exercises} --url {params.url:q} {params.sha256:q} "
         "--archive-dir resources/ninapro/{wildcards.db}/archives "
         "--dest-dir resources/ninapro/{wildcards.db}/s{wildcards.subject} "
         "--retries {params.retries} --backoff-s {params.backoff_s} --timeout-s {params.timeout_s} > {log} 2>&1"
@@ -69,5 +69,5 @@ rule convert:
         seed=config["seed"],
     shell:
         "python -m contrastive_prosthetics convert --database {wildcards.db} --subject {wildcards.subject} "
-        "{params.sources} {params.manifest} --exercises {params.exercises} --seed {params.seed} "
+        "{params.sources:q} {params.manifest:q} --exercises {params.exercises} --seed {params.seed} "
         "--preprocess-json {params.preprocess:q} --out {output} > {log} 2>&1"
