@@ -20,3 +20,10 @@ def table(results: list[Result]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def markdown(results: list[Result]) -> str:
+    """The same table for the README (``python -m bench --markdown``)."""
+    lines = ["| benchmark | figure | goal | verdict |", "|---|---|---|---|"]
+    lines += [f"| {r.benchmark} | {r.figure} | {r.goal} | {'OK' if r.ok else 'MISSED'} |" for r in results]
+    return "\n".join(lines)

@@ -74,6 +74,8 @@ def test_convert_of_a_damaged_file_exits_2_naming_it(tmp_path, capsys):
         preprocess,
         "--seed",
         "0",
+        "--threads",
+        "2",
     ]
     assert run("convert", *args, "--out", str(tmp_path / "s1.pt")) == 2
     assert str(damaged) in error_line(capsys, "convert")
@@ -95,6 +97,8 @@ def test_convert_writes_a_tensor_file(tmp_path):
         preprocess,
         "--seed",
         "0",
+        "--threads",
+        "2",
     ]
     assert run("convert", *args, "--out", str(tmp_path / "s1.pt")) == 0
     assert torch.load(tmp_path / "s1.pt", weights_only=False)["valid"][:3].all()

@@ -9,6 +9,7 @@ It needs root and Debian's packages, and takes a few minutes, so it runs only wi
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -62,16 +63,31 @@ def test_pipeline_on_slurm_matches_local_run_and_only_networks_hold_a_gpu(capsys
     skipped = [line for line in output.splitlines() if line.startswith("SKIPPED:")]
     if skipped:
         pytest.skip(skipped[-1].removeprefix("SKIPPED:").strip())
-    assert returncode == 0, f"{SCRIPT.name} exited {returncode}:\n{output[-6000:]}"
+    assert returncode == 0, f"{SCRIPT.name} exited {returncode}:\n{failure_summary(output)}"
     assert "PASSED:" in output
     assert "OK: SLURM and local runs made byte-identical outputs" in output
+    # The planned jobs (the script's dry run of tests/tiny_config.py): one train job per network model, fold and
+    # window, one train_lda job per LDA fold and window.
+    planned = re.search(r"^EXPECTED-JOBS: train=(\d+) train_lda=(\d+)$", output, re.MULTILINE)
+    assert planned, output[-6000:]
+    n_train, n_lda = map(int, planned.groups())
+    assert n_train >= 2 and n_lda >= 1, planned.group(0)  # the tiny configuration has networks and LDA
     gpu_submissions = [line for line in output.splitlines() if line.startswith("SBATCH-GPU: sbatch call: sbatch ")]
-    assert len(gpu_submissions) == 2, output[-6000:]  # the two network models of tests/tiny_config.py
+    assert len(gpu_submissions) == n_train, output[-6000:]
     assert all("--gpus=1" in line and "rule_train_wildcards" in line for line in gpu_submissions), gpu_submissions
     cpu_submissions = [line for line in output.splitlines() if line.startswith("SBATCH-CPU: sbatch call: sbatch ")]
-    assert len(cpu_submissions) == 1 and "--gpus" not in cpu_submissions[0], cpu_submissions  # LDA holds no GPU
+    assert len(cpu_submissions) == n_lda and not any("--gpus" in line for line in cpu_submissions), cpu_submissions
     # SLURM's own record (scontrol), not only what was asked for
     assert "OK: SLURM recorded a one-GPU request for each train job, and for no other job" in output
+
+
+def failure_summary(output: str) -> str:
+    """The daemon logs' last lines, then what the script said before them (the reason it failed), last: CI keeps
+    only the end of an assertion message, and the daemon logs alone do not say what went wrong."""
+    reason, marker, logs = output.partition("\nFAILED (exit")
+    if not marker:
+        return output[-6000:]
+    return f"----- daemon logs, last lines\n{logs[-1500:]}\n----- the script's own output\n{reason[-6000:]}"
 
 
 def run_quick(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -110,3 +126,21 @@ def test_script_skips_with_apt_gets_message_when_the_install_fails(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "SKIPPED: could not install slurm-wlm and munge with apt-get" in result.stdout, result.stdout
     assert "Unable to locate package slurm-wlm" in result.stdout  # apt-get's own words, so the reason is clear
+
+
+def test_the_slurm_profile_sets_resources_for_every_submitted_rule_and_no_other():
+    """Each rule that runs as a SLURM job has its runtime and memory in profiles/slurm; a rule added without them
+    would be submitted with the defaults (and the cluster test's set-resources check would fail late)."""
+    import yaml
+
+    sources = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    text = "\n".join(path.read_text() for path in sources)
+    rules = set(re.findall(r"^(?:rule (\w+):|use rule \w+ as (\w+) with:)", text, re.MULTILINE))
+    rules = {name for pair in rules for name in pair if name}
+    block = re.search(r"^localrules:\n((?:    \w+,?\n)+)", text, re.MULTILINE)
+    assert block, "the Snakefile's localrules block was not found"
+    local = set(re.findall(r"\w+", block.group(1)))
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["set-resources"]
+    assert local <= rules, local - rules
+    assert set(profile) == rules - local
+    assert all({"runtime", "mem_mb"} <= set(values) for values in profile.values()), profile

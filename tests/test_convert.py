@@ -11,7 +11,7 @@ import torch
 from conftest import PREPROCESS, emg_for, first_window, make_protocol, write_mat
 
 from contrastive_prosthetics.convert import convert_subject as convert_to_tensors
-from contrastive_prosthetics.matfile import MatFileError
+from contrastive_prosthetics.matfile import MatFileError, load_glove, load_recording
 from contrastive_prosthetics.ninapro import DB1, DB2
 from contrastive_prosthetics.preprocess import recording_frames
 from contrastive_prosthetics.segments import run_repetitions
@@ -168,11 +168,13 @@ def bad_input_cases(tmp_path):
         "no usable movement",
     )
     cases["wrong channels"] = (write_mat(tmp_path / "channels" / path.name, protocol, emg[:, :8]), "'emg' has shape")
+    five_joints = np.zeros((len(emg), 5))
+    cases["glove"] = (write_mat(tmp_path / "glove" / path.name, protocol, emg, glove=five_joints), "'glove' has shape")
     return cases
 
 
 @pytest.mark.parametrize(
-    "case", ["truncated", "missing emg", "nan", "mismatch", "no movement at all", "wrong channels"]
+    "case", ["truncated", "missing emg", "nan", "mismatch", "no movement at all", "wrong channels", "glove"]
 )
 def test_bad_input_is_rejected_with_clear_error_and_no_output(tmp_path, case):
     path, expected = bad_input_cases(tmp_path)[case]
@@ -183,6 +185,38 @@ def test_bad_input_is_rejected_with_clear_error_and_no_output(tmp_path, case):
     assert expected in str(error.value)
     assert not out.exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+@pytest.mark.parametrize("defer_glove", [False, True])
+def test_a_glove_of_the_wrong_shape_is_named_whether_it_is_read_now_or_later(tmp_path, defer_glove):
+    path, protocol, emg = db1_file(tmp_path)
+    bad = write_mat(tmp_path / "bad" / path.name, protocol, emg, glove=np.zeros((len(emg), 22, 2)))
+    with pytest.raises(MatFileError, match=r"'glove' has shape \(\d+, 22, 2\), expected \(samples, 22\)"):
+        load_recording(bad, DB1.n_channels, max_length_mismatch=0, defer_glove=defer_glove)
+
+
+def test_a_deferred_glove_is_the_glove_read_at_once(tmp_path):
+    path, protocol, emg = db1_file(tmp_path)
+    glove = np.random.default_rng(0).standard_normal((len(emg) + 3, 22))  # 3 samples longer: truncated alike
+    path = write_mat(tmp_path / "long" / path.name, protocol, emg, glove=glove)
+    at_once = load_recording(path, DB1.n_channels, max_length_mismatch=5)
+    deferred = load_recording(path, DB1.n_channels, max_length_mismatch=5, defer_glove=True)
+    assert deferred.glove is None and deferred.glove_shape == glove.shape
+    np.testing.assert_array_equal(load_glove(deferred), at_once.glove)
+    np.testing.assert_array_equal(at_once.glove, glove[: len(emg)])
+    assert deferred.sha256 == at_once.sha256  # the whole file is hashed, the glove included
+
+
+def test_worker_threads_do_not_change_a_single_bit(tmp_path):
+    paths = {}
+    for exercise, labels in (("A", (1, 2, 3)), ("B", (1, 2))):
+        paths[exercise], _, _ = db1_file(tmp_path / exercise, name=f"S1_A1_E{len(paths) + 1}.mat", labels=labels)
+    outputs = []
+    for threads in (1, 2):
+        out = tmp_path / f"threads{threads}.pt"
+        convert_to_tensors(DB1, 1, {k: str(v) for k, v in paths.items()}, ["A", "B"], PARAMS, out, threads=threads)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
 
 
 def test_changed_file_does_not_match_download_digest(tmp_path):

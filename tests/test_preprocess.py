@@ -3,12 +3,17 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import scipy.signal
 from conftest import PREPROCESS
 
+from contrastive_prosthetics import channel_frames
 from contrastive_prosthetics.preprocess import (
+    WindowSums,
     bandpass_sos,
     find_runs,
+    frame_ends,
+    hop_samples,
     hudgins_features,
     recording_frames,
     stream_frames,
@@ -58,6 +63,36 @@ def test_stream_frames_equal_the_straightforward_whole_recording_computation():
     emg = np.random.default_rng(2).standard_normal((6000, 3)) + 0.3  # an offset the band-pass removes
     frames, _ = stream_frames(emg, FS, PREPROCESS, already_rectified=False, calibration_samples=1000)
     np.testing.assert_allclose(frames, recording_frames(emg, FS, PREPROCESS), rtol=1e-5, atol=1e-7)
+
+
+def whole_array_frames(emg, params, calibration_samples):
+    """The definitions, one whole recording-long array per step: band-pass everything, then windowed sums."""
+    ends = frame_ends(len(emg), hop_samples(FS, params))
+    rms_window = round(params.rms_window_ms * FS / 1000)
+    feature_window = round(params.feature_window_ms * FS / 1000)
+    filtered = scipy.signal.sosfilt(bandpass_sos(FS, params), emg.T, axis=-1)
+    shift = rms_window // 2 if params.rms_alignment == "centred" else 0
+    sums = WindowSums(ends)
+    frames = np.stack([np.sqrt(np.maximum(sums(x * x, rms_window, shift), 0.0) / rms_window) for x in filtered], 1)
+    deadband = params.feature_deadband * np.sqrt(np.mean(filtered[:, :calibration_samples] ** 2, axis=1))
+    features = hudgins_features(filtered, ends, feature_window, deadband).transpose(1, 0, 2)
+    return frames.astype(np.float32), features.astype(np.float32)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 1000, channel_frames.CHUNK_SAMPLES])
+@pytest.mark.parametrize("alignment", ["causal", "centred"])
+def test_chunked_stream_frames_equal_the_whole_array_definitions_bit_for_bit(monkeypatch, chunk, alignment):
+    """Chunks of any size (down to one sample: filter state, running sums and the two carried samples all cross a
+    boundary) and any number of worker threads give exactly the bits of the whole-array computation."""
+    monkeypatch.setattr(channel_frames, "CHUNK_SAMPLES", chunk)
+    rng = np.random.default_rng(7)
+    emg = rng.standard_normal((4321, 3)) * np.array([1.0, 0.01, 30.0]) + 0.5  # an offset the band-pass removes
+    params = replace(PREPROCESS, rms_alignment=alignment, feature_deadband=0.5)
+    expected_frames, expected_features = whole_array_frames(emg, params, calibration_samples=900)
+    for workers in (1, 2):
+        frames, features = stream_frames(emg, FS, params, False, calibration_samples=900, workers=workers)
+        np.testing.assert_array_equal(frames, expected_frames)
+        np.testing.assert_array_equal(features, expected_features)
 
 
 def test_find_runs():

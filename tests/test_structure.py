@@ -15,7 +15,18 @@ PACKAGE = REPO / "src" / "contrastive_prosthetics"
 # map" draws the same graph.
 STAGES = [
     {"__init__", "errors", "artefacts", "atomic", "ninapro", "bootstrap"},
-    {"config", "folds", "matfile", "sources", "archives", "download", "synthetic", "synthetic_signals", "preprocess"},
+    {
+        "config",
+        "folds",
+        "matfile",
+        "sources",
+        "archives",
+        "download",
+        "synthetic",
+        "synthetic_signals",
+        "preprocess",
+        "channel_frames",
+    },
     {"segments", "convert"},
     {"dataset", "sampling", "logits", "tables", "poses"},
     {"models", "adaptation", "train", "baseline"},

@@ -70,6 +70,7 @@ def command_convert(args: argparse.Namespace) -> None:
         Path(args.out),
         manifest=Path(args.manifest) if args.manifest else None,
         seed=args.seed,
+        threads=args.threads,
     )
     log.info("wrote %s", args.out)
 
@@ -233,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--exercises", nargs="+", help="exercises to convert (default: those given as --source)")
     convert.add_argument("--preprocess-json", required=True, help="PreprocessParams as JSON (config key 'preprocess')")
+    convert.add_argument(
+        "--threads", required=True, type=int, help="channels processed at once (one more thread reads ahead)"
+    )
     convert.add_argument("--seed", required=True, type=int, help="config key 'seed' (draws each repetition's rest)")
     convert.add_argument("--manifest", help="download manifest whose SHA-256s the files must match")
     convert.add_argument("--out", required=True, help="the .pt file to write")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +39,9 @@ from . import __version__
 from .archives import read_manifest
 from .atomic import atomic_torch_save
 from .errors import InputError
-from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, load_recording
+from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, load_glove, load_recording
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
-from .preprocess import HUDGINS_FEATURES, PreprocessParams, hop_samples, stream_frames
+from .preprocess import HUDGINS_FEATURES, PreprocessParams, frame_ends, hop_samples, stream_frames
 from .segments import Run, choose_segments, file_runs, preceding_rest
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,15 @@ def prefetched_recordings(
     exercises: list[str],
     params: PreprocessParams,
     expected_sha256: dict[str, str] | None,
-) -> Iterator[tuple[str, Recording]]:
-    """(exercise, recording) in class-axis order, reading the next file while the caller processes this one.
+) -> Iterator[tuple[str, Recording, Future]]:
+    """(exercise, recording without its glove, future of its glove at every frame end), in class-axis order.
 
-    Reading dominates conversion; overlapping it with the processing of the previous file hides most of the
-    processing on a two-core machine. At most two recordings are in memory at once.
+    One reader thread runs ahead of the caller: while the caller processes a file's EMG it reads the next file's
+    EMG and labels, then this file's glove (the largest variable), so that reading, which dominates conversion,
+    rarely waits for processing and the last file's EMG is processed while its glove is read. At most two files'
+    EMG are in memory at once; a glove is kept only at the frame ends.
     """
+    hop = hop_samples(spec.sampling_rate_hz, params)
 
     def load(exercise: str) -> Recording:
         name = Path(sources[exercise].split(ARCHIVE_SEPARATOR)[-1]).name
@@ -114,16 +117,26 @@ def prefetched_recordings(
             spec.n_channels,
             max_length_mismatch=params.max_length_mismatch,
             expected_sha256=(expected_sha256 or {}).get(name),
+            defer_glove=True,
         )
 
+    def glove_frames(recording: Recording) -> np.ndarray:
+        return load_glove(recording)[frame_ends(len(recording.emg), hop)].astype(np.float32)
+
     order = classes_order(exercises)
-    with ThreadPoolExecutor(max_workers=1) as reader:
+    reader = ThreadPoolExecutor(max_workers=1)
+    try:
         upcoming = reader.submit(load, order[0])
         for index, exercise in enumerate(order):
             recording = upcoming.result()
-            upcoming = reader.submit(load, order[index + 1]) if index + 1 < len(order) else None
-            yield exercise, recording
+            if index + 1 < len(order):
+                upcoming = reader.submit(load, order[index + 1])
+            yield exercise, recording, reader.submit(glove_frames, recording)
             del recording
+    except BaseException:  # an error, here or in the caller: reads still queued are not worth waiting for
+        reader.shutdown(wait=True, cancel_futures=True)
+        raise
+    reader.shutdown(wait=False)  # the gloves still queued are read; their futures stay valid
 
 
 def convert_subject(
@@ -136,11 +149,13 @@ def convert_subject(
     expected_sha256: dict[str, str] | None = None,
     manifest: Path | None = None,
     seed: int = 0,
+    threads: int = 2,
 ) -> dict:
     """Read one subject's files (``sources``: exercise → path) and return (and optionally save) its tensors.
 
     ``expected_sha256`` (file name → digest) and the digests recorded in a download ``manifest`` are checked
-    against what is read. ``seed`` draws each repetition's rest segment (see :mod:`.segments`).
+    against what is read. ``seed`` draws each repetition's rest segment (see :mod:`.segments`). ``threads``: channels
+    processed at once, while another thread reads (and hashes) the next file; the output does not depend on it.
     """
     spec.check_subject(subject)
     if manifest is not None:
@@ -153,7 +168,7 @@ def convert_subject(
     flat = np.zeros(spec.n_channels, bool)
     sources_metadata = []
     offset = 0
-    for file_number, (exercise, recording) in enumerate(
+    for file_number, (exercise, recording, glove_frames) in enumerate(
         prefetched_recordings(spec, sources, exercises, params, expected_sha256)
     ):
         sources_metadata.append(
@@ -181,12 +196,16 @@ def convert_subject(
             )
         cue = np.flatnonzero(cued)
         frames, features = stream_frames(
-            recording.emg, spec.sampling_rate_hz, params, spec.already_rectified, int(cue[0]) if cue.size else 0
+            recording.emg,
+            spec.sampling_rate_hz,
+            params,
+            spec.already_rectified,
+            int(cue[0]) if cue.size else 0,
+            workers=threads,
         )
-        ends = (np.arange(len(frames)) + 1) * hop - 1
         streams.append(frames)
         stream_features.append(features)
-        gloves.append(recording.glove[ends].astype(np.float32))
+        gloves.append(glove_frames)
         stream_classes.append(frame_class)
         stream_reps.append(frame_rep)
         stream_files.append(np.full(len(frames), file_number, np.int8))
@@ -202,9 +221,10 @@ def convert_subject(
     )
     check_window_fits(chosen.too_short, classes, params, spec, subject)
     valid = chosen.run_first >= 0
-    all_features, all_gloves = np.concatenate(stream_features), np.concatenate(gloves)
+    all_features, all_gloves = np.concatenate(stream_features), np.concatenate([glove.result() for glove in gloves])
     rest_first, rest_last = preceding_rest(chosen.run_first, rest_runs)
-    rest_pose = mean_over(all_gloves, rest_first, rest_last)  # [class, rep, 22]
+    glove_sums = running_sums(all_gloves)
+    rest_pose = mean_over(glove_sums, rest_first, rest_last)  # [class, rep, 22]
     segments = {}
     for name, window in windows.items():
         index = np.where(valid, chosen.start[name], 0)[..., None] + np.arange(window.length)  # [class, rep, frame]
@@ -215,9 +235,9 @@ def convert_subject(
             "glove": np.where(keep, all_gloves[index], 0.0).astype(np.float32),
             "segment_start": chosen.start[name],
             # The hand's pose over the segment relative to the rest before the movement (rest: none, zeros).
-            "pose": pose_deltas(all_gloves, chosen.start[name], window.length, rest_pose, valid),
+            "pose": pose_deltas(glove_sums, chosen.start[name], window.length, rest_pose, valid),
         }
-    del all_features, all_gloves
+    del all_features, all_gloves, glove_sums
 
     data_dead = dead_channels(stream, flat)
     compare_with_spec(spec, subject, data_dead)
@@ -271,18 +291,24 @@ def convert_subject(
     return payload
 
 
-def mean_over(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Mean of ``values`` [frame, channel] over frames first..last (inclusive) of every cell (NaN where first < 0)."""
-    running = np.concatenate((np.zeros((1, values.shape[1])), np.cumsum(values, axis=0, dtype=np.float64)))
+def running_sums(values: np.ndarray) -> np.ndarray:
+    """[frame + 1, channel] float64 sums of ``values`` [frame, channel] over the frames before each: computed once,
+    for every mean over a stretch of frames."""
+    return np.concatenate((np.zeros((1, values.shape[1])), np.cumsum(values, axis=0, dtype=np.float64)))
+
+
+def mean_over(running: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Mean over frames first..last (inclusive) of every cell (NaN where first < 0), from ``running`` sums
+    (:func:`running_sums`)."""
     a, b = np.maximum(first, 0), np.maximum(last, 0)
     means = (running[b + 1] - running[a]) / np.maximum(b - a + 1, 1)[..., None]
     return np.where((first >= 0)[..., None], means, np.nan)
 
 
-def pose_deltas(gloves: np.ndarray, start: np.ndarray, length: int, rest_pose: np.ndarray, valid: np.ndarray):
+def pose_deltas(glove_sums: np.ndarray, start: np.ndarray, length: int, rest_pose: np.ndarray, valid: np.ndarray):
     """[class, rep, 22] mean glove over each segment minus the rest before its movement; zeros for rest and for
-    cells without a valid segment or a preceding rest."""
-    delta = mean_over(gloves, np.where(valid, start, -1), np.where(valid, start + length - 1, -1)) - rest_pose
+    cells without a valid segment or a preceding rest. ``glove_sums``: :func:`running_sums` of the gloves."""
+    delta = mean_over(glove_sums, np.where(valid, start, -1), np.where(valid, start + length - 1, -1)) - rest_pose
     delta[0] = 0.0  # rest is the reference itself
     return np.nan_to_num(delta, nan=0.0).astype(np.float32)
 

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.io
 
 from .errors import InputError
+from .ninapro import GLOVE_CHANNELS
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,11 @@ class Recording:
     sha256: str
     size: int
     emg: np.ndarray  # (samples, channels) float64
-    glove: np.ndarray  # (samples, 22) float64, NaN where the file has no glove data
+    glove: np.ndarray | None  # (samples, 22) float64, NaN where the file has no glove data; None: deferred
     stimulus: np.ndarray  # (samples,) int16; the cue. Falls back to restimulus when absent
     restimulus: np.ndarray  # (samples,) int16; the relabelled movement, which segments are cut from
     rerepetition: np.ndarray  # (samples,) int16
+    glove_shape: tuple[int, ...]  # the glove's shape in the file (checked when a deferred glove is read)
 
 
 def _open_source(source: str) -> tuple[BinaryIO, Callable[[], None]]:
@@ -89,13 +91,14 @@ def _digest(source: str) -> tuple[str, int]:
         close()
 
 
-def _parse(source: str) -> dict[str, np.ndarray]:
+def _parse(source: str, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The variables ``names`` of a source (all when None); loadmat skips the others without decompressing them."""
     stream, close = _open_source(source)
     try:
-        return scipy.io.loadmat(stream)
+        return scipy.io.loadmat(stream, variable_names=names)
     except NotImplementedError:  # MATLAB v7.3 files are HDF5 containers
         stream.seek(0)
-        return _load_v73(stream, source)
+        return _load_v73(stream, source, names)
     except Exception as error:  # scipy raises ValueError, TypeError, zlib.error, ... for damaged files
         raise MatFileError(
             f"{source}: cannot be read as a MATLAB file ({type(error).__name__}: {error}); "
@@ -105,19 +108,36 @@ def _parse(source: str) -> dict[str, np.ndarray]:
         close()
 
 
-def _load_v73(stream: BinaryIO, source: str) -> dict[str, np.ndarray]:
+def _load_v73(stream: BinaryIO, source: str, names: list[str] | None = None) -> dict[str, np.ndarray]:
     import h5py
 
     try:
         with h5py.File(stream, "r") as handle:
             # HDF5 stores MATLAB's column-major arrays transposed.
-            return {name: np.asarray(handle[name]).T for name in handle if isinstance(handle[name], h5py.Dataset)}
+            return {
+                name: np.asarray(handle[name]).T
+                for name in handle
+                if isinstance(handle[name], h5py.Dataset) and (names is None or name in names)
+            }
     except OSError as error:
         raise MatFileError(f"{source}: cannot be read as a MATLAB v7.3 file ({error}); download it again") from None
 
 
-def read_fields(source: str, expected_sha256: str | None = None) -> tuple[dict[str, np.ndarray], str, int]:
-    """Parse a source and hash it at the same time (two cores, one pass of wall time); check the digest.
+def _shapes(source: str) -> dict[str, tuple[int, ...]]:
+    """Each variable's shape, from the headers alone (v5 files; {} for others, which are then read whole)."""
+    if ARCHIVE_SEPARATOR in source:
+        return {}
+    try:
+        return {name: shape for name, shape, _ in scipy.io.whosmat(source)}
+    except Exception:  # v7.3, damaged, ...: the full parse reports what is wrong
+        return {}
+
+
+def read_fields(
+    source: str, expected_sha256: str | None = None, names: list[str] | None = None
+) -> tuple[dict[str, np.ndarray], str, int]:
+    """Parse a source's variables ``names`` (all when None) and hash the whole file at the same time (two cores,
+    one pass of wall time); check the digest.
 
     A digest that differs from ``expected_sha256`` is reported in preference to any parse error, since it
     explains it.
@@ -125,7 +145,7 @@ def read_fields(source: str, expected_sha256: str | None = None) -> tuple[dict[s
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(_digest, source)
         try:
-            fields, parse_error = _parse(source), None
+            fields, parse_error = _parse(source, names), None
         except MatFileError as error:
             fields, parse_error = {}, error
         sha256, size = digest.result()
@@ -147,16 +167,26 @@ def _labels(fields: dict, name: str, source: str) -> np.ndarray:
 
 
 def load_recording(
-    source: str | Path, n_channels: int, *, max_length_mismatch: int, expected_sha256: str | None = None
+    source: str | Path,
+    n_channels: int,
+    *,
+    max_length_mismatch: int,
+    expected_sha256: str | None = None,
+    defer_glove: bool = False,
 ) -> Recording:
     """Read one NinaPro file, validate it and return its aligned signals.
 
     Real DB2 files carry label vectors a few samples longer or shorter than ``emg``; up to
     ``max_length_mismatch`` samples are truncated with a warning, more is an error. ``expected_sha256``
-    (recorded when the file was downloaded) is checked before the file is parsed.
+    (recorded when the file was downloaded) is checked before the file is parsed. ``defer_glove`` leaves the
+    glove (the largest variable of a DB2 file) unread, to be read later with :func:`load_glove`, so that the EMG
+    can be processed while it is read; its shape is checked now, from the file's headers. Sources whose headers
+    cannot be read apart (archive members, v7.3 files) are read whole.
     """
     source = str(source)
-    fields, sha256, size = read_fields(source, expected_sha256)
+    shapes = _shapes(source) if defer_glove else {}
+    names = [name for name in shapes if name != "glove"] if shapes else None
+    fields, sha256, size = read_fields(source, expected_sha256, names)
     missing = [name for name in REQUIRED_FIELDS if name not in fields]
     if missing:
         present = sorted(k for k in fields if not k.startswith("__"))
@@ -172,9 +202,17 @@ def load_recording(
         )
     labels = {name: _labels(fields, name, source) for name in LABEL_FIELDS if name in fields}
     labels.setdefault("stimulus", labels["restimulus"])
-    glove = np.asarray(fields["glove"], dtype=np.float64) if "glove" in fields else np.full((len(emg), 22), np.nan)
+    deferred = names is not None and "glove" in shapes
+    if deferred:
+        glove, glove_shape = None, shapes["glove"]
+    elif "glove" in fields:
+        glove = np.asarray(fields["glove"], dtype=np.float64)
+        glove_shape = glove.shape
+    else:
+        glove, glove_shape = np.full((len(emg), GLOVE_CHANNELS), np.nan), (len(emg), GLOVE_CHANNELS)
+    _check_glove_shape(source, glove_shape)
 
-    lengths = {"emg": len(emg), "glove": len(glove)} | {name: len(values) for name, values in labels.items()}
+    lengths = {"emg": len(emg), "glove": glove_shape[0]} | {name: len(values) for name, values in labels.items()}
     shortest, longest = min(lengths.values()), max(lengths.values())
     if longest - shortest > max_length_mismatch:
         raise MatFileError(
@@ -199,8 +237,31 @@ def load_recording(
         sha256=sha256,
         size=size,
         emg=emg,
-        glove=glove[:shortest],
+        glove=None if glove is None else glove[:shortest],
         stimulus=labels["stimulus"][:shortest],
         restimulus=labels["restimulus"][:shortest],
         rerepetition=labels["rerepetition"][:shortest],
+        glove_shape=glove_shape,
     )
+
+
+def load_glove(recording: Recording) -> np.ndarray:
+    """The glove of a recording read with ``defer_glove`` (as read, when it was not), truncated as its other
+    fields were: (samples, 22) float64."""
+    if recording.glove is not None:
+        return recording.glove
+    glove = np.asarray(_parse(recording.source, ["glove"])["glove"], dtype=np.float64)
+    if glove.shape != recording.glove_shape:
+        raise MatFileError(
+            f"{recording.source}: field 'glove' has shape {glove.shape} but its header said "
+            f"{recording.glove_shape}; the file changed while it was read: run again"
+        )
+    return glove[: len(recording.emg)]
+
+
+def _check_glove_shape(source: str, shape: tuple[int, ...]) -> None:
+    if len(shape) != 2 or shape[1] != GLOVE_CHANNELS:
+        raise MatFileError(
+            f"{source}: field 'glove' has shape {tuple(shape)}, expected (samples, {GLOVE_CHANNELS}) joint angles "
+            "of a CyberGlove; remove the field or fix the file"
+        )

@@ -59,6 +59,8 @@ rule convert:
         "benchmarks/convert/{db}/s{subject}.tsv"
     conda:
         "../../envs/pipeline.yaml"
+    # Two channels are processed at once while a third thread reads the next file (bench/convert_speed.py).
+    threads: 2
     resources:
         mem_mb=4000,
     params:
@@ -70,4 +72,4 @@ rule convert:
     shell:
         "python -m contrastive_prosthetics convert --database {wildcards.db} --subject {wildcards.subject} "
         "{params.sources:q} {params.manifest:q} --exercises {params.exercises} --seed {params.seed} "
-        "--preprocess-json {params.preprocess:q} --out {output} > {log} 2>&1"
+        "--preprocess-json {params.preprocess:q} --threads {threads} --out {output} > {log} 2>&1"
