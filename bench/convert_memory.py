@@ -22,18 +22,27 @@ from .results import Result
 GOAL = 3.0
 
 # Runs in the child: imports first (torch alone is a few hundred MB), then the baseline, then one conversion.
+# The kernel's own counters for this process (/proc/self/status): VmRSS now, VmHWM its peak; writing 5 to
+# clear_refs resets the peak to the current size (getrusage's ru_maxrss cannot be reset, and a child started from
+# a large parent can inherit the parent's figure).
 CHILD = """
-import json, resource, sys
+import json, sys
 from contrastive_prosthetics.config import default_config
 from contrastive_prosthetics.convert import convert_subject
 from contrastive_prosthetics.ninapro import DB2
 from contrastive_prosthetics.preprocess import PreprocessParams
 
+def status_kib(field):
+    line = next(line for line in open("/proc/self/status") if line.startswith(field + ":"))
+    return int(line.split()[1])
+
 sources, out = json.loads(sys.argv[1]), sys.argv[2]
 params = PreprocessParams(**default_config()["preprocess"])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")
+before = status_kib("VmRSS")
 convert_subject(DB2, 1, sources, list(sources), params, out)
-print(json.dumps({"before_kib": before, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"before_kib": before, "peak_kib": status_kib("VmHWM")}))
 """
 
 
