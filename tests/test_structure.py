@@ -19,6 +19,7 @@ STAGES = [
         "config",
         "folds",
         "matfile",
+        "matmap",
         "sources",
         "archives",
         "download",

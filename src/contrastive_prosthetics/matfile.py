@@ -23,6 +23,7 @@ import numpy as np
 import scipy.io
 
 from .errors import InputError
+from .matmap import mapped_variables
 from .ninapro import GLOVE_CHANNELS
 
 log = logging.getLogger(__name__)
@@ -181,12 +182,17 @@ def load_recording(
     (recorded when the file was downloaded) is checked before the file is parsed. ``defer_glove`` leaves the
     glove (the largest variable of a DB2 file) unread, to be read later with :func:`load_glove`, so that the EMG
     can be processed while it is read; its shape is checked now, from the file's headers. Sources whose headers
-    cannot be read apart (archive members, v7.3 files) are read whole.
+    cannot be read apart (archive members, v7.3 files) are read whole. In uncompressed files EMG and glove are
+    memory maps of the file (:mod:`.matmap`), so deferring costs nothing there.
     """
     source = str(source)
-    shapes = _shapes(source) if defer_glove else {}
-    names = [name for name in shapes if name != "glove"] if shapes else None
+    # EMG and glove of an uncompressed file are mapped, not copied (see .matmap); loadmat reads the rest.
+    mapped = mapped_variables(source, ["emg", "glove"]) if ARCHIVE_SEPARATOR not in source else {}
+    shapes = _shapes(source) if defer_glove or mapped else {}
+    skipped = set(mapped) | ({"glove"} if defer_glove else set())
+    names = [name for name in shapes if name not in skipped] if shapes else None
     fields, sha256, size = read_fields(source, expected_sha256, names)
+    fields.update(mapped)
     missing = [name for name in REQUIRED_FIELDS if name not in fields]
     if missing:
         present = sorted(k for k in fields if not k.startswith("__"))
@@ -202,7 +208,7 @@ def load_recording(
         )
     labels = {name: _labels(fields, name, source) for name in LABEL_FIELDS if name in fields}
     labels.setdefault("stimulus", labels["restimulus"])
-    deferred = names is not None and "glove" in shapes
+    deferred = names is not None and "glove" in shapes and "glove" not in fields
     if deferred:
         glove, glove_shape = None, shapes["glove"]
     elif "glove" in fields:
