@@ -7,8 +7,8 @@ import pytest
 import scipy.io
 from conftest import emg_for, make_protocol
 
-from contrastive_prosthetics.matfile import MatFileError, load_glove, load_recording
-from contrastive_prosthetics.matmap import mapped_variables
+from contrastive_prosthetics.matfile import MatFileError, glove_rows, load_glove, load_recording
+from contrastive_prosthetics.matmap import compressed_rows, mapped_variables
 from contrastive_prosthetics.ninapro import DB2
 
 
@@ -95,3 +95,31 @@ def test_nan_in_a_mapped_emg_is_still_rejected(tmp_path):
     path = save(tmp_path / "S1_E1_A1.mat", fields, compress=False)
     with pytest.raises(MatFileError, match="NaN"):
         load_recording(path, DB2.n_channels, max_length_mismatch=0)
+
+
+def test_compressed_rows_are_loadmats_rows_without_the_whole_array(tmp_path):
+    fields = ninapro_fields(seed=5)
+    path = save(tmp_path / "S1_E1_A1.mat", fields, compress=True)
+    rows = np.arange(19, len(fields["glove"]), 20)
+    values, shape = compressed_rows(path, "glove", rows)
+    assert shape == fields["glove"].shape
+    np.testing.assert_array_equal(values, scipy.io.loadmat(path)["glove"][rows])
+
+
+def test_compressed_rows_leave_complex_uncompressed_and_absent_variables_to_loadmat(tmp_path):
+    fields = ninapro_fields()
+    rows = np.arange(0, len(fields["glove"]), 20)
+    complex_glove = save(tmp_path / "complex.mat", {**fields, "glove": fields["glove"] + 1j}, compress=True)
+    plain = save(tmp_path / "plain.mat", fields, compress=False)
+    assert compressed_rows(complex_glove, "glove", rows) is None
+    assert compressed_rows(plain, "glove", rows) is None  # mapped instead (see above)
+    assert compressed_rows(save(tmp_path / "no_glove.mat", {"emg": fields["emg"]}, True), "glove", rows) is None
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_glove_rows_of_a_deferred_recording_equal_the_glove_read_whole(tmp_path, compress):
+    fields = ninapro_fields(seed=2)
+    path = save(tmp_path / "S1_E1_A1.mat", fields, compress=compress)
+    rows = np.arange(19, len(fields["glove"]), 20)
+    deferred = load_recording(path, DB2.n_channels, max_length_mismatch=0, defer_glove=True)
+    np.testing.assert_array_equal(glove_rows(deferred, rows), fields["glove"][rows])

@@ -39,7 +39,7 @@ from . import __version__
 from .archives import read_manifest
 from .atomic import atomic_torch_save
 from .errors import InputError
-from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, load_glove, load_recording
+from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, glove_rows, load_recording
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
 from .preprocess import HUDGINS_FEATURES, PreprocessParams, frame_ends, hop_samples, stream_frames
 from .segments import Run, choose_segments, file_runs, preceding_rest
@@ -106,7 +106,7 @@ def prefetched_recordings(
     One reader thread runs ahead of the caller: while the caller processes a file's EMG it reads the next file's
     EMG and labels, then this file's glove (the largest variable), so that reading, which dominates conversion,
     rarely waits for processing and the last file's EMG is processed while its glove is read. At most two files'
-    EMG are in memory at once; a glove is kept only at the frame ends.
+    EMG are in memory at once; a glove is only ever held at the frame ends (see :func:`.matfile.glove_rows`).
     """
     hop = hop_samples(spec.sampling_rate_hz, params)
 
@@ -121,7 +121,7 @@ def prefetched_recordings(
         )
 
     def glove_frames(recording: Recording) -> np.ndarray:
-        return load_glove(recording)[frame_ends(len(recording.emg), hop)].astype(np.float32)
+        return glove_rows(recording, frame_ends(len(recording.emg), hop)).astype(np.float32)
 
     order = classes_order(exercises)
     reader = ThreadPoolExecutor(max_workers=1)

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.io
 
 from .errors import InputError
-from .matmap import mapped_variables
+from .matmap import compressed_rows, mapped_variables
 from .ninapro import GLOVE_CHANNELS
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,23 @@ def load_glove(recording: Recording) -> np.ndarray:
             f"{recording.glove_shape}; the file changed while it was read: run again"
         )
     return glove[: len(recording.emg)]
+
+
+def glove_rows(recording: Recording, rows: np.ndarray) -> np.ndarray:
+    """The glove of a recording at ``rows`` (sorted sample indices), (len(rows), 22) float64. A deferred glove of
+    a compressed file is decompressed in chunks keeping only those rows (:func:`.matmap.compressed_rows`), so the
+    whole array is never allocated; otherwise it is read as :func:`load_glove` reads it."""
+    if recording.glove is None and ARCHIVE_SEPARATOR not in recording.source:
+        streamed = compressed_rows(recording.source, "glove", rows)
+        if streamed is not None:
+            values, shape = streamed
+            if shape != recording.glove_shape:
+                raise MatFileError(
+                    f"{recording.source}: field 'glove' has shape {shape} but its header said "
+                    f"{recording.glove_shape}; the file changed while it was read: run again"
+                )
+            return values
+    return load_glove(recording)[rows]
 
 
 def _check_glove_shape(source: str, shape: tuple[int, ...]) -> None:
