@@ -38,33 +38,54 @@ _CHUNK_VALUES = 1 << 17  # 1 MiB of doubles per decompressed chunk: small enough
 def mapped_variables(path: str, names: list[str]) -> dict[str, np.ndarray]:
     """The variables among ``names`` that can be mapped (possibly none), as read-only memory maps of the file;
     the caller reads the others, and any variable of a file this cannot parse, with loadmat."""
+    return _read_v5(path, lambda handle: _mapped(path, handle, set(names)), {})
+
+
+def compressed_rows(path: str, name: str, rows: np.ndarray) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Rows ``rows`` (sorted, within the array) of the compressed 2-D double variable ``name``, decompressed in
+    chunks and never held whole, with the variable's shape; None when it is not such a variable (the caller
+    reads it with loadmat)."""
+    return _read_v5(path, lambda handle: _compressed_rows(handle, name, np.asarray(rows, dtype=np.int64)), None)
+
+
+def _read_v5(path: str, read, otherwise):
+    """``read(handle)`` on a v5 file; ``otherwise`` for other versions and for any file it cannot parse."""
     try:
         with open(path, "rb") as handle:
             if _get_matfile_version(handle)[0] != 1:  # v4 and v7.3 (HDF5) files are not v5
-                return {}
-            return _mapped(path, handle, set(names))
+                return otherwise
+            return read(handle)
     except Exception:  # a damaged or unusual file: loadmat reads it, or says what is wrong with it
-        return {}
+        return otherwise
 
 
-def _mapped(path: str, handle, wanted: set[str]) -> dict[str, np.ndarray]:
+def _elements(handle):
+    """(reader, start, type, length) of each top-level data element (one per variable), the handle just after
+    the element's tag; whatever the caller reads, the next element is found from the tag."""
     reader = _mio5.MatFile5Reader(handle)
     handle.seek(0)
     reader.initialize_read()
     reader.read_file_header()
-    order = reader.byte_order
     size = os.fstat(handle.fileno()).st_size
-    found = {}
-    while wanted - found.keys() and handle.tell() + _TAG_BYTES <= size:
+    while handle.tell() + _TAG_BYTES <= size:
         start = handle.tell()
-        element_type, length = np.frombuffer(handle.read(_TAG_BYTES), dtype=f"{order}u4")
+        element_type, length = np.frombuffer(handle.read(_TAG_BYTES), dtype=f"{reader.byte_order}u4")
+        yield reader, start, int(element_type), int(length)
+        handle.seek(start + _TAG_BYTES + int(length))
+
+
+def _mapped(path: str, handle, wanted: set[str]) -> dict[str, np.ndarray]:
+    found = {}
+    for reader, start, element_type, _ in _elements(handle):
+        if not wanted - found.keys():
+            break
         if element_type != _mio5_params.miMATRIX:  # miCOMPRESSED (or anything else): loadmat's job
-            handle.seek(start + _TAG_BYTES + int(length))
             continue
         handle.seek(start)
         header, next_position = reader.read_var_header()
         name = header.name.decode("latin1")
         if name in wanted and header.mclass in _STORED_AS and not header.is_logical:
+            order = reader.byte_order
             stored_type, code = _STORED_AS[header.mclass]
             element_type, length = np.frombuffer(handle.read(_TAG_BYTES), dtype=f"{order}u4")
             shape = tuple(int(d) for d in header.dims)
@@ -79,43 +100,21 @@ def _mapped(path: str, handle, wanted: set[str]) -> dict[str, np.ndarray]:
                 and padded_end == next_position
             ):
                 found[name] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F")
-        handle.seek(next_position)
     return found
 
 
-def compressed_rows(path: str, name: str, rows: np.ndarray) -> tuple[np.ndarray, tuple[int, int]] | None:
-    """Rows ``rows`` (sorted, within the array) of the compressed 2-D double variable ``name``, decompressed in
-    chunks and never held whole, with the variable's shape; None when it is not such a variable (the caller
-    reads it with loadmat)."""
-    try:
-        with open(path, "rb") as handle:
-            if _get_matfile_version(handle)[0] != 1:
-                return None
-            return _compressed_rows(handle, name, np.asarray(rows, dtype=np.int64))
-    except Exception:  # a damaged or unusual file: loadmat reads it, or says what is wrong with it
-        return None
-
-
 def _compressed_rows(handle, name: str, rows: np.ndarray) -> tuple[np.ndarray, tuple[int, int]] | None:
-    reader = _mio5.MatFile5Reader(handle)
-    handle.seek(0)
-    reader.initialize_read()
-    reader.read_file_header()
-    order = reader.byte_order
-    size = os.fstat(handle.fileno()).st_size
-    while handle.tell() + _TAG_BYTES <= size:
-        start = handle.tell()
-        element_type, length = np.frombuffer(handle.read(_TAG_BYTES), dtype=f"{order}u4")
-        if element_type == _mio5_params.miCOMPRESSED:
-            # What read_var_header does for a compressed variable, keeping hold of the decompressing stream.
-            stream = _streams.ZlibInputStream(handle, int(length))
-            reader._matrix_reader.set_stream(stream)
-            matrix_type, _ = reader._matrix_reader.read_full_tag()
-            if matrix_type == _mio5_params.miMATRIX:
-                header = reader._matrix_reader.read_header(False)
-                if header.name.decode("latin1") == name:
-                    return _rows_of(stream, header, order, rows)
-        handle.seek(start + _TAG_BYTES + int(length))
+    for reader, _, element_type, length in _elements(handle):
+        if element_type != _mio5_params.miCOMPRESSED:
+            continue
+        # What read_var_header does for a compressed variable, keeping hold of the decompressing stream.
+        stream = _streams.ZlibInputStream(handle, length)
+        reader._matrix_reader.set_stream(stream)
+        matrix_type, _ = reader._matrix_reader.read_full_tag()
+        if matrix_type == _mio5_params.miMATRIX:
+            header = reader._matrix_reader.read_header(False)
+            if header.name.decode("latin1") == name:
+                return _rows_of(stream, header, reader.byte_order, rows)
     return None
 
 
