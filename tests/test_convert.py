@@ -221,8 +221,25 @@ def test_worker_threads_do_not_change_a_single_bit(tmp_path):
 
 def test_changed_file_does_not_match_download_digest(tmp_path):
     path, _, _ = db1_file(tmp_path)
+    out = tmp_path / "out" / "s1.pt"
     with pytest.raises(MatFileError, match="differs from"):
-        convert_subject(DB1, 1, {"A": str(path)}, ["A"], PARAMS, expected_sha256={path.name: "0" * 64})
+        convert_subject(DB1, 1, {"A": str(path)}, ["A"], PARAMS, out, expected_sha256={path.name: "0" * 64})
+    assert not out.exists()  # the digest runs beside the processing, but is checked before anything is written
+
+
+@pytest.mark.parametrize("damage", ["truncated", "NaN"])
+def test_a_changed_file_that_also_fails_reports_the_digest_first(tmp_path, damage):
+    """The digest explains the failure: a file damaged after its download says so, not only that it is broken."""
+    path, protocol, emg = db1_file(tmp_path)
+    recorded = hashlib.sha256(path.read_bytes()).hexdigest()
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-200])
+    else:
+        emg = emg.copy()
+        emg[50, 1] = np.nan
+        write_mat(path, protocol, emg)
+    with pytest.raises(MatFileError, match="differs from"):
+        convert_subject(DB1, 1, {"A": str(path)}, ["A"], PARAMS, expected_sha256={path.name: recorded})
 
 
 def test_uint8_labels_do_not_wrap(tmp_path):

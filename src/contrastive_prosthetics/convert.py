@@ -39,7 +39,7 @@ from . import __version__
 from .archives import read_manifest
 from .atomic import atomic_torch_save
 from .errors import InputError
-from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, glove_rows, load_recording
+from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, checked_digest, glove_rows, load_recording
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
 from .preprocess import HUDGINS_FEATURES, PreprocessParams, frame_ends, hop_samples, stream_frames
 from .segments import Run, choose_segments, file_runs, preceding_rest
@@ -100,42 +100,55 @@ def prefetched_recordings(
     exercises: list[str],
     params: PreprocessParams,
     expected_sha256: dict[str, str] | None,
-) -> Iterator[tuple[str, Recording, Future]]:
-    """(exercise, recording without its glove, future of its glove at every frame end), in class-axis order.
+) -> Iterator[tuple[str, Recording, Future, Future]]:
+    """(exercise, recording without its glove or digest, future of its glove at every frame end, future of its
+    checked (sha256, size)), in class-axis order.
 
     One reader thread runs ahead of the caller: while the caller processes a file's EMG it reads the next file's
     EMG and labels, then this file's glove (the largest variable), so that reading, which dominates conversion,
     rarely waits for processing and the last file's EMG is processed while its glove is read. At most two files'
     EMG are in memory at once; a glove is only ever held at the frame ends (see :func:`.matfile.glove_rows`).
+    A hashing thread checks each file's digest meanwhile, so processing never waits for it; the caller collects
+    the digests before it writes anything. A file that fails to load reports a digest mismatch first, since
+    that explains the failure.
     """
     hop = hop_samples(spec.sampling_rate_hz, params)
 
     def load(exercise: str) -> Recording:
-        name = Path(sources[exercise].split(ARCHIVE_SEPARATOR)[-1]).name
         return load_recording(
             sources[exercise],
             spec.n_channels,
             max_length_mismatch=params.max_length_mismatch,
-            expected_sha256=(expected_sha256 or {}).get(name),
             defer_glove=True,
+            hash_file=False,
         )
 
     def glove_frames(recording: Recording) -> np.ndarray:
         return glove_rows(recording, frame_ends(len(recording.emg), hop)).astype(np.float32)
 
+    def expected(exercise: str) -> str | None:
+        return (expected_sha256 or {}).get(Path(sources[exercise].split(ARCHIVE_SEPARATOR)[-1]).name)
+
     order = classes_order(exercises)
-    reader = ThreadPoolExecutor(max_workers=1)
+    reader, hasher = ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)
+    digests = {exercise: hasher.submit(checked_digest, sources[exercise], expected(exercise)) for exercise in order}
     try:
         upcoming = reader.submit(load, order[0])
         for index, exercise in enumerate(order):
-            recording = upcoming.result()
+            try:
+                recording = upcoming.result()
+            except MatFileError:
+                digests[exercise].result()  # a changed file explains why it cannot be read: say that instead
+                raise
             if index + 1 < len(order):
                 upcoming = reader.submit(load, order[index + 1])
-            yield exercise, recording, reader.submit(glove_frames, recording)
+            yield exercise, recording, reader.submit(glove_frames, recording), digests[exercise]
             del recording
     except BaseException:  # an error, here or in the caller: reads still queued are not worth waiting for
         reader.shutdown(wait=True, cancel_futures=True)
+        hasher.shutdown(wait=True, cancel_futures=True)
         raise
+    hasher.shutdown(wait=False)
     reader.shutdown(wait=False)  # the gloves still queued are read; their futures stay valid
 
 
@@ -168,51 +181,58 @@ def convert_subject(
     flat = np.zeros(spec.n_channels, bool)
     sources_metadata = []
     offset = 0
-    for file_number, (exercise, recording, glove_frames) in enumerate(
-        prefetched_recordings(spec, sources, exercises, params, expected_sha256)
-    ):
-        sources_metadata.append(
-            {"exercise": exercise, "file": recording.source, "sha256": recording.sha256, "size": recording.size}
-        )
-        movements = spec.global_labels(exercise, recording.restimulus, recording.source)
-        cued = spec.global_labels(exercise, recording.stimulus, recording.source)
-        names = movement_names(exercise)
-        failed = cued_but_not_performed(cued, movements)
-        if failed:
-            log.warning(
-                "%s: movement(s) %s were cued in 'stimulus' but never performed (no samples in 'restimulus'); "
-                "left invalid",
-                recording.source,
-                [names[m - 1] for m in failed],
+    digests: list[Future] = []
+    try:
+        for file_number, (exercise, recording, glove_frames, digest) in enumerate(
+            prefetched_recordings(spec, sources, exercises, params, expected_sha256)
+        ):
+            sources_metadata.append({"exercise": exercise, "file": recording.source})
+            digests.append(digest)
+            movements = spec.global_labels(exercise, recording.restimulus, recording.source)
+            cued = spec.global_labels(exercise, recording.stimulus, recording.source)
+            names = movement_names(exercise)
+            failed = cued_but_not_performed(cued, movements)
+            if failed:
+                log.warning(
+                    "%s: movement(s) %s were cued in 'stimulus' but never performed (no samples in 'restimulus'); "
+                    "left invalid",
+                    recording.source,
+                    [names[m - 1] for m in failed],
+                )
+            class_of_movement = {m: classes.index(name) for m, name in enumerate(names, start=1)}
+            runs, rests, frame_class, frame_rep = file_runs(
+                recording.source, movements, recording.rerepetition, class_of_movement, spec.repetitions, hop
             )
-        class_of_movement = {m: classes.index(name) for m, name in enumerate(names, start=1)}
-        runs, rests, frame_class, frame_rep = file_runs(
-            recording.source, movements, recording.rerepetition, class_of_movement, spec.repetitions, hop
-        )
-        if not runs:
-            raise MatFileError(
-                f"{recording.source}: no usable movement in 'restimulus' (every movement is missing or outside "
-                f"repetitions 1-{spec.repetitions}); is this a NinaPro recording? Leave the file's subject out"
+            if not runs:
+                raise MatFileError(
+                    f"{recording.source}: no usable movement in 'restimulus' (every movement is missing or outside "
+                    f"repetitions 1-{spec.repetitions}); is this a NinaPro recording? Leave the file's subject out"
+                )
+            cue = np.flatnonzero(cued)
+            frames, features = stream_frames(
+                recording.emg,
+                spec.sampling_rate_hz,
+                params,
+                spec.already_rectified,
+                int(cue[0]) if cue.size else 0,
+                workers=threads,
             )
-        cue = np.flatnonzero(cued)
-        frames, features = stream_frames(
-            recording.emg,
-            spec.sampling_rate_hz,
-            params,
-            spec.already_rectified,
-            int(cue[0]) if cue.size else 0,
-            workers=threads,
-        )
-        streams.append(frames)
-        stream_features.append(features)
-        gloves.append(glove_frames)
-        stream_classes.append(frame_class)
-        stream_reps.append(frame_rep)
-        stream_files.append(np.full(len(frames), file_number, np.int8))
-        movement_runs += [run.shifted(offset) for run in runs]
-        rest_runs += [run.shifted(offset) for run in rests]
-        flat |= flat_channels(recording.emg)
-        offset += len(frames)
+            streams.append(frames)
+            stream_features.append(features)
+            gloves.append(glove_frames)
+            stream_classes.append(frame_class)
+            stream_reps.append(frame_rep)
+            stream_files.append(np.full(len(frames), file_number, np.int8))
+            movement_runs += [run.shifted(offset) for run in runs]
+            rest_runs += [run.shifted(offset) for run in rests]
+            flat |= flat_channels(recording.emg)
+            offset += len(frames)
+    except MatFileError:
+        for digest in digests:  # a file that changed since its download explains any error in it: say that first
+            digest.result()
+        raise
+    for metadata, digest in zip(sources_metadata, digests, strict=True):
+        metadata["sha256"], metadata["size"] = digest.result()
 
     stream = np.concatenate(streams)
     windows = params.frame_windows()

@@ -42,7 +42,7 @@ class Recording:
     """One NinaPro file's signals, checked and aligned (equal lengths, signed integer labels)."""
 
     source: str
-    sha256: str
+    sha256: str  # "" when read with hash_file=False (the caller checks the digest)
     size: int
     emg: np.ndarray  # (samples, channels) float64
     glove: np.ndarray | None  # (samples, 22) float64, NaN where the file has no glove data; None: deferred
@@ -134,27 +134,36 @@ def _shapes(source: str) -> dict[str, tuple[int, ...]]:
         return {}
 
 
-def read_fields(
-    source: str, expected_sha256: str | None = None, names: list[str] | None = None
-) -> tuple[dict[str, np.ndarray], str, int]:
-    """Parse a source's variables ``names`` (all when None) and hash the whole file at the same time (two cores,
-    one pass of wall time); check the digest.
-
-    A digest that differs from ``expected_sha256`` is reported in preference to any parse error, since it
-    explains it.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        digest = pool.submit(_digest, source)
-        try:
-            fields, parse_error = _parse(source, names), None
-        except MatFileError as error:
-            fields, parse_error = {}, error
-        sha256, size = digest.result()
+def checked_digest(source: str, expected_sha256: str | None = None) -> tuple[str, int]:
+    """SHA-256 and size of a source, checked against ``expected_sha256`` (recorded when it was downloaded)."""
+    sha256, size = _digest(source)
     if expected_sha256 is not None and sha256 != expected_sha256:
         raise MatFileError(
             f"{source}: sha256 {sha256} differs from {expected_sha256} recorded when it was downloaded; "
             "the file changed on disk: delete the subject's folder and run again to re-download"
         )
+    return sha256, size
+
+
+def read_fields(
+    source: str, expected_sha256: str | None = None, names: list[str] | None = None, hash_file: bool = True
+) -> tuple[dict[str, np.ndarray], str, int]:
+    """Parse a source's variables ``names`` (all when None) and hash the whole file at the same time (two cores,
+    one pass of wall time); check the digest. ``hash_file=False`` parses only (digest "" and size 0): the
+    caller checks the digest itself, with :func:`checked_digest`.
+
+    A digest that differs from ``expected_sha256`` is reported in preference to any parse error, since it
+    explains it.
+    """
+    if not hash_file:
+        return _parse(source, names), "", 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(checked_digest, source, expected_sha256)
+        try:
+            fields, parse_error = _parse(source, names), None
+        except MatFileError as error:
+            fields, parse_error = {}, error
+        sha256, size = digest.result()  # a mismatch is raised here, before the parse error it explains
     if parse_error is not None:
         raise parse_error
     return fields, sha256, size
@@ -174,6 +183,7 @@ def load_recording(
     max_length_mismatch: int,
     expected_sha256: str | None = None,
     defer_glove: bool = False,
+    hash_file: bool = True,
 ) -> Recording:
     """Read one NinaPro file, validate it and return its aligned signals.
 
@@ -183,7 +193,8 @@ def load_recording(
     glove (the largest variable of a DB2 file) unread, to be read later with :func:`load_glove`, so that the EMG
     can be processed while it is read; its shape is checked now, from the file's headers. Sources whose headers
     cannot be read apart (archive members, v7.3 files) are read whole. In uncompressed files EMG and glove are
-    memory maps of the file (:mod:`.matmap`), so deferring costs nothing there.
+    memory maps of the file (:mod:`.matmap`), so deferring costs nothing there. ``hash_file=False`` leaves the
+    digest to the caller (see :func:`read_fields`), so that it can run beside the processing.
     """
     source = str(source)
     # EMG and glove of an uncompressed file are mapped, not copied (see .matmap); loadmat reads the rest.
@@ -191,7 +202,7 @@ def load_recording(
     shapes = _shapes(source) if defer_glove or mapped else {}
     skipped = set(mapped) | ({"glove"} if defer_glove else set())
     names = [name for name in shapes if name not in skipped] if shapes else None
-    fields, sha256, size = read_fields(source, expected_sha256, names)
+    fields, sha256, size = read_fields(source, expected_sha256, names, hash_file)
     fields.update(mapped)
     missing = [name for name in REQUIRED_FIELDS if name not in fields]
     if missing:
