@@ -17,7 +17,7 @@ import scipy.signal
 import torch
 
 # Samples per chunk: a chunk's handful of float64 temporaries (256 KiB each) fit in a core's L2 cache, and the
-# per-chunk overhead (a few dozen numpy calls) stays small next to the work. bench/convert_speed.py compares sizes.
+# per-chunk overhead (a few dozen numpy calls) stays small next to the work.
 CHUNK_SAMPLES = 32768
 
 

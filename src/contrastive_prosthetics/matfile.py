@@ -268,11 +268,7 @@ def load_glove(recording: Recording) -> np.ndarray:
     if recording.glove is not None:
         return recording.glove
     glove = np.asarray(_parse(recording.source, ["glove"])["glove"], dtype=np.float64)
-    if glove.shape != recording.glove_shape:
-        raise MatFileError(
-            f"{recording.source}: field 'glove' has shape {glove.shape} but its header said "
-            f"{recording.glove_shape}; the file changed while it was read: run again"
-        )
+    _check_unchanged_glove(recording, glove.shape)
     return glove[: len(recording.emg)]
 
 
@@ -284,13 +280,18 @@ def glove_rows(recording: Recording, rows: np.ndarray) -> np.ndarray:
         streamed = compressed_rows(recording.source, "glove", rows)
         if streamed is not None:
             values, shape = streamed
-            if shape != recording.glove_shape:
-                raise MatFileError(
-                    f"{recording.source}: field 'glove' has shape {shape} but its header said "
-                    f"{recording.glove_shape}; the file changed while it was read: run again"
-                )
+            _check_unchanged_glove(recording, shape)
             return values
     return load_glove(recording)[rows]
+
+
+def _check_unchanged_glove(recording: Recording, shape: tuple[int, ...]) -> None:
+    """A deferred glove must have the shape its header gave when the rest of the file was read."""
+    if shape != recording.glove_shape:
+        raise MatFileError(
+            f"{recording.source}: field 'glove' has shape {shape} but its header said "
+            f"{recording.glove_shape}; the file changed while it was read: run again"
+        )
 
 
 def _check_glove_shape(source: str, shape: tuple[int, ...]) -> None:
