@@ -14,7 +14,7 @@ CLUSTER_TEST ?= 1
 # The pipeline's rules call the `contrastive-prosthetics` command, installed in the virtual environment.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test test-cluster lint bench report clean
+.PHONY: run test test-quick test-cluster lint bench report clean
 
 $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: $(INSTALLED)
 
 test: $(INSTALLED) $(EXPORT_INSTALLED) lint
 	CONTRASTIVE_CLUSTER_TEST=$(CLUSTER_TEST) pytest
+
+# The edit-test loop: unit tests only (no snakemake run, no SLURM), about a minute.
+test-quick: $(INSTALLED) $(EXPORT_INSTALLED)
+	pytest -q -m "not workflow and not cluster"
 
 test-cluster: $(INSTALLED)
 	CONTRASTIVE_CLUSTER_TEST=1 pytest -s tests/test_cluster.py

@@ -1,4 +1,5 @@
-"""Shared test fixtures: small hand-made NinaPro-format recordings whose every sample the test controls."""
+"""Shared test fixtures: small hand-made NinaPro-format recordings whose every sample the test controls, and the
+one tiny pipeline run that the read-only workflow tests share."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from snakemake_runs import snakemake, write_config
+from tiny_config import tiny
 
 from contrastive_prosthetics.config import default_config
 from contrastive_prosthetics.preprocess import PreprocessParams
@@ -96,6 +99,17 @@ def write_mat(path: Path, protocol: Protocol, signals: np.ndarray, **overrides) 
     path.parent.mkdir(parents=True, exist_ok=True)
     scipy.io.savemat(path, fields, do_compression=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The workflow's default target run once on the tiny configuration (tests/tiny_config.py), for every test
+    that only reads its outputs (tests/test_workflow.py, the SLURM test's local side). Tests must not change it."""
+    workdir = write_config(tmp_path_factory.mktemp("tiny-run"), tiny)
+    result = snakemake(workdir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    (workdir / "first-run.log").write_text(result.stdout + result.stderr)
+    return workdir
 
 
 @pytest.fixture

@@ -25,9 +25,12 @@ TIMEOUT_S = 20 * 60
 pytestmark = pytest.mark.cluster  # the full run is gated below; the skip checks are quick
 
 
-def run_script() -> tuple[int, str]:
-    """Run the script in its own process group. On timeout, TERM lets its trap cancel jobs and stop the daemons."""
+def run_script(local_dir: Path | None = None) -> tuple[int, str]:
+    """Run the script in its own process group. On timeout, TERM lets its trap cancel jobs and stop the daemons.
+    ``local_dir``: the suite's local tiny run, which the SLURM run is compared with (else the script runs one)."""
     env = dict(os.environ)
+    if local_dir is not None:
+        env["CLUSTER_TEST_LOCAL_DIR"] = str(local_dir)
     if (Path(sys.prefix) / "bin" / "snakemake").exists():
         env.setdefault("VENV", sys.prefix)  # the environment running this test has snakemake and the plugin
     process = subprocess.Popen(
@@ -56,8 +59,8 @@ def run_script() -> tuple[int, str]:
     os.environ.get("CONTRASTIVE_CLUSTER_TEST") != "1",
     reason="installs and starts SLURM as root and takes minutes: set CONTRASTIVE_CLUSTER_TEST=1 (make test-cluster)",
 )
-def test_pipeline_on_slurm_matches_local_run_and_only_networks_hold_a_gpu(capsys):
-    returncode, output = run_script()
+def test_pipeline_on_slurm_matches_local_run_and_only_networks_hold_a_gpu(capsys, tiny_run):
+    returncode, output = run_script(tiny_run)
     with capsys.disabled():  # into the terminal (and CI's log) even when it passes: the sbatch calls are the proof
         print(f"\n----- {SCRIPT.name}\n{output}")
     skipped = [line for line in output.splitlines() if line.startswith("SKIPPED:")]

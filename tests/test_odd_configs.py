@@ -1,5 +1,7 @@
-"""Odd but plausible configurations, run through snakemake: each ends in valid outputs or one clear message that
-names the key (a dry run where that is enough, a tiny real run where the trouble would only show while running)."""
+"""Odd but plausible configurations: each ends in valid outputs or one clear message that names the key. A
+configuration the checks refuse is checked in process (the checks the Snakefile runs at parse time;
+test_workflow.py proves once that such a refusal reaches the user through snakemake); one that plans is dry-run
+through snakemake, and one whose trouble would only show while running runs there at a tiny budget."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import DEFAULT, snakemake
+from snakemake_runs import DEFAULT, snakemake
 from tiny_config import tiny
 
+from contrastive_prosthetics.config import ConfigError, prepare_config
 from contrastive_prosthetics.ninapro import DB2, DB3
 from contrastive_prosthetics.synthetic import SyntheticParams, write_subject
 
@@ -155,7 +158,22 @@ def every_log(workdir: Path) -> str:
     return "\n".join(path.read_text(errors="replace") for path in sorted((workdir / "logs").rglob("*.log")))
 
 
-@pytest.mark.parametrize("case", CASES)
+REFUSED = [case for case, (_, how, expected) in CASES.items() if how == "dry" and expected is not None]
+RUN = [case for case in CASES if case not in REFUSED]
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_an_odd_configuration_is_refused_at_parse_time_with_the_key_named(raw_files, case):
+    change, _, expected = CASES[case]
+    config = base(raw_files)
+    change(config)
+    json.dumps(config)  # every case is a plain configuration a user could write
+    with pytest.raises(ConfigError) as refused:
+        prepare_config(config)
+    assert expected in str(refused.value)
+
+
+@pytest.mark.parametrize("case", RUN)
 def test_an_odd_configuration_gives_outputs_or_one_clear_message(tmp_path, raw_files, case):
     change, how, expected = CASES[case]
     config = base(raw_files)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import http.server
 import json
@@ -20,44 +19,19 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, emg_for, make_protocol, write_mat
+from snakemake_runs import DEFAULT, job_counts, snakemake, write_config
 from tiny_config import tiny
 
+from contrastive_prosthetics.artefacts import (
+    EVALUATION_TABLES,
+    FIGURES,
+    FULL_TABLES,
+    STREAM_TABLES,
+    SUMMARY_TABLES,
+    ZERO_SHOT_TABLES,
+)
+
 pytestmark = pytest.mark.workflow
-
-DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
-
-
-def snakemake(workdir: Path, *args: str, job_bin_dir: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the workflow in workdir. The jobs' `python` is this test's, or the one in job_bin_dir."""
-    bin_dir = str(Path(sys.executable).parent)  # snakemake and the package's environment
-    path = [str(job_bin_dir)] if job_bin_dir else []
-    env = {**os.environ, "PATH": os.pathsep.join([*path, bin_dir, os.environ.get("PATH", "")])}
-    command = [
-        str(Path(bin_dir) / "snakemake"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-
-
-def job_counts(result: subprocess.CompletedProcess) -> dict[str, str]:
-    """Jobs per rule, from the "Job stats" table of a dry run."""
-    output = (result.stdout + result.stderr).splitlines()
-    table = output[output.index("Job stats:") + 3 :]
-    return dict(line.split() for line in table[: next(i for i, line in enumerate(table) if line.startswith("total"))])
-
-
-def write_config(workdir: Path, change) -> Path:
-    config = copy.deepcopy(DEFAULT)
-    change(config)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return workdir
 
 
 def test_default_dag_plans_every_subject(tmp_path):
@@ -65,12 +39,12 @@ def test_default_dag_plans_every_subject(tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = job_counts(result)
     windows = len(DEFAULT["preprocess"]["windows"])
-    assert windows == 2  # onset and steady: every model is trained and evaluated on each
-    # reps-2-5 trains five networks and LDA; the zero-shot family's two sets train contrastive_pose alone.
-    networks, sets = 5, 2
+    assert windows == 1  # the demonstration trains the reference's onset window only
+    # reps-2-5 trains four networks and LDA; the zero-shot family's one set trains contrastive_pose alone.
+    networks, sets = 4, 1
     assert jobs == {
-        "convert": "5",
-        "synthesize": "10",
+        "convert": "3",
+        "synthesize": "6",
         "train": str((networks + sets) * windows),
         "train_lda": str(windows),
         "evaluate": str((networks + 1 + sets) * windows),
@@ -91,19 +65,22 @@ def test_full_scale_config_plans_every_download_and_a_gpu_job_per_network_and_fo
     jobs = job_counts(result)
     subjects = sum(len(listed) for listed in full["data"]["databases"].values())
     lda = sum(model["kind"] == "lda" for model in full["models"].values())
-    folds = sum(len(f["subjects"]) if f["scheme"] == "leave_one_subject_out" else 1 for f in full["folds"].values())
+    sets = full["folds"]["zero-shot"]["sets"]  # zero-shot folds train the pose model only
+    folds = sum(
+        len(f["subjects"]) if f["scheme"] == "leave_one_subject_out" else 1
+        for f in full["folds"].values()
+        if f["scheme"] != "zero_shot"
+    )
     windows = len(full["preprocess"]["windows"])
     assert (subjects, folds) == (51, 12)  # DB2's 40 and DB3's 11; the standard fold and leave-one-amputee-out
     assert jobs["download"] == jobs["convert"] == str(subjects)
-    assert jobs["train"] == str((len(full["models"]) - lda) * folds * windows)
+    assert jobs["train"] == str(((len(full["models"]) - lda) * folds + sets) * windows)
     assert jobs["train_lda"] == str(lda * folds * windows)
-    assert jobs["evaluate"] == str(len(full["models"]) * folds * windows)
+    assert jobs["evaluate"] == str((len(full["models"]) * folds + sets) * windows)
 
 
-def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_path):
-    workdir = write_config(tmp_path, tiny)
-    first = snakemake(workdir)
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
+    workdir = tiny_run
     for name in ("db2/s1", "db3/s6"):
         tensors = torch.load(workdir / f"results/tensors/{name}.pt", weights_only=False)
         assert (
@@ -121,8 +98,11 @@ def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_pat
             assert logits["logits"].shape == (2 * 18 * 2 * 50, 18) and logits["model"] == model
             assert logits["window"] == window
             assert (workdir / f"logs/train/{model}/reps-2-5/{window}.log").exists()
-    for table in ("subset_accuracy", "subset_exact", "voting", "metrics", "confusion"):
-        assert (workdir / f"results/eval/{table}.tsv").stat().st_size > 0
+    for table in EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES:
+        assert (workdir / f"results/eval/{table}.tsv").stat().st_size > 0, table
+    for figure in FIGURES:
+        for extension in ("svg", "png"):
+            assert (workdir / f"results/figures/{figure}.{extension}").stat().st_size > 0
     zero_shot = pd.read_csv(workdir / "results/eval/zero_shot.tsv", sep="\t")
     assert set(zero_shot["set"]) == {"unseen", "seen", "all"} and set(zero_shot["model"]) == {"contrastive_pose"}
     assert (zero_shot["chance"] == 1 / zero_shot["classes"]).all() and zero_shot["oracle_accuracy"].notna().all()
@@ -131,16 +111,34 @@ def test_pipeline_makes_tensors_and_models_and_a_second_run_does_nothing(tmp_pat
     assert set(stream["model"]) == {"contrastive_adabn", "classifier", "contrastive_pose"}
     assert set(stream["window"]) == {"onset", "steady"} and set(stream["vote_ms"]) == {0, 50, 100, 250}
     assert stream["k"].max() == 17 and stream["accuracy"].between(0, 1).all()
-    second = snakemake(workdir)
+    assert "What a user gets" in (workdir / "first-run.log").read_text()  # the end-of-run table
+
+
+def test_a_second_run_does_nothing(tiny_run):
+    second = snakemake(tiny_run)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
 
-    report = snakemake(workdir, "--report", "results/report.html")
+
+def test_report_embeds_every_figure_and_summary_table_with_its_caption_and_stays_small(tiny_run):
+    """Every figure and every run-level table but the full per-subset and per-cell ones (files beside the report),
+    each with a caption of its own; the report never embeds a table it only summarises."""
+    report = snakemake(tiny_run, "--report", "results/report-test.html")
     assert report.returncode == 0, report.stderr[-3000:]
-    html = (workdir / "results/report.html").read_text(errors="replace")
-    for figure in ("subset_size", "voting", "confusion", "per_subject", "training_curves", "search"):
+    path = tiny_run / "results/report-test.html"
+    html = path.read_text(errors="replace")
+    for figure in FIGURES:
         assert f"{figure}.svg" in html, figure
-    assert "metrics.tsv" in html
+    tables = EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES
+    embedded = [table for table in tables if table not in FULL_TABLES]
+    for table in embedded:
+        assert f"{table}.tsv" in html, table
+        caption = (REPO / "workflow/report/tables" / f"{table}.rst").read_text()
+        assert caption.startswith(f"**{table}.tsv**"), table  # a caption of its own, naming its table
+    assert FULL_TABLES and not any(f'"{table}.tsv"' in html for table in FULL_TABLES)
+    full = sum((tiny_run / f"results/eval/{table}.tsv").stat().st_size for table in FULL_TABLES)
+    assert path.stat().st_size < 15e6 and full > 0
+    path.unlink()
 
 
 def dependencies_only_environment(folder: Path) -> Path:
@@ -240,7 +238,7 @@ def test_a_db1_only_override_plans_only_db1(tmp_path):
     db1 = yaml.safe_load((REPO / "config" / "db1.yaml").read_text())
     subjects = len(db1["data"]["databases"]["db1"])
     folds = 1 + subjects  # the standard split, and one leave-one-subject-out fold per subject
-    windows, models = len(db1["preprocess"]["windows"]), len(DEFAULT["models"])
+    windows, models = len(db1["preprocess"]["windows"]), len(DEFAULT["models"] | db1["models"])
     sets = db1["folds"]["zero-shot"]["sets"]  # zero-shot folds train the pose model only
     assert jobs["download"] == jobs["convert"] == str(subjects)
     assert int(jobs["train"]) + int(jobs["train_lda"]) == (models * folds + sets) * windows
@@ -279,14 +277,6 @@ def test_db1_configuration_runs_end_to_end_on_the_shared_subjects(tmp_path, db1_
         for window in ("onset", "steady"):
             for name in ("search.tsv", "model.pt", "history.tsv", "logits.pt"):
                 assert (tmp_path / "results/models" / model / fold / window / name).stat().st_size > 0
-    from contrastive_prosthetics.artefacts import (
-        EVALUATION_TABLES,
-        FIGURES,
-        STREAM_TABLES,
-        SUMMARY_TABLES,
-        ZERO_SHOT_TABLES,
-    )
-
     for table in EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES:
         assert (tmp_path / f"results/eval/{table}.tsv").stat().st_size > 0
     for figure in FIGURES:
@@ -325,9 +315,11 @@ def test_every_reference_option_runs_on_synthetic_data(tmp_path):
         del config["folds"]["zero-shot"]
 
     workdir = write_config(tmp_path, reference_options)
-    result = snakemake(workdir)
+    target = "results/models/reference/reps-2-5/reference"
+    folder = workdir / target
+    # Training and its test logits are where the options act; evaluation is the same code as every other run's.
+    result = snakemake(workdir, f"{target}/logits.pt")
     assert result.returncode == 0, result.stderr[-3000:]
-    folder = workdir / "results/models/reference/reps-2-5/reference"
     saved = torch.load(folder / "model.pt", weights_only=False)
     assert saved["adaptation"] == "batch_statistics" and saved["model_config"]["logit_scale"] == 1.0
     assert saved["model_config"]["depth"] == 7 and saved["model_config"]["dropout_layers"] == 4

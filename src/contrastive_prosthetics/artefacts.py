@@ -9,6 +9,9 @@ SUMMARY_TABLES = ("summary", "subset_summary")
 STREAM_TABLES = ("stream_metrics", "stream_timing")
 # Tables of zero-shot folds (rule zero_shot, per model × zero-shot fold × window; then aggregate_zero_shot).
 ZERO_SHOT_TABLES = ("zero_shot", "zero_shot_subsets")
+# Run-level tables that stay files beside the report instead of being embedded in it: one row per random subset
+# or per confusion cell, tens of MB at full scale. subset_summary, metrics and the figures summarise them.
+FULL_TABLES = ("subset_accuracy", "confusion")
 # Figures written into results/figures/ as <name>.svg and <name>.png, each with workflow/report/<name>.rst.
 FIGURES = (
     "subset_size",

@@ -21,6 +21,8 @@
 # Environment:
 #   CLUSTER_TEST_TARGETS  snakemake targets, space separated (default: the workflow's default target, rule all)
 #   CLUSTER_TEST_KEEP=1   keep the temporary folder (printed at the start)
+#   CLUSTER_TEST_LOCAL_DIR  a folder where the same tiny configuration already ran locally to the same targets
+#                         (the test suite's shared run): compared with instead of running it again here
 #   VENV                  virtual environment with snakemake, the SLURM plugin and the package (default: .venv)
 #
 # Note on `set -u`: Snakemake runs every shell rule in bash under `set -euo pipefail`. On some sites a start-up
@@ -255,11 +257,16 @@ done
 sinfo --Node --long
 scontrol show config | grep -E '^(MinJobAge|SelectType |GresTypes|AccountingStorageType)'
 
+yaml_of() { # the configuration in a file, in one canonical form (key order and layout aside)
+    "$VENV/bin/python" -c 'import sys, json, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1])), sort_keys=True))' "$1"
+}
+
 # ---------------------------------------------------------------- 4. the tiny pipeline, through SLURM and locally
 # The tiny configuration of the workflow tests (tests/tiny_config.py): two network models and LDA, one fold.
 for dir in "$TMP/work-slurm" "$TMP/work-local"; do
     "$VENV/bin/python" "$REPO/tests/tiny_config.py" "$REPO/config.yaml" "$dir/config.yaml"
 done
+LOCAL_DIR="${CLUSTER_TEST_LOCAL_DIR:-$TMP/work-local}"
 # Jobs per kind, from the workflow's own plan (a dry run of everything): train (a GPU each) for every network model,
 # fold and window, train_lda (no GPU) for every LDA model. Counting from the config instead would go stale each
 # time a rule or a fold family is added.
@@ -302,10 +309,19 @@ SLURM_CMD=(snakemake --snakefile "$REPO/Snakefile" --directory "$TMP/work-slurm"
 LOCAL_CMD=(snakemake --snakefile "$REPO/Snakefile" --directory "$TMP/work-local"
     --configfile "$TMP/work-local/config.yaml" --cores 2 "${TARGETS[@]}")
 
-# The local run works on its own folder at the same time (the SLURM run mostly waits on status checks).
-echo "Running locally, in the background: ${LOCAL_CMD[*]}"
-timeout --signal=INT --kill-after=60 900 "${LOCAL_CMD[@]}" >"$TMP/log/snakemake-local.log" 2>&1 &
-LOCAL_PID=$!
+# The local run works on its own folder at the same time (the SLURM run mostly waits on status checks), unless
+# the caller already has one.
+if [ -n "${CLUSTER_TEST_LOCAL_DIR:-}" ]; then
+    cmp -s <(yaml_of "$TMP/work-local/config.yaml") <(yaml_of "$LOCAL_DIR/config.yaml") || {
+        echo "CLUSTER_TEST_LOCAL_DIR=$LOCAL_DIR ran another configuration than tests/tiny_config.py writes"
+        exit 1
+    }
+    echo "Comparing with the local run already in $LOCAL_DIR"
+else
+    echo "Running locally, in the background: ${LOCAL_CMD[*]}"
+    timeout --signal=INT --kill-after=60 900 "${LOCAL_CMD[@]}" >"$TMP/log/snakemake-local.log" 2>&1 &
+    LOCAL_PID=$!
+fi
 echo "Running through SLURM: ${SLURM_CMD[*]}"
 t0=$(date +%s)
 # Both runs go to the background and the script waits for them, so INT/TERM reach the traps at once.
@@ -322,9 +338,11 @@ if ! wait_for_run "through SLURM" "$SLURM_RUN_PID" "$TMP/log/snakemake-slurm.log
 fi
 SLURM_RUN_PID=""
 echo "SLURM run finished in $(($(date +%s) - t0)) s"
-wait_for_run locally "$LOCAL_PID" "$TMP/log/snakemake-local.log" || exit 1
-LOCAL_PID=""
-echo "Local run finished ($(grep -o 'Elapsed time: .*' "$TMP/log/snakemake-local.log" | tail -n 1))"
+if [ -n "$LOCAL_PID" ]; then
+    wait_for_run locally "$LOCAL_PID" "$TMP/log/snakemake-local.log" || exit 1
+    LOCAL_PID=""
+    echo "Local run finished ($(grep -o 'Elapsed time: .*' "$TMP/log/snakemake-local.log" | tail -n 1))"
+fi
 
 # ---------------------------------------------------------------- 5. checks
 fail=0
@@ -342,7 +360,7 @@ digests() { # sha256 of the deterministic outputs, by path relative to the work 
         LC_ALL=C sort | xargs -r sha256sum)
 }
 digests "$TMP/work-slurm" >"$TMP/log/sha256-slurm.txt"
-digests "$TMP/work-local" >"$TMP/log/sha256-local.txt"
+digests "$LOCAL_DIR" >"$TMP/log/sha256-local.txt"
 n_files=$(wc -l <"$TMP/log/sha256-slurm.txt")
 echo "Deterministic outputs compared: $n_files files"
 check "tensors, model.pt and logits.pt files were made (at least 6)" test "$n_files" -ge 6

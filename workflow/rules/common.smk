@@ -5,6 +5,7 @@ import re
 from contrastive_prosthetics.artefacts import (
     EVALUATION_TABLES,
     FIGURES,
+    FULL_TABLES,
     STREAM_TABLES,
     SUMMARY_TABLES,
     ZERO_SHOT_TABLES,
@@ -34,6 +35,14 @@ def models_of_kind(wanted):
     """A wildcard pattern matching the configured models whose kind passes `wanted` (never matches if none do)."""
     names = [name for name, model in config["models"].items() if wanted(model["kind"])]
     return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+def run_table(table):
+    """results/eval/{table}.tsv, in the report with its own caption unless it is a full table (a file beside it)."""
+    path = f"results/eval/{table}.tsv"
+    if table in FULL_TABLES:
+        return path
+    return report(path, caption=f"../report/tables/{table}.rst", category="Tables")
 
 
 def all_tensors():

@@ -31,10 +31,7 @@ rule aggregate:
     input:
         expand(per_run("results/eval/{model}/{fold}/{window}/{{table}}.tsv"), table=EVALUATION_TABLES),
     output:
-        [
-            report(f"results/eval/{table}.tsv", caption="../report/tables.rst", category="Tables")
-            for table in EVALUATION_TABLES + SUMMARY_TABLES
-        ],
+        [run_table(table) for table in EVALUATION_TABLES + SUMMARY_TABLES],
     log:
         "logs/aggregate.log",
     benchmark:
@@ -92,10 +89,7 @@ rule aggregate_stream:
         network_runs("results/eval/{model}/{fold}/{window}/stream_metrics.tsv"),
         network_runs("results/eval/{model}/{fold}/{window}/stream_timing.tsv"),
     output:
-        [
-            report(f"results/eval/{table}.tsv", caption="../report/tables.rst", category="Tables")
-            for table in STREAM_TABLES
-        ],
+        [run_table(table) for table in STREAM_TABLES],
     log:
         "logs/aggregate_stream.log",
     benchmark:
@@ -139,10 +133,7 @@ rule aggregate_zero_shot:
         per_run("results/eval/{model}/{fold}/{window}/zero_shot.tsv", zero_shot_only=True),
         per_run("results/eval/{model}/{fold}/{window}/zero_shot_subsets.tsv", zero_shot_only=True),
     output:
-        [
-            report(f"results/eval/{table}.tsv", caption="../report/tables.rst", category="Tables")
-            for table in ZERO_SHOT_TABLES
-        ],
+        [run_table(table) for table in ZERO_SHOT_TABLES],
     log:
         "logs/aggregate_zero_shot.log",
     benchmark:
