@@ -3,7 +3,15 @@
 
 import sys
 
-from . import controller_speed, convert_memory, convert_speed, evaluate_speed, sampler_speed, train_speed
+from . import (
+    controller_speed,
+    convert_memory,
+    convert_speed,
+    evaluate_speed,
+    sampler_speed,
+    stream_speed,
+    train_speed,
+)
 from .results import markdown, table
 
 BENCHMARKS = {
@@ -12,6 +20,7 @@ BENCHMARKS = {
     "sampler": sampler_speed.main,
     "train": train_speed.main,
     "evaluate": evaluate_speed.main,
+    "stream": stream_speed.main,
     "controller": controller_speed.main,
 }
 

@@ -110,6 +110,10 @@ def test_controller_decisions_do_not_depend_on_chunking_and_equal_offline(tmp_pa
     logits = scorer(frames if context > 1 else frames[:, 0])
     offline = decide(logits, allowed_classes(CLASSES, gestures), 5)
     assert whole == [CLASSES[i] for i in offline.tolist()]
+    # The stream evaluation scores in large batches: the same scores to float rounding, the same decisions here.
+    batched = scorer(frames if context > 1 else frames[:, 0], batch=4096)
+    torch.testing.assert_close(batched, logits, rtol=0, atol=1e-5)
+    assert torch.equal(decide(batched, allowed_classes(CLASSES, gestures), 5), offline)
     assert set(whole) <= {"rest", "B1", "B3"}
 
 

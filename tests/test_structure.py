@@ -31,7 +31,7 @@ STAGES = [
     {"segments", "convert"},
     {"dataset", "sampling", "logits", "tables", "poses"},
     {"models", "adaptation", "train", "baseline"},
-    {"realtime", "voting", "subsets", "exact", "evaluate", "summary", "stream", "zero_shot"},
+    {"realtime", "voting", "subsets", "exact", "evaluate", "summary", "stream_metrics", "stream", "zero_shot"},
     {"plotting", "training_figures", "comparison_figures", "stream_figures", "figures", "replay", "export"},
     {"cli", "__main__"},
 ]

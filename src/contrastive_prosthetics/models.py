@@ -260,12 +260,22 @@ def adapt_batchnorm(model: nn.Module, frames: torch.Tensor, batch_size: int = 1 
     frozen.
     """
     model.eval()
-    for layer in batchnorm_layers(model):
-        momentum = layer.momentum
-        layer.reset_running_stats()
-        layer.momentum = None
-        layer.train()
-        for start in range(0, len(frames), batch_size):
-            model.emg_encoder(frames[start : start + batch_size])  # every batch-norm layer lives in the encoder
-        layer.eval()
-        layer.momentum = momentum
+    encoder = model.emg_encoder  # every batch-norm layer lives in the encoder
+    # Each batch's activations are carried from layer to layer, so that the encoder runs once, not once per
+    # batch-norm layer: the same operations on the same batches as running it whole each time, so the same bits.
+    chunks = [frames[start : start + batch_size] for start in range(0, len(frames), batch_size)]
+    chunks = [x.unsqueeze(1) if x.dim() == 2 else x for x in chunks]
+    stages = [*encoder.convolutions, nn.Flatten(1), *encoder.layers]
+    for stage in stages:
+        if isinstance(stage, nn.modules.batchnorm._BatchNorm):
+            momentum = stage.momentum
+            stage.reset_running_stats()
+            stage.momentum = None
+            stage.train()
+            for x in chunks:
+                stage(x)
+            stage.eval()
+            stage.momentum = momentum
+        if stage is stages[-1]:
+            break  # the embedding itself is not needed
+        chunks = [stage(x) for x in chunks]

@@ -148,13 +148,18 @@ class FrameScorer:
         self.n_classes = n_classes
 
     @torch.no_grad()
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+    def __call__(self, frames: torch.Tensor, batch: int = 1) -> torch.Tensor:
+        """Scores ``batch`` frames per network call: 1 as a controller does (each frame as it arrives); offline, a
+        large batch is 30-100x faster. The arithmetic is the same, but a matrix product over many rows may round
+        differently from one over a single row, so scores agree to float rounding (1e-6), not always bit for bit.
+        """
         frames = torch.as_tensor(frames, dtype=torch.float32)
         out = []
-        for frame in frames:  # one at a time: a frame's scores never depend on what it was batched with
-            x = frame if self.normalisation is None else torch.where(self.live, self.normalisation.apply(frame), 0.0)
-            out.append(torch.as_tensor(self.network(x[None])).float()[0])
-        return torch.stack(out) if out else torch.zeros((0, self.n_classes))
+        for start in range(0, len(frames), batch):
+            x = frames[start : start + batch]
+            x = x if self.normalisation is None else torch.where(self.live, self.normalisation.apply(x), 0.0)
+            out.append(torch.as_tensor(self.network(x)).float())
+        return torch.cat(out) if out else torch.zeros((0, self.n_classes))
 
 
 def allowed_classes(classes: list[str], gestures: list[str]) -> torch.Tensor:

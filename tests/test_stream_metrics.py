@@ -1,0 +1,100 @@
+"""Stream metrics: the vectorised path equals the straightforward per-subset loop metric by metric, and its
+decisions are realtime.decide's (the controller's) bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from contrastive_prosthetics.ninapro import class_names
+from contrastive_prosthetics.realtime import decide
+from contrastive_prosthetics.stream_metrics import (
+    allowed_masks,
+    decide_subsets,
+    straightforward_stream_metrics,
+    stream_metrics,
+    vote_score_sums,
+)
+from contrastive_prosthetics.subsets import draw_subsets
+
+CLASSES = class_names(["A"])  # rest + 12 gestures
+FRAME_MS = 10.0
+
+
+def random_truth(generator: np.random.Generator, n_runs: int) -> np.ndarray:
+    """Rest and movement runs of every length from 1 frame (shorter than the stable and steady spans) to 250."""
+    truth = []
+    for run in range(n_runs):
+        value = 0 if run % 2 == 0 else int(generator.integers(1, len(CLASSES)))
+        truth += [value] * int(generator.choice([1, 3, 9, 10, 11, 60, 101, 102, 250]))
+    return np.array(truth)
+
+
+def random_stretch(generator: np.random.Generator, n_runs: int, quantised: bool) -> tuple:
+    """(subject, positions, logits, truth): logits that lean towards the truth, correlated in time; quantised
+    logits and a duplicated class column make exact ties in the argmax and in the vote's score sums."""
+    truth = random_truth(generator, n_runs)
+    noise = generator.standard_normal((len(truth) + 8, len(CLASSES))).cumsum(0)
+    logits = (noise[8:] - noise[:-8]) / 3 + 1.5 * np.eye(len(CLASSES))[truth]
+    if quantised:
+        logits = np.round(logits * 2) / 2
+        logits[:, 5] = logits[:, 4]
+    logits = torch.from_numpy(logits.astype(np.float32))
+    return 0, np.arange(len(truth)), logits, truth
+
+
+def random_scored(seed: int, quantised: bool = False) -> list:
+    generator = np.random.default_rng(seed)
+    return [random_stretch(generator, int(generator.integers(1, 12)), quantised) for _ in range(4)]
+
+
+@pytest.mark.parametrize("quantised", [False, True], ids=["continuous", "with exact ties"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorised_stream_metrics_equal_the_straightforward_loop_metric_by_metric(seed, quantised):
+    scored = random_scored(seed, quantised)
+    drawn = draw_subsets(len(CLASSES) - 1, 5, seed)
+    subsets = {k: drawn[k] for k in (1, 3, 12)}
+    votes = [0, 1, 5, 25]
+    fast = stream_metrics(scored, CLASSES, subsets, votes, FRAME_MS)
+    reference = straightforward_stream_metrics(scored, CLASSES, subsets, votes, FRAME_MS)
+    assert len(fast) == sum(len(chosen) for chosen in subsets.values()) * len(votes) and list(fast) == list(reference)
+    for column in reference:  # one column at a time, so that a failure names the metric
+        pd.testing.assert_series_equal(fast[column], reference[column], check_exact=True, check_dtype=False)
+    assert fast["onsets_missed"].between(0, 1).all() and fast["onset_delay_p50_ms"].notna().any()
+
+
+def test_decisions_of_many_subsets_are_the_controllers_bit_for_bit():
+    _, _, logits, _ = random_stretch(np.random.default_rng(3), 15, quantised=True)
+    _, allowed = allowed_masks(CLASSES, draw_subsets(len(CLASSES) - 1, 3, 0))
+    for votes in (0, 1, 2, 25, len(logits) + 5):  # a vote longer than the stretch counts every frame so far
+        together = decide_subsets(logits, allowed, votes, vote_score_sums(logits, votes))
+        one_by_one = torch.stack([decide(logits, mask, votes) for mask in allowed])
+        assert torch.equal(together, one_by_one), votes
+
+
+def test_decisions_are_the_same_in_memory_bounded_chunks(monkeypatch):
+    import contrastive_prosthetics.stream_metrics as module
+
+    _, _, logits, _ = random_stretch(np.random.default_rng(4), 9, quantised=False)
+    _, allowed = allowed_masks(CLASSES, draw_subsets(len(CLASSES) - 1, 4, 1))
+    sums = vote_score_sums(logits, 10)
+    whole = decide_subsets(logits, allowed, 10, sums)
+    monkeypatch.setattr(module, "CHUNK_ELEMENTS", 1)  # one subset per chunk
+    assert torch.equal(decide_subsets(logits, allowed, 10, sums), whole)
+
+
+def test_a_movement_never_stably_recognised_counts_as_missed_and_has_no_delay():
+    truth = np.array([0] * 20 + [3] * 30 + [0] * 20)
+    logits = torch.zeros((len(truth), len(CLASSES)))
+    logits[:, 0] = 1.0  # always rest
+    logits[30:35, 3] = 2.0  # right for 5 frames only: less than the 10 frames (100 ms) that count as reached
+    subsets = {1: torch.tensor([[False, False, True] + [False] * 9])}  # the user chose gesture 3
+    table = stream_metrics([(0, np.arange(len(truth)), logits, truth)], CLASSES, subsets, [0], FRAME_MS)
+    row = table.iloc[0]
+    assert row["onsets_missed"] == 1.0 and np.isnan(row["onset_delay_p50_ms"])
+    assert row["rest_false_activation"] == 0.0 and row["movement_accuracy"] == pytest.approx(5 / 30)
+    logits[35:50, 3] = 2.0  # now right from frame 30 to the end of the movement
+    row = stream_metrics([(0, np.arange(len(truth)), logits, truth)], CLASSES, subsets, [0], FRAME_MS).iloc[0]
+    assert row["onsets_missed"] == 0.0 and row["onset_delay_p50_ms"] == 100.0  # frame 30 is 10 frames after onset
