@@ -4,6 +4,7 @@
 import sys
 
 from . import (
+    adabn_speed,
     controller_speed,
     convert_memory,
     convert_speed,
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "train": train_speed.main,
     "evaluate": evaluate_speed.main,
     "stream": stream_speed.main,
+    "adabn": adabn_speed.main,
     "controller": controller_speed.main,
 }
 

@@ -15,7 +15,6 @@ from contrastive_prosthetics.stream_metrics import (
     decide_subsets,
     straightforward_stream_metrics,
     stream_metrics,
-    vote_score_sums,
 )
 from contrastive_prosthetics.subsets import draw_subsets
 
@@ -68,10 +67,11 @@ def test_vectorised_stream_metrics_equal_the_straightforward_loop_metric_by_metr
 def test_decisions_of_many_subsets_are_the_controllers_bit_for_bit():
     _, _, logits, _ = random_stretch(np.random.default_rng(3), 15, quantised=True)
     _, allowed = allowed_masks(CLASSES, draw_subsets(len(CLASSES) - 1, 3, 0))
-    for votes in (0, 1, 2, 25, len(logits) + 5):  # a vote longer than the stretch counts every frame so far
-        together = decide_subsets(logits, allowed, votes, vote_score_sums(logits, votes))
-        one_by_one = torch.stack([decide(logits, mask, votes) for mask in allowed])
-        assert torch.equal(together, one_by_one), votes
+    votes = [0, 1, 2, 25, len(logits) + 5]  # a vote longer than the stretch counts every frame so far
+    together = decide_subsets(logits, allowed, votes)
+    for vote in votes:
+        one_by_one = torch.stack([decide(logits, mask, vote) for mask in allowed])
+        assert torch.equal(together[vote], one_by_one), vote
 
 
 def test_decisions_are_the_same_in_memory_bounded_chunks(monkeypatch):
@@ -79,10 +79,9 @@ def test_decisions_are_the_same_in_memory_bounded_chunks(monkeypatch):
 
     _, _, logits, _ = random_stretch(np.random.default_rng(4), 9, quantised=False)
     _, allowed = allowed_masks(CLASSES, draw_subsets(len(CLASSES) - 1, 4, 1))
-    sums = vote_score_sums(logits, 10)
-    whole = decide_subsets(logits, allowed, 10, sums)
+    whole = decide_subsets(logits, allowed, [10])[10]
     monkeypatch.setattr(module, "CHUNK_ELEMENTS", 1)  # one subset per chunk
-    assert torch.equal(decide_subsets(logits, allowed, 10, sums), whole)
+    assert torch.equal(decide_subsets(logits, allowed, [10])[10], whole)
 
 
 def test_a_movement_never_stably_recognised_counts_as_missed_and_has_no_delay():

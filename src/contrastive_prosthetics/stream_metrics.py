@@ -30,7 +30,7 @@ from .realtime import decide
 
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
-CHUNK_ELEMENTS = 2**24  # subsets × frames × classes per chunk of the vote: bounds memory on long recordings
+CHUNK_ELEMENTS = 2**23  # subsets × frames × classes per chunk of the vote: bounds memory on long recordings
 
 
 def allowed_masks(classes: list[str], subsets: dict[int, torch.Tensor]) -> tuple[list[tuple[int, int]], torch.Tensor]:
@@ -57,22 +57,42 @@ def vote_score_sums(logits: torch.Tensor, vote_frames: int) -> torch.Tensor:
     return sums
 
 
-def decide_subsets(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int, sums: torch.Tensor) -> torch.Tensor:
-    """:func:`.realtime.decide` for many subsets at once: logits [frame, class], allowed [subset, class] and the
-    vote's score sums (:func:`vote_score_sums`) → decisions [subset, frame]."""
-    n = max(vote_frames, 1)
-    n_subsets, (n_frames, n_classes) = len(allowed), logits.shape
-    decisions = torch.empty((n_subsets, n_frames), dtype=torch.long)
-    step = max(1, CHUNK_ELEMENTS // max(n_frames * n_classes, 1))
-    for first in range(0, n_subsets, step):
-        chunk = allowed[first : first + step, None, :]  # [subset, 1, class]
-        predictions = logits.masked_fill(~chunk, -torch.inf).argmax(2)
-        cumulative = torch.nn.functional.one_hot(predictions, n_classes).cumsum(1, dtype=torch.int32)
-        counts = cumulative.clone()
-        counts[:, n:] -= cumulative[:, :-n]  # votes over the last n frames
-        tied = (counts == counts.amax(2, keepdim=True)) & chunk
-        best = sums.masked_fill(~tied, -torch.inf)
-        decisions[first : first + step] = (best == best.amax(2, keepdim=True)).to(torch.uint8).argmax(2)
+def decide_subsets(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: list[int]) -> dict[int, torch.Tensor]:
+    """:func:`.realtime.decide` for many subsets and vote lengths at once: logits [frame, class] and allowed
+    [subset, class] → {vote length: decisions [subset, frame]}.
+
+    Subsets with the same number of allowed classes are decided together on just their classes' columns (in
+    ascending class order, so that the first maximum is still the lowest class index): a subset of k gestures
+    costs k + 1 columns, not every class. The per-frame predictions and their running vote counts are computed
+    once for every vote length, and each vote length's score sums once for every subset."""
+    n_subsets, n_frames = len(allowed), len(logits)
+    sums = {votes: vote_score_sums(logits, votes) for votes in vote_frames}
+    decisions = {votes: torch.empty((n_subsets, n_frames), dtype=torch.long) for votes in vote_frames}
+    sizes = allowed.sum(1)
+    for size in sizes.unique().tolist():
+        rows = (sizes == size).nonzero().squeeze(1)
+        step = max(1, CHUNK_ELEMENTS // max(n_frames * size, 1))
+        for first in range(0, len(rows), step):
+            chosen = rows[first : first + step]
+            # Each subset's classes, ascending: the indices of its True entries in order.
+            columns = allowed[chosen].nonzero()[:, 1].view(len(chosen), size)
+            predictions = logits[:, columns].permute(1, 0, 2).argmax(2)  # [subset, frame] among its columns
+            cumulative = torch.nn.functional.one_hot(predictions, size).cumsum(1, dtype=torch.int32)
+            for votes in vote_frames:
+                n = max(votes, 1)
+                if n == 1:  # a vote of one frame is its prediction (decide's tie-break never acts)
+                    decisions[votes][chosen] = columns.gather(1, predictions)
+                    continue
+                counts = cumulative.clone()
+                counts[:, n:] -= cumulative[:, :-n]  # votes over the last n frames
+                tied = counts == counts.amax(2, keepdim=True)
+                local = counts.argmax(2)  # the first maximum: the decision wherever the vote has one winner
+                # Where several classes share the most votes, the larger summed score wins, then the lower index.
+                subset, frame = (tied.sum(2) > 1).nonzero(as_tuple=True)
+                if len(frame):
+                    best = sums[votes][frame[:, None], columns[subset]].masked_fill(~tied[subset, frame], -torch.inf)
+                    local[subset, frame] = (best == best.amax(1, keepdim=True)).to(torch.uint8).argmax(1)
+                decisions[votes][chosen] = columns.gather(1, local)
     return decisions
 
 
@@ -148,9 +168,9 @@ def stream_metrics(
     delays = {votes: [] for votes in vote_frames}
     for _, _, logits, truth in scored:
         runs = _Runs.of(truth)
+        decided = decide_subsets(logits, allowed, vote_frames)
         for votes in vote_frames:
-            decisions = decide_subsets(logits, allowed, votes, vote_score_sums(logits, votes))
-            counts, stretch_delays = _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip)
+            counts, stretch_delays = _stretch_counts(decided[votes], truth, runs, allowed, rest, stable, skip)
             for name, value in counts.items():
                 totals[votes][name] = totals[votes].get(name, 0) + value
             delays[votes].append(stretch_delays)
