@@ -46,5 +46,5 @@ def write_config(workdir: Path, change) -> Path:
     config = copy.deepcopy(DEFAULT)
     change(config)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))  # key order as a user wrote it
     return workdir

@@ -10,10 +10,15 @@ from contrastive_prosthetics.models import (
     ClassifierModel,
     ContrastiveModel,
     ModelConfig,
+    ReferenceBatchNorm1d,
     adapt_batchnorm,
     batchnorm_layers,
+    build_model,
+    classifier_loss,
     contrastive_loss,
     parameter_groups,
+    reference_norm,
+    reference_norm_autograd,
 )
 
 CONFIG = ModelConfig(kind="contrastive", n_channels=6, n_classes=5, embedding_dim=8, conv_maps=4, width=32, depth=2)
@@ -199,8 +204,6 @@ def test_context_of_one_frame_is_the_single_frame_encoder():
 
 
 def test_reference_batch_norm_normalises_with_the_reference_rows_statistics():
-    from contrastive_prosthetics.models import ReferenceBatchNorm1d
-
     torch.manual_seed(0)
     layer, plain = ReferenceBatchNorm1d(3), torch.nn.BatchNorm1d(3)
     x = torch.randn(40, 3) * 2 + 1
@@ -272,3 +275,65 @@ def test_adabn_in_one_pass_gives_the_statistics_of_one_encoder_pass_per_layer_bi
     for ours, theirs in zip(batchnorm_layers(fast), batchnorm_layers(straightforward), strict=True):
         assert torch.equal(ours.running_mean, theirs.running_mean) and torch.equal(ours.running_var, theirs.running_var)
     assert not fast.training and torch.equal(fast(frames), straightforward(frames))
+
+
+@pytest.mark.parametrize("shape, rows", [((40, 7), 30), ((40, 4, 6), 25), ((12, 3, 5), 12), ((9, 5), 1)])
+def test_reference_batch_norm_equals_autograd_of_the_written_out_form_bit_for_bit(shape, rows):
+    generator = torch.Generator().manual_seed(rows)
+    x = 3 * torch.randn(shape, generator=generator) - 1
+    weight, bias = torch.rand(shape[1], generator=generator) + 0.5, torch.randn(shape[1], generator=generator)
+    upstream = torch.randn(shape, generator=generator)
+    results = []
+    for normalise in (reference_norm, reference_norm_autograd):
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        out, mean, var = normalise(*leaves, rows, 1e-5)
+        (out * upstream).sum().backward()
+        results.append([out, mean, var, *(leaf.grad for leaf in leaves)])
+    for ours, theirs in zip(*results, strict=True):
+        assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("kind, autocast", [("contrastive", False), ("classifier", False), ("contrastive", True)])
+def test_training_with_reference_frames_takes_the_same_steps_as_autograd_of_the_written_out_form(
+    kind, autocast, monkeypatch
+):
+    """A few AdamW steps with dropout and reference rows: the same losses, weights and running statistics bit for
+    bit whether batch norm's backward is the hand-written one or autograd's of the written-out form; also under
+    bfloat16 autocast (as on a GPU), whose batch statistics are bfloat16 and the running ones float32."""
+    import copy
+
+    config = ModelConfig(**{**CONFIG.as_dict(), "kind": kind, "context": 3, "dropout": 0.2})
+    torch.manual_seed(0)
+    initial = build_model(config)
+    generator = torch.Generator().manual_seed(1)
+    batches = [
+        (torch.randn(8, 5, 3, 6, generator=generator), 2 * torch.randn(48, 3, 6, generator=generator) + 1)
+        for _ in range(4)
+    ]
+    present = torch.ones(8, 5, dtype=torch.bool)
+    present[1, 2] = False
+    classes = torch.arange(5)
+    runs = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(ReferenceBatchNorm1d, "normalise", staticmethod(reference_norm_autograd))
+        model = copy.deepcopy(initial).train()
+        optimiser = torch.optim.AdamW(parameter_groups(model, 1e-2), lr=1e-2)
+        torch.manual_seed(2)  # dropout
+        losses = []
+        for x, reference in batches:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits = model.group_logits(x, classes, present, reference).float()
+                if kind == "contrastive":
+                    loss = contrastive_loss(logits, present)
+                else:
+                    loss = classifier_loss(logits, present, classes)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.detach())
+        runs.append((torch.stack(losses), model.state_dict()))
+    (losses, state), (expected_losses, expected_state) = runs
+    assert torch.equal(losses, expected_losses)
+    assert all(torch.equal(state[name], expected_state[name]) for name in expected_state)
+    assert not torch.equal(state["emg_encoder.layers.0.weight"], initial.state_dict()["emg_encoder.layers.0.weight"])

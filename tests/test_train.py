@@ -118,6 +118,18 @@ def test_two_runs_with_one_seed_are_identical(tmp_path):
         assert digest(first / name) == digest(second / name), name
 
 
+def test_cross_fitted_training_writes_the_same_files_with_autograds_batch_norm_backward(tmp_path, monkeypatch):
+    """The hand-written backward of the reference batch norm (models.reference_norm) changes no bit of a cross-fitted
+    AdaBN model's training, scoring or search against autograd's of the written-out form, the first version."""
+    from contrastive_prosthetics.models import ReferenceBatchNorm1d, reference_norm_autograd
+
+    fused = run(tmp_path, "fused", adabn=True)
+    monkeypatch.setattr(ReferenceBatchNorm1d, "normalise", staticmethod(reference_norm_autograd))
+    written_out = run(tmp_path, "written-out", adabn=True)
+    for name in ("model.pt", "logits.pt", "search.tsv"):
+        assert digest(fused / name) == digest(written_out / name), name
+
+
 def test_changing_test_repetitions_changes_only_the_logits(tmp_path):
     plain, changed = run(tmp_path, "plain"), run(tmp_path, "changed", test_scale=5.0)
     assert digest(plain / "search.tsv") == digest(changed / "search.tsv")

@@ -19,10 +19,13 @@
 #      (set CLUSTER_TEST_KEEP=1 to keep it). On failure it first prints the daemon logs.
 #
 # Environment:
-#   CLUSTER_TEST_TARGETS  snakemake targets, space separated (default: the workflow's default target, rule all)
+#   CLUSTER_TEST_TARGETS  snakemake targets or options, space separated (default: the workflow's default target,
+#                         rule all); e.g. "--until train train_lda": every job up to training, the ones that ask
+#                         SLURM for resources of their own
+#   CLUSTER_TEST_LOCAL_DIR  a folder where the same tiny configuration already ran locally (at least to the same
+#                         targets): compared with instead of running it again here; only the files the SLURM run
+#                         made are compared
 #   CLUSTER_TEST_KEEP=1   keep the temporary folder (printed at the start)
-#   CLUSTER_TEST_LOCAL_DIR  a folder where the same tiny configuration already ran locally to the same targets
-#                         (the test suite's shared run): compared with instead of running it again here
 #   VENV                  virtual environment with snakemake, the SLURM plugin and the package (default: .venv)
 #
 # Note on `set -u`: Snakemake runs every shell rule in bash under `set -euo pipefail`. On some sites a start-up
@@ -257,8 +260,8 @@ done
 sinfo --Node --long
 scontrol show config | grep -E '^(MinJobAge|SelectType |GresTypes|AccountingStorageType)'
 
-yaml_of() { # the configuration in a file, in one canonical form (key order and layout aside)
-    "$VENV/bin/python" -c 'import sys, json, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1])), sort_keys=True))' "$1"
+yaml_of() { # the configuration in a file, layout aside; key order counts (it orders models, folds and tables)
+    "$VENV/bin/python" -c 'import sys, json, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))' "$1"
 }
 
 # ---------------------------------------------------------------- 4. the tiny pipeline, through SLURM and locally
@@ -360,7 +363,8 @@ digests() { # sha256 of the deterministic outputs, by path relative to the work 
         LC_ALL=C sort | xargs -r sha256sum)
 }
 digests "$TMP/work-slurm" >"$TMP/log/sha256-slurm.txt"
-digests "$LOCAL_DIR" >"$TMP/log/sha256-local.txt"
+# The same paths in the local run (which may have gone further than the SLURM run's targets).
+(cd "$LOCAL_DIR" && awk '{ print $2 }' "$TMP/log/sha256-slurm.txt" | xargs -r sha256sum) >"$TMP/log/sha256-local.txt"
 n_files=$(wc -l <"$TMP/log/sha256-slurm.txt")
 echo "Deterministic outputs compared: $n_files files"
 check "tensors, model.pt and logits.pt files were made (at least 6)" test "$n_files" -ge 6
