@@ -9,26 +9,18 @@ import copy
 
 import torch
 
-from contrastive_prosthetics.models import ContrastiveModel, ModelConfig, adapt_batchnorm, batchnorm_layers
+from contrastive_prosthetics.models import (
+    ContrastiveModel,
+    ModelConfig,
+    adapt_batchnorm,
+    adapt_batchnorm_per_layer,
+    batchnorm_layers,
+)
 
 from .results import Result
 from .timing import best_of
 
 FRAMES, CHANNELS, CLASSES = 10_000, 12, 41
-
-
-def adapt_per_layer(model, frames: torch.Tensor, batch_size: int = 1 << 16) -> None:
-    """The first version: the whole encoder over every batch, once per batch-norm layer."""
-    model.eval()
-    for layer in batchnorm_layers(model):
-        momentum = layer.momentum
-        layer.reset_running_stats()
-        layer.momentum = None
-        layer.train()
-        for start in range(0, len(frames), batch_size):
-            model.emg_encoder(frames[start : start + batch_size])
-        layer.eval()
-        layer.momentum = momentum
 
 
 def main() -> list[Result]:
@@ -41,7 +33,7 @@ def main() -> list[Result]:
         f"{torch.get_num_threads()} threads"
     )
     fast = best_of(lambda: adapt_batchnorm(one_pass, frames), 3)
-    slow = best_of(lambda: adapt_per_layer(per_layer, frames), 3)
+    slow = best_of(lambda: adapt_batchnorm_per_layer(per_layer, frames), 3)
     same = all(
         torch.equal(a.running_mean, b.running_mean) and torch.equal(a.running_var, b.running_var)
         for a, b in zip(batchnorm_layers(one_pass), batchnorm_layers(per_layer), strict=True)

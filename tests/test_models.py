@@ -12,6 +12,7 @@ from contrastive_prosthetics.models import (
     ModelConfig,
     ReferenceBatchNorm1d,
     adapt_batchnorm,
+    adapt_batchnorm_per_layer,
     batchnorm_layers,
     build_model,
     classifier_loss,
@@ -247,20 +248,6 @@ def test_dropout_on_the_last_layers_only_and_a_fixed_logit_scale():
     torch.testing.assert_close(model(x), cosine)  # logits are the cosines themselves
 
 
-def adapt_batchnorm_straightforwardly(model, frames: torch.Tensor, batch_size: int) -> None:
-    """AdaBN as first written: the whole encoder run over every batch once per batch-norm layer."""
-    model.eval()
-    for layer in batchnorm_layers(model):
-        momentum = layer.momentum
-        layer.reset_running_stats()
-        layer.momentum = None
-        layer.train()
-        for start in range(0, len(frames), batch_size):
-            model.emg_encoder(frames[start : start + batch_size])
-        layer.eval()
-        layer.momentum = momentum
-
-
 @pytest.mark.parametrize("context, batch_size", [(1, 1 << 16), (1, 8), (3, 16)])
 def test_adabn_in_one_pass_gives_the_statistics_of_one_encoder_pass_per_layer_bit_for_bit(context, batch_size):
     import copy
@@ -271,7 +258,7 @@ def test_adabn_in_one_pass_gives_the_statistics_of_one_encoder_pass_per_layer_bi
     frames = 3 * torch.randn(shape, generator=torch.Generator().manual_seed(context)) + 1
     fast, straightforward = copy.deepcopy(model), copy.deepcopy(model)
     adapt_batchnorm(fast, frames, batch_size)
-    adapt_batchnorm_straightforwardly(straightforward, frames, batch_size)
+    adapt_batchnorm_per_layer(straightforward, frames, batch_size)
     for ours, theirs in zip(batchnorm_layers(fast), batchnorm_layers(straightforward), strict=True):
         assert torch.equal(ours.running_mean, theirs.running_mean) and torch.equal(ours.running_var, theirs.running_var)
     assert not fast.training and torch.equal(fast(frames), straightforward(frames))

@@ -345,3 +345,19 @@ def adapt_batchnorm(model: nn.Module, frames: torch.Tensor, batch_size: int = 1 
         if stage is stages[-1]:
             break  # the embedding itself is not needed
         chunks = [stage(x) for x in chunks]
+
+
+@torch.no_grad()
+def adapt_batchnorm_per_layer(model: nn.Module, frames: torch.Tensor, batch_size: int = 1 << 16) -> None:
+    """:func:`adapt_batchnorm` as first written, the reference it is tested and benchmarked against: the whole
+    encoder over every batch, once per batch-norm layer."""
+    model.eval()
+    for layer in batchnorm_layers(model):
+        momentum = layer.momentum
+        layer.reset_running_stats()
+        layer.momentum = None
+        layer.train()
+        for start in range(0, len(frames), batch_size):
+            model.emg_encoder(frames[start : start + batch_size])
+        layer.eval()
+        layer.momentum = momentum
