@@ -31,8 +31,12 @@ $(EXPORT_INSTALLED): $(INSTALLED)
 run: $(INSTALLED)
 	snakemake --cores $(CORES)
 
+# pytest-xdist workers: the workflow tests mostly wait on snakemake subprocesses, so two share even two cores well.
+# Test files sharing a fixture run on one worker (tests/conftest.py). TEST_WORKERS=0 runs all in this process.
+TEST_WORKERS ?= 2
+
 test: $(INSTALLED) $(EXPORT_INSTALLED) lint
-	CONTRASTIVE_CLUSTER_TEST=$(CLUSTER_TEST) pytest
+	CONTRASTIVE_CLUSTER_TEST=$(CLUSTER_TEST) pytest -n $(TEST_WORKERS)
 
 # The edit-test loop: unit tests only (no snakemake run, no SLURM), about a minute.
 test-quick: $(INSTALLED) $(EXPORT_INSTALLED)

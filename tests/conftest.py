@@ -101,10 +101,27 @@ def write_mat(path: Path, protocol: Protocol, signals: np.ndarray, **overrides) 
     return path
 
 
+# Under pytest-xdist (`make test` runs two workers), the test files that share an expensive fixture go to one worker
+# as one unit, so that the fixture is made once; every other test is scheduled on its own. (xdist's own
+# `--dist loadgroup` marks do not reach its scheduler under pytest 9, whose node ids are no longer strings.)
+SHARED_FIXTURE_GROUPS = {"test_cluster.py": "tiny_run", "test_workflow.py": "tiny_run", "test_odd_configs.py": "raw"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return SHARED_FIXTURE_GROUPS.get(Path(nodeid.split("::")[0]).name, nodeid)
+
+    return SharedFixtureScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """The workflow's default target run once on the tiny configuration (tests/tiny_config.py), for every test
-    that only reads its outputs (tests/test_workflow.py, the SLURM test's local side). Tests must not change it."""
+    that only reads its outputs (tests/test_workflow.py, the SLURM test's local side). Tests must not change it.
+    Under pytest-xdist their files run on one worker (:data:`SHARED_FIXTURE_GROUPS`), so that it is made once."""
     workdir = write_config(tmp_path_factory.mktemp("tiny-run"), tiny)
     result = snakemake(workdir)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

@@ -1,11 +1,22 @@
 """The real NinaPro DB1 recordings in $NINAPRO_DB1_DIR (skipped when absent)."""
 
 import hashlib
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
-from conftest import PREPROCESS, first_window
+import yaml
+from conftest import PREPROCESS, REPO, first_window
+from snakemake_runs import snakemake, write_config
 
+from contrastive_prosthetics.artefacts import (
+    EVALUATION_TABLES,
+    FIGURES,
+    STREAM_TABLES,
+    SUMMARY_TABLES,
+    ZERO_SHOT_TABLES,
+)
 from contrastive_prosthetics.convert import convert_subject as convert_to_tensors
 from contrastive_prosthetics.ninapro import DB1
 from contrastive_prosthetics.sources import find_local_files
@@ -48,3 +59,47 @@ def test_lda_baseline_beats_chance_by_far_on_real_db1(db1_dir, tmp_path):
     chance = 1 / 13
     assert accuracy > 4 * chance, accuracy  # per frame, before any voting
     assert set(logits["repetition"].tolist()) == {2, 5, 7}
+
+
+def tiny_db1_override(db1_dir: Path) -> dict:
+    """config/db1.yaml on three of the shared subjects at a budget that runs in about a minute: every fold family,
+    the networks on the standard split (the pose model also on one zero-shot set), LDA on leave-one-subject-out; the
+    onset window only (the steady window is the same code on other frames, run by the tiny run)."""
+    return {
+        "data": {"source": "local", "databases": {"db1": [1, 2, 3]}, "local": {"db1": str(db1_dir)}},
+        "preprocess": {"windows": {"steady": None}},
+        "models": {"contrastive": None, "classifier": None, "classifier_adabn": None},
+        "folds": {
+            "reps-2-5-7": {"models": ["contrastive_adabn", "contrastive_pose", "lda"]},
+            "loso": {"models": ["lda"]},
+            "zero-shot": {"sets": 1},
+        },
+        "architecture": {"width": 16, "conv_maps": 4, "depth": 1},
+        "training": {"groups": 8, "steps_per_epoch": 3, "search": {"trials": 1, "epochs": 1}, "final": {"epochs": 1}},
+        "evaluation": {"subset_trials": 8, "stream_trials": 1, "stream_subset_sizes": [3]},
+    }
+
+
+@pytest.mark.realdata
+@pytest.mark.workflow
+def test_db1_configuration_runs_end_to_end_on_the_shared_subjects(tmp_path, db1_dir):
+    write_config(tmp_path, lambda config: None)  # config.yaml as in the repository, the merge's base
+    override = tmp_path / "tiny-db1.yaml"
+    override.write_text(yaml.safe_dump(tiny_db1_override(db1_dir)))
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config" / "db1.yaml"), str(override))
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = [("contrastive_adabn", "reps-2-5-7"), ("contrastive_pose", "reps-2-5-7"), ("lda", "reps-2-5-7")]
+    runs += [("lda", f"loso-db1-s{s}") for s in (1, 2, 3)]
+    for model, fold in runs:
+        for name in ("search.tsv", "model.pt", "history.tsv", "logits.pt"):
+            assert (tmp_path / "results/models" / model / fold / "onset" / name).stat().st_size > 0
+    for table in EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES:
+        assert (tmp_path / f"results/eval/{table}.tsv").stat().st_size > 0
+    for figure in FIGURES:
+        for extension in ("svg", "png"):
+            assert (tmp_path / f"results/figures/{figure}.{extension}").stat().st_size > 0
+    summary = pd.read_csv(tmp_path / "results/eval/summary.tsv", sep="\t")
+    assert set(summary["family"]) == {"reps-2-5-7", "loso", "zero-shot"}
+    assert set(summary["window"]) == {"onset"}
+    assert "What a user gets" in result.stdout + result.stderr  # the end-of-run table
+    assert not (tmp_path / "resources").exists()  # read in place

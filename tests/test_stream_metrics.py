@@ -97,3 +97,32 @@ def test_a_movement_never_stably_recognised_counts_as_missed_and_has_no_delay():
     logits[35:50, 3] = 2.0  # now right from frame 30 to the end of the movement
     row = stream_metrics([(0, np.arange(len(truth)), logits, truth)], CLASSES, subsets, [0], FRAME_MS).iloc[0]
     assert row["onsets_missed"] == 0.0 and row["onset_delay_p50_ms"] == 100.0  # frame 30 is 10 frames after onset
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_stream_scored_nan_or_infinite_is_refused_with_the_subject_and_frames(bad):
+    scored = random_scored(5)
+    _, positions, logits, truth = scored[1]
+    logits = logits.clone()
+    logits[len(logits) // 2, 2] = bad
+    scored[1] = (7, positions + 100, logits, truth)
+    drawn = draw_subsets(len(CLASSES) - 1, 2, 0)
+    with pytest.raises(ValueError, match=r"subject 7 \(frames 100-.*NaN or infinity.*retrain"):
+        stream_metrics(scored, CLASSES, {3: drawn[3]}, [0, 5], FRAME_MS)
+
+
+@pytest.mark.parametrize("group_frames", [1, 300, 2**16], ids=["each alone", "a few together", "all together"])
+def test_many_short_stretches_decided_together_restart_the_vote_at_each_one(monkeypatch, group_frames):
+    """Real recordings cut a job's stream into a stretch per repetition of each movement; deciding them laid end to
+    end must give every metric of deciding them one by one (votes never reach back into the previous stretch)."""
+    import contrastive_prosthetics.stream_metrics as module
+
+    generator = np.random.default_rng(6)
+    scored = [random_stretch(generator, int(generator.integers(1, 4)), quantised=True) for _ in range(25)]
+    drawn = draw_subsets(len(CLASSES) - 1, 3, 2)
+    subsets = {k: drawn[k] for k in (1, 6, 12)}
+    monkeypatch.setattr(module, "GROUP_FRAMES", group_frames)
+    fast = stream_metrics(scored, CLASSES, subsets, [0, 5, 25], FRAME_MS)
+    reference = straightforward_stream_metrics(scored, CLASSES, subsets, [0, 5, 25], FRAME_MS)
+    for column in reference:
+        pd.testing.assert_series_equal(fast[column], reference[column], check_exact=True, check_dtype=False)

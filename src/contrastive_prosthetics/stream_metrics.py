@@ -31,6 +31,7 @@ from .realtime import decide
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
 CHUNK_ELEMENTS = 2**23  # subsets × frames × classes per chunk of the vote: bounds memory on long recordings
+GROUP_FRAMES = 2**16  # frames of short stretches decided together: few calls, and [subset, frame] tensors stay small
 
 
 def allowed_masks(classes: list[str], subsets: dict[int, torch.Tensor]) -> tuple[list[tuple[int, int]], torch.Tensor]:
@@ -46,27 +47,45 @@ def allowed_masks(classes: list[str], subsets: dict[int, torch.Tensor]) -> tuple
     return keys, torch.stack(masks) if masks else torch.zeros((0, len(classes)), dtype=torch.bool)
 
 
-def vote_score_sums(logits: torch.Tensor, vote_frames: int) -> torch.Tensor:
-    """[frame, class] float64 sums of the last ``vote_frames`` frames' scores, added oldest to newest from zero,
-    exactly as :func:`.realtime.decide` adds them (so ties between classes break the same way)."""
+def stretch_offsets(n_frames: int, starts: torch.Tensor) -> torch.Tensor:
+    """[frame] frames since the start of its stretch, for stretches laid end to end that start at ``starts``."""
+    first = torch.zeros(n_frames, dtype=torch.long)
+    first[starts] = starts
+    return torch.arange(n_frames) - first.cummax(0).values
+
+
+def vote_score_sums(logits: torch.Tensor, vote_frames: int, offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """[frame, class] float64 sums of the last ``vote_frames`` frames' scores (never reaching back before the
+    frame's stretch start, ``offsets`` frames back), added oldest to newest from zero, exactly as
+    :func:`.realtime.decide` adds them (so ties between classes break the same way)."""
     n = max(vote_frames, 1)
     n_frames = len(logits)
+    offsets = torch.arange(n_frames) if offsets is None else offsets
     scores, sums = logits.double(), torch.zeros(logits.shape, dtype=torch.float64)
     for back in range(min(n, n_frames) - 1, -1, -1):
-        sums[back:] += scores[: n_frames - back]
+        inside = (offsets[back:] >= back)[:, None]  # adding an exact zero elsewhere leaves the sum's bits alone
+        sums[back:] += torch.where(inside, scores[: n_frames - back], 0.0)
     return sums
 
 
-def decide_subsets(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: list[int]) -> dict[int, torch.Tensor]:
+def decide_subsets(
+    logits: torch.Tensor, allowed: torch.Tensor, vote_frames: list[int], starts: torch.Tensor | None = None
+) -> dict[int, torch.Tensor]:
     """:func:`.realtime.decide` for many subsets and vote lengths at once: logits [frame, class] and allowed
-    [subset, class] → {vote length: decisions [subset, frame]}.
+    [subset, class] → {vote length: decisions [subset, frame]}. ``starts`` (default: frame 0) are the frames where
+    a stretch starts and the controller restarts, its vote emptied: many short stretches decided in one call.
 
     Subsets with the same number of allowed classes are decided together on just their classes' columns (in
     ascending class order, so that the first maximum is still the lowest class index): a subset of k gestures
     costs k + 1 columns, not every class. The per-frame predictions and their running vote counts are computed
     once for every vote length, and each vote length's score sums once for every subset."""
     n_subsets, n_frames = len(allowed), len(logits)
-    sums = {votes: vote_score_sums(logits, votes) for votes in vote_frames}
+    starts = torch.zeros(1, dtype=torch.long) if starts is None else starts
+    offsets = stretch_offsets(n_frames, starts)
+    sums = {votes: vote_score_sums(logits, votes, offsets) for votes in vote_frames}
+    # A vote counts the frames from max(t + 1 - n, its stretch start) to t: the difference of two running counts.
+    frame = torch.arange(n_frames)
+    since = {votes: torch.maximum(frame + 1 - max(votes, 1), frame - offsets) for votes in vote_frames}
     decisions = {votes: torch.empty((n_subsets, n_frames), dtype=torch.long) for votes in vote_frames}
     sizes = allowed.sum(1)
     for size in sizes.unique().tolist():
@@ -77,14 +96,13 @@ def decide_subsets(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: lis
             # Each subset's classes, ascending: the indices of its True entries in order.
             columns = allowed[chosen].nonzero()[:, 1].view(len(chosen), size)
             predictions = logits[:, columns].permute(1, 0, 2).argmax(2)  # [subset, frame] among its columns
-            cumulative = torch.nn.functional.one_hot(predictions, size).cumsum(1, dtype=torch.int32)
+            cumulative = torch.zeros((len(chosen), n_frames + 1, size), dtype=torch.int32)
+            cumulative[:, 1:] = torch.nn.functional.one_hot(predictions, size).cumsum(1, dtype=torch.int32)
             for votes in vote_frames:
-                n = max(votes, 1)
-                if n == 1:  # a vote of one frame is its prediction (decide's tie-break never acts)
+                if max(votes, 1) == 1:  # a vote of one frame is its prediction (decide's tie-break never acts)
                     decisions[votes][chosen] = columns.gather(1, predictions)
                     continue
-                counts = cumulative.clone()
-                counts[:, n:] -= cumulative[:, :-n]  # votes over the last n frames
+                counts = cumulative[:, 1:] - cumulative[:, since[votes]]  # the votes inside the window
                 tied = counts == counts.amax(2, keepdim=True)
                 local = counts.argmax(2)  # the first maximum: the decision wherever the vote has one winner
                 # Where several classes share the most votes, the larger summed score wins, then the lower index.
@@ -106,12 +124,13 @@ class _Runs:
     left: torch.Tensor  # [frame] frames until its run ends (1 on its last frame)
 
     @classmethod
-    def of(cls, truth: np.ndarray) -> _Runs:
-        starts, stops, values = find_runs(truth)
+    def of(cls, truth: np.ndarray, stretch: np.ndarray) -> _Runs:
+        """Runs of ``truth`` that also end where ``stretch`` (each frame's stretch number) changes."""
+        starts, stops, _ = find_runs(stretch * (int(truth.max(initial=0)) + 1) + truth)
         lengths = torch.from_numpy(stops - starts)
         of_frame = torch.repeat_interleave(torch.arange(len(starts)), lengths)
         offset = torch.arange(len(truth)) - torch.from_numpy(starts)[of_frame]
-        return cls(torch.from_numpy(values), of_frame, offset, lengths[of_frame] - offset)
+        return cls(torch.from_numpy(truth[starts]), of_frame, offset, lengths[of_frame] - offset)
 
 
 def onset_delays(right: torch.Tensor, runs: _Runs, stable: int) -> torch.Tensor:
@@ -141,7 +160,7 @@ def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip):
     changed = torch.zeros_like(right)
     changed[:, 1:] = decisions[:, 1:] != decisions[:, :-1]
     # Steady movement: the frames from `skip` after a chosen movement's onset to its end, each compared with the one
-    # before it, both inside the stretch.
+    # before it, both inside the run (so inside the stretch).
     steady = allowed[:, truth_t] & (truth_t != 0) & (runs.offset >= skip + 1)
     counts = {
         "right": (right & keep).sum(1),
@@ -158,6 +177,18 @@ def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip):
     return counts, delays
 
 
+def _stretch_groups(lengths: list[int]) -> list[list[int]]:
+    """Consecutive stretches in groups of about ``GROUP_FRAMES`` frames (a longer stretch alone)."""
+    groups, frames = [], GROUP_FRAMES
+    for index, length in enumerate(lengths):
+        if frames + length > GROUP_FRAMES:
+            groups.append([])
+            frames = 0
+        groups[-1].append(index)
+        frames += length
+    return groups
+
+
 def stream_metrics(
     scored: list, classes: list[str], subsets: dict[int, torch.Tensor], vote_frames: list[int], frame_ms: float
 ) -> pd.DataFrame:
@@ -166,9 +197,23 @@ def stream_metrics(
     rest, stable, skip = classes.index(REST), round(STABLE_MS / frame_ms), round(STEADY_AFTER_MS / frame_ms)
     totals = {votes: {} for votes in vote_frames}
     delays = {votes: [] for votes in vote_frames}
-    for _, _, logits, truth in scored:
-        runs = _Runs.of(truth)
-        decided = decide_subsets(logits, allowed, vote_frames)
+    for subject, positions, logits, _ in scored:
+        if not torch.isfinite(logits).all():
+            # NaN orders differently in an argmax over all classes and over a subset's columns: no decision is
+            # defined, and a model that scores NaN is broken, not merely inaccurate.
+            raise ValueError(
+                f"stream of subject {subject} (frames {positions[0]}-{positions[-1]}): the model scored NaN or "
+                "infinity; check the model file (retrain it) and the stream tensors (reconvert the subject)"
+            )
+    # Real recordings cut a job's stream into hundreds of short stretches (each repetition of each movement):
+    # consecutive stretches are decided together, laid end to end with the vote restarting at each one.
+    for group in _stretch_groups([len(truth) for *_, truth in scored]):
+        logits = torch.cat([scored[i][2] for i in group])
+        truth = np.concatenate([scored[i][3] for i in group])
+        lengths = np.array([len(scored[i][3]) for i in group])
+        runs = _Runs.of(truth, np.repeat(np.arange(len(group)), lengths))
+        starts = torch.from_numpy(np.concatenate(([0], lengths.cumsum()[:-1])))
+        decided = decide_subsets(logits, allowed, vote_frames, starts)
         for votes in vote_frames:
             counts, stretch_delays = _stretch_counts(decided[votes], truth, runs, allowed, rest, stable, skip)
             for name, value in counts.items():

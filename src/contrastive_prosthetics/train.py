@@ -282,7 +282,7 @@ def train_fold(
     settings = TrainingSettings.from_config(training)
     chosen = Device(choose_device(device))
     adabn = bool(model_settings["adabn"])
-    adaptation = model_settings.get("adaptation", "cross_fitted")
+    adaptation = model_settings.get("adaptation", "cross_fitted") if adabn else "none"  # as logits.pt says
     raw = DB23.load(tensor_paths, device=str(chosen.device), with_streams=True, window=window)
     selections = fold_selections(raw, fold, fold_name)
     normalisation = raw.normalisation(

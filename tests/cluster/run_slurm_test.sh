@@ -272,9 +272,9 @@ done
 LOCAL_DIR="${CLUSTER_TEST_LOCAL_DIR:-$TMP/work-local}"
 # Jobs per kind, from the workflow's own plan (a dry run of everything): train (a GPU each) for every network model,
 # fold and window, train_lda (no GPU) for every LDA model. Counting from the config instead would go stale each
-# time a rule or a fold family is added.
+# time a rule or a fold family is added. The targets come before --quiet, which would take them as its values.
 read -r GPU_JOBS LDA_JOBS < <(cd "$TMP/work-slurm" && "$VENV/bin/snakemake" --snakefile "$REPO/Snakefile" \
-    --configfile config.yaml --dry-run --forceall --quiet rules "${TARGETS[@]}" 2>/dev/null |
+    --configfile config.yaml --dry-run --forceall "${TARGETS[@]}" --quiet rules 2>/dev/null |
     awk '$1 == "train" { gpu = $2 } $1 == "train_lda" { lda = $2 } END { print gpu + 0, lda + 0 }')
 echo "EXPECTED-JOBS: train=$GPU_JOBS train_lda=$LDA_JOBS"
 [ "$GPU_JOBS" -gt 0 ] || { echo "the dry run planned no train job: the configuration or the workflow is broken"; exit 1; }
