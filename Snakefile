@@ -13,7 +13,7 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
 from contrastive_prosthetics.config import prepare_config
-from contrastive_prosthetics.summary import print_run_summary
+from contrastive_prosthetics.evaluation.summary import print_run_summary
 
 min_version("9.0")
 

@@ -9,7 +9,7 @@ import copy
 
 import torch
 
-from contrastive_prosthetics.models import (
+from contrastive_prosthetics.learning.models import (
     ContrastiveModel,
     ModelConfig,
     adapt_batchnorm,

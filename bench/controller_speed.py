@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from contrastive_prosthetics.realtime.controller import Controller
 
-from contrastive_prosthetics.atomic import atomic_torch_save
 from contrastive_prosthetics.config import default_config
-from contrastive_prosthetics.dataset import Normalisation
-from contrastive_prosthetics.models import ModelConfig, build_model
-from contrastive_prosthetics.ninapro import DB2, class_names
-from contrastive_prosthetics.preprocess import PreprocessParams
-from contrastive_prosthetics.realtime import Controller
+from contrastive_prosthetics.core.atomic import atomic_torch_save
+from contrastive_prosthetics.data.ninapro import DB2, class_names
+from contrastive_prosthetics.data.preprocess import PreprocessParams
+from contrastive_prosthetics.learning.dataset import Normalisation
+from contrastive_prosthetics.learning.models import ModelConfig, build_model
 
 from .results import Result
 
@@ -72,7 +72,7 @@ def main() -> list[Result]:
         ),
     ]
     try:
-        from contrastive_prosthetics.export import export_model, exported_controller
+        from contrastive_prosthetics.realtime.export import export_model, exported_controller
     except ImportError:
         return results
     with tempfile.TemporaryDirectory() as folder:

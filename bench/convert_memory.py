@@ -13,8 +13,8 @@ from pathlib import Path
 
 import scipy.io
 
-from contrastive_prosthetics.ninapro import DB2
-from contrastive_prosthetics.synthetic import SyntheticParams, write_subject
+from contrastive_prosthetics.data.ninapro import DB2
+from contrastive_prosthetics.data.synthetic import SyntheticParams, write_subject
 
 from .convert_speed import EXERCISES
 from .results import Result
@@ -28,9 +28,9 @@ GOAL = 3.0
 CHILD = """
 import json, sys
 from contrastive_prosthetics.config import default_config
-from contrastive_prosthetics.convert import convert_subject
-from contrastive_prosthetics.ninapro import DB2
-from contrastive_prosthetics.preprocess import PreprocessParams
+from contrastive_prosthetics.data.convert import convert_subject
+from contrastive_prosthetics.data.ninapro import DB2
+from contrastive_prosthetics.data.preprocess import PreprocessParams
 
 def status_kib(field):
     line = next(line for line in open("/proc/self/status") if line.startswith(field + ":"))

@@ -10,10 +10,10 @@ from pathlib import Path
 import scipy.io
 
 from contrastive_prosthetics.config import default_config
-from contrastive_prosthetics.convert import convert_subject
-from contrastive_prosthetics.ninapro import DB2
-from contrastive_prosthetics.preprocess import PreprocessParams
-from contrastive_prosthetics.synthetic import SyntheticParams, write_subject
+from contrastive_prosthetics.data.convert import convert_subject
+from contrastive_prosthetics.data.ninapro import DB2
+from contrastive_prosthetics.data.preprocess import PreprocessParams
+from contrastive_prosthetics.data.synthetic import SyntheticParams, write_subject
 
 from .results import Result
 from .timing import best_of

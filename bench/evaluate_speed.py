@@ -6,10 +6,14 @@ sample of subsets and extrapolated to all of them.
 
 import torch
 
-from contrastive_prosthetics.exact import exact_subset_accuracy
-from contrastive_prosthetics.ninapro import class_names
-from contrastive_prosthetics.subsets import draw_subsets, straightforward_subset_size_accuracy, subset_size_accuracy
-from contrastive_prosthetics.voting import window_ids
+from contrastive_prosthetics.data.ninapro import class_names
+from contrastive_prosthetics.evaluation.exact import exact_subset_accuracy
+from contrastive_prosthetics.evaluation.subsets import (
+    draw_subsets,
+    straightforward_subset_size_accuracy,
+    subset_size_accuracy,
+)
+from contrastive_prosthetics.evaluation.voting import window_ids
 
 from .results import Result
 from .timing import best_of

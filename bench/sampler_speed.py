@@ -2,8 +2,9 @@
 
 import torch
 
-from contrastive_prosthetics.dataset import DB23, SubjectInfo
-from contrastive_prosthetics.ninapro import class_names
+from contrastive_prosthetics.data.ninapro import class_names
+from contrastive_prosthetics.learning.dataset import DB23, SubjectInfo
+from contrastive_prosthetics.learning.sampling import ContrastiveSampler
 
 from .results import Result
 from .timing import best_of
@@ -29,7 +30,7 @@ def main() -> list[Result]:
     print(f"== contrastive sampler, {SUBJECTS} subjects x 41 classes, {GROUPS} groups per draw (best of 3)")
     results = []
     for per_subject in (False, True):
-        sampler = data.contrastive_sampler(train, groups=GROUPS, seed=0, per_subject=per_subject)
+        sampler = ContrastiveSampler(data, train, groups=GROUPS, seed=0, per_subject=per_subject)
         seconds = best_of(lambda s=sampler: [s.draw() for _ in range(DRAWS)], 3)
         rate = GROUPS * len(data.classes) * DRAWS / seconds
         verdict = "OK" if rate >= 20e6 else "MISSED"

@@ -14,12 +14,12 @@ take over a minute).
 import numpy as np
 import torch
 
-from contrastive_prosthetics.dataset import Normalisation
-from contrastive_prosthetics.models import ContrastiveModel, ModelConfig
-from contrastive_prosthetics.ninapro import class_names
-from contrastive_prosthetics.realtime import FrameScorer
-from contrastive_prosthetics.stream_metrics import straightforward_stream_metrics, stream_metrics
-from contrastive_prosthetics.subsets import draw_subsets
+from contrastive_prosthetics.data.ninapro import class_names
+from contrastive_prosthetics.evaluation.stream_metrics import straightforward_stream_metrics, stream_metrics
+from contrastive_prosthetics.evaluation.subsets import draw_subsets
+from contrastive_prosthetics.learning.dataset import Normalisation
+from contrastive_prosthetics.learning.inference import FrameScorer
+from contrastive_prosthetics.learning.models import ContrastiveModel, ModelConfig
 
 from .results import Result
 from .timing import best_of

@@ -14,8 +14,8 @@ import copy
 
 import torch
 
-from contrastive_prosthetics.dataset import DB23, Streams
-from contrastive_prosthetics.models import (
+from contrastive_prosthetics.learning.dataset import DB23, Streams
+from contrastive_prosthetics.learning.models import (
     ModelConfig,
     ReferenceBatchNorm1d,
     build_model,
@@ -23,6 +23,7 @@ from contrastive_prosthetics.models import (
     reference_norm,
     reference_norm_autograd,
 )
+from contrastive_prosthetics.learning.sampling import ContrastiveSampler
 
 from .results import Result
 from .sampler_speed import full_size_db23
@@ -39,7 +40,7 @@ def main() -> list[Result]:
     torch.manual_seed(0)
     model = build_model(config)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    sampler = data.contrastive_sampler(train, GROUPS, seed=0, per_subject=True)
+    sampler = ContrastiveSampler(data, train, GROUPS, seed=0, per_subject=True)
     prebuilt = [sampler.draw() for _ in range(STEPS)]
 
     def step(batch) -> None:
@@ -105,7 +106,7 @@ def cross_fitted(data: DB23, train, config: ModelConfig) -> list[Result]:
     initial = build_model(config).train()
     batches = {}
     for frames in (REFERENCE_FRAMES, 0):
-        sampler = data.contrastive_sampler(train, GROUPS, seed=0, per_subject=True, reference_frames=frames)
+        sampler = ContrastiveSampler(data, train, GROUPS, seed=0, per_subject=True, reference_frames=frames)
         batches[frames] = [sampler.draw() for _ in range(REFERENCE_STEPS)]
     variants = {"hand-written": reference_norm, "autograd": reference_norm_autograd, "no reference": reference_norm}
     weights = {}

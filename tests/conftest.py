@@ -14,7 +14,7 @@ from snakemake_runs import snakemake, write_config
 from tiny_config import tiny
 
 from contrastive_prosthetics.config import default_config
-from contrastive_prosthetics.preprocess import PreprocessParams
+from contrastive_prosthetics.data.preprocess import PreprocessParams
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = default_config()

@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import stream_of_segments
 
-from contrastive_prosthetics import adaptation
-from contrastive_prosthetics.atomic import atomic_torch_save
-from contrastive_prosthetics.dataset import DB23
-from contrastive_prosthetics.errors import InputError
-from contrastive_prosthetics.models import ContrastiveModel, ModelConfig
-from contrastive_prosthetics.ninapro import class_names
+from contrastive_prosthetics.core.atomic import atomic_torch_save
+from contrastive_prosthetics.core.errors import InputError
+from contrastive_prosthetics.data.ninapro import class_names
+from contrastive_prosthetics.learning import adaptation
+from contrastive_prosthetics.learning.dataset import DB23
+from contrastive_prosthetics.learning.models import ContrastiveModel, ModelConfig
 
 CLASSES = class_names(["A"])[:5]
 CONFIG = ModelConfig(kind="contrastive", n_channels=4, n_classes=5, embedding_dim=4, conv_maps=2, width=8, depth=1)

@@ -8,10 +8,10 @@ import stat
 import pytest
 from conftest import DEFAULT_CONFIG
 
-from contrastive_prosthetics.archives import FileRecord, write_manifest
-from contrastive_prosthetics.atomic import atomic_torch_save, atomic_write, atomic_write_text, atomic_write_tsv
-from contrastive_prosthetics.ninapro import DB1
-from contrastive_prosthetics.synthetic import SyntheticParams, write_subject_file
+from contrastive_prosthetics.core.atomic import atomic_torch_save, atomic_write, atomic_write_text, atomic_write_tsv
+from contrastive_prosthetics.data.archives import FileRecord, write_manifest
+from contrastive_prosthetics.data.ninapro import DB1
+from contrastive_prosthetics.data.synthetic import SyntheticParams, write_subject_file
 
 WRITERS = {
     "text": lambda path: atomic_write_text(path, "x"),

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from contrastive_prosthetics.bootstrap import subject_interval
+from contrastive_prosthetics.evaluation.bootstrap import subject_interval
 
 
 def test_interval_is_seeded_holds_the_mean_and_narrows_with_more_subjects():

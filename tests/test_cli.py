@@ -141,7 +141,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("a bug")
 
-    monkeypatch.setattr("contrastive_prosthetics.summary.aggregate_run", broken)
+    monkeypatch.setattr("contrastive_prosthetics.evaluation.summary.aggregate_run", broken)
     with pytest.raises(ValueError, match="a bug"):
         args = ["--inputs", str(tmp_path), "--tables", "metrics", "--out-dir", str(tmp_path)]
         run("aggregate", *args, "--families-json", "{}", "--seed", "0")

@@ -10,11 +10,11 @@ import scipy.io
 import torch
 from conftest import PREPROCESS, emg_for, first_window, make_protocol, write_mat
 
-from contrastive_prosthetics.convert import convert_subject as convert_to_tensors
-from contrastive_prosthetics.matfile import MatFileError, load_glove, load_recording
-from contrastive_prosthetics.ninapro import DB1, DB2
-from contrastive_prosthetics.preprocess import recording_frames
-from contrastive_prosthetics.segments import run_repetitions
+from contrastive_prosthetics.data.convert import convert_subject as convert_to_tensors
+from contrastive_prosthetics.data.matfile import MatFileError, load_glove, load_recording
+from contrastive_prosthetics.data.ninapro import DB1, DB2
+from contrastive_prosthetics.data.preprocess import recording_frames
+from contrastive_prosthetics.data.segments import run_repetitions
 
 PARAMS = PREPROCESS
 
@@ -270,7 +270,7 @@ def test_matlab_v73_file_is_read_through_hdf5(tmp_path):
 
 
 def test_synthetic_files_give_the_same_tensors_whatever_rerepetition_holds_in_rest(tmp_path):
-    from contrastive_prosthetics.synthetic import SyntheticParams, write_subject
+    from contrastive_prosthetics.data.synthetic import SyntheticParams, write_subject
 
     tensors = []
     for convention in ("zero", "repetition"):
@@ -341,7 +341,7 @@ def test_a_near_constant_electrode_is_masked_and_a_disagreement_with_the_spec_is
     emg = emg_for(protocol, DB2.n_channels, seed=1)
     emg[:, 4] = 1e-9 * np.random.default_rng(0).standard_normal(len(emg))  # not flat, but nothing there
     path = write_mat(tmp_path / "S6_E1_A1.mat", protocol, emg)
-    from contrastive_prosthetics.ninapro import DB3
+    from contrastive_prosthetics.data.ninapro import DB3
 
     tensors = convert_subject(DB3, 6, {"B": str(path)}, ["B"], PARAMS)
     # Electrode 4 from the data; 10 and 11 from the DB3 spec for subject 6, although they look live here.
@@ -354,7 +354,7 @@ def test_a_window_longer_than_every_repetition_is_a_clear_error(tmp_path):
     path, _, _ = db1_file(tmp_path)
     from dataclasses import replace
 
-    from contrastive_prosthetics.errors import InputError
+    from contrastive_prosthetics.core.errors import InputError
 
     with pytest.raises(
         InputError, match=r"rest \(longest 1300 ms\), A1 \(longest 1500 ms\).*preprocess.windows \(onset: 0 \+ 9000"

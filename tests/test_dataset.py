@@ -7,9 +7,10 @@ import pytest
 import torch
 from conftest import stream_of_segments
 
-from contrastive_prosthetics.atomic import atomic_torch_save
-from contrastive_prosthetics.dataset import DB23
-from contrastive_prosthetics.ninapro import class_names
+from contrastive_prosthetics.core.atomic import atomic_torch_save
+from contrastive_prosthetics.data.ninapro import class_names
+from contrastive_prosthetics.learning.dataset import DB23
+from contrastive_prosthetics.learning.sampling import ContrastiveSampler
 
 CLASSES = class_names(["A"])  # 13 classes
 
@@ -62,7 +63,7 @@ def test_mixed_databases_are_padded_and_masked(data):
 
 def test_every_group_holds_each_selected_class_once(data):
     selection = data.select(classes=["rest", "A1", "A3", "A5"], repetitions=[1, 2, 3, 4])
-    batch = data.contrastive_sampler(selection, groups=512, seed=1).draw()
+    batch = ContrastiveSampler(data, selection, groups=512, seed=1).draw()
     assert batch.x.shape == (512, 4, 12)
     _, classes, _, _ = decode(batch.x)
     assert (classes == torch.tensor([0, 1, 3, 5])).all()
@@ -72,7 +73,7 @@ def test_every_group_holds_each_selected_class_once(data):
 def test_held_out_repetitions_and_subjects_are_never_drawn(data):
     selection = data.select(subjects=["db1/s1", "db2/s2"], repetitions=[1, 3, 4, 6])
     for per_subject in (False, True):
-        sampler = data.contrastive_sampler(selection, groups=256, seed=2, per_subject=per_subject)
+        sampler = ContrastiveSampler(data, selection, groups=256, seed=2, per_subject=per_subject)
         for _ in range(20):
             batch = sampler.draw()
             subjects, classes, reps, frames = decode(batch.x)
@@ -81,12 +82,12 @@ def test_held_out_repetitions_and_subjects_are_never_drawn(data):
             # an invalid (class, rep) is never drawn: subject 2 lacks class 3 in repetitions 1 and 3
             assert not ((subjects == 2) & (classes == 3) & ((reps == 1) | (reps == 3))).any()
             assert (frames < 7).all()
-    seen = decode(data.contrastive_sampler(selection, groups=4096, seed=3).draw().x)
+    seen = decode(ContrastiveSampler(data, selection, groups=4096, seed=3).draw().x)
     assert set(seen[2].unique().tolist()) == {1, 3, 4, 6}  # every training repetition does occur
 
 
 def test_per_subject_batches_come_from_one_subject(data):
-    sampler = data.contrastive_sampler(data.select(), groups=64, seed=4, per_subject=True)
+    sampler = ContrastiveSampler(data, data.select(), groups=64, seed=4, per_subject=True)
     seen = set()
     for _ in range(30):
         batch = sampler.draw()
@@ -99,16 +100,16 @@ def test_per_subject_batches_come_from_one_subject(data):
 
 
 def test_class_a_subject_never_recorded_is_marked_absent(data):
-    sampler = data.contrastive_sampler(data.select(subjects=["db3/s3"]), groups=8, seed=0, per_subject=True)
+    sampler = ContrastiveSampler(data, data.select(subjects=["db3/s3"]), groups=8, seed=0, per_subject=True)
     batch = sampler.draw()
     assert batch.present[:, 5].eq(False).all() and batch.present[:, [0, 1, 2, 4]].all()
 
 
 def test_same_seed_same_batches(data):
     selection = data.select(repetitions=[1, 3])
-    a = data.contrastive_sampler(selection, groups=32, seed=7)
-    b = data.contrastive_sampler(selection, groups=32, seed=7)
-    c = data.contrastive_sampler(selection, groups=32, seed=8)
+    a = ContrastiveSampler(data, selection, groups=32, seed=7)
+    b = ContrastiveSampler(data, selection, groups=32, seed=7)
+    c = ContrastiveSampler(data, selection, groups=32, seed=8)
     first, second, other = a.draw().x, b.draw().x, c.draw().x
     assert torch.equal(first, second) and not torch.equal(first, other)
     assert torch.equal(a.draw().x, b.draw().x)
@@ -165,8 +166,8 @@ def test_context_frames_are_the_stream_frames_before_each_drawn_frame(tmp_path):
     paths = [fake_subject(tmp_path / "b.pt", "db2", 2, 6, 12), fake_subject(tmp_path / "c.pt", "db3", 3, 6, 12)]
     data = DB23.load(paths, device="cpu", with_streams=True)
     selection = data.select(repetitions=[1, 3])
-    single = data.contrastive_sampler(selection, groups=64, seed=5).draw()
-    wide = data.contrastive_sampler(selection, groups=64, seed=5, context=3).draw()
+    single = ContrastiveSampler(data, selection, groups=64, seed=5).draw()
+    wide = ContrastiveSampler(data, selection, groups=64, seed=5, context=3).draw()
     assert wide.x.shape == (64, 13, 3, 12)
     assert torch.equal(wide.x[:, :, -1], single.x)  # the same draws; the newest frame is the drawn one
     streams = data.streams
@@ -192,7 +193,7 @@ def test_log_floor_is_a_fraction_of_each_channels_training_median(data):
 def test_quantised_envelopes_with_exact_zeros_give_no_log_outliers():
     """DB1's envelopes move in steps of ~0.0024 with rare exact zeros: a floor at the data's own scale keeps a zero
     within a few log units of one step, where a fixed 1e-6 put it about 8 below."""
-    from contrastive_prosthetics.dataset import Normalisation
+    from contrastive_prosthetics.learning.dataset import Normalisation
 
     step = 0.0024
     median = 0.3
@@ -208,7 +209,7 @@ def test_reference_frames_come_from_the_batch_subjects_recording_in_the_selected
     paths = [fake_subject(tmp_path / "b.pt", "db2", 2, 6, 12), fake_subject(tmp_path / "c.pt", "db3", 3, 6, 12)]
     data = DB23.load(paths, device="cpu", with_streams=True)
     selection = data.select(repetitions=[1, 3])
-    sampler = data.contrastive_sampler(selection, groups=8, seed=1, per_subject=True, reference_frames=50)
+    sampler = ContrastiveSampler(data, selection, groups=8, seed=1, per_subject=True, reference_frames=50)
     for _ in range(10):
         batch = sampler.draw()
         subject_code = decode(batch.x)[0][batch.present][0]
@@ -216,4 +217,4 @@ def test_reference_frames_come_from_the_batch_subjects_recording_in_the_selected
         assert batch.reference.shape == (50, 12)
         assert (reference_subjects == subject_code).all()
         assert set(reference_reps.tolist()) <= {1, 3}
-    assert data.contrastive_sampler(selection, groups=8, seed=1).draw().reference is None  # mixed batches: none
+    assert ContrastiveSampler(data, selection, groups=8, seed=1).draw().reference is None  # mixed batches: none

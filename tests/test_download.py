@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from contrastive_prosthetics.download import (
+from contrastive_prosthetics.data.download import (
     DownloadError,
     download_file,
     extract_members,

@@ -11,14 +11,18 @@ import pandas as pd
 import pytest
 import torch
 
-import contrastive_prosthetics.subsets as subset_module
-from contrastive_prosthetics import evaluate
-from contrastive_prosthetics.evaluate import classification_metrics, evaluate_payload, groups, voting_curve
-from contrastive_prosthetics.exact import exact_subset_accuracy
-from contrastive_prosthetics.logits import PER_FRAME
-from contrastive_prosthetics.subsets import draw_subsets, straightforward_subset_size_accuracy, subset_size_accuracy
-from contrastive_prosthetics.tables import aggregate
-from contrastive_prosthetics.voting import majority_vote, window_ids
+import contrastive_prosthetics.evaluation.subsets as subset_module
+from contrastive_prosthetics.evaluation import evaluate
+from contrastive_prosthetics.evaluation.evaluate import classification_metrics, evaluate_payload, groups, voting_curve
+from contrastive_prosthetics.evaluation.exact import exact_subset_accuracy
+from contrastive_prosthetics.evaluation.subsets import (
+    draw_subsets,
+    straightforward_subset_size_accuracy,
+    subset_size_accuracy,
+)
+from contrastive_prosthetics.evaluation.tables import aggregate
+from contrastive_prosthetics.evaluation.voting import majority_vote, window_ids
+from contrastive_prosthetics.learning.logits import PER_FRAME
 
 
 def make_payload(
@@ -506,8 +510,8 @@ def test_aggregate_concatenates_models_and_folds():
 
 def test_vote_window_in_frames_follows_the_logits_frame_rate(tmp_path):
     """250 ms is 25 frames at 100 Hz and 12 (rounded) at 50 Hz: the frame rate is read from logits.pt."""
-    from contrastive_prosthetics.atomic import atomic_torch_save
-    from contrastive_prosthetics.evaluate import evaluate_logits_file
+    from contrastive_prosthetics.core.atomic import atomic_torch_save
+    from contrastive_prosthetics.evaluation.evaluate import evaluate_logits_file
 
     for rate, frames in ((100.0, 25), (50.0, 12)):
         payload = grid_payload(3, 1, 1, 60, seed=0) | {"frame_rate_hz": rate}

@@ -13,11 +13,11 @@ import pytest
 from conftest import DEFAULT_CONFIG
 from matplotlib.image import imread
 
-from contrastive_prosthetics.artefacts import FIGURES as FIGURE_STEMS
-from contrastive_prosthetics.figures import best_model, confusion_figure, make_figures, subset_size_figure
-from contrastive_prosthetics.ninapro import class_names, describe
-from contrastive_prosthetics.plotting import class_sort_key, model_colours, with_labels
-from contrastive_prosthetics.training_figures import search_figure, training_curves_figure
+from contrastive_prosthetics.data.ninapro import class_names, describe
+from contrastive_prosthetics.evaluation.artefacts import FIGURES as FIGURE_STEMS
+from contrastive_prosthetics.report.figures import best_model, confusion_figure, make_figures, subset_size_figure
+from contrastive_prosthetics.report.plotting import class_sort_key, model_colours, with_labels
+from contrastive_prosthetics.report.training_figures import search_figure, training_curves_figure
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 MODELS = {"contrastive": False, "classifier_adabn": True}

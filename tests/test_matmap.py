@@ -7,9 +7,9 @@ import pytest
 import scipy.io
 from conftest import emg_for, make_protocol
 
-from contrastive_prosthetics.matfile import MatFileError, glove_rows, load_glove, load_recording
-from contrastive_prosthetics.matmap import compressed_rows, mapped_variables
-from contrastive_prosthetics.ninapro import DB2
+from contrastive_prosthetics.data.matfile import MatFileError, glove_rows, load_glove, load_recording
+from contrastive_prosthetics.data.matmap import compressed_rows, mapped_variables
+from contrastive_prosthetics.data.ninapro import DB2
 
 
 def ninapro_fields(seed: int = 0) -> dict[str, np.ndarray]:

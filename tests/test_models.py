@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contrastive_prosthetics.models import (
+from contrastive_prosthetics.learning.models import (
     ClassifierModel,
     ContrastiveModel,
     ModelConfig,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from contrastive_prosthetics.ninapro import DB1, DB2, DB3, class_names, database, describe, exercise_from_file_name
+from contrastive_prosthetics.data.ninapro import DB1, DB2, DB3, class_names, database, describe, exercise_from_file_name
 
 
 def test_spec_table_counts():

@@ -15,8 +15,8 @@ from snakemake_runs import DEFAULT, snakemake
 from tiny_config import tiny
 
 from contrastive_prosthetics.config import ConfigError, prepare_config
-from contrastive_prosthetics.ninapro import DB2, DB3
-from contrastive_prosthetics.synthetic import SyntheticParams, write_subject
+from contrastive_prosthetics.data.ninapro import DB2, DB3
+from contrastive_prosthetics.data.synthetic import SyntheticParams, write_subject
 
 pytestmark = pytest.mark.workflow
 

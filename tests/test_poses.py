@@ -7,9 +7,9 @@ import pytest
 import torch
 from test_evaluate import grid_payload
 
-from contrastive_prosthetics.dataset import DB23, SubjectInfo
-from contrastive_prosthetics.poses import pose_prototypes
-from contrastive_prosthetics.zero_shot import restricted, zero_shot_tables
+from contrastive_prosthetics.evaluation.zero_shot import restricted, zero_shot_tables
+from contrastive_prosthetics.learning.dataset import DB23, SubjectInfo
+from contrastive_prosthetics.learning.poses import pose_prototypes
 
 
 def posed_data(n_subjects=3, n_classes=4, n_reps=4) -> DB23:

@@ -7,8 +7,8 @@ import pytest
 import scipy.signal
 from conftest import PREPROCESS
 
-from contrastive_prosthetics import channel_frames
-from contrastive_prosthetics.preprocess import (
+from contrastive_prosthetics.data import channel_frames
+from contrastive_prosthetics.data.preprocess import (
     WindowSums,
     bandpass_sos,
     find_runs,

@@ -10,16 +10,16 @@ import yaml
 from conftest import PREPROCESS, REPO, first_window
 from snakemake_runs import snakemake, write_config
 
-from contrastive_prosthetics.artefacts import (
+from contrastive_prosthetics.data.convert import convert_subject as convert_to_tensors
+from contrastive_prosthetics.data.ninapro import DB1
+from contrastive_prosthetics.data.sources import find_local_files
+from contrastive_prosthetics.evaluation.artefacts import (
     EVALUATION_TABLES,
     FIGURES,
     STREAM_TABLES,
     SUMMARY_TABLES,
     ZERO_SHOT_TABLES,
 )
-from contrastive_prosthetics.convert import convert_subject as convert_to_tensors
-from contrastive_prosthetics.ninapro import DB1
-from contrastive_prosthetics.sources import find_local_files
 
 
 def convert_subject(*args, **kwargs) -> dict:
@@ -45,7 +45,7 @@ def test_real_db1_subject_converts_completely(db1_dir, tmp_path, subject):
 
 @pytest.mark.realdata
 def test_lda_baseline_beats_chance_by_far_on_real_db1(db1_dir, tmp_path):
-    from contrastive_prosthetics.baseline import train_lda_fold
+    from contrastive_prosthetics.learning.baseline import train_lda_fold
 
     paths = []
     for subject in (1, 2, 3, 4):

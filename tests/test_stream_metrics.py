@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from contrastive_prosthetics.ninapro import class_names
-from contrastive_prosthetics.realtime import decide
-from contrastive_prosthetics.stream_metrics import (
+from contrastive_prosthetics.data.ninapro import class_names
+from contrastive_prosthetics.evaluation.decisions import decide
+from contrastive_prosthetics.evaluation.stream_metrics import (
     allowed_masks,
     decide_subsets,
     straightforward_stream_metrics,
     stream_metrics,
 )
-from contrastive_prosthetics.subsets import draw_subsets
+from contrastive_prosthetics.evaluation.subsets import draw_subsets
 
 CLASSES = class_names(["A"])  # rest + 12 gestures
 FRAME_MS = 10.0
@@ -75,7 +75,7 @@ def test_decisions_of_many_subsets_are_the_controllers_bit_for_bit():
 
 
 def test_decisions_are_the_same_in_memory_bounded_chunks(monkeypatch):
-    import contrastive_prosthetics.stream_metrics as module
+    import contrastive_prosthetics.evaluation.stream_metrics as module
 
     _, _, logits, _ = random_stretch(np.random.default_rng(4), 9, quantised=False)
     _, allowed = allowed_masks(CLASSES, draw_subsets(len(CLASSES) - 1, 4, 1))
@@ -115,7 +115,7 @@ def test_a_stream_scored_nan_or_infinite_is_refused_with_the_subject_and_frames(
 def test_many_short_stretches_decided_together_restart_the_vote_at_each_one(monkeypatch, group_frames):
     """Real recordings cut a job's stream into a stretch per repetition of each movement; deciding them laid end to
     end must give every metric of deciding them one by one (votes never reach back into the previous stretch)."""
-    import contrastive_prosthetics.stream_metrics as module
+    import contrastive_prosthetics.evaluation.stream_metrics as module
 
     generator = np.random.default_rng(6)
     scored = [random_stretch(generator, int(generator.integers(1, 4)), quantised=True) for _ in range(25)]

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from test_evaluate import grid_payload
 
-from contrastive_prosthetics.evaluate import evaluate_payload
-from contrastive_prosthetics.summary import run_summary, subset_summary, summary_text
-from contrastive_prosthetics.tables import aggregate
+from contrastive_prosthetics.evaluation.evaluate import evaluate_payload
+from contrastive_prosthetics.evaluation.summary import run_summary, subset_summary, summary_text
+from contrastive_prosthetics.evaluation.tables import aggregate
 
 OPTIONS = {"window_frames": 5, "trials": 6, "seed": 0, "include_rest": True}
 

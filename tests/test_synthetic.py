@@ -7,8 +7,8 @@ import pytest
 import scipy.io
 import scipy.signal
 
-from contrastive_prosthetics.ninapro import DB1, DB2, DB3, GLOVE_CHANNELS
-from contrastive_prosthetics.synthetic import SyntheticParams, generate_recording, write_subject
+from contrastive_prosthetics.data.ninapro import DB1, DB2, DB3, GLOVE_CHANNELS
+from contrastive_prosthetics.data.synthetic import SyntheticParams, generate_recording, write_subject
 
 SHORT = SyntheticParams(movement_s=1.2, rest_s=0.8)
 SHORTEST = SyntheticParams(movement_s=0.8, rest_s=0.3)  # for tests that only read labels or flat columns
@@ -221,7 +221,7 @@ def test_bad_parameters_are_refused():
 def test_poses_and_muscle_activations_share_their_synergies():
     """A class's glove pose and its muscle activation come from the same synergy activations, so classes with
     similar poses have similar EMG: what zero-shot recognition from a pose needs."""
-    from contrastive_prosthetics.synthetic_signals import class_prototypes
+    from contrastive_prosthetics.data.synthetic_signals import class_prototypes
 
     prototypes = class_prototypes(seed=0, separability=1.0)
     pose, activation = prototypes.hand_pose, np.log(prototypes.activation)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import stream_of_segments
 
-from contrastive_prosthetics.atomic import atomic_torch_save
-from contrastive_prosthetics.baseline import train_lda_fold
-from contrastive_prosthetics.ninapro import class_names
-from contrastive_prosthetics.train import TrainingSettings, sample_hyperparameters, train_fold
+from contrastive_prosthetics.core.atomic import atomic_torch_save
+from contrastive_prosthetics.data.ninapro import class_names
+from contrastive_prosthetics.learning.baseline import train_lda_fold
+from contrastive_prosthetics.learning.train import TrainingSettings, sample_hyperparameters, train_fold
 
 CLASSES = class_names(["A"])  # 13 classes
 ARCHITECTURE = {
@@ -121,7 +121,7 @@ def test_two_runs_with_one_seed_are_identical(tmp_path):
 def test_cross_fitted_training_writes_the_same_files_with_autograds_batch_norm_backward(tmp_path, monkeypatch):
     """The hand-written backward of the reference batch norm (models.reference_norm) changes no bit of a cross-fitted
     AdaBN model's training, scoring or search against autograd's of the written-out form, the first version."""
-    from contrastive_prosthetics.models import ReferenceBatchNorm1d, reference_norm_autograd
+    from contrastive_prosthetics.learning.models import ReferenceBatchNorm1d, reference_norm_autograd
 
     fused = run(tmp_path, "fused", adabn=True)
     monkeypatch.setattr(ReferenceBatchNorm1d, "normalise", staticmethod(reference_norm_autograd))
@@ -163,8 +163,8 @@ def test_hyperparameters_are_drawn_from_their_ranges():
 
 
 def test_a_diverged_search_trial_is_recorded_and_never_chosen(tmp_path, monkeypatch):
-    from contrastive_prosthetics import train as train_module
-    from contrastive_prosthetics.train import HyperParameters
+    from contrastive_prosthetics.learning import train as train_module
+    from contrastive_prosthetics.learning.train import HyperParameters
 
     # The second trial's learning rate makes every loss NaN; it must not crash the job nor win.
     diverging = [HyperParameters(3e-3, 1e-4, 0.0), HyperParameters(1e12, 1e-4, 0.0)]
@@ -178,9 +178,9 @@ def test_a_diverged_search_trial_is_recorded_and_never_chosen(tmp_path, monkeypa
 
 
 def test_a_search_where_every_trial_diverges_fails_with_a_clear_message(tmp_path, monkeypatch):
-    from contrastive_prosthetics import train as train_module
-    from contrastive_prosthetics.errors import InputError
-    from contrastive_prosthetics.train import HyperParameters
+    from contrastive_prosthetics.core.errors import InputError
+    from contrastive_prosthetics.learning import train as train_module
+    from contrastive_prosthetics.learning.train import HyperParameters
 
     monkeypatch.setattr(
         train_module, "sample_hyperparameters", lambda settings, trials, seed: [HyperParameters(1e12, 1e-4, 0.0)]
@@ -192,16 +192,16 @@ def test_a_search_where_every_trial_diverges_fails_with_a_clear_message(tmp_path
 
 def test_leave_one_subject_out_selects_on_held_out_subjects(tmp_path, monkeypatch):
     """validation_subjects: the subject after the test subject is held out of training and validates."""
-    from contrastive_prosthetics import train as train_module
+    from contrastive_prosthetics.learning import train as train_module
 
     drawn_subjects = set()
-    real_sampler = train_module.DB23.contrastive_sampler
+    real_sampler = train_module.ContrastiveSampler
 
-    def recording_sampler(self, selection, *args, **kwargs):
+    def recording_sampler(data, selection, *args, **kwargs):
         drawn_subjects.update(selection.subjects.tolist())
-        return real_sampler(self, selection, *args, **kwargs)
+        return real_sampler(data, selection, *args, **kwargs)
 
-    monkeypatch.setattr(train_module.DB23, "contrastive_sampler", recording_sampler)
+    monkeypatch.setattr(train_module, "ContrastiveSampler", recording_sampler)
     fold = {
         "scheme": "subjects",
         "subjects": ["db2/s1", "db2/s2", "db2/s3"],

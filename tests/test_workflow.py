@@ -22,7 +22,7 @@ from conftest import REPO, emg_for, make_protocol, write_mat
 from snakemake_runs import DEFAULT, job_counts, snakemake, write_config
 from tiny_config import tiny
 
-from contrastive_prosthetics.artefacts import (
+from contrastive_prosthetics.evaluation.artefacts import (
     EVALUATION_TABLES,
     FIGURES,
     FULL_TABLES,

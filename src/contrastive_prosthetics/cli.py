@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import InputError
+from .core.errors import InputError
 
 log = logging.getLogger("contrastive_prosthetics")
 
@@ -29,17 +29,17 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def command_synthesize(args: argparse.Namespace) -> None:
-    from .ninapro import database
-    from .synthetic import SyntheticParams, write_subject_file
+    from .data.ninapro import database
+    from .data.synthetic import SyntheticParams, write_subject_file
 
     params = SyntheticParams(**json.loads(args.params_json))
     write_subject_file(database(args.database), args.subject, args.exercise, Path(args.out), params, args.seed)
 
 
 def command_download(args: argparse.Namespace) -> None:
-    from .download import fetch_subject
-    from .ninapro import database
-    from .sources import exercise_files
+    from .data.download import fetch_subject
+    from .data.ninapro import database
+    from .data.sources import exercise_files
 
     spec = database(args.database)
     spec.check_subject(args.subject)
@@ -57,9 +57,9 @@ def command_download(args: argparse.Namespace) -> None:
 
 
 def command_convert(args: argparse.Namespace) -> None:
-    from .convert import convert_subject
-    from .ninapro import database
-    from .preprocess import PreprocessParams
+    from .data.convert import convert_subject
+    from .data.ninapro import database
+    from .data.preprocess import PreprocessParams
 
     convert_subject(
         database(args.database),
@@ -84,11 +84,11 @@ def command_train(args: argparse.Namespace) -> None:
     tensors, out_dir = [Path(p) for p in args.tensors], Path(args.out_dir)
     # The classical baseline and the networks share the rule's outputs, not their training code.
     if model["kind"] == "lda":
-        from .baseline import train_lda_fold
+        from .learning.baseline import train_lda_fold
 
         train_lda_fold(tensors, args.model, args.fold, fold, args.seed, out_dir, window=args.window)
         return
-    from .train import train_fold
+    from .learning.train import train_fold
 
     train_fold(
         tensors,
@@ -106,7 +106,7 @@ def command_train(args: argparse.Namespace) -> None:
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate_logits_file
+    from .evaluation.evaluate import evaluate_logits_file
 
     evaluate_logits_file(
         Path(args.logits),
@@ -121,7 +121,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
 def command_stream(args: argparse.Namespace) -> None:
     import torch
 
-    from .stream import evaluate_stream
+    from .evaluation.stream import evaluate_stream
 
     torch.set_num_threads(args.threads)
     evaluate_stream(
@@ -140,8 +140,8 @@ def command_stream(args: argparse.Namespace) -> None:
 
 
 def command_replay(args: argparse.Namespace) -> None:
-    from .ninapro import database
-    from .replay import controller_for, replay_to_files
+    from .data.ninapro import database
+    from .realtime.replay import controller_for, replay_to_files
 
     spec = database(args.database)
     controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend)
@@ -151,27 +151,27 @@ def command_replay(args: argparse.Namespace) -> None:
 
 
 def command_export(args: argparse.Namespace) -> None:
-    from .export import export_model
+    from .realtime.export import export_model
 
     for kind, path in export_model(Path(args.model), Path(args.out_dir)).items():
         log.info("wrote %s: %s", kind, path)
 
 
 def command_aggregate(args: argparse.Namespace) -> None:
-    from .summary import aggregate_run
+    from .evaluation.summary import aggregate_run
 
     folders = [Path(folder) for folder in args.inputs]
     aggregate_run(folders, args.tables, Path(args.out_dir), json.loads(args.families_json), args.seed)
 
 
 def command_concatenate(args: argparse.Namespace) -> None:
-    from .tables import aggregate_optional_folders
+    from .evaluation.tables import aggregate_optional_folders
 
     aggregate_optional_folders([Path(folder) for folder in args.inputs or []], args.tables, Path(args.out_dir))
 
 
 def command_zero_shot(args: argparse.Namespace) -> None:
-    from .zero_shot import evaluate_zero_shot
+    from .evaluation.zero_shot import evaluate_zero_shot
 
     evaluate_zero_shot(
         Path(args.logits),
@@ -184,7 +184,7 @@ def command_zero_shot(args: argparse.Namespace) -> None:
 
 
 def command_figures(args: argparse.Namespace) -> None:
-    from .figures import make_figures
+    from .report.figures import make_figures
 
     written = make_figures(
         Path(args.eval_dir),

@@ -7,9 +7,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .errors import InputError
-from .folds import check_fold, expand_folds
-from .ninapro import class_names, database
+from .core.errors import InputError
+from .data.ninapro import class_names, database
+from .learning.folds import check_fold, expand_folds
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"

@@ -2,7 +2,7 @@
 import json
 import re
 
-from contrastive_prosthetics.artefacts import (
+from contrastive_prosthetics.evaluation.artefacts import (
     EVALUATION_TABLES,
     FIGURES,
     FULL_TABLES,
@@ -10,11 +10,11 @@ from contrastive_prosthetics.artefacts import (
     SUMMARY_TABLES,
     ZERO_SHOT_TABLES,
 )
-from contrastive_prosthetics.folds import fold_families, fold_runs, fold_subjects
-from contrastive_prosthetics.ninapro import database, exercise_from_file_name
-from contrastive_prosthetics.download import archive_name
-from contrastive_prosthetics.sources import raw_sources, subject_dir, tracked_inputs
-from contrastive_prosthetics.sources import source_arguments as convert_source_arguments
+from contrastive_prosthetics.learning.folds import fold_families, fold_runs, fold_subjects
+from contrastive_prosthetics.data.ninapro import database, exercise_from_file_name
+from contrastive_prosthetics.data.download import archive_name
+from contrastive_prosthetics.data.sources import raw_sources, subject_dir, tracked_inputs
+from contrastive_prosthetics.data.sources import source_arguments as convert_source_arguments
 
 SOURCE = config["data"]["source"]
 EXERCISES = config["data"]["exercises"]

@@ -1,0 +1,1 @@
+"""Foundations every stage uses: input errors and atomic file writes. Imports nothing of the package."""

@@ -1,0 +1,54 @@
+"""The controller's decision rule, shared by the stream evaluation and the real-time controller: each frame's most
+similar class among the chosen gestures + rest, then a causal majority vote over the last ``vote_frames`` decisions
+(ties to the larger summed score, then the lower class index)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..core.errors import InputError
+from ..data.ninapro import REST
+
+
+def allowed_classes(classes: list[str], gestures: list[str]) -> torch.Tensor:
+    """[class] mask of the chosen gestures, plus rest (a prosthesis must be able to do nothing)."""
+    unknown = [g for g in gestures if g not in classes]
+    if unknown:
+        raise InputError(f"unknown gesture(s) {unknown}; the model knows {classes[1:]}")
+    return torch.tensor([name == REST or name in gestures for name in classes])
+
+
+def decide(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int) -> torch.Tensor:
+    """Decisions of consecutive frames [frame, class] → [frame] class indices: each frame's most similar allowed
+    class, then a causal majority vote over the last ``vote_frames`` of them (fewer at the start; 0 or 1: no
+    vote). A tie in votes goes to the larger summed score over those frames, then to the lower class index.
+
+    Score sums run oldest to newest in float64 from zero, so the decision of frame t is the same whether the frames
+    before it are scored in one call (offline) or kept by a controller (the last ``vote_frames`` of them).
+    """
+    n = max(vote_frames, 1)
+    n_frames, n_classes = logits.shape
+    predictions = logits.masked_fill(~allowed, -torch.inf).argmax(1)
+    cumulative = torch.nn.functional.one_hot(predictions, n_classes).cumsum(0)
+    before = torch.cat((torch.zeros((n, n_classes), dtype=cumulative.dtype), cumulative))[:n_frames]
+    counts = cumulative - before  # votes over the last n frames
+    scores, sums = logits.double(), torch.zeros((n_frames, n_classes), dtype=torch.float64)
+    for back in range(min(n, n_frames) - 1, -1, -1):
+        sums[back:] += scores[: n_frames - back]
+    tied = (counts == counts.amax(1, keepdim=True)) & allowed
+    best = sums.masked_fill(~tied, -torch.inf)
+    return (best == best.amax(1, keepdim=True)).to(torch.uint8).argmax(1)
+
+
+def decide_latest(latest: np.ndarray, allowed: np.ndarray, vote_frames: int) -> int:
+    """:func:`decide`'s decision for the last of the frames ``latest`` [frame, class] (float32 logits, at least
+    the last ``vote_frames``), in numpy: the same arithmetic, in the same order, at a fraction of the cost."""
+    window = latest[-max(vote_frames, 1) :]
+    predictions = np.where(allowed, window, -np.inf).argmax(1)
+    counts = np.bincount(predictions, minlength=window.shape[1])
+    sums = np.zeros(window.shape[1])
+    for row in window:  # oldest first, from zero, in float64: as decide does
+        sums += row.astype(np.float64)
+    best = np.where((counts == counts.max()) & allowed, sums, -np.inf)
+    return int(np.argmax(best == best.max()))

@@ -1,0 +1,344 @@
+"""Stream metrics: every scored stretch's causal decisions, for many gesture subsets and vote lengths at once.
+
+The straightforward way (:func:`straightforward_stream_metrics`, kept as the reference the tests compare with)
+calls :func:`.realtime.decide` once per subset × vote length × stretch and walks each movement run in Python. Here
+the parts that do not depend on the subset are computed once per stretch (the per-frame masked argmax is per subset,
+but the vote's float64 score sums depend only on the vote length), the decisions of a chunk of subsets are one
+tensor [subset, frame], and the onset delays and steady-state decision changes are reductions over frames grouped
+by their movement run. The arithmetic is :func:`.realtime.decide`'s, in the same order, so the decisions are the
+same bits and every metric equals the reference's.
+
+Metrics per (k, subset, vote) over the frames whose true class is rest or a chosen gesture: accuracy over all of
+them, over movement frames and over rest frames; the rest false-activation rate (rest frames decided as a
+gesture); the onset delay of each chosen movement (from the relabelled onset to the first frame from which the
+decision stays correct for ``STABLE_MS``; median and 90th percentile, and the share never reached); decision
+changes per second during steady movement (from ``STEADY_AFTER_MS`` after the onset to the end: chattering).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.ninapro import REST
+from ..data.preprocess import find_runs
+from .decisions import decide
+
+STABLE_MS = 100  # a decision counts as reached once it stays right this long
+STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
+CHUNK_ELEMENTS = 2**23  # subsets × frames × classes per chunk of the vote: bounds memory on long recordings
+GROUP_FRAMES = 2**16  # frames of short stretches decided together: few calls, and [subset, frame] tensors stay small
+
+
+def allowed_masks(classes: list[str], subsets: dict[int, torch.Tensor]) -> tuple[list[tuple[int, int]], torch.Tensor]:
+    """Every (k, trial) in order, and its [class] mask: the chosen gestures plus rest."""
+    keys, masks = [], []
+    for k, chosen in subsets.items():
+        for trial, gestures in enumerate(chosen):
+            allowed = torch.zeros(len(classes), dtype=torch.bool)
+            allowed[1:] = gestures
+            allowed[classes.index(REST)] = True
+            keys.append((k, trial))
+            masks.append(allowed)
+    return keys, torch.stack(masks) if masks else torch.zeros((0, len(classes)), dtype=torch.bool)
+
+
+def stretch_offsets(n_frames: int, starts: torch.Tensor) -> torch.Tensor:
+    """[frame] frames since the start of its stretch, for stretches laid end to end that start at ``starts``."""
+    first = torch.zeros(n_frames, dtype=torch.long)
+    first[starts] = starts
+    return torch.arange(n_frames) - first.cummax(0).values
+
+
+def vote_score_sums(logits: torch.Tensor, vote_frames: int, offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """[frame, class] float64 sums of the last ``vote_frames`` frames' scores (never reaching back before the
+    frame's stretch start, ``offsets`` frames back), added oldest to newest from zero, exactly as
+    :func:`.realtime.decide` adds them (so ties between classes break the same way)."""
+    n = max(vote_frames, 1)
+    n_frames = len(logits)
+    offsets = torch.arange(n_frames) if offsets is None else offsets
+    scores, sums = logits.double(), torch.zeros(logits.shape, dtype=torch.float64)
+    for back in range(min(n, n_frames) - 1, -1, -1):
+        inside = (offsets[back:] >= back)[:, None]  # adding an exact zero elsewhere leaves the sum's bits alone
+        sums[back:] += torch.where(inside, scores[: n_frames - back], 0.0)
+    return sums
+
+
+def decide_subsets(
+    logits: torch.Tensor, allowed: torch.Tensor, vote_frames: list[int], starts: torch.Tensor | None = None
+) -> dict[int, torch.Tensor]:
+    """:func:`.realtime.decide` for many subsets and vote lengths at once: logits [frame, class] and allowed
+    [subset, class] → {vote length: decisions [subset, frame]}. ``starts`` (default: frame 0) are the frames where
+    a stretch starts and the controller restarts, its vote emptied: many short stretches decided in one call.
+
+    Subsets with the same number of allowed classes are decided together on just their classes' columns (in
+    ascending class order, so that the first maximum is still the lowest class index): a subset of k gestures
+    costs k + 1 columns, not every class. The per-frame predictions and their running vote counts are computed
+    once for every vote length, and each vote length's score sums once for every subset."""
+    n_subsets, n_frames = len(allowed), len(logits)
+    starts = torch.zeros(1, dtype=torch.long) if starts is None else starts
+    offsets = stretch_offsets(n_frames, starts)
+    sums = {votes: vote_score_sums(logits, votes, offsets) for votes in vote_frames}
+    # A vote counts the frames from max(t + 1 - n, its stretch start) to t: the difference of two running counts.
+    frame = torch.arange(n_frames)
+    since = {votes: torch.maximum(frame + 1 - max(votes, 1), frame - offsets) for votes in vote_frames}
+    decisions = {votes: torch.empty((n_subsets, n_frames), dtype=torch.long) for votes in vote_frames}
+    sizes = allowed.sum(1)
+    for size in sizes.unique().tolist():
+        rows = (sizes == size).nonzero().squeeze(1)
+        step = max(1, CHUNK_ELEMENTS // max(n_frames * size, 1))
+        for first in range(0, len(rows), step):
+            chosen = rows[first : first + step]
+            # Each subset's classes, ascending: the indices of its True entries in order.
+            columns = allowed[chosen].nonzero()[:, 1].view(len(chosen), size)
+            predictions = logits[:, columns].permute(1, 0, 2).argmax(2)  # [subset, frame] among its columns
+            cumulative = torch.zeros((len(chosen), n_frames + 1, size), dtype=torch.int32)
+            cumulative[:, 1:] = torch.nn.functional.one_hot(predictions, size).cumsum(1, dtype=torch.int32)
+            for votes in vote_frames:
+                if max(votes, 1) == 1:  # a vote of one frame is its prediction (decide's tie-break never acts)
+                    decisions[votes][chosen] = columns.gather(1, predictions)
+                    continue
+                counts = cumulative[:, 1:] - cumulative[:, since[votes]]  # the votes inside the window
+                tied = counts == counts.amax(2, keepdim=True)
+                local = counts.argmax(2)  # the first maximum: the decision wherever the vote has one winner
+                # Where several classes share the most votes, the larger summed score wins, then the lower index.
+                subset, frame = (tied.sum(2) > 1).nonzero(as_tuple=True)
+                if len(frame):
+                    best = sums[votes][frame[:, None], columns[subset]].masked_fill(~tied[subset, frame], -torch.inf)
+                    local[subset, frame] = (best == best.amax(1, keepdim=True)).to(torch.uint8).argmax(1)
+                decisions[votes][chosen] = columns.gather(1, local)
+    return decisions
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """A stretch's truth as maximal runs of one class, and each frame's run."""
+
+    value: torch.Tensor  # [run] class
+    of_frame: torch.Tensor  # [frame] run index
+    offset: torch.Tensor  # [frame] frames since its run started
+    left: torch.Tensor  # [frame] frames until its run ends (1 on its last frame)
+
+    @classmethod
+    def of(cls, truth: np.ndarray, stretch: np.ndarray) -> _Runs:
+        """Runs of ``truth`` that also end where ``stretch`` (each frame's stretch number) changes."""
+        starts, stops, _ = find_runs(stretch * (int(truth.max(initial=0)) + 1) + truth)
+        lengths = torch.from_numpy(stops - starts)
+        of_frame = torch.repeat_interleave(torch.arange(len(starts)), lengths)
+        offset = torch.arange(len(truth)) - torch.from_numpy(starts)[of_frame]
+        return cls(torch.from_numpy(truth[starts]), of_frame, offset, lengths[of_frame] - offset)
+
+
+def onset_delays(right: torch.Tensor, runs: _Runs, stable: int) -> torch.Tensor:
+    """[subset, run] frames from each run's start to the first frame from which the decision stays right for
+    ``stable`` frames within the run (NaN when it never does)."""
+    n_subsets, n_frames = right.shape
+    running = torch.zeros((n_subsets, n_frames + 1), dtype=torch.int32)
+    running[:, 1:] = right.cumsum(1)
+    ahead = torch.arange(n_frames) + stable
+    fits = runs.left >= stable  # the stable stretch ends inside the run
+    window = running[:, ahead.clamp(max=n_frames)] - running[:, :n_frames]
+    reached = fits & (window == stable)
+    never = torch.iinfo(torch.int64).max
+    candidate = torch.where(reached, runs.offset, never)
+    first = torch.full((n_subsets, len(runs.value)), never, dtype=torch.int64)
+    first.scatter_reduce_(1, runs.of_frame.expand(n_subsets, -1), candidate, "amin")
+    return torch.where(first == never, torch.nan, first.double())
+
+
+def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip):
+    """Per subset of one stretch: the frame counts and the onset delays of its chosen movements."""
+    truth_t = torch.from_numpy(truth)
+    right = decisions == truth_t
+    keep = allowed[:, truth_t]  # [subset, frame]: rest and the chosen gestures, what this user does
+    is_rest = truth_t == rest
+    movement = keep & ~is_rest
+    changed = torch.zeros_like(right)
+    changed[:, 1:] = decisions[:, 1:] != decisions[:, :-1]
+    # Steady movement: the frames from `skip` after a chosen movement's onset to its end, each compared with the one
+    # before it, both inside the run (so inside the stretch).
+    steady = allowed[:, truth_t] & (truth_t != 0) & (runs.offset >= skip + 1)
+    counts = {
+        "right": (right & keep).sum(1),
+        "movement_right": (right & movement).sum(1),
+        "rest_right": (right & is_rest).sum(1),
+        "movement": movement.sum(1),
+        "rests": is_rest.sum().expand(len(decisions)),
+        "false": ((decisions != rest) & is_rest).sum(1),
+        "changes": (changed & steady).sum(1),
+        "steady": steady.sum(1),
+    }
+    chosen_movement = allowed[:, runs.value] & (runs.value != 0)  # [subset, run]
+    delays = onset_delays(right, runs, stable).masked_fill(~chosen_movement, -1.0)  # -1: not this user's onset
+    return counts, delays
+
+
+def _stretch_groups(lengths: list[int]) -> list[list[int]]:
+    """Consecutive stretches in groups of about ``GROUP_FRAMES`` frames (a longer stretch alone)."""
+    groups, frames = [], GROUP_FRAMES
+    for index, length in enumerate(lengths):
+        if frames + length > GROUP_FRAMES:
+            groups.append([])
+            frames = 0
+        groups[-1].append(index)
+        frames += length
+    return groups
+
+
+def stream_metrics(
+    scored: list, classes: list[str], subsets: dict[int, torch.Tensor], vote_frames: list[int], frame_ms: float
+) -> pd.DataFrame:
+    """One row per (k, subset, vote) over every scored stretch ``(subject, positions, logits, truth)``."""
+    keys, allowed = allowed_masks(classes, subsets)
+    rest, stable, skip = classes.index(REST), round(STABLE_MS / frame_ms), round(STEADY_AFTER_MS / frame_ms)
+    totals = {votes: {} for votes in vote_frames}
+    delays = {votes: [] for votes in vote_frames}
+    for subject, positions, logits, _ in scored:
+        if not torch.isfinite(logits).all():
+            # NaN orders differently in an argmax over all classes and over a subset's columns: no decision is
+            # defined, and a model that scores NaN is broken, not merely inaccurate.
+            raise ValueError(
+                f"stream of subject {subject} (frames {positions[0]}-{positions[-1]}): the model scored NaN or "
+                "infinity; check the model file (retrain it) and the stream tensors (reconvert the subject)"
+            )
+    # Real recordings cut a job's stream into hundreds of short stretches (each repetition of each movement):
+    # consecutive stretches are decided together, laid end to end with the vote restarting at each one.
+    for group in _stretch_groups([len(truth) for *_, truth in scored]):
+        logits = torch.cat([scored[i][2] for i in group])
+        truth = np.concatenate([scored[i][3] for i in group])
+        lengths = np.array([len(scored[i][3]) for i in group])
+        runs = _Runs.of(truth, np.repeat(np.arange(len(group)), lengths))
+        starts = torch.from_numpy(np.concatenate(([0], lengths.cumsum()[:-1])))
+        decided = decide_subsets(logits, allowed, vote_frames, starts)
+        for votes in vote_frames:
+            counts, stretch_delays = _stretch_counts(decided[votes], truth, runs, allowed, rest, stable, skip)
+            for name, value in counts.items():
+                totals[votes][name] = totals[votes].get(name, 0) + value
+            delays[votes].append(stretch_delays)
+    rows = []
+    for row, (k, trial) in enumerate(keys):
+        for votes in vote_frames:
+            total = {name: int(value[row]) for name, value in totals[votes].items()}
+            rows.append({"k": k, "trial": trial, "vote_frames": votes, "vote_ms": votes * frame_ms} | total)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return _metric_frame(table, np.zeros((0, 0)), frame_ms)
+    # Rows run subset-major, votes inside: each row's delays over every stretch (the onsets of its chosen movements).
+    every = [torch.cat(delays[votes], 1) for votes in vote_frames]
+    matrix = torch.stack(every, 1).reshape(len(keys) * len(vote_frames), -1).numpy()
+    return _metric_frame(table, matrix, frame_ms)
+
+
+def _metric_frame(counts: pd.DataFrame, delays: np.ndarray, frame_ms: float) -> pd.DataFrame:
+    """The metrics from the summed counts and each row's onset delays (-1: no onset of this row; NaN: missed)."""
+    columns = ["k", "trial", "vote_frames", "vote_ms", "accuracy", "movement_accuracy", "rest_accuracy"]
+    columns += ["rest_false_activation", "onset_delay_p50_ms", "onset_delay_p90_ms", "onsets_missed"]
+    columns += ["changes_per_s", "frames"]
+    if counts.empty:
+        return pd.DataFrame(columns=columns)
+    onsets = delays >= 0
+    reached = np.where(onsets, delays, np.nan)  # NaN: missed or not an onset of this row
+    n_onsets = onsets.sum(1) + np.isnan(delays).sum(1)
+    n_reached = np.isfinite(reached).sum(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without a reached onset: NaN, as intended
+        p50 = np.nanmedian(reached, axis=1)
+        p90 = np.nanpercentile(reached, 90, axis=1)
+    c = counts
+    table = pd.DataFrame(
+        {
+            "k": c["k"],
+            "trial": c["trial"],
+            "vote_frames": c["vote_frames"],
+            "vote_ms": c["vote_ms"],
+            "accuracy": [r / max(m + s, 1) for r, m, s in zip(c["right"], c["movement"], c["rests"], strict=True)],
+            "movement_accuracy": [r / max(m, 1) for r, m in zip(c["movement_right"], c["movement"], strict=True)],
+            "rest_accuracy": [r / max(s, 1) for r, s in zip(c["rest_right"], c["rests"], strict=True)],
+            "rest_false_activation": [f / max(s, 1) for f, s in zip(c["false"], c["rests"], strict=True)],
+            "onset_delay_p50_ms": [float(p) * frame_ms if n else np.nan for p, n in zip(p50, n_reached, strict=True)],
+            "onset_delay_p90_ms": [float(p) * frame_ms if n else np.nan for p, n in zip(p90, n_reached, strict=True)],
+            "onsets_missed": [(o - n) / max(o, 1) for o, n in zip(n_onsets, n_reached, strict=True)],
+            "changes_per_s": [x / max(f, 1) * 1000 / frame_ms for x, f in zip(c["changes"], c["steady"], strict=True)],
+            "frames": [m + s for m, s in zip(c["movement"], c["rests"], strict=True)],
+        }
+    )
+    return table[columns]
+
+
+def _reference_onset_delays(decisions: np.ndarray, truth: np.ndarray, allowed: np.ndarray, stable: int) -> list:
+    delays = []
+    starts, stops, values = find_runs(truth)
+    for start, stop, value in zip(starts, stops, values, strict=True):
+        if value == 0 or not allowed[value]:
+            continue
+        right = decisions[start:stop] == value
+        run = np.convolve(right.astype(int), np.ones(stable, int), mode="valid") == stable  # right for `stable`
+        reached = np.flatnonzero(run)
+        delays.append(float(reached[0]) if reached.size else np.nan)
+    return delays
+
+
+def _reference_steady_changes(decisions: np.ndarray, truth: np.ndarray, allowed: np.ndarray, skip: int) -> tuple:
+    changes = frames = 0
+    starts, stops, values = find_runs(truth)
+    for start, stop, value in zip(starts, stops, values, strict=True):
+        if value == 0 or not allowed[value] or stop - start <= skip + 1:
+            continue
+        steady = decisions[start + skip : stop]
+        changes += int((steady[1:] != steady[:-1]).sum())
+        frames += len(steady) - 1
+    return changes, frames
+
+
+def straightforward_stream_metrics(
+    scored: list, classes: list[str], subsets: dict[int, torch.Tensor], vote_frames: list[int], frame_ms: float
+) -> pd.DataFrame:
+    """The reference :func:`stream_metrics` is tested against: :func:`.realtime.decide` per subset × vote × stretch,
+    each movement run walked in Python (30-100x slower: ``python -m bench stream``)."""
+    rest = classes.index(REST)
+    rows = []
+    for k, chosen in subsets.items():
+        for trial, gestures in enumerate(chosen):
+            allowed = torch.zeros(len(classes), dtype=torch.bool)
+            allowed[1:] = gestures
+            allowed[rest] = True
+            mask = allowed.numpy()
+            for votes in vote_frames:
+                right = movement_right = rest_right = movement = rests = false = changes = steady = 0
+                delays = []
+                for _, _, logits, truth in scored:
+                    decisions = decide(logits, allowed, votes).numpy()
+                    keep = mask[truth]
+                    is_rest = truth == rest
+                    right += int((decisions == truth)[keep].sum())
+                    movement_right += int((decisions == truth)[keep & ~is_rest].sum())
+                    rest_right += int((decisions == truth)[is_rest].sum())
+                    movement += int((keep & ~is_rest).sum())
+                    rests += int(is_rest.sum())
+                    false += int((decisions[is_rest] != rest).sum())
+                    delays += _reference_onset_delays(decisions, truth, mask, round(STABLE_MS / frame_ms))
+                    c, f = _reference_steady_changes(decisions, truth, mask, round(STEADY_AFTER_MS / frame_ms))
+                    changes, steady = changes + c, steady + f
+                reached = np.array([d for d in delays if not np.isnan(d)])
+                rows.append(
+                    {
+                        "k": k,
+                        "trial": trial,
+                        "vote_frames": votes,
+                        "vote_ms": votes * frame_ms,
+                        "accuracy": right / max(movement + rests, 1),
+                        "movement_accuracy": movement_right / max(movement, 1),
+                        "rest_accuracy": rest_right / max(rests, 1),
+                        "rest_false_activation": false / max(rests, 1),
+                        "onset_delay_p50_ms": float(np.median(reached)) * frame_ms if reached.size else np.nan,
+                        "onset_delay_p90_ms": float(np.percentile(reached, 90)) * frame_ms if reached.size else np.nan,
+                        "onsets_missed": (len(delays) - reached.size) / max(len(delays), 1),
+                        "changes_per_s": changes / max(steady, 1) * 1000 / frame_ms,
+                        "frames": movement + rests,
+                    }
+                )
+    return pd.DataFrame(rows)

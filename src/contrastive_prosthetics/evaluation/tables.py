@@ -1,0 +1,97 @@
+"""The evaluation tables on disk: reading one, and concatenating the per model × fold tables of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.atomic import atomic_write_frame
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A tab-separated table as written; class and subject names stay text (a class called "NA" is not NaN)."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+
+
+def aggregate(tables: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Concatenate per model × fold tables (``{name: table}`` each) table by table."""
+    names = list(dict.fromkeys(name for table in tables for name in table))
+    return {name: pd.concat([table[name] for table in tables if name in table], ignore_index=True) for name in names}
+
+
+def aggregate_folders(folders: list[Path], table_names: list[str], out_dir: Path) -> None:
+    """Concatenate each named table over the per model × fold folders and write it as ``out_dir/<name>.tsv``."""
+    per_folder = [{name: read_table(Path(folder) / f"{name}.tsv") for name in table_names} for folder in folders]
+    for name, table in aggregate(per_folder).items():
+        atomic_write_frame(table, Path(out_dir) / f"{name}.tsv")
+
+
+# The columns of the tables only some runs have (stream.py and zero_shot.py write them): a run without networks or
+# without zero-shot folds writes them with their header only.
+OPTIONAL_COLUMNS = {
+    "stream_metrics": [
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "k",
+        "trial",
+        "vote_frames",
+        "vote_ms",
+        "accuracy",
+        "movement_accuracy",
+        "rest_accuracy",
+        "rest_false_activation",
+        "onset_delay_p50_ms",
+        "onset_delay_p90_ms",
+        "onsets_missed",
+        "changes_per_s",
+        "frames",
+    ],
+    "stream_timing": ["model", "adabn", "adaptation", "fold", "window", "compute_ms", "rms_window_ms", "frame_ms"],
+    "zero_shot": [
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "set",
+        "gestures",
+        "classes",
+        "chance",
+        "accuracy",
+        "balanced_accuracy",
+        "gesture_accuracy",
+        "oracle_accuracy",
+        "oracle_balanced_accuracy",
+        "oracle_gesture_accuracy",
+    ],
+    "zero_shot_subsets": [
+        "k",
+        "trial",
+        "accuracy",
+        "balanced_accuracy",
+        "gesture_accuracy",
+        "rest_false_activation",
+        "n",
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "scored_by",
+    ],
+}
+STREAM_COLUMNS = OPTIONAL_COLUMNS  # the stream tables' entries
+
+
+def aggregate_optional_folders(folders: list[Path], table_names: list[str], out_dir: Path) -> None:
+    """:func:`aggregate_folders` for tables a run may have none of (see ``OPTIONAL_COLUMNS``): then each is
+    written with its header only."""
+    if folders:
+        aggregate_folders(folders, table_names, out_dir)
+        return
+    for name in table_names:
+        atomic_write_frame(pd.DataFrame(columns=OPTIONAL_COLUMNS[name]), Path(out_dir) / f"{name}.tsv")

@@ -1,0 +1,145 @@
+"""Scoring frames, with adaptive batch normalisation when the model uses it: where its statistics come from.
+
+A prosthesis adapts on an unlabelled stream, so the protocol that scores a subject's frames must not adapt on the
+frames it scores, nor choose adaptation frames by their labels:
+
+``cross_fitted`` (the default)
+    To score repetition r of a subject, batch-norm statistics are re-estimated from that subject's continuous
+    recording (every frame: rest, transitions and movements alike) during the other repetitions of its
+    adaptation pool (:mod:`.folds`): for a test subject the other test repetitions. Frames are chosen by time
+    alone (which repetition's stretch of the session they fall in), never by label, and never overlap the scored
+    ones.
+``scored_frames`` (kept to compare)
+    Statistics from the very segment frames being scored, which were cut by their labels: optimistic.
+``batch_statistics`` (the reference's code)
+    Batch norm always normalises with the current batch's statistics: the scored segment frames of one subject
+    are shuffled (seeded) into batches of ``statistics_batch`` frames, each normalised by its own statistics. As
+    optimistic as ``scored_frames``, and a decision then depends on the other frames in its batch.
+
+Without AdaBN the model's training statistics score every frame.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..core.errors import InputError
+from .dataset import DB23, Selection
+from .models import adapt_batchnorm, batchnorm_layers
+
+ADAPTATION_SOURCES = ("cross_fitted", "scored_frames", "batch_statistics")
+
+
+def _scores(model: torch.nn.Module, data: DB23, selection: Selection, batch: int, context: int) -> tuple:
+    outputs, indices = [], []
+    for x, index in data.frames(selection, batch_size=batch, context=context):
+        outputs.append(model(x).float())
+        indices.append(index)
+    return outputs, indices
+
+
+def adaptation_frames(
+    data: DB23, subject: int, scored_repetition: int, pool: list[int], context: int, limit: int | None
+) -> torch.Tensor:
+    """The cross-fitted adaptation set of one subject's scored repetition: its stream during the other
+    repetitions of ``pool`` (at most ``limit`` frames, evenly spaced over it)."""
+    sources = [r for r in pool if r != scored_repetition]
+    if not sources:
+        raise InputError(
+            f"{data.subject_names[subject]}: cross-fitted adaptation of repetition {scored_repetition} needs another "
+            f"repetition to adapt on, and the fold offers only {pool}: score at least two repetitions (folds), or "
+            "set the model's adaptation to scored_frames"
+        )
+    return data.stream_frames(subject, sources, context, limit)
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    data: DB23,
+    selection: Selection,
+    *,
+    adabn: bool,
+    adaptation: str,
+    pool: dict[int, list[int]],
+    batch: int,
+    context: int = 1,
+    limit: int | None = None,
+    statistics_batch: int = 1024,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits over all classes for every frame of ``selection`` and the frames' (subject, class, rep, frame), in
+    that order. With ``adabn``, statistics come from ``adaptation`` (see the module's docstring); ``pool`` maps a
+    subject index to the repetitions that may adapt it; ``limit`` caps the frames a cross-fitted adaptation reads
+    (evenly spaced over its stretch: neighbouring frames of a 200 ms RMS are nearly equal, so statistics hardly
+    move, and the cost of adapting every subject × repetition stays bounded)."""
+    model.eval()
+    if not adabn:
+        outputs, indices = _scores(model, data, selection, batch, context)
+        return _ordered(outputs, indices)
+    if adaptation not in ADAPTATION_SOURCES:
+        raise InputError(f"unknown adaptation {adaptation!r}; choose from {list(ADAPTATION_SOURCES)}")
+    outputs, indices = [], []
+    for subject in selection.subjects.tolist():
+        one = Selection(torch.tensor([subject]), selection.classes, selection.repetitions)
+        if adaptation == "batch_statistics":
+            part = _batch_statistics_scores(model, data, one, statistics_batch, context, seed)
+            outputs += part[0]
+            indices += part[1]
+            continue
+        if adaptation == "scored_frames":
+            frames = [x for x, _ in data.frames(one, batch_size=batch, context=context)]
+            if not frames:
+                continue
+            scorer = copy.deepcopy(model)
+            adapt_batchnorm(scorer, torch.cat(frames), batch)
+            part = _scores(scorer, data, one, batch, context)
+            outputs += part[0]
+            indices += part[1]
+            continue
+        for repetition in selection.repetitions.tolist():
+            scored = Selection(torch.tensor([subject]), selection.classes, torch.tensor([repetition]))
+            if not data.selection_mask(scored).any():
+                continue
+            scorer = copy.deepcopy(model)
+            frames = adaptation_frames(data, subject, repetition + 1, pool.get(subject, []), context, limit)
+            adapt_batchnorm(scorer, frames, batch)
+            part = _scores(scorer, data, scored, batch, context)
+            outputs += part[0]
+            indices += part[1]
+    return _ordered(outputs, indices)
+
+
+def _batch_statistics_scores(
+    model: torch.nn.Module, data: DB23, one: Selection, statistics_batch: int, context: int, seed: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One subject's frames scored in shuffled batches, batch norm on each batch's own statistics."""
+    frames = [(x, index) for x, index in data.frames(one, batch_size=1 << 30, context=context)]
+    if not frames:
+        return [], []
+    x, index = frames[0]
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
+    scorer = copy.deepcopy(model)
+    scorer.eval()
+    for layer in batchnorm_layers(scorer):
+        layer.train()  # batch statistics; dropout stays off
+    outputs, indices = [], []
+    for start in range(0, len(order), statistics_batch):
+        chosen = order[start : start + statistics_batch]
+        outputs.append(scorer(x[chosen]).float())
+        indices.append(index[chosen])
+    return outputs, indices
+
+
+def _ordered(outputs: list[torch.Tensor], indices: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows in (subject, class, rep, frame) order, however they were scored."""
+    if not outputs:
+        raise InputError("the selection holds no valid frame to score")
+    logits, index = torch.cat(outputs), torch.cat(indices)
+    key = index[:, 0]
+    for column in range(1, 4):
+        key = key * (int(index[:, column].max()) + 1) + index[:, column]
+    order = torch.argsort(key)
+    return logits[order], index[order]

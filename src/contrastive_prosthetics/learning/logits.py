@@ -1,0 +1,76 @@
+"""``logits.pt``, the evaluation's input: its one writer and its one reader, for networks and LDA alike.
+
+Per test frame (rows in the order the model scored them):
+    logits      float32 [frame, class]  scores over every class of the run
+    label       long    [frame]         true class index
+    subject     long    [frame]         index into ``subjects``
+    repetition  long    [frame]         1-based NinaPro repetition
+    frame       long    [frame]         position within its (subject, class, repetition) segment, 0, 1, ...
+Per file:
+    subjects, amputee, classes          names of the axes the indices point into
+    frame_rate_hz                       frames per second (vote windows in frames are computed from it)
+    model, fold, window, adabn, adaptation   what produced it (adaptation: where AdaBN statistics came from, or "none")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..core.atomic import atomic_torch_save
+from ..core.errors import InputError
+
+PER_FRAME = ("logits", "label", "subject", "repetition", "frame")
+PER_FILE = ("subjects", "amputee", "classes", "frame_rate_hz", "model", "fold", "window", "adabn", "adaptation")
+
+
+def write_logits(
+    path: Path,
+    logits: torch.Tensor,
+    index: torch.Tensor,
+    data,
+    model_name: str,
+    fold_name: str,
+    adabn: bool,
+    adaptation: str,
+    unseen: list[str] = (),
+) -> None:
+    """Write every test frame's scores; ``index`` [frame, 4] holds (subject, class, rep, frame), 0-based, into
+    ``data`` (a DB23: subject names, amputee flags, classes and frame rate come from it)."""
+    index = index.cpu()
+    atomic_torch_save(
+        {
+            "logits": logits.cpu(),
+            "label": index[:, 1],
+            "subject": index[:, 0],
+            "repetition": index[:, 2] + 1,
+            "frame": index[:, 3],
+            "subjects": data.subject_names,
+            "amputee": [s.amputee for s in data.subjects],
+            "classes": data.classes,
+            "frame_rate_hz": data.frame_rate_hz,
+            "adabn": adabn,
+            "adaptation": adaptation if adabn else "none",
+            "model": model_name,
+            "fold": fold_name,
+            "window": data.window,
+            "unseen": list(unseen),  # gestures held out of training (zero-shot folds)
+        },
+        path,
+    )
+
+
+def read_logits(path: Path) -> dict:
+    """The payload written by :func:`write_logits`; an error naming the file and the field if it is not one."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; run the train rule that writes it") from None
+    except Exception as error:  # a truncated or foreign file: torch raises several kinds
+        raise InputError(f"{path}: cannot be read as a logits file ({error}); delete it and train again") from None
+    missing = [key for key in (*PER_FRAME, *PER_FILE) if not isinstance(payload, dict) or key not in payload]
+    if missing:
+        raise InputError(f"{path}: field(s) {missing} missing; it was written by an older version: train again")
+    return payload

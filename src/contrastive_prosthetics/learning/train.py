@@ -1,0 +1,358 @@
+"""Random hyper-parameter search, final training and test logits for one model × fold.
+
+    search.tsv   every sampled configuration, its validation score and status (a diverged trial, whose
+                 validation loss is never finite, is recorded and never chosen), and the chosen one
+    model.pt     weights of the epoch with the lowest validation loss, model config, hyper-parameters,
+                 normalisation statistics (from the training selection only), history, classes
+    history.tsv  per epoch: train/validation loss and accuracy, learning rate, seconds, frames/s
+    logits.pt    every test frame: logits over all classes, label, subject, repetition, frame, AdaBN setting
+
+Test data are read once, after training, to write logits.pt; search, early stopping and normalisation see
+training and validation data only. One seed drives everything; CPU reruns are bit-identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..core.atomic import atomic_torch_save, atomic_write_tsv
+from ..core.errors import InputError
+from .adaptation import predict
+from .dataset import DB23, Selection, choose_device
+from .folds import FoldSelections, fold_selections
+from .logits import write_logits
+from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
+from .poses import pose_prototypes
+from .sampling import ContrastiveSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HyperParameters:
+    learning_rate: float
+    weight_decay: float
+    dropout: float
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    groups: int  # groups per batch; each holds one frame of every class
+    steps_per_epoch: int
+    log_amplitude: bool
+    search_trials: int
+    search_epochs: int
+    learning_rate: tuple[float, float]  # log-uniform range
+    weight_decay: tuple[float, float]  # log-uniform range
+    dropout: tuple[float, float]  # uniform range
+    final_epochs: int
+    log_floor: float  # the log-amplitude floor, a fraction of each channel's training median
+    adaptation_frames: int  # most stream frames a cross-fitted AdaBN adaptation reads
+    reference_frames: int  # recording frames whose statistics normalise each batch of a cross-fitted AdaBN model
+    evaluation_batch: int = 1 << 16
+
+    @classmethod
+    def from_config(cls, training: dict) -> TrainingSettings:
+        search = training["search"]
+        return cls(
+            groups=training["groups"],
+            steps_per_epoch=training["steps_per_epoch"],
+            log_amplitude=training["log_amplitude"],
+            search_trials=search["trials"],
+            search_epochs=search["epochs"],
+            learning_rate=tuple(search["learning_rate"]),
+            weight_decay=tuple(search["weight_decay"]),
+            dropout=tuple(search["dropout"]),
+            final_epochs=training["final"]["epochs"],
+            log_floor=training["log_floor"],
+            adaptation_frames=training["adaptation_frames"],
+            reference_frames=training["reference_frames"],
+        )
+
+
+def sample_hyperparameters(settings: TrainingSettings, trials: int, seed: int) -> list[HyperParameters]:
+    """``trials`` configurations: learning rate and weight decay log-uniform, dropout uniform."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+
+    def log_uniform(low_high: tuple[float, float]) -> float:
+        return float(math.exp(rng.uniform(math.log(low_high[0]), math.log(low_high[1]))))
+
+    return [
+        HyperParameters(
+            log_uniform(settings.learning_rate),
+            log_uniform(settings.weight_decay),
+            float(rng.uniform(*settings.dropout)),
+        )
+        for _ in range(trials)
+    ]
+
+
+@dataclass
+class Device:
+    """Where training runs, chosen once: CUDA with bfloat16 autocast when present, else the CPU."""
+
+    device: torch.device
+
+    @property
+    def autocast(self):
+        enabled = self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def model_losses(model: torch.nn.Module) -> Callable:
+    if model.config.kind == "contrastive":
+        return lambda logits, batch: contrastive_loss(logits, batch.present)
+    return lambda logits, batch: classifier_loss(logits, batch.present, batch.classes)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What every training run of one model × fold shares."""
+
+    data: DB23  # normalised
+    selections: FoldSelections
+    config: ModelConfig
+    settings: TrainingSettings
+    adabn: bool
+    adaptation: str
+    device: Device
+    seed: int
+    class_codes: torch.Tensor | None = None  # pose prototypes for a pose class encoder
+
+    def scores(self, model: torch.nn.Module, selection: Selection, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return predict(
+            model,
+            self.data,
+            selection,
+            adabn=self.adabn,
+            adaptation=self.adaptation,
+            pool=pool,
+            batch=self.settings.evaluation_batch,
+            context=self.config.context,
+            limit=self.settings.adaptation_frames,
+            statistics_batch=self.settings.groups * len(self.data.classes),
+            seed=self.seed,
+        )
+
+    def validation_scores(self, model: torch.nn.Module) -> tuple[float, float]:
+        """Cross-entropy and accuracy of per-frame predictions over all classes, on the validation selection."""
+        logits, index = self.scores(model, self.selections.validation, self.selections.validation_pool)
+        labels = index[:, 1]
+        loss = torch.nn.functional.cross_entropy(logits, labels).item()
+        accuracy = (logits.argmax(1) == labels).float().mean().item()
+        return loss, accuracy
+
+
+def train_once(
+    setting: Setting, hyper: HyperParameters, epochs: int, seed: int, description: str = ""
+) -> tuple[torch.nn.Module | None, list[dict], dict]:
+    """Train from scratch; return the model with its best-validation-loss weights (None if the validation loss
+    was never finite: diverged), the history and timings. A non-finite training loss ends the run early."""
+    settings, device = setting.settings, setting.device
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(**{**setting.config.as_dict(), "dropout": hyper.dropout})).to(device.device)
+    if setting.class_codes is not None:
+        model.class_codes.copy_(setting.class_codes)
+    optimiser = torch.optim.AdamW(parameter_groups(model, hyper.weight_decay), lr=hyper.learning_rate)
+    total_steps = epochs * settings.steps_per_epoch
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_steps, 1))
+    # AdaBN normalises each subject with its own statistics at test time, so training batches come from one
+    # subject each and batch norm learns within-subject statistics; without it, batches mix subjects.
+    # A model that will adapt on a subject's continuous recording trains with batch statistics from it too.
+    reference = settings.reference_frames if setting.adabn and setting.adaptation == "cross_fitted" else 0
+    sampler = ContrastiveSampler(
+        setting.data,
+        setting.selections.train,
+        settings.groups,
+        seed=seed,
+        per_subject=setting.adabn,
+        context=setting.config.context,
+        reference_frames=reference,
+    )
+    loss_of = model_losses(model)
+    history, timings = [], []
+    best_loss, best_state = math.inf, None
+    for epoch in range(1, epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        losses, correct, counted = [], 0.0, 0.0
+        for _ in tqdm(range(settings.steps_per_epoch), desc=f"{description} epoch {epoch}", leave=False, mininterval=5):
+            batch = sampler.draw()
+            with device.autocast:
+                logits = model.group_logits(batch.x, batch.classes, batch.present, batch.reference).float()
+                loss = loss_of(logits, batch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            losses.append(loss.detach())
+            hits = (logits.argmax(-1) == torch.arange(logits.shape[1], device=logits.device)) & batch.present
+            correct += hits.sum().item() if model.config.kind == "contrastive" else 0.0
+            counted += batch.present.sum().item()
+        seconds = time.perf_counter() - start
+        train_loss = torch.stack(losses).mean().item()
+        diverged = not math.isfinite(train_loss)
+        val_loss, val_accuracy = (math.nan, math.nan) if diverged else setting.validation_scores(model)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_group_accuracy": correct / counted if model.config.kind == "contrastive" else float("nan"),
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "lr": schedule.get_last_lr()[0],
+            }
+        )
+        timings.append({"seconds": seconds, "frames_per_s": counted / seconds})
+        log.info("%s epoch %d: %s", description, epoch, history[-1])
+        if math.isfinite(val_loss) and val_loss < best_loss:
+            best_loss, best_state = val_loss, copy.deepcopy(model.state_dict())
+        if diverged:
+            log.warning("%s: the training loss is not finite in epoch %d; the run stops here", description, epoch)
+            break
+    if best_state is None:
+        return None, history, {"timings": timings, "best_epoch": None}
+    model.load_state_dict(best_state)
+    best_epoch = 1 + min(
+        (i for i in range(len(history)) if math.isfinite(history[i]["val_loss"])), key=lambda i: history[i]["val_loss"]
+    )
+    return model, history, {"timings": timings, "best_epoch": best_epoch}
+
+
+def search(setting: Setting, seed: int) -> tuple[list[dict], HyperParameters]:
+    """The random search: every trial's row for search.tsv, and the chosen hyper-parameters (highest validation
+    accuracy among trials that did not diverge, ties to the lower validation loss)."""
+    settings = setting.settings
+    candidates = sample_hyperparameters(settings, settings.search_trials, seed)
+    rows = []
+    for trial, hyper in enumerate(candidates, start=1):
+        label = f"trial {trial}/{len(candidates)}"
+        model, history, _ = train_once(setting, hyper, settings.search_epochs, seed + trial, label)
+        finite = [row for row in history if math.isfinite(row["val_loss"])]
+        best = (
+            min(finite, key=lambda row: row["val_loss"]) if finite else {"val_loss": math.nan, "val_accuracy": math.nan}
+        )
+        status = "ok" if model is not None else "diverged"
+        rows.append(
+            {
+                "trial": trial,
+                **vars(hyper),
+                "val_loss": best["val_loss"],
+                "val_accuracy": best["val_accuracy"],
+                "status": status,
+            }
+        )
+    usable = [row for row in rows if row["status"] == "ok"]
+    if not usable:
+        raise InputError(
+            f"every one of the {len(rows)} search trials diverged (no finite validation loss): narrow "
+            "training.search.learning_rate towards smaller rates"
+        )
+    winner = max(usable, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
+    for row in rows:
+        row["chosen"] = row["trial"] == winner["trial"]
+    log.info("best trial %d: %s", winner["trial"], winner)
+    return rows, candidates[winner["trial"] - 1]
+
+
+def train_fold(
+    tensor_paths: list[Path],
+    model_name: str,
+    model_settings: dict,
+    architecture: dict,
+    fold_name: str,
+    fold: dict,
+    training: dict,
+    seed: int,
+    out_dir: Path,
+    device: str = "auto",
+    window: str | None = None,
+) -> None:
+    """Search, train and write search.tsv, model.pt, history.tsv and logits.pt for one network model × fold, on
+    the segments of ``window`` (default: the tensors' first)."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    settings = TrainingSettings.from_config(training)
+    chosen = Device(choose_device(device))
+    adabn = bool(model_settings["adabn"])
+    adaptation = model_settings.get("adaptation", "cross_fitted") if adabn else "none"  # as logits.pt says
+    raw = DB23.load(tensor_paths, device=str(chosen.device), with_streams=True, window=window)
+    selections = fold_selections(raw, fold, fold_name)
+    normalisation = raw.normalisation(
+        selections.train, log_amplitude=settings.log_amplitude, epsilon_fraction=settings.log_floor
+    )
+    data = raw.normalised(normalisation)
+    config = ModelConfig(
+        kind=model_settings["kind"],
+        n_channels=data.emg.shape[-1],
+        n_classes=len(data.classes),
+        embedding_dim=architecture["embedding_dim"],
+        conv_maps=architecture["conv_maps"],
+        width=architecture["width"],
+        depth=architecture["depth"],
+        context=architecture["context_frames"],
+        dropout_layers=architecture["dropout_layers"],
+        class_encoder=model_settings.get("class_encoder", "onehot"),
+        logit_scale=None if architecture["logit_scale"] == "learnable" else float(architecture["logit_scale"]),
+    )
+    log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
+    codes = None
+    if config.class_encoder == "pose":  # every class's prototype, from the training subjects' training repetitions
+        every_class = Selection(
+            selections.train.subjects, torch.arange(len(data.classes)), selections.train.repetitions
+        )
+        codes = pose_prototypes(raw, every_class).to(chosen.device)
+    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen, seed, codes)
+
+    search_rows, hyper = search(setting, seed)
+    model, history, extra = train_once(setting, hyper, settings.final_epochs, seed, "final")
+    if model is None:
+        raise InputError(
+            f"{model_name}/{fold_name}: final training never reached a finite validation loss with the chosen "
+            f"hyper-parameters {vars(hyper)}: narrow training.search.learning_rate towards smaller rates"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_tsv(search_rows, out_dir / "search.tsv")
+    atomic_write_tsv(
+        [{**row, **timing} for row, timing in zip(history, extra["timings"], strict=True)], out_dir / "history.tsv"
+    )
+    atomic_torch_save(
+        {
+            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+            "model_config": config.as_dict() | {"dropout": hyper.dropout},
+            "hyperparameters": vars(hyper),
+            "normalisation": normalisation.state_dict(),
+            "classes": data.classes,
+            "subjects": data.subject_names,
+            "frame_rate_hz": data.frame_rate_hz,
+            "preprocess": data.preprocess,  # how the frames were made: a controller makes them the same way
+            "model": model_name,
+            "adabn": adabn,
+            "adaptation": adaptation,
+            "fold": fold_name,
+            "fold_spec": fold,
+            "window": data.window,
+            "unseen": fold.get("unseen", []),
+            "pose_prototypes": None if codes is None else codes.cpu(),
+            "best_epoch": extra["best_epoch"],
+            "history": history,  # without timings, so that reruns give identical files
+            "seed": seed,
+        },
+        out_dir / "model.pt",
+    )
+
+    # The one place test data are read.
+    logits, index = setting.scores(model, selections.test, selections.test_pool)
+    write_logits(
+        out_dir / "logits.pt", logits, index, data, model_name, fold_name, adabn, adaptation, fold.get("unseen", [])
+    )
+    log.info("wrote %s", out_dir)

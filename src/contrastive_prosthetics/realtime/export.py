@@ -1,0 +1,138 @@
+"""Export a trained network for a device: ONNX and TorchScript, with the normalisation of training baked in.
+
+The exported network takes raw RMS frames (as :class:`.realtime.FrameMaker` makes them), [batch, channel] or
+[batch, context, channel], and returns the logits over every class: log-amplitude with the training floor,
+standardisation, dead channels zeroed, then the network (with its batch-norm statistics: the trained ones, or an
+adaptation state given to :func:`export_model`). Beside the two files, ``deployment.json`` holds what a
+controller needs to run it: classes, context, frame rate and preprocessing. ONNX Runtime is an optional extra
+(``make test`` installs it; the pipeline does not need it).
+
+    contrastive-prosthetics export --model results/models/contrastive_adabn/reps-2-5/onset/model.pt --out-dir deploy
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..core.atomic import atomic_write, atomic_write_text
+from ..core.errors import InputError
+from ..data.ninapro import DatabaseSpec
+from ..data.preprocess import PreprocessParams
+from ..learning.dataset import Normalisation
+from ..learning.inference import FrameScorer
+from ..learning.model_file import load_model_file
+from .controller import Controller
+
+log = logging.getLogger(__name__)
+ONNX_NAME, TORCHSCRIPT_NAME, DEPLOYMENT_NAME = "model.onnx", "model.ts", "deployment.json"
+
+
+class DeployedNetwork(torch.nn.Module):
+    """Raw RMS frames → logits: the training normalisation, then the network."""
+
+    def __init__(self, network: torch.nn.Module, normalisation: Normalisation, live_channels: torch.Tensor):
+        super().__init__()
+        self.network = network.eval()
+        self.log_amplitude = normalisation.log_amplitude
+        self.register_buffer("epsilon", normalisation.epsilon.float())
+        self.register_buffer("mean", normalisation.mean.float())
+        self.register_buffer("std", normalisation.std.float())
+        self.register_buffer("live", torch.as_tensor(live_channels, dtype=torch.float32))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = torch.log(frames + self.epsilon) if self.log_amplitude else frames
+        return self.network((x - self.mean) / self.std * self.live)
+
+
+def export_model(
+    model_path: Path, out_dir: Path, live_channels: list[bool] | None = None, batchnorm_state: dict | None = None
+) -> dict[str, Path]:
+    """Write ``model.onnx``, ``model.ts`` and ``deployment.json`` of a trained network into ``out_dir``."""
+    saved = load_model_file(model_path)
+    network = saved["network"]
+    if batchnorm_state is not None:
+        network.load_state_dict(batchnorm_state, strict=False)
+    n_channels, context = network.config.n_channels, network.config.context
+    live = torch.ones(n_channels, dtype=torch.bool) if live_channels is None else torch.tensor(live_channels)
+    deployed = DeployedNetwork(network, saved["normalisation_"], live).eval()
+    example = torch.rand((2, n_channels) if context == 1 else (2, context, n_channels)) + 0.1
+    out_dir = Path(out_dir)
+    paths = {
+        "onnx": out_dir / ONNX_NAME,
+        "torchscript": out_dir / TORCHSCRIPT_NAME,
+        "deployment": out_dir / DEPLOYMENT_NAME,
+    }
+    with warnings.catch_warnings():  # the exporters narrate their passes
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            deployed,
+            (example,),
+            input_names=["frames"],
+            output_names=["logits"],
+            dynamic_shapes={"frames": {0: torch.export.Dim("batch", min=1)}},
+            dynamo=True,
+            verbose=False,
+        )
+        scripted = torch.jit.trace(deployed, example)
+    atomic_write(paths["onnx"], lambda stream: stream.write(program.model_proto.SerializeToString()))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # TorchScript is deprecated upstream, and still what many runtimes load
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(scripted, buffer)
+    atomic_write(paths["torchscript"], lambda stream: stream.write(buffer.getvalue()))
+    description = {
+        "classes": saved["classes"],
+        "context": context,
+        "n_channels": n_channels,
+        "frame_rate_hz": saved["frame_rate_hz"],
+        "preprocess": saved["preprocess"],
+        "model": saved["model"],
+        "fold": saved["fold"],
+        "window": saved["window"],
+        "input": "raw RMS frames [batch, channel] (context 1) or [batch, context, channel], float32",
+        "output": "logits over classes [batch, class]",
+    }
+    atomic_write_text(paths["deployment"], json.dumps(description, indent=2) + "\n")
+    return paths
+
+
+class OnnxNetwork:
+    """An exported network run by ONNX Runtime: torch tensors in, torch tensors out."""
+
+    def __init__(self, path: Path, threads: int = 1):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise InputError("ONNX Runtime is not installed: pip install onnxruntime (make test installs it)") from None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"frames": frames.numpy()})[0])
+
+
+def exported_controller(
+    folder: Path, spec: DatabaseSpec, gestures: list[str], vote_frames: int, backend: str = "onnx"
+) -> Controller:
+    """A controller running an exported network (``onnx`` or ``torchscript``) from :func:`export_model`'s folder."""
+    folder = Path(folder)
+    description = json.loads((folder / DEPLOYMENT_NAME).read_text())
+    if backend == "onnx":
+        network = OnnxNetwork(folder / ONNX_NAME)
+    elif backend == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            network = torch.jit.load(str(folder / TORCHSCRIPT_NAME)).eval()
+    else:
+        raise InputError(f"unknown backend {backend!r}; use onnx or torchscript")
+    live = torch.ones(description["n_channels"], dtype=torch.bool)  # the exported network zeroes dead channels
+    scorer = FrameScorer(network, None, live, len(description["classes"]))
+    params = PreprocessParams(**description["preprocess"])
+    return Controller(scorer, description["classes"], params, spec, gestures, vote_frames, description["context"])

@@ -1,0 +1,110 @@
+"""Replay a recording through the controller: a decision timeline and a figure of true and decided gesture.
+
+    contrastive-prosthetics replay --model model.pt --recording S1_E1_A1.mat --database db2 --gestures B1 B6 B13
+
+The recording's raw EMG is fed in 10 ms chunks, as a device would deliver it; each frame's decision is written
+beside the relabelled movement at that frame (``restimulus`` at its last sample) and the time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from ..core.atomic import atomic_write_frame
+from ..core.errors import InputError
+from ..data.matfile import load_recording
+from ..data.ninapro import DatabaseSpec, exercise_from_file_name, movement_names
+from ..evaluation.voting import window_frames_for
+from ..report.plotting import class_sort_key, save_figure, styled
+from .controller import Controller
+
+CHUNK_MS = 10
+
+
+def recording_exercise(spec: DatabaseSpec, path: Path) -> str:
+    """The exercise a NinaPro file name holds (``S1_E2_A1.mat``: exercise C of DB2)."""
+    found = re.match(r"S(\d+)_", Path(path).name)
+    if not found:
+        raise InputError(f"{path}: not a NinaPro file name (S<subject>_...); rename it as NinaPro names it")
+    return exercise_from_file_name(spec, int(found.group(1)), Path(path).name)
+
+
+def controller_for(model: Path, spec: DatabaseSpec, gestures: list[str], vote_ms: float, backend: str) -> Controller:
+    """The controller of a network's ``model.pt``, or of an export folder run by ``backend``; the vote spans
+    ``vote_ms`` at the model's frame rate (0: no vote)."""
+    model = Path(model)
+    if model.is_dir():
+        from .export import DEPLOYMENT_NAME, exported_controller
+
+        rate = json.loads((model / DEPLOYMENT_NAME).read_text())["frame_rate_hz"]
+        return exported_controller(model, spec, gestures, vote_frames(vote_ms, rate), backend)
+    rate = torch.load(model, map_location="cpu", weights_only=False)["frame_rate_hz"]
+    return Controller.from_model_file(model, spec, gestures, vote_frames(vote_ms, rate))
+
+
+def vote_frames(vote_ms: float, frame_rate_hz: float) -> int:
+    return 0 if vote_ms == 0 else window_frames_for(vote_ms, frame_rate_hz)
+
+
+def replay(controller: Controller, recording_path: Path, spec: DatabaseSpec, max_length_mismatch: int) -> pd.DataFrame:
+    """The controller's decision for every frame of a recording, beside the truth: frame, time_s, true, decided."""
+    recording = load_recording(recording_path, spec.n_channels, max_length_mismatch=max_length_mismatch)
+    exercise = recording_exercise(spec, recording_path)
+    movements = spec.global_labels(exercise, recording.restimulus, recording.source)
+    names = ["rest", *movement_names(exercise)]
+    chunk = max(round(CHUNK_MS * spec.sampling_rate_hz / 1000), 1)
+    decided = []
+    for start in range(0, len(recording.emg), chunk):
+        decided += controller.push(recording.emg[start : start + chunk])
+    ends = (np.arange(len(decided)) + 1) * controller.maker.hop - 1
+    return pd.DataFrame(
+        {
+            "frame": np.arange(len(decided)),
+            "time_s": ends / spec.sampling_rate_hz,
+            "true": [names[m] for m in movements[ends]],
+            "decided": decided,
+        }
+    )
+
+
+@styled
+def timeline_figure(timeline: pd.DataFrame, out_stem: Path, title: str) -> list[Path]:
+    """True (grey) and decided (colour) gesture over time; wrong decisions in red."""
+    classes = sorted(set(timeline["true"]) | set(timeline["decided"]), key=class_sort_key)
+    row = {name: i for i, name in enumerate(classes)}
+    figure = Figure(figsize=(14, max(3.0, 0.3 * len(classes) + 1.5)), layout="constrained")
+    axes = figure.add_subplot()
+    time = timeline["time_s"].to_numpy()
+    truth, decided = timeline["true"].map(row).to_numpy(), timeline["decided"].map(row).to_numpy()
+    axes.step(time, truth, where="post", color="grey", linewidth=4, alpha=0.5, label="true (relabelled)")
+    right = truth == decided
+    axes.scatter(time[right], decided[right], s=2, color="tab:blue", label="decided, right")
+    axes.scatter(time[~right], decided[~right], s=2, color="tab:red", label="decided, wrong")
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("Time (s)")
+    axes.set_title(f"{title}: {100 * right.mean():.1f} % of frames decided right")
+    axes.legend(loc="upper right", markerscale=4)
+    return save_figure(figure, out_stem)
+
+
+def replay_to_files(
+    controller: Controller,
+    recording_path: Path,
+    spec: DatabaseSpec,
+    out_tsv: Path,
+    figure: Path | None,
+    max_length_mismatch: int = 100,
+) -> pd.DataFrame:
+    """:func:`replay`, written as a TSV timeline and (optionally) a figure ``<figure>.svg|png``."""
+    timeline = replay(controller, Path(recording_path), spec, max_length_mismatch)
+    atomic_write_frame(timeline, Path(out_tsv))
+    if figure is not None:
+        timeline_figure(timeline, Path(figure).with_suffix(""), Path(recording_path).name)
+    return timeline

@@ -1,0 +1,1 @@
+"""Stage 4, report: the plotting style and every figure of the run."""
