@@ -11,7 +11,7 @@ CORES ?= all
 # `make test` also runs the SLURM test (tests/cluster/run_slurm_test.sh): it installs and starts a private
 # single-node SLURM where it can (root and apt-get, as in CI) and skips with the reason elsewhere. 0 leaves it out.
 CLUSTER_TEST ?= 1
-# The pipeline's rules call the `contrastive-prosthetics` command, installed in the virtual environment.
+# The pipeline's rules run `python -m contrastive_prosthetics` (the package, installed in the virtual environment).
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: run test test-quick test-cluster lint bench report clean

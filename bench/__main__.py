@@ -1,5 +1,5 @@
 """Run every benchmark: python -m bench [--markdown] [name ...]; one table of figures against goals comes last
-(``--markdown``: also as a Markdown table, for the README's performance section)."""
+(``--markdown``: also as a Markdown table, for docs/performance.md)."""
 
 import sys
 

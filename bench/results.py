@@ -23,7 +23,7 @@ def table(results: list[Result]) -> str:
 
 
 def markdown(results: list[Result]) -> str:
-    """The same table for the README (``python -m bench --markdown``)."""
+    """The same table for docs/performance.md (``python -m bench --markdown``)."""
     lines = ["| benchmark | figure | goal | verdict |", "|---|---|---|---|"]
     lines += [f"| {r.benchmark} | {r.figure} | {r.goal} | {'OK' if r.ok else 'MISSED'} |" for r in results]
     return "\n".join(lines)

@@ -2,10 +2,10 @@
 
 A prosthesis never sees clean segments: it reads the continuous recording, rest and transitions included. Every
 frame of each test subject's test repetitions (the stream conversion keeps) is scored causally (each frame from
-itself and the frames before it) by :class:`.realtime.FrameScorer`, the controller's own code, here in large
+itself and the frames before it) by :class:`..learning.inference.FrameScorer`, the controller's own code, here in large
 batches (the same arithmetic; scores equal the controller's one-frame calls to float rounding), with the model's
 adaptation state, among chosen gestures + rest (the same subsets as the subset-size evaluation, at k = K and a few
-small k), then majority-voted causally over the last N frames for several N (:func:`.realtime.decide`). The
+small k), then majority-voted causally over the last N frames for several N (:func:`.decisions.decide`). The
 controller restarts (its vote emptied) at the start of every scored stretch of the recording.
 
 AdaBN state: ``cross_fitted`` models adapt each test repetition on the subject's recording during the other test

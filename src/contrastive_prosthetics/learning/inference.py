@@ -68,7 +68,7 @@ def _folded(weight: torch.Tensor, bias: torch.Tensor, norm, conv: bool = False) 
 class FrameScorer:
     """Raw frames with their context [n, context, channel] ([n, channel] for a context of 1) → logits over every
     class [n, class], frame by frame. ``network`` is a torch model (with ``normalisation`` applied first) or an
-    exported network with the normalisation baked in (``normalisation`` None, see :mod:`.export`)."""
+    exported network with the normalisation baked in (``normalisation`` None, see :mod:`..realtime.export`)."""
 
     def __init__(
         self,
