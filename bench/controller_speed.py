@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from contrastive_prosthetics.realtime.controller import Controller
 
 from contrastive_prosthetics.config import default_config
 from contrastive_prosthetics.core.atomic import atomic_torch_save
@@ -18,6 +17,7 @@ from contrastive_prosthetics.data.ninapro import DB2, class_names
 from contrastive_prosthetics.data.preprocess import PreprocessParams
 from contrastive_prosthetics.learning.dataset import Normalisation
 from contrastive_prosthetics.learning.models import ModelConfig, build_model
+from contrastive_prosthetics.realtime.controller import Controller
 
 from .results import Result
 

@@ -7,6 +7,12 @@ import pandas as pd
 import pytest
 import torch
 from conftest import PREPROCESS, emg_for, first_window, make_protocol, write_mat
+
+from contrastive_prosthetics.core.atomic import atomic_torch_save
+from contrastive_prosthetics.data.convert import convert_subject
+from contrastive_prosthetics.data.ninapro import DB1, class_names
+from contrastive_prosthetics.learning.dataset import Normalisation
+from contrastive_prosthetics.learning.models import ModelConfig, build_model
 from contrastive_prosthetics.realtime.controller import Controller
 from contrastive_prosthetics.realtime.export import (
     DeployedNetwork,
@@ -15,12 +21,6 @@ from contrastive_prosthetics.realtime.export import (
     exported_controller,
 )
 from contrastive_prosthetics.realtime.replay import controller_for, replay_to_files
-
-from contrastive_prosthetics.core.atomic import atomic_torch_save
-from contrastive_prosthetics.data.convert import convert_subject
-from contrastive_prosthetics.data.ninapro import DB1, class_names
-from contrastive_prosthetics.learning.dataset import Normalisation
-from contrastive_prosthetics.learning.models import ModelConfig, build_model
 
 pytest.importorskip("onnxruntime")
 CLASSES = class_names(["A"])

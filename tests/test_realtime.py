@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import PREPROCESS, emg_for, make_protocol, write_mat
-from contrastive_prosthetics.realtime.controller import Controller, FrameMaker
 
 from contrastive_prosthetics.core.errors import InputError
 from contrastive_prosthetics.data.convert import convert_subject
 from contrastive_prosthetics.data.ninapro import DB1, DB2, class_names
-from contrastive_prosthetics.evaluation.decisions import allowed_classes, decide
 from contrastive_prosthetics.learning.dataset import Normalisation
+from contrastive_prosthetics.learning.decisions import allowed_classes, decide
 from contrastive_prosthetics.learning.inference import FrameScorer
 from contrastive_prosthetics.learning.models import ModelConfig, batchnorm_layers, build_model
+from contrastive_prosthetics.realtime.controller import Controller, FrameMaker
 
 CLASSES = class_names(["B"])[:4]  # rest, B1, B2, B3
 
@@ -144,7 +144,7 @@ def test_online_adaptation_tracks_the_streams_statistics(tmp_path):
 
 @pytest.mark.parametrize("vote", [0, 4, 9])
 def test_the_controllers_latest_decision_is_decides_last(vote):
-    from contrastive_prosthetics.evaluation.decisions import decide_latest
+    from contrastive_prosthetics.learning.decisions import decide_latest
 
     generator = torch.Generator().manual_seed(vote + 1)
     logits = torch.randint(0, 3, (40, 6), generator=generator).float() + 0.1 * torch.randn(40, 6, generator=generator)

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from contrastive_prosthetics.data.ninapro import class_names
-from contrastive_prosthetics.evaluation.decisions import decide
 from contrastive_prosthetics.evaluation.stream_metrics import (
     allowed_masks,
     decide_subsets,
@@ -17,6 +16,7 @@ from contrastive_prosthetics.evaluation.stream_metrics import (
     stream_metrics,
 )
 from contrastive_prosthetics.evaluation.subsets import draw_subsets
+from contrastive_prosthetics.learning.decisions import decide
 
 CLASSES = class_names(["A"])  # rest + 12 gestures
 FRAME_MS = 10.0

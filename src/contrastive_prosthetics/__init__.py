@@ -30,7 +30,7 @@ PUBLIC_API = {
     "adapt_batchnorm": "learning.models",
     "load_model_file": "learning.model_file",
     "FrameScorer": "learning.inference",
-    "decide": "evaluation.decisions",
+    "decide": "learning.decisions",
     "Controller": "realtime.controller",
     "InputError": "core.errors",
 }

@@ -5,7 +5,7 @@ frame of each test subject's test repetitions (the stream conversion keeps) is s
 itself and the frames before it) by :class:`..learning.inference.FrameScorer`, the controller's own code, here in large
 batches (the same arithmetic; scores equal the controller's one-frame calls to float rounding), with the model's
 adaptation state, among chosen gestures + rest (the same subsets as the subset-size evaluation, at k = K and a few
-small k), then majority-voted causally over the last N frames for several N (:func:`.decisions.decide`). The
+small k), then majority-voted causally over the last N frames for several N (:func:`..learning.decisions.decide`). The
 controller restarts (its vote emptied) at the start of every scored stretch of the recording.
 
 AdaBN state: ``cross_fitted`` models adapt each test repetition on the subject's recording during the other test

@@ -1,12 +1,13 @@
 """Stream metrics: every scored stretch's causal decisions, for many gesture subsets and vote lengths at once.
 
 The straightforward way (:func:`straightforward_stream_metrics`, kept as the reference the tests compare with)
-calls :func:`.decisions.decide` once per subset × vote length × stretch and walks each movement run in Python. Here
-the parts that do not depend on the subset are computed once per stretch (the per-frame masked argmax is per subset,
-but the vote's float64 score sums depend only on the vote length), the decisions of a chunk of subsets are one
-tensor [subset, frame], and the onset delays and steady-state decision changes are reductions over frames grouped
-by their movement run. The arithmetic is :func:`.decisions.decide`'s, in the same order, so the decisions are the
-same bits and every metric equals the reference's.
+calls the controller's :func:`..learning.decisions.decide` once per subset × vote length × stretch and walks each
+movement run in Python. Here many stretches are laid end to end and decided at once (the vote restarting at each),
+the parts that do not depend on the subset are computed once (the per-frame masked argmax is per subset, but the
+vote's float64 score sums depend only on the vote length), the decisions of a chunk of subsets are one tensor
+[subset, frame], and the onset delays and steady-state decision changes are reductions over frames grouped by
+their movement run. The arithmetic is :func:`..learning.decisions.decide`'s, in the same order, so the decisions
+are the same bits and every metric equals the reference's.
 
 Metrics per (k, subset, vote) over the frames whose true class is rest or a chosen gesture: accuracy over all of
 them, over movement frames and over rest frames; the rest false-activation rate (rest frames decided as a
@@ -26,7 +27,7 @@ import torch
 
 from ..data.ninapro import REST
 from ..data.preprocess import find_runs
-from .decisions import decide
+from ..learning.decisions import decide
 
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
@@ -57,7 +58,7 @@ def stretch_offsets(n_frames: int, starts: torch.Tensor) -> torch.Tensor:
 def vote_score_sums(logits: torch.Tensor, vote_frames: int, offsets: torch.Tensor | None = None) -> torch.Tensor:
     """[frame, class] float64 sums of the last ``vote_frames`` frames' scores (never reaching back before the
     frame's stretch start, ``offsets`` frames back), added oldest to newest from zero, exactly as
-    :func:`.decisions.decide` adds them (so ties between classes break the same way)."""
+    :func:`..learning.decisions.decide` adds them (so ties between classes break the same way)."""
     n = max(vote_frames, 1)
     n_frames = len(logits)
     offsets = torch.arange(n_frames) if offsets is None else offsets
@@ -71,7 +72,7 @@ def vote_score_sums(logits: torch.Tensor, vote_frames: int, offsets: torch.Tenso
 def decide_subsets(
     logits: torch.Tensor, allowed: torch.Tensor, vote_frames: list[int], starts: torch.Tensor | None = None
 ) -> dict[int, torch.Tensor]:
-    """:func:`.decisions.decide` for many subsets and vote lengths at once: logits [frame, class] and allowed
+    """:func:`..learning.decisions.decide` for many subsets and vote lengths at once: logits [frame, class] and allowed
     [subset, class] → {vote length: decisions [subset, frame]}. ``starts`` (default: frame 0) are the frames where
     a stretch starts and the controller restarts, its vote emptied: many short stretches decided in one call.
 
@@ -297,8 +298,8 @@ def _reference_steady_changes(decisions: np.ndarray, truth: np.ndarray, allowed:
 def straightforward_stream_metrics(
     scored: list, classes: list[str], subsets: dict[int, torch.Tensor], vote_frames: list[int], frame_ms: float
 ) -> pd.DataFrame:
-    """The reference :func:`stream_metrics` is tested against: :func:`.decisions.decide` per subset × vote × stretch,
-    each movement run walked in Python (30-100x slower: ``python -m bench stream``)."""
+    """The reference :func:`stream_metrics` is tested against: :func:`..learning.decisions.decide` per subset × vote
+    × stretch, each movement run walked in Python (``python -m bench stream`` compares their speed)."""
     rest = classes.index(REST)
     rows = []
     for k, chosen in subsets.items():

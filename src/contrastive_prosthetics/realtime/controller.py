@@ -10,7 +10,7 @@ the device's numbers:
                   time (:mod:`..learning.inference`).
 ``decide``        logits → each frame's decision among the chosen gestures + rest: the most similar class, then a
                   causal majority vote over the last ``vote_frames`` decisions (ties to the larger summed score,
-                  then the lower class index) (:mod:`..evaluation.decisions`).
+                  then the lower class index) (:mod:`..learning.decisions`).
 ``Controller``    all three, fed chunks: ``push(chunk)`` returns the decisions of the frames the chunk completed;
                   ``choose(gestures)`` changes the chosen gestures with no retraining. Decisions are identical
                   whether a recording is fed sample by sample, in 10 ms chunks or whole (a test proves it).
@@ -34,8 +34,8 @@ import torch
 from ..core.errors import InputError
 from ..data.ninapro import DatabaseSpec
 from ..data.preprocess import PreprocessParams, bandpass_sos, hop_samples
-from ..evaluation.decisions import allowed_classes, decide_latest
 from ..learning.dataset import Normalisation
+from ..learning.decisions import allowed_classes, decide_latest
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
 from ..learning.models import batchnorm_layers
