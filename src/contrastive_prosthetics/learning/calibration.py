@@ -1,0 +1,69 @@
+"""The rest decision calibrated on validation streams: a bias added to rest's score, so that a resting hand stays at
+rest.
+
+A controller runs on a stream that is mostly rest (about 58 % of DB1's test frames), while the network trained on
+groups holding one frame of every class, rest one class among K: a plain argmax leaves rest under-weighted, and
+the arm moves on many rest frames. The fix that needs no retraining is a prior: one number, added to rest's logit
+on every frame before the decision (:func:`.decisions.decide`), chosen on the validation recordings' continuous
+streams (never the test ones) as the smallest bias whose rest false activation (rest frames decided as a gesture,
+after the vote, with every gesture allowed) is at most the target. The smallest, because a larger bias only costs
+movement frames. A negative bias is allowed: a quiet model may give some of its margin back to movements.
+
+The bias is saved in ``model.pt`` and applied by :class:`.inference.FrameScorer`, so stream evaluation, the
+controller, replay and the exported model all decide with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .decisions import decide
+
+BISECTION_STEPS = 40  # halvings of the bracket: far below any logit's rounding
+
+
+@dataclass(frozen=True)
+class RestCalibration:
+    bias: float  # added to rest's logit on every frame
+    target: float  # the rest false activation asked for
+    false_activation: float  # on the validation streams, with the bias
+    false_activation_before: float  # on the validation streams, without it
+    frames: int  # rest frames the rates count
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def rest_false_activation(stretches: list, rest: int, vote_frames: int, bias: float) -> tuple[float, int]:
+    """Rest frames decided as a gesture over every stretch (logits [frame, class], truth [frame]), every class
+    allowed, the controller restarting at each stretch; and the number of rest frames."""
+    false = frames = 0
+    for logits, truth in stretches:
+        shifted = logits.clone()
+        shifted[:, rest] += bias
+        decisions = decide(shifted, torch.ones(logits.shape[1], dtype=torch.bool), vote_frames)
+        at_rest = torch.as_tensor(truth) == rest
+        false += int((decisions[at_rest] != rest).sum())
+        frames += int(at_rest.sum())
+    return false / max(frames, 1), frames
+
+
+def calibrate_rest_bias(stretches: list, rest: int, vote_frames: int, target: float) -> RestCalibration:
+    """The smallest rest bias meeting ``target`` on the validation ``stretches`` (see the module), by bisection:
+    more bias never decides fewer frames as rest, so the rate falls as the bias grows."""
+    before, frames = rest_false_activation(stretches, rest, vote_frames, 0.0)
+    if frames == 0:
+        return RestCalibration(0.0, target, before, before, 0)
+    margins = [(logits - logits[:, rest : rest + 1]).abs().max() for logits, _ in stretches]
+    reach = float(torch.stack(margins).max()) + 1.0  # beyond it rest wins every frame (or loses every one)
+    low, high = -reach, reach  # the rate at `high` is 0: every frame decided as rest
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        if rest_false_activation(stretches, rest, vote_frames, middle)[0] <= target:
+            high = middle
+        else:
+            low = middle
+    after, _ = rest_false_activation(stretches, rest, vote_frames, high)
+    return RestCalibration(high, target, after, before, frames)

@@ -1,0 +1,59 @@
+"""The rest bias: the smallest one that meets the target rest false activation on validation streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from contrastive_prosthetics.learning.calibration import calibrate_rest_bias, rest_false_activation
+
+REST = 0
+
+
+def rest_frames_with_margins(margins) -> tuple[torch.Tensor, np.ndarray]:
+    """Rest frames whose best gesture (class 1) beats rest by each margin; class 2 always far behind."""
+    logits = torch.zeros((len(margins), 3))
+    logits[:, 1] = torch.tensor(margins, dtype=torch.float32)
+    logits[:, 2] = -5.0
+    return logits, np.zeros(len(margins), dtype=np.int64)
+
+
+def test_without_a_vote_the_bias_is_the_margin_that_leaves_the_target_share_of_rest_frames_to_gestures():
+    """Margins 0.1 .. 1.0: a target of 20 % lets the two largest margins through; a bias equal to the third largest
+    ties with it, and a tie goes to the lower class index, rest."""
+    stretch = rest_frames_with_margins(np.arange(1, 11) / 10)
+    calibration = calibrate_rest_bias([stretch], REST, vote_frames=0, target=0.2)
+    assert calibration.bias == pytest.approx(0.8, abs=1e-5)
+    assert calibration.false_activation == pytest.approx(0.2) and calibration.false_activation_before == 1.0
+    assert calibration.frames == 10
+    assert rest_false_activation([stretch], REST, 0, calibration.bias - 1e-3)[0] > 0.2  # the smallest such bias
+
+
+def test_with_a_vote_the_bias_meets_the_target_and_no_smaller_one_does():
+    generator = np.random.default_rng(0)
+    stretches = []
+    for _ in range(3):
+        truth = np.repeat(generator.integers(0, 3, 40) * (generator.random(40) < 0.5), 25)  # runs, half of them rest
+        logits = torch.from_numpy(generator.standard_normal((len(truth), 3)).astype(np.float32))
+        logits[torch.arange(len(truth)), torch.from_numpy(truth)] += 0.8
+        stretches.append((logits, truth))
+    calibration = calibrate_rest_bias(stretches, REST, vote_frames=10, target=0.05)
+    assert calibration.false_activation <= 0.05 < calibration.false_activation_before
+    assert calibration.bias > 0
+    assert rest_false_activation(stretches, REST, 10, calibration.bias - 1e-3)[0] > 0.05
+
+
+def test_a_quiet_model_gives_margin_back_to_movements_with_a_negative_bias():
+    """Rest wins every frame by 0.1 .. 1.0: a target of 10 % lets the closest frame (0.1) through, at a bias of
+    -0.2, where the next one ties and stays rest."""
+    stretch = rest_frames_with_margins(-np.arange(1, 11) / 10)
+    calibration = calibrate_rest_bias([stretch], REST, vote_frames=0, target=0.1)
+    assert calibration.false_activation_before == 0.0 and calibration.false_activation == pytest.approx(0.1)
+    assert calibration.bias == pytest.approx(-0.2, abs=1e-5)
+
+
+def test_without_rest_frames_nothing_is_calibrated():
+    logits = torch.zeros((5, 3))
+    calibration = calibrate_rest_bias([(logits, np.ones(5, dtype=np.int64))], REST, vote_frames=0, target=0.1)
+    assert calibration.bias == 0.0 and calibration.frames == 0
