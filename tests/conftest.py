@@ -138,24 +138,19 @@ def db1_dir() -> Path:
 
 def stream_of_segments(emg, valid) -> dict:
     """Stream fields for a hand-made converted subject whose recording is its segments back to back, in (class,
-    repetition) order: every valid segment is a slice of the stream, labelled with its class and repetition."""
+    repetition) order (``data.tensor_file.stream_of_segments``), with those segments as the first window's. For
+    files assembled around them; a whole valid file is ``data.tensor_file.payload_from_segments``."""
     import torch
 
-    emg, valid = torch.as_tensor(emg), torch.as_tensor(valid)
-    n_classes, n_reps, n_frames = emg.shape[:3]
-    cells = valid.nonzero()  # (class, rep) in order
-    start = torch.full((n_classes, n_reps), -1, dtype=torch.long)
-    start[cells[:, 0], cells[:, 1]] = torch.arange(len(cells)) * n_frames
-    return {
-        "segments": {FIRST_WINDOW: {"emg": emg.float(), "segment_start": start}},
-        "stream": emg[valid].reshape(-1, emg.shape[-1]).float(),
-        "stream_class": cells[:, 0].repeat_interleave(n_frames).to(torch.int16),
-        "stream_repetition": (cells[:, 1] + 1).repeat_interleave(n_frames).to(torch.int16),
-        "stream_file": torch.zeros(len(cells) * n_frames, dtype=torch.int8),
-        "segment_start": start,
-    }
+    from contrastive_prosthetics.data import tensor_file
+
+    streams = tensor_file.stream_of_segments(emg, valid)
+    segments = {"emg": torch.as_tensor(emg).float(), "segment_start": streams["segment_start"]}
+    return {"segments": {FIRST_WINDOW: segments}, **streams}
 
 
 def first_window(tensors: dict) -> dict:
     """A converted subject with its first window's segments (emg, features, glove, segment_start) at the top."""
-    return {**tensors, **next(iter(tensors["segments"].values()))}
+    from contrastive_prosthetics.data import tensor_file
+
+    return tensor_file.window_of(tensors, tensor_file.first_window(tensors))

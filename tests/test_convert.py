@@ -15,6 +15,7 @@ from contrastive_prosthetics.data.matfile import MatFileError, load_glove, load_
 from contrastive_prosthetics.data.ninapro import DB1, DB2
 from contrastive_prosthetics.data.preprocess import recording_frames
 from contrastive_prosthetics.data.segments import run_repetitions
+from contrastive_prosthetics.data.tensor_file import KEYS, METADATA_KEYS, SEGMENT_KEYS, read_tensor_file
 
 PARAMS = PREPROCESS
 
@@ -144,6 +145,17 @@ def test_output_records_sources_and_parameters(tmp_path):
     assert meta["preprocess"]["windows"] == {"onset": {"offset_ms": 0, "length_ms": 1000}}
     emg = saved["segments"]["onset"]["emg"]
     assert emg.dtype == torch.float32 and emg.shape == (13, 10, 100, 10)
+
+
+def test_the_written_file_holds_the_tensor_file_format_and_reads_back_as_returned(tmp_path):
+    path, _, _ = db1_file(tmp_path)
+    tensors = convert_to_tensors(DB1, 1, {"A": str(path)}, ["A"], PARAMS, tmp_path / "s1.pt")
+    saved = read_tensor_file(tmp_path / "s1.pt")
+    assert list(saved) == list(tensors) == list(KEYS)
+    assert list(saved["segments"]["onset"]) == list(SEGMENT_KEYS) and list(saved["metadata"]) == list(METADATA_KEYS)
+    for key in ("stream", "stream_class", "run_first", "valid", "channel_mask", "glove_mask"):
+        assert torch.equal(saved[key], tensors[key]), key
+    assert torch.equal(saved["segments"]["onset"]["pose"], tensors["segments"]["onset"]["pose"])
 
 
 # Bad input: a clear error naming file and field, and no output file left behind.

@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import stream_of_segments
 
 from contrastive_prosthetics.core.atomic import atomic_torch_save
+from contrastive_prosthetics.core.errors import InputError
 from contrastive_prosthetics.data.ninapro import class_names
+from contrastive_prosthetics.data.tensor_file import (
+    KEYS,
+    SEGMENT_KEYS,
+    payload_from_segments,
+    read_tensor_file,
+    write_tensor_file,
+)
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.sampling import ContrastiveSampler
 
@@ -24,17 +31,9 @@ def fake_subject(path, database, subject, n_reps, n_channels, invalid=()):
     valid = np.ones((n_classes, n_reps), bool)
     for class_index, rep in invalid:
         valid[class_index, rep - 1] = False
-    payload = {
-        "emg": torch.tensor(emg, dtype=torch.float32),
-        "valid": torch.from_numpy(valid),
-        "channel_mask": torch.ones(n_channels, dtype=torch.bool),
-        "glove": torch.zeros((n_classes, n_reps, n_frames, 22)),
-        "glove_mask": torch.ones(22, dtype=torch.bool),
-        "classes": CLASSES,
-        "metadata": {"database": database, "subject": subject, "amputee": database == "db3", "frame_rate_hz": 100.0},
-        **stream_of_segments(emg, valid),
-    }
-    atomic_torch_save(payload, path)
+    amputee = database == "db3"
+    payload = payload_from_segments(emg, valid, classes=CLASSES, database=database, subject=subject, amputee=amputee)
+    write_tensor_file(payload, path)
     return path
 
 
@@ -218,3 +217,123 @@ def test_reference_frames_come_from_the_batch_subjects_recording_in_the_selected
         assert (reference_subjects == subject_code).all()
         assert set(reference_reps.tolist()) <= {1, 3}
     assert ContrastiveSampler(data, selection, groups=8, seed=1).draw().reference is None  # mixed batches: none
+
+
+# Wrong, damaged or old tensor files: an error naming the file, the field and what to do (reconvert the subject).
+
+
+def changed(path, change):
+    """A valid subject's file at ``path`` whose payload ``change`` then alters by hand."""
+    fake_subject(path, "db2", 2, 6, 12)
+    payload = torch.load(path, weights_only=False)
+    change(payload)
+    atomic_torch_save(payload, path)
+    return path
+
+
+def without(*keys):
+    """A change that drops the key at the end of ``keys``, e.g. ("metadata", "frame_rate_hz")."""
+
+    def change(payload):
+        *parents, last = keys
+        for key in parents:
+            payload = payload[key]
+        del payload[last]
+
+    return change
+
+
+def bad_files(tmp_path) -> dict:
+    """case → (files, DB23.load options, the error it must give)."""
+    reconvert = "delete it and convert the subject again"
+    cases = {"missing": ([tmp_path / "absent.pt"], {}, r"absent\.pt: no such file; convert the subject first")}
+    truncated = fake_subject(tmp_path / "truncated.pt", "db2", 2, 6, 12)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    cases["truncated"] = ([truncated], {}, rf"truncated\.pt: cannot be read as a tensor file .*truncated .*{reconvert}")
+    atomic_torch_save([1, 2], tmp_path / "list.pt")
+    message = rf"list\.pt: holds a list, not a converted subject's tensors; {reconvert}"
+    cases["not a dict"] = ([tmp_path / "list.pt"], {}, message)
+    old = changed(tmp_path / "no-valid.pt", without("valid"))
+    cases["no valid mask"] = ([old], {}, rf"no-valid\.pt: no field\(s\) \['valid'\] .*older version: {reconvert}")
+    old = changed(tmp_path / "no-rate.pt", without("metadata", "frame_rate_hz"))
+    cases["no frame rate"] = ([old], {}, rf"no-rate\.pt: no metadata field\(s\) \['frame_rate_hz'\] .*{reconvert}")
+    empty = changed(tmp_path / "empty.pt", lambda payload: payload["segments"].clear())
+    cases["no window"] = ([empty], {}, rf"empty\.pt: field 'segments' holds no segment window; {reconvert}")
+    good = fake_subject(tmp_path / "good.pt", "db2", 1, 6, 12)
+    message = r"good\.pt: no segments of window 'steady' \(it has \['onset'\]\); convert it again with that window"
+    cases["another window"] = ([good], {"window": "steady"}, message)
+    old = changed(tmp_path / "no-features.pt", without("segments", "onset", "features"))
+    message = rf"no-features\.pt: the segments of window 'onset' have no field\(s\) \['features'\] .*{reconvert}"
+    cases["no features"] = ([old], {"with_features": True}, message)
+    old = changed(tmp_path / "no-glove.pt", without("segments", "onset", "glove"))
+    cases["no glove"] = ([good, old], {"with_glove": True}, r"no-glove\.pt: .* no field\(s\) \['glove'\]")
+    old = changed(tmp_path / "no-stream.pt", without("stream"))
+    message = r"\['\S*no-stream\.pt'\]: no continuous stream; convert them again with this version"
+    cases["no stream"] = ([good, old], {"with_streams": True}, message)
+    other = changed(tmp_path / "classes.pt", lambda payload: payload.update(classes=[*CLASSES[:-1], "B1"]))
+    message = r"classes\.pt: its classes differ from \S*good\.pt's; convert every subject with the same data.exercises"
+    cases["other classes"] = ([good, other], {}, message)
+    other = changed(tmp_path / "rate.pt", lambda payload: payload["metadata"].update(frame_rate_hz=50.0))
+    message = r"rate\.pt.*: subjects were converted at different frame rates \[50\.0, 100\.0\] Hz; convert them alike"
+    cases["other frame rate"] = ([good, other], {}, message)
+    onset = torch.load(good, weights_only=False)["segments"]["onset"]
+    other = changed(
+        tmp_path / "length.pt", lambda payload: payload["segments"]["onset"].update(emg=onset["emg"][..., :5, :])
+    )
+    cases["other segment length"] = ([good, other], {}, r"different segment lengths \{.*\}; convert them alike")
+    return cases
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "truncated",
+        "not a dict",
+        "no valid mask",
+        "no frame rate",
+        "no window",
+        "another window",
+        "no features",
+        "no glove",
+        "no stream",
+        "other classes",
+        "other frame rate",
+        "other segment length",
+    ],
+)
+def test_a_wrong_or_old_tensor_file_is_named_with_what_to_do(tmp_path, case):
+    paths, options, message = bad_files(tmp_path)[case]
+    with pytest.raises(InputError, match=message):
+        DB23.load(paths, device="cpu", **options)
+
+
+def test_loading_nothing_is_an_error():
+    with pytest.raises(InputError, match=r"DB23\.load needs at least one converted subject file"):
+        DB23.load([], device="cpu")
+
+
+def test_a_subject_converted_before_poses_were_kept_loads_without_poses(tmp_path):
+    data = DB23.load([changed(tmp_path / "s.pt", without("segments", "onset", "pose"))], device="cpu")
+    assert not data.poses.any() and not data.pose_mask.any()
+
+
+def test_a_written_tensor_file_reads_back_as_written_and_the_writer_keeps_the_format(tmp_path):
+    valid = torch.ones(len(CLASSES), 2, dtype=torch.bool)
+    payload = payload_from_segments(
+        torch.rand(len(CLASSES), 2, 3, 4), valid, classes=CLASSES, database="db2", subject=1
+    )
+    assert list(payload) == list(KEYS) and list(payload["segments"]["onset"]) == list(SEGMENT_KEYS)
+    write_tensor_file(payload, tmp_path / "a.pt")
+    write_tensor_file(payload, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    again = read_tensor_file(tmp_path / "a.pt")
+    assert list(again) == list(KEYS) and torch.equal(again["stream"], payload["stream"])
+    reordered = {"valid": payload["valid"], **{k: v for k, v in payload.items() if k != "valid"}}
+    with pytest.raises(ValueError, match="the tensor file format has"):
+        write_tensor_file(reordered, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"metadata: keys .*'colour'"):
+        write_tensor_file({**payload, "metadata": {**payload["metadata"], "colour": "red"}}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"segments\['onset'\]: keys"):
+        write_tensor_file({**payload, "segments": {"onset": {"emg": payload["stream"]}}}, tmp_path / "c.pt")
+    assert not (tmp_path / "c.pt").exists()

@@ -27,7 +27,8 @@ CLASSES = class_names(["A"])
 
 
 def model_file(path, frames: torch.Tensor, context: int = 1) -> torch.nn.Module:
-    """A model.pt as training writes it, of an untrained network with a normalisation fitted on ``frames``."""
+    """A model.pt with just the fields running a network needs (as a device or benchmark writes one by hand), of an
+    untrained network with a normalisation fitted on ``frames``."""
     torch.manual_seed(0)
     config = ModelConfig("contrastive", frames.shape[-1], len(CLASSES), 8, 8, 32, 2, 0.0, context)
     model = build_model(config).eval()
@@ -124,3 +125,15 @@ def test_replay_writes_a_timeline_and_its_figure(tmp_path):
     assert set(written["decided"]) <= {"rest", "A1", "A2"} and set(written["true"]) == {"rest", "A1", "A2", "A3"}
     assert written["time_s"].iloc[0] == pytest.approx(0.0) and written["time_s"].diff().iloc[1] == pytest.approx(0.01)
     assert (tmp_path / "timeline.svg").exists() and (tmp_path / "timeline.png").exists()
+
+
+def test_an_lda_model_cannot_be_exported(tmp_path):
+    from contrastive_prosthetics.core.errors import InputError
+    from contrastive_prosthetics.learning.model_file import RUNNING_FIELDS
+
+    model_file(tmp_path / "model.pt", torch.rand(50, 10) + 0.1)
+    assert sorted(torch.load(tmp_path / "model.pt", weights_only=False)) == sorted(RUNNING_FIELDS)
+    atomic_torch_save({"estimators": {}, "classes": CLASSES, "model": "lda"}, tmp_path / "lda.pt")
+    with pytest.raises(InputError, match=r"lda\.pt: an LDA model's model\.pt"):
+        export_model(tmp_path / "lda.pt", tmp_path / "deploy")
+    assert not (tmp_path / "deploy").exists()

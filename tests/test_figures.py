@@ -15,9 +15,10 @@ from matplotlib.image import imread
 
 from contrastive_prosthetics.data.ninapro import class_names, describe
 from contrastive_prosthetics.evaluation.artefacts import FIGURES as FIGURE_STEMS
-from contrastive_prosthetics.report.figures import best_model, confusion_figure, make_figures, subset_size_figure
+from contrastive_prosthetics.report.comparison_figures import validation_choice
+from contrastive_prosthetics.report.figures import confusion_figure, make_figures, subset_size_figure
 from contrastive_prosthetics.report.plotting import class_sort_key, model_colours, with_labels
-from contrastive_prosthetics.report.training_figures import search_figure, training_curves_figure
+from contrastive_prosthetics.report.training_figures import kept_epoch, search_figure, training_curves_figure
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 MODELS = {"contrastive": False, "classifier_adabn": True}
@@ -319,18 +320,29 @@ def test_equal_data_give_identical_files(figures, run, tmp_path):
         assert (tmp_path / f"{stem}.png").read_bytes() == (figures[0] / f"{stem}.png").read_bytes(), stem
 
 
-def test_best_model_and_class_order():
-    metrics = pd.DataFrame(
+def test_class_order():
+    assert sorted(["C2", "B10", "rest", "B2", "C10"], key=class_sort_key) == ["rest", "B2", "B10", "C2", "C10"]
+
+
+def test_the_kept_epoch_is_the_lowest_finite_validation_loss_for_every_figure(tmp_path):
+    """One rule, as training keeps weights: not-finite losses skipped, the first of ties; None when none is finite."""
+    history = pd.DataFrame(
         {
-            "model": ["a", "b", "b"],
-            "group": "all",
-            "level": ["vote", "vote", "frame"],
-            "metric": "accuracy",
-            "value": [0.7, 0.6, 0.9],
+            "epoch": [1, 2, 3, 4, 5],
+            "train_loss": [1.0] * 5,
+            "val_loss": [np.nan, 0.5, np.inf, 0.5, 0.7],
+            "val_accuracy": [0.9, 0.6, 0.95, 0.8, 0.4],
         }
     )
-    assert best_model(metrics) == "a"  # voted accuracy decides when there is one
-    assert sorted(["C2", "B10", "rest", "B2", "C10"], key=class_sort_key) == ["rest", "B2", "B10", "C2", "C10"]
+    assert kept_epoch(history)["epoch"] == 2
+    diverged = history.assign(val_loss=np.nan)
+    assert kept_epoch(diverged) is None and kept_epoch(history.iloc[:0]) is None
+    # The model chosen for the confusion figure is scored at that epoch: a (0.6) against b (0.7).
+    other = history.assign(val_loss=[0.4, 0.9, 0.9, 0.9, 0.9], val_accuracy=0.7)
+    assert validation_choice({"a/f": history, "b/f": other, "c/f": diverged}) == "b"
+    assert validation_choice({"a/f": history.assign(val_accuracy=0.8), "b/f": other}) == "a"
+    # A history with no finite validation loss still draws, without a kept epoch.
+    assert len(training_curves_figure({"a/f": history, "c/f": diverged}, tmp_path / "curves")) == 2
 
 
 def test_captions_exist_and_confusion_key_matches_ninapro():

@@ -4,6 +4,7 @@ equal to the offline stream evaluation's."""
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,8 +17,15 @@ from contrastive_prosthetics.data.ninapro import DB1, DB2, class_names
 from contrastive_prosthetics.learning.dataset import Normalisation
 from contrastive_prosthetics.learning.decisions import allowed_classes, decide
 from contrastive_prosthetics.learning.inference import FrameScorer
+from contrastive_prosthetics.learning.model_file import (
+    NETWORK_FIELDS,
+    load_model_file,
+    write_lda_file,
+    write_network_file,
+)
 from contrastive_prosthetics.learning.models import ModelConfig, batchnorm_layers, build_model
 from contrastive_prosthetics.realtime.controller import Controller, FrameMaker
+from contrastive_prosthetics.realtime.replay import controller_for
 
 CLASSES = class_names(["B"])[:4]  # rest, B1, B2, B3
 
@@ -153,3 +161,122 @@ def test_the_controllers_latest_decision_is_decides_last(vote):
     offline = decide(logits, allowed, vote)
     for t in range(len(logits)):
         assert decide_latest(logits[: t + 1].numpy(), allowed.numpy(), vote) == offline[t], t
+
+
+def data_described(classes=CLASSES) -> SimpleNamespace:
+    """What the model.pt writers read from the training data."""
+    return SimpleNamespace(
+        classes=classes, subject_names=["db2/s1"], frame_rate_hz=100.0, preprocess=PREPROCESS.as_dict(), window="onset"
+    )
+
+
+def network_file(path, model: torch.nn.Module, normalisation: Normalisation, rest_bias: float = 0.0):
+    """``model.pt`` of ``model`` through training's writer."""
+    write_network_file(
+        path,
+        data_described(),
+        state_dict=model.state_dict(),
+        model_config=model.config.as_dict(),
+        hyperparameters={"learning_rate": 1e-3, "weight_decay": 1e-4, "dropout": 0.0},
+        normalisation=normalisation.state_dict(),
+        model="tiny",
+        adabn=False,
+        adaptation="none",
+        fold="f",
+        fold_spec={},
+        unseen=[],
+        pose_prototypes=None,
+        best_epoch=1,
+        history=[],
+        seed=0,
+        rest_bias=rest_bias,
+        calibration=None,
+    )
+    return path
+
+
+def lda_file(path):
+    """An LDA model's ``model.pt`` through the baseline's writer."""
+    write_lda_file(
+        path,
+        data_described(),
+        estimators={},
+        feature_names=["mav", "wl", "zc", "ssc"],
+        model="lda",
+        fold="f",
+        fold_spec={},
+        history=[],
+        seed=0,
+    )
+    return path
+
+
+def test_the_controller_runs_a_model_file_as_trainings_writer_writes_it(tmp_path):
+    emg = np.random.default_rng(0).normal(0, 1e-4, (1000, DB2.n_channels))  # 50 frames
+    model, normalisation = tiny_model(DB2.n_channels)
+    path = network_file(tmp_path / "model.pt", model, normalisation)
+    assert list(torch.load(path, weights_only=False)) == list(NETWORK_FIELDS)
+    direct = Controller.from_model(model, normalisation, CLASSES, PREPROCESS, DB2, ["B1"], vote_frames=25)
+    from_file = controller_for(path, DB2, ["B1"], vote_ms=250, backend="onnx")  # 250 ms: 25 frames at 100 Hz
+    assert from_file.vote_frames == 25 and from_file.push(emg) == direct.push(emg)
+
+
+def older_network_file(path):
+    model, normalisation = tiny_model(DB2.n_channels)
+    saved = torch.load(network_file(path, model, normalisation), weights_only=False)
+    torch.save({key: value for key, value in saved.items() if key != "preprocess"}, path)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda path: None, "not found; run the train rule"),
+        (
+            lambda path: path.write_bytes(b"not a torch file"),
+            "cannot be read as a model.pt .*delete it and train again",
+        ),
+        (lambda path: torch.save({"logits": torch.zeros(2, 3)}, path), "not a model.pt .*give the model.pt"),
+        (lambda path: torch.save([1, 2], path), "not a model.pt"),
+        (lda_file, "an LDA model's model.pt, not a network's.*give a network's model.pt"),
+        (older_network_file, r"field\(s\) \['preprocess'\] missing.*train again"),
+    ],
+    ids=["missing", "not torch", "logits.pt", "not a dict", "LDA", "older"],
+)
+def test_a_wrong_model_file_names_the_file_and_what_to_do(tmp_path, make, message):
+    path = tmp_path / "model.pt"
+    make(path)
+    for load in (
+        lambda: Controller.from_model_file(path, DB2, ["B1"], 0),
+        lambda: controller_for(path, DB2, ["B1"], vote_ms=0, backend="onnx"),  # replay's
+        lambda: load_model_file(path),
+    ):
+        with pytest.raises(InputError, match=message) as error:
+            load()
+        assert str(path) in str(error.value)
+
+
+def test_the_rest_bias_of_model_pt_decides_alike_in_the_controller_the_stream_scorer_and_the_exported_model(tmp_path):
+    """The calibrated rest bias is part of the model: the controller of the file, the stream evaluation's scorer (the
+    same FrameScorer with the file's bias) and the ONNX export all decide with it, and it changes the decisions."""
+    pytest.importorskip("onnxruntime")
+    from contrastive_prosthetics.learning.stream_scoring import class_bias
+    from contrastive_prosthetics.realtime.export import export_model, exported_controller
+
+    emg = np.random.default_rng(1).normal(0, 1e-4, (4000, DB2.n_channels))  # 200 frames
+    model, normalisation = tiny_model(DB2.n_channels)
+    plain = Controller.from_model(model, normalisation, CLASSES, PREPROCESS, DB2, ["B1", "B2", "B3"], vote_frames=5)
+    unbiased = plain.push(emg)
+    scores = FrameScorer(model, normalisation, torch.ones(DB2.n_channels, dtype=torch.bool), len(CLASSES))
+    frames = torch.from_numpy(FrameMaker(DB2.sampling_rate_hz, PREPROCESS, False, DB2.n_channels).push(emg))
+    margin = (scores(frames, batch=256)[:, 1:].amax(1) - scores(frames, batch=256)[:, 0]).median().item()
+    bias = margin + 1e-3  # about half of the frames change side
+    path = network_file(tmp_path / "model.pt", model, normalisation, rest_bias=bias)
+    from_file = Controller.from_model_file(path, DB2, ["B1", "B2", "B3"], vote_frames=5).push(emg)
+    export_model(path, tmp_path / "deploy")
+    exported = exported_controller(tmp_path / "deploy", DB2, ["B1", "B2", "B3"], vote_frames=5).push(emg)
+    biased = FrameScorer(
+        model, normalisation, torch.ones(DB2.n_channels, dtype=torch.bool), len(CLASSES), bias=class_bias(CLASSES, bias)
+    )
+    offline = decide(biased(frames, batch=256), allowed_classes(CLASSES, ["B1", "B2", "B3"]), 5)
+    assert from_file == exported == [CLASSES[i] for i in offline.tolist()]
+    assert from_file.count("rest") > unbiased.count("rest")

@@ -7,11 +7,11 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from conftest import stream_of_segments
 
-from contrastive_prosthetics.core.atomic import atomic_torch_save
 from contrastive_prosthetics.data.ninapro import class_names
+from contrastive_prosthetics.data.tensor_file import payload_from_segments, write_tensor_file
 from contrastive_prosthetics.learning.baseline import train_lda_fold
+from contrastive_prosthetics.learning.model_file import LDA_FIELDS, NETWORK_FIELDS
 from contrastive_prosthetics.learning.train import TrainingSettings, sample_hyperparameters, train_fold
 
 CLASSES = class_names(["A"])  # 13 classes
@@ -44,30 +44,32 @@ TRAINING = {
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}
 
 
-def write_subject(path, subject: int, separation: float = 1.0, test_scale: float = 1.0):
-    """RMS-like frames: each class has its own pattern over 6 channels; subjects differ in electrode gains."""
+def write_subject(path, subject: int, separation: float = 1.0, test_scale: float = 1.0, unseen_scale=1.0, pose=None):
+    """RMS-like frames: each class has its own pattern over 6 channels; subjects differ in electrode gains. With
+    ``pose``, hand poses [class, rep, 22] and a glove mask of every sensor (and class A5's EMG, not its features,
+    scaled by ``unseen_scale``)."""
     rng = np.random.default_rng(subject)
     patterns = np.random.default_rng(99).uniform(0.0, 3.0, (len(CLASSES), 6))
     gains = rng.uniform(0.5, 2.0, 6)
     noise = rng.lognormal(0.0, 0.2, (len(CLASSES), 6, 20, 6))
     emg = np.exp(separation * patterns[:, None, None, :]) * gains * noise * 0.01
     emg[:, [1, 4]] *= test_scale  # repetitions 2 and 5: the test repetitions of FOLD
-    payload = {
-        "emg": torch.tensor(emg, dtype=torch.float32),
-        "valid": torch.ones(len(CLASSES), 6, dtype=torch.bool),
-        "channel_mask": torch.ones(6, dtype=torch.bool),
-        "glove": torch.zeros(len(CLASSES), 6, 20, 22),
-        "glove_mask": torch.zeros(22, dtype=torch.bool),
-        # Hudgins-like features: amplitude-driven MAV and WL, noise-only ZC and SSC.
-        "features": torch.tensor(
-            np.stack((emg, 2 * emg, rng.poisson(20, emg.shape), rng.poisson(30, emg.shape)), axis=-1),
-            dtype=torch.float32,
-        ),
-        "classes": CLASSES,
-        "metadata": {"database": "db2", "subject": subject, "amputee": False, "frame_rate_hz": 100.0},
-        **stream_of_segments(emg, torch.ones(len(CLASSES), 6, dtype=torch.bool)),
-    }
-    atomic_torch_save(payload, path)
+    # Hudgins-like features: amplitude-driven MAV and WL, noise-only ZC and SSC.
+    features = np.stack((emg, 2 * emg, rng.poisson(20, emg.shape), rng.poisson(30, emg.shape)), axis=-1)
+    emg[5] *= unseen_scale  # class A5
+    valid = torch.ones(len(CLASSES), 6, dtype=torch.bool)
+    glove_mask = torch.full((22,), pose is not None)
+    payload = payload_from_segments(
+        emg,
+        valid,
+        classes=CLASSES,
+        database="db2",
+        subject=subject,
+        features=features,
+        glove_mask=glove_mask,
+        pose=pose,
+    )
+    write_tensor_file(payload, path)
     return path
 
 
@@ -105,6 +107,7 @@ def test_training_on_separable_data_beats_chance_by_far(tmp_path, model, adabn):
     assert "frames_per_s" in history[0] and "val_accuracy" in history[0]
     saved = torch.load(out / "model.pt", weights_only=False)
     assert saved["classes"] == CLASSES and saved["model"] == model
+    assert list(saved) == list(LDA_FIELDS if model == "lda" else NETWORK_FIELDS)  # model_file's schema, in order
     if model == "lda":
         return
     search = (out / "search.tsv").read_text().splitlines()
@@ -149,6 +152,22 @@ def test_leave_one_subject_out_tests_every_repetition_of_the_new_subject(tmp_pat
     logits = torch.load(out / "logits.pt", weights_only=False)
     assert set(logits["subject"].tolist()) == {2} and set(logits["repetition"].tolist()) == set(range(1, 7))
     assert torch.load(out / "model.pt", weights_only=False)["subjects"] == ["db2/s1", "db2/s2", "db2/s3"]
+
+
+def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
+    from types import SimpleNamespace
+
+    from contrastive_prosthetics.learning.model_file import write_lda_file
+
+    data = SimpleNamespace(classes=CLASSES, subject_names=["db2/s1"], window="onset")
+    fields = {"estimators": {}, "feature_names": [], "model": "lda", "fold": "f", "fold_spec": {}, "history": []}
+    with pytest.raises(ValueError, match=r"missing \['seed'\], unknown \[\]"):
+        write_lda_file(tmp_path / "model.pt", data, **fields)
+    with pytest.raises(ValueError, match=r"missing \[\], unknown \['calibration'\].*schema"):
+        write_lda_file(tmp_path / "model.pt", data, **fields, seed=0, calibration=1.0)
+    assert not (tmp_path / "model.pt").exists()
+    write_lda_file(tmp_path / "model.pt", data, **fields, seed=0)
+    assert list(torch.load(tmp_path / "model.pt", weights_only=False)) == list(LDA_FIELDS)
 
 
 def test_hyperparameters_are_drawn_from_their_ranges():
@@ -218,19 +237,11 @@ def test_leave_one_subject_out_selects_on_held_out_subjects(tmp_path, monkeypatc
 def write_posed_subject(path, subject: int, unseen_scale: float = 1.0, test_pose_shift: float = 0.0):
     """write_subject with hand poses per class (and optionally the held-out class's EMG or the test repetitions'
     poses changed)."""
-    write_subject(path, subject)
-    payload = torch.load(path, weights_only=False)
     poses = torch.tensor(np.random.default_rng(7).normal(0, 10, (len(CLASSES), 1, 22)), dtype=torch.float32)
     pose = poses.expand(len(CLASSES), 6, 22).clone()
     pose[0] = 0.0
     pose[:, [1, 4]] += test_pose_shift  # repetitions 2 and 5 are FOLD's test repetitions
-    segments = payload["segments"][next(iter(payload["segments"]))]
-    segments["pose"] = pose
-    segments["emg"][5] *= unseen_scale  # class A5
-    payload["stream"] = segments["emg"][payload["valid"]].reshape(-1, 6)
-    payload["glove_mask"] = torch.ones(22, dtype=torch.bool)
-    atomic_torch_save(payload, path)
-    return path
+    return write_subject(path, subject, unseen_scale=unseen_scale, pose=pose)
 
 
 def zero_shot_run(tmp_path, name, **changes):

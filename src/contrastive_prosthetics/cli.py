@@ -14,9 +14,12 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from .core.errors import InputError
+from .data.ninapro import DATABASES
 
 log = logging.getLogger("contrastive_prosthetics")
 
@@ -199,137 +202,174 @@ def command_figures(args: argparse.Namespace) -> None:
     log.info("wrote %d figure files", len(written))
 
 
+# Where the rules keep one run's files (one model x fold x window), as the help texts name them.
+MODEL_DIR = "results/models/{model}/{fold}/{window}"
+EVAL_DIR = "results/eval/{model}/{fold}/{window}"
+
+# The options, as (flag, argparse settings); required unless the settings say otherwise. Those that several
+# subcommands share are named once here, so that a rule's argument means the same in every subcommand.
+Option = tuple[str, dict]
+
+
+def _option(flag: str, help: str | None = None, **settings) -> Option:
+    """An option of the table: required unless ``settings`` say ``required=False``."""
+    return flag, {"required": True, "help": help, **settings}
+
+
+def _helped(option: Option, help: str | None) -> Option:
+    """``option`` with another help text (the same argument, described for one subcommand)."""
+    flag, settings = option
+    return flag, {**settings, "help": help}
+
+
+DATABASE = _option("--database", choices=list(DATABASES))
+SUBJECT = _option("--subject", type=int)
+SEED = _option("--seed", "config key 'seed'", type=int)
+TENSORS = _option("--tensors", "converted subject files", nargs="+")
+FOLD_JSON = _option("--fold-json", "the fold's settings as JSON")
+TORCH_THREADS = _option("--threads", "CPU threads for torch", type=int)
+VOTE_WINDOW_MS = _option("--vote-window-ms", "evaluation.vote_window_ms", type=float)
+MODEL_FILE = _option("--model", f"{MODEL_DIR}/model.pt")
+LOGITS = _option("--logits", f"{MODEL_DIR}/logits.pt")
+EVAL_OUT_DIR = _option("--out-dir", EVAL_DIR)
+RUN_OUT_DIR = _option("--out-dir")
+TABLES = _option("--tables", nargs="+")
+FAMILIES_JSON = _option("--families-json")
+
+
+class Subcommand(NamedTuple):
+    """A subcommand: its name, its line in --help and the function it runs."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], None]
+
+
+# Each subcommand and its options, in the order --help lists them.
+SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
+    Subcommand("synthesize", "write one synthetic NinaPro-format .mat file", command_synthesize): (
+        DATABASE,
+        SUBJECT,
+        _option("--exercise", "NinaPro exercise held by the file (A, B, C, D)"),
+        SEED,
+        _option("--params-json", "SyntheticParams as JSON (config key 'synthetic')"),
+        _option("--out", "the .mat file to write"),
+    ),
+    Subcommand("download", "download, verify and extract one subject's archive", command_download): (
+        DATABASE,
+        SUBJECT,
+        _option("--exercises", "exercises whose files to extract", nargs="+"),
+        _option("--url", "the archive's URL"),
+        _option("--sha256", "expected SHA-256 of the archive, if known", required=False),
+        _option("--archive-dir", "where the archive is kept"),
+        _option("--dest-dir", "where its .mat files and manifest.json go"),
+        _option("--retries", "config key data.download.retries", type=int),
+        _option("--backoff-s", "data.download.backoff_s", type=float),
+        _option("--timeout-s", "data.download.timeout_s", type=float),
+    ),
+    Subcommand("convert", "convert one subject's .mat files into a tensor file", command_convert): (
+        DATABASE,
+        SUBJECT,
+        _option("--source", "EXERCISE=PATH (or PATH.zip::MEMBER)", action="append", type=_key_value),
+        _option("--exercises", "exercises to convert (default: those given as --source)", nargs="+", required=False),
+        _option("--preprocess-json", "PreprocessParams as JSON (config key 'preprocess')"),
+        _option("--threads", "channels processed at once (one more thread reads ahead)", type=int),
+        _helped(SEED, "config key 'seed' (draws each repetition's rest)"),
+        _option("--manifest", "download manifest whose SHA-256s the files must match", required=False),
+        _option("--out", "the .pt file to write"),
+    ),
+    Subcommand("train", "search, train and write test logits for one model x fold", command_train): (
+        _option("--model", "the model's name (config key under 'models')"),
+        _option("--model-json", "the model's settings: {kind, adabn}"),
+        _option("--architecture-json", "config key 'architecture' as JSON"),
+        _option("--fold", "the fold's name (config key under 'folds')"),
+        FOLD_JSON,
+        _option("--window", "the segment window (config key under preprocess.windows)"),
+        _option("--training-json", "config key 'training' as JSON"),
+        SEED,
+        _option("--device", "auto, cpu, cuda or cuda:N (config key 'device')"),
+        TORCH_THREADS,
+        TENSORS,
+        _option("--out-dir", MODEL_DIR),
+    ),
+    Subcommand("evaluate", "voting, subset-size accuracy and metrics of one logits.pt", command_evaluate): (
+        LOGITS,
+        VOTE_WINDOW_MS,
+        _option("--trials", "random subsets per k (evaluation.subset_trials)", type=int),
+        SEED,
+        _option("--no-rest", "do not add rest to every subset", action="store_true", required=False),
+        EVAL_OUT_DIR,
+    ),
+    Subcommand("stream", "decide every frame of the test recordings, as the controller", command_stream): (
+        MODEL_FILE,
+        TENSORS,
+        _option("--fold", "the fold's name"),
+        FOLD_JSON,
+        _option("--subset-sizes", "k of the subsets (K is added)", nargs="+", type=int),
+        _option("--trials", "subsets per k (the first of the subset draws)", type=int),
+        _option("--subset-trials", "evaluation.subset_trials", type=int),
+        _option("--vote-ms", "causal vote lengths (0: none)", nargs="+", type=float),
+        SEED,
+        _option("--adaptation-frames", "training.adaptation_frames", type=int),
+        TORCH_THREADS,
+        EVAL_OUT_DIR,
+    ),
+    Subcommand("replay", "replay a recording through the real-time controller", command_replay): (
+        _helped(MODEL_FILE, "a network's model.pt, or an export folder"),
+        _option("--recording", "a NinaPro .mat file (S1_E1_A1.mat)"),
+        DATABASE,
+        _option("--gestures", "the chosen gestures (rest is always added)", nargs="+"),
+        _option("--vote-ms", "causal majority vote over this long (0: none)", type=float),
+        _option("--backend", "for an export folder", default="onnx", choices=["onnx", "torchscript"], required=False),
+        _option("--out", "the decision timeline (TSV)"),
+        _option("--figure", "also draw the timeline here (.svg and .png)", required=False),
+    ),
+    Subcommand("export", "export a network as ONNX and TorchScript, normalisation baked in", command_export): (
+        MODEL_FILE,
+        _option("--out-dir", "where model.onnx, model.ts and deployment.json go"),
+    ),
+    Subcommand("aggregate", "concatenate per model x fold evaluation tables", command_aggregate): (
+        _option("--inputs", f"{EVAL_DIR} folders", nargs="+"),
+        _helped(TABLES, "table names (subset_accuracy, ...)"),
+        _helped(FAMILIES_JSON, "fold → family (folds summarised together)"),
+        _helped(SEED, "config key 'seed' (bootstrap over subjects)"),
+        RUN_OUT_DIR,
+    ),
+    Subcommand("concatenate", "concatenate stream or zero-shot tables (maybe none)", command_concatenate): (
+        _option("--inputs", f"{EVAL_DIR} folders", nargs="*", required=False),
+        _helped(TABLES, "stream_metrics, zero_shot, ..."),
+        RUN_OUT_DIR,
+    ),
+    Subcommand("zero-shot", "unseen, seen and all gestures of a zero-shot fold", command_zero_shot): (
+        _helped(LOGITS, "the zero-shot fold's logits.pt"),
+        _option("--oracle", "the same model's logits.pt on the oracle fold"),
+        VOTE_WINDOW_MS,
+        _option("--trials", "evaluation.subset_trials", type=int),
+        SEED,
+        EVAL_OUT_DIR,
+    ),
+    Subcommand("figures", "draw every figure from the aggregated tables", command_figures): (
+        _option("--eval-dir", "results/eval"),
+        _option("--histories", f"{MODEL_DIR}/history.tsv", nargs="+"),
+        _option("--searches", f"{MODEL_DIR}/search.tsv", nargs="+"),
+        _option("--out-dir", "results/figures"),
+        _option("--window", "the window the headline figures show (the first)"),
+        _option("--family", "the family of folds they show (the first fold's)"),
+        _helped(FAMILIES_JSON, "fold → family, as for aggregate"),
+        _helped(VOTE_WINDOW_MS, "evaluation.vote_window_ms, for labels"),
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrastive-prosthetics", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    synthesize = commands.add_parser("synthesize", help="write one synthetic NinaPro-format .mat file")
-    synthesize.add_argument("--database", required=True, choices=["db1", "db2", "db3"])
-    synthesize.add_argument("--subject", required=True, type=int)
-    synthesize.add_argument("--exercise", required=True, help="NinaPro exercise held by the file (A, B, C, D)")
-    synthesize.add_argument("--seed", required=True, type=int, help="config key 'seed'")
-    synthesize.add_argument("--params-json", required=True, help="SyntheticParams as JSON (config key 'synthetic')")
-    synthesize.add_argument("--out", required=True, help="the .mat file to write")
-    synthesize.set_defaults(run=command_synthesize)
-
-    download = commands.add_parser("download", help="download, verify and extract one subject's archive")
-    download.add_argument("--database", required=True, choices=["db1", "db2", "db3"])
-    download.add_argument("--subject", required=True, type=int)
-    download.add_argument("--exercises", required=True, nargs="+", help="exercises whose files to extract")
-    download.add_argument("--url", required=True, help="the archive's URL")
-    download.add_argument("--sha256", help="expected SHA-256 of the archive, if known")
-    download.add_argument("--archive-dir", required=True, help="where the archive is kept")
-    download.add_argument("--dest-dir", required=True, help="where its .mat files and manifest.json go")
-    download.add_argument("--retries", required=True, type=int, help="config key data.download.retries")
-    download.add_argument("--backoff-s", required=True, type=float, help="data.download.backoff_s")
-    download.add_argument("--timeout-s", required=True, type=float, help="data.download.timeout_s")
-    download.set_defaults(run=command_download)
-
-    convert = commands.add_parser("convert", help="convert one subject's .mat files into a tensor file")
-    convert.add_argument("--database", required=True, choices=["db1", "db2", "db3"])
-    convert.add_argument("--subject", required=True, type=int)
-    convert.add_argument(
-        "--source", required=True, action="append", type=_key_value, help="EXERCISE=PATH (or PATH.zip::MEMBER)"
-    )
-    convert.add_argument("--exercises", nargs="+", help="exercises to convert (default: those given as --source)")
-    convert.add_argument("--preprocess-json", required=True, help="PreprocessParams as JSON (config key 'preprocess')")
-    convert.add_argument(
-        "--threads", required=True, type=int, help="channels processed at once (one more thread reads ahead)"
-    )
-    convert.add_argument("--seed", required=True, type=int, help="config key 'seed' (draws each repetition's rest)")
-    convert.add_argument("--manifest", help="download manifest whose SHA-256s the files must match")
-    convert.add_argument("--out", required=True, help="the .pt file to write")
-    convert.set_defaults(run=command_convert)
-
-    train = commands.add_parser("train", help="search, train and write test logits for one model x fold")
-    train.add_argument("--model", required=True, help="the model's name (config key under 'models')")
-    train.add_argument("--model-json", required=True, help="the model's settings: {kind, adabn}")
-    train.add_argument("--architecture-json", required=True, help="config key 'architecture' as JSON")
-    train.add_argument("--fold", required=True, help="the fold's name (config key under 'folds')")
-    train.add_argument("--fold-json", required=True, help="the fold's settings as JSON")
-    train.add_argument("--window", required=True, help="the segment window (config key under preprocess.windows)")
-    train.add_argument("--training-json", required=True, help="config key 'training' as JSON")
-    train.add_argument("--seed", required=True, type=int, help="config key 'seed'")
-    train.add_argument("--device", required=True, help="auto, cpu, cuda or cuda:N (config key 'device')")
-    train.add_argument("--threads", required=True, type=int, help="CPU threads for torch")
-    train.add_argument("--tensors", required=True, nargs="+", help="converted subject files")
-    train.add_argument("--out-dir", required=True, help="results/models/{model}/{fold}")
-    train.set_defaults(run=command_train)
-
-    evaluate = commands.add_parser("evaluate", help="voting, subset-size accuracy and metrics of one logits.pt")
-    evaluate.add_argument("--logits", required=True, help="results/models/{model}/{fold}/logits.pt")
-    evaluate.add_argument("--vote-window-ms", required=True, type=float, help="evaluation.vote_window_ms")
-    evaluate.add_argument("--trials", required=True, type=int, help="random subsets per k (evaluation.subset_trials)")
-    evaluate.add_argument("--seed", required=True, type=int, help="config key 'seed'")
-    evaluate.add_argument("--no-rest", action="store_true", help="do not add rest to every subset")
-    evaluate.add_argument("--out-dir", required=True, help="results/eval/{model}/{fold}")
-    evaluate.set_defaults(run=command_evaluate)
-
-    stream = commands.add_parser("stream", help="decide every frame of the test recordings, as the controller")
-    stream.add_argument("--model", required=True, help="results/models/{model}/{fold}/{window}/model.pt")
-    stream.add_argument("--tensors", required=True, nargs="+", help="converted subject files")
-    stream.add_argument("--fold", required=True, help="the fold's name")
-    stream.add_argument("--fold-json", required=True, help="the fold's settings as JSON")
-    stream.add_argument("--subset-sizes", required=True, nargs="+", type=int, help="k of the subsets (K is added)")
-    stream.add_argument("--trials", required=True, type=int, help="subsets per k (the first of the subset draws)")
-    stream.add_argument("--subset-trials", required=True, type=int, help="evaluation.subset_trials")
-    stream.add_argument("--vote-ms", required=True, nargs="+", type=float, help="causal vote lengths (0: none)")
-    stream.add_argument("--seed", required=True, type=int, help="config key 'seed'")
-    stream.add_argument("--adaptation-frames", required=True, type=int, help="training.adaptation_frames")
-    stream.add_argument("--threads", required=True, type=int, help="CPU threads for torch")
-    stream.add_argument("--out-dir", required=True, help="results/eval/{model}/{fold}/{window}")
-    stream.set_defaults(run=command_stream)
-
-    replay = commands.add_parser("replay", help="replay a recording through the real-time controller")
-    replay.add_argument("--model", required=True, help="a network's model.pt, or an export folder")
-    replay.add_argument("--recording", required=True, help="a NinaPro .mat file (S1_E1_A1.mat)")
-    replay.add_argument("--database", required=True, choices=["db1", "db2", "db3"])
-    replay.add_argument("--gestures", required=True, nargs="+", help="the chosen gestures (rest is always added)")
-    replay.add_argument("--vote-ms", required=True, type=float, help="causal majority vote over this long (0: none)")
-    replay.add_argument("--backend", default="onnx", choices=["onnx", "torchscript"], help="for an export folder")
-    replay.add_argument("--out", required=True, help="the decision timeline (TSV)")
-    replay.add_argument("--figure", help="also draw the timeline here (.svg and .png)")
-    replay.set_defaults(run=command_replay)
-
-    export = commands.add_parser("export", help="export a network as ONNX and TorchScript, normalisation baked in")
-    export.add_argument("--model", required=True, help="results/models/{model}/{fold}/{window}/model.pt")
-    export.add_argument("--out-dir", required=True, help="where model.onnx, model.ts and deployment.json go")
-    export.set_defaults(run=command_export)
-
-    aggregate = commands.add_parser("aggregate", help="concatenate per model x fold evaluation tables")
-    aggregate.add_argument("--inputs", required=True, nargs="+", help="results/eval/{model}/{fold} folders")
-    aggregate.add_argument("--tables", required=True, nargs="+", help="table names (subset_accuracy, ...)")
-    aggregate.add_argument("--families-json", required=True, help="fold → family (folds summarised together)")
-    aggregate.add_argument("--seed", required=True, type=int, help="config key 'seed' (bootstrap over subjects)")
-    aggregate.add_argument("--out-dir", required=True)
-    aggregate.set_defaults(run=command_aggregate)
-
-    concatenate = commands.add_parser("concatenate", help="concatenate stream or zero-shot tables (maybe none)")
-    concatenate.add_argument("--inputs", nargs="*", help="results/eval/{model}/{fold}/{window} folders")
-    concatenate.add_argument("--tables", required=True, nargs="+", help="stream_metrics, zero_shot, ...")
-    concatenate.add_argument("--out-dir", required=True)
-    concatenate.set_defaults(run=command_concatenate)
-
-    zero_shot = commands.add_parser("zero-shot", help="unseen, seen and all gestures of a zero-shot fold")
-    zero_shot.add_argument("--logits", required=True, help="the zero-shot fold's logits.pt")
-    zero_shot.add_argument("--oracle", required=True, help="the same model's logits.pt on the oracle fold")
-    zero_shot.add_argument("--vote-window-ms", required=True, type=float, help="evaluation.vote_window_ms")
-    zero_shot.add_argument("--trials", required=True, type=int, help="evaluation.subset_trials")
-    zero_shot.add_argument("--seed", required=True, type=int, help="config key 'seed'")
-    zero_shot.add_argument("--out-dir", required=True, help="results/eval/{model}/{fold}/{window}")
-    zero_shot.set_defaults(run=command_zero_shot)
-
-    figures = commands.add_parser("figures", help="draw every figure from the aggregated tables")
-    figures.add_argument("--eval-dir", required=True, help="results/eval")
-    figures.add_argument("--histories", required=True, nargs="+", help="results/models/{model}/{fold}/history.tsv")
-    figures.add_argument("--searches", required=True, nargs="+", help="results/models/{model}/{fold}/search.tsv")
-    figures.add_argument("--out-dir", required=True, help="results/figures")
-    figures.add_argument("--window", required=True, help="the window the headline figures show (the first)")
-    figures.add_argument("--family", required=True, help="the family of folds they show (the first fold's)")
-    figures.add_argument("--families-json", required=True, help="fold → family, as for aggregate")
-    figures.add_argument("--vote-window-ms", required=True, type=float, help="evaluation.vote_window_ms, for labels")
-    figures.set_defaults(run=command_figures)
+    for subcommand, options in SUBCOMMANDS.items():
+        command = commands.add_parser(subcommand.name, help=subcommand.help)
+        for flag, settings in options:
+            command.add_argument(flag, **settings)
+        command.set_defaults(run=subcommand.run)
     return parser
 
 

@@ -28,8 +28,22 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
     """Check ``config`` against the JSON schema and against the NinaPro specs; return it unchanged.
 
     Schema errors name the key (``data.synthetic.movment_s``); the NinaPro checks catch what a schema
-    cannot: a subject a database does not have, an exercise missing from a database.
+    cannot: a subject a database does not have, an exercise missing from a database. The checks run in this
+    order, and the first that fails raises.
     """
+    check_schema(config, source, schema_path)
+    check_databases(config, source)
+    check_sampling(config, source)
+    check_models(config, source)
+    check_folds(config, source)
+    check_local_folders(config["data"], source)
+    check_vote_window(config, source)
+    check_bandpass(config, source)
+    return config
+
+
+def check_schema(config: dict, source: str, schema_path: Path = SCHEMA_PATH) -> None:
+    """Every schema error at once, each naming its key."""
     schema = yaml.safe_load(schema_path.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -37,6 +51,9 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
         lines = [f"  {_key_path(e)}: {e.message}" for e in errors]
         raise ConfigError(f"{source} does not match {schema_path.name}:\n" + "\n".join(lines))
 
+
+def check_databases(config: dict, source: str) -> None:
+    """Each selected database has the selected subjects and exercises (and a folder, for source local)."""
     data = config["data"]
     for name, subjects in data["databases"].items():
         spec = database(name)
@@ -53,7 +70,12 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
                 )
         if data["source"] == "local" and not data["local"][name]:
             raise ConfigError(f"{source}: data.local.{name}: set the folder holding {name}'s files for source local")
-    pre = config["preprocess"]
+
+
+def check_sampling(config: dict, source: str) -> None:
+    """The frequencies fit each selected database's sampling rate: mains and band-pass below its Nyquist
+    frequency (unless its signals come rectified), frames on its samples."""
+    data, pre = config["data"], config["preprocess"]
     for name in data["databases"]:
         spec = database(name)
         mains = config["synthetic"]["mains_hz"]
@@ -73,44 +95,72 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
                 f"{source}: preprocess.bandpass_high_hz = {pre['bandpass_high_hz']} must be below the Nyquist "
                 f"frequency of {name} ({spec.sampling_rate_hz / 2} Hz)"
             )
+
+
+def check_models(config: dict, source: str) -> None:
     for name, model in config["models"].items():
         if model["kind"] == "lda" and model["adabn"]:
             raise ConfigError(f"{source}: models.{name}.adabn: LDA has no batch normalisation; set adabn: false")
+
+
+def check_folds(config: dict, source: str) -> None:
+    """Each fold, in order: its subjects and repetitions exist, its scheme's keys agree, and what it names (unseen
+    gestures, models, oracle) is configured."""
+    data = config["data"]
     selected = {f"{db}/s{n}" for db, subjects in data["databases"].items() for n in subjects}
     fewest_repetitions = min(database(name).repetitions for name in data["databases"])
     for name, fold in config["folds"].items():
-        for subject in fold["subjects"] if isinstance(fold.get("subjects"), list) else []:
-            if subject not in selected:
-                raise ConfigError(f"{source}: folds.{name}.subjects: {subject} is not in data.databases")
-        for part in ("train", "validation", "test"):
-            wrong = [r for r in fold.get(part, []) if r > fewest_repetitions]
-            if wrong:
-                raise ConfigError(
-                    f"{source}: folds.{name}.{part}: repetitions {wrong} do not exist; the selected databases "
-                    f"have {fewest_repetitions} repetitions"
-                )
+        _check_fold_data(name, fold, selected, fewest_repetitions, source)
         try:
             check_fold(name, fold)
         except InputError as error:
             raise ConfigError(f"{source}: {error}") from None
-        gestures = class_names(data["exercises"])[1:]
-        wrong = [g for g in fold.get("unseen", []) if g not in gestures]
+        _check_fold_names(name, fold, config, source)
+        _check_fold_test_repetitions(name, fold, config, fewest_repetitions, source)
+
+
+def _check_fold_data(name: str, fold: dict, selected: set[str], fewest_repetitions: int, source: str) -> None:
+    """The fold's subjects are selected and its repetitions exist in every selected database."""
+    for subject in fold["subjects"] if isinstance(fold.get("subjects"), list) else []:
+        if subject not in selected:
+            raise ConfigError(f"{source}: folds.{name}.subjects: {subject} is not in data.databases")
+    for part in ("train", "validation", "test"):
+        wrong = [r for r in fold.get(part, []) if r > fewest_repetitions]
         if wrong:
-            raise ConfigError(f"{source}: folds.{name}.unseen: {wrong} are not gestures of data.exercises")
-        unknown = [m for m in fold.get("models", []) if m not in config["models"]]
-        if unknown:
-            raise ConfigError(f"{source}: folds.{name}.models: {unknown} are not models of models")
-        if "oracle" in fold and fold["oracle"] not in config["folds"]:
-            raise ConfigError(f"{source}: folds.{name}.oracle: {fold['oracle']!r} is not a fold of folds")
-        scored = len(fold.get("test", [])) if fold["scheme"] == "repetitions" else fewest_repetitions
-        cross_fitted = [m for m, model in config["models"].items() if model.get("adaptation") == "cross_fitted"]
-        if cross_fitted and scored < 2:
             raise ConfigError(
-                f"{source}: folds.{name}.test: cross-fitted adaptation (models {cross_fitted}) adapts each test "
-                "repetition on the others, so a fold needs at least two test repetitions; add one, or set those "
-                "models' adaptation to scored_frames"
+                f"{source}: folds.{name}.{part}: repetitions {wrong} do not exist; the selected databases "
+                f"have {fewest_repetitions} repetitions"
             )
-    check_local_folders(data, source)
+
+
+def _check_fold_names(name: str, fold: dict, config: dict, source: str) -> None:
+    """The gestures, models and oracle fold the fold names are configured."""
+    gestures = class_names(config["data"]["exercises"])[1:]
+    wrong = [g for g in fold.get("unseen", []) if g not in gestures]
+    if wrong:
+        raise ConfigError(f"{source}: folds.{name}.unseen: {wrong} are not gestures of data.exercises")
+    unknown = [m for m in fold.get("models", []) if m not in config["models"]]
+    if unknown:
+        raise ConfigError(f"{source}: folds.{name}.models: {unknown} are not models of models")
+    if "oracle" in fold and fold["oracle"] not in config["folds"]:
+        raise ConfigError(f"{source}: folds.{name}.oracle: {fold['oracle']!r} is not a fold of folds")
+
+
+def _check_fold_test_repetitions(name: str, fold: dict, config: dict, fewest_repetitions: int, source: str) -> None:
+    """Cross-fitted adaptation needs at least two test repetitions in the fold."""
+    scored = len(fold.get("test", [])) if fold["scheme"] == "repetitions" else fewest_repetitions
+    cross_fitted = [m for m, model in config["models"].items() if model.get("adaptation") == "cross_fitted"]
+    if cross_fitted and scored < 2:
+        raise ConfigError(
+            f"{source}: folds.{name}.test: cross-fitted adaptation (models {cross_fitted}) adapts each test "
+            "repetition on the others, so a fold needs at least two test repetitions; add one, or set those "
+            "models' adaptation to scored_frames"
+        )
+
+
+def check_vote_window(config: dict, source: str) -> None:
+    """The vote window holds at least one frame and fits in every segment window."""
+    pre = config["preprocess"]
     frame_ms = 1000 / pre["frame_rate_hz"]
     if config["evaluation"]["vote_window_ms"] < frame_ms:
         raise ConfigError(
@@ -124,9 +174,12 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
             f"{source}: evaluation.vote_window_ms = {vote_ms:g} is longer than the segment window(s) {short} "
             "(ms) of preprocess.windows: no vote would fit a segment; shorten the vote or lengthen the windows"
         )
+
+
+def check_bandpass(config: dict, source: str) -> None:
+    pre = config["preprocess"]
     if pre["bandpass_low_hz"] >= pre["bandpass_high_hz"]:
         raise ConfigError(f"{source}: preprocess.bandpass_low_hz must be below preprocess.bandpass_high_hz")
-    return config
 
 
 def check_local_folders(data: dict, source: str) -> None:

@@ -1,5 +1,6 @@
 # Shared wiring: which subjects exist and where their files are. Everything here asks the package.
 import json
+import os
 import re
 
 from contrastive_prosthetics.evaluation.artefacts import (
@@ -11,7 +12,7 @@ from contrastive_prosthetics.evaluation.artefacts import (
     ZERO_SHOT_TABLES,
 )
 from contrastive_prosthetics.learning.folds import fold_families, fold_runs, fold_subjects
-from contrastive_prosthetics.data.ninapro import database, exercise_from_file_name
+from contrastive_prosthetics.data.ninapro import DATABASES, database, exercise_from_file_name
 from contrastive_prosthetics.data.download import archive_name
 from contrastive_prosthetics.data.sources import raw_sources, subject_dir, tracked_inputs
 from contrastive_prosthetics.data.sources import source_arguments as convert_source_arguments
@@ -24,7 +25,7 @@ FAMILIES = fold_families(config["folds"])
 
 
 wildcard_constraints:
-    db="db[123]",
+    db="|".join(re.escape(name) for name in DATABASES),
     subject=r"\d+",
     model="|".join(re.escape(name) for name in config["models"]),
     fold="|".join(re.escape(name) for name in config["folds"]),
@@ -35,6 +36,16 @@ def models_of_kind(wanted):
     """A wildcard pattern matching the configured models whose kind passes `wanted` (never matches if none do)."""
     names = [name for name, model in config["models"].items() if wanted(model["kind"])]
     return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+def output_folder(wildcards, output):
+    """The folder of the rule's first output, where its command writes (``--out-dir``, ``--dest-dir``)."""
+    return os.path.dirname(output[0])
+
+
+def input_folder(wildcards, input):
+    """The folder of the rule's first input, where its command reads (``--eval-dir``)."""
+    return os.path.dirname(input[0])
 
 
 def run_table(table):
@@ -105,3 +116,12 @@ def archive_checksum(wildcards):
     """``download``'s ``--sha256`` argument when the archive's digest is configured (none otherwise)."""
     checksum = config["data"]["checksums"].get(archive_name(archive_url(wildcards)))
     return ["--sha256", checksum] if checksum else []
+
+
+def training_json(wildcards):
+    """The training section, with what the rest calibration at the end of training needs from evaluation's."""
+    calibration = {
+        "rest_false_activation_target": config["evaluation"]["rest_false_activation_target"],
+        "calibration_vote_ms": config["evaluation"]["vote_window_ms"],
+    }
+    return json.dumps(config["training"] | calibration)

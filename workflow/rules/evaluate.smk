@@ -1,5 +1,5 @@
-# Test logits → voting, subset-size accuracy (the headline), exact expectation and metrics per model × fold,
-# then one table of each kind for the whole run.
+# Test logits → voting, subset-size accuracy (the headline), exact expectation and metrics per model × fold ×
+# window, then one table of each kind for the whole run.
 
 
 rule evaluate:
@@ -21,10 +21,11 @@ rule evaluate:
         trials=config["evaluation"]["subset_trials"],
         seed=config["seed"],
         no_rest="" if config["evaluation"]["include_rest"] else "--no-rest",
+        out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics evaluate --logits {input} --vote-window-ms {params.vote_window_ms} "
         "--trials {params.trials} --seed {params.seed} {params.no_rest} "
-        "--out-dir results/eval/{wildcards.model}/{wildcards.fold}/{wildcards.window} > {log} 2>&1"
+        "--out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule aggregate:
@@ -43,9 +44,10 @@ rule aggregate:
         tables=EVALUATION_TABLES,
         families=json.dumps(FAMILIES),
         seed=config["seed"],
+        out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics aggregate --inputs {params.inputs} --tables {params.tables} "
-        "--families-json {params.families:q} --seed {params.seed} --out-dir results/eval > {log} 2>&1"
+        "--families-json {params.families:q} --seed {params.seed} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 # Every frame of the test recordings decided as the real-time controller would, per network model × fold × window
@@ -76,12 +78,13 @@ rule stream:
         vote_ms=" ".join(map(str, config["evaluation"]["stream_vote_ms"])),
         seed=config["seed"],
         adaptation_frames=config["training"]["adaptation_frames"],
+        out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics stream --model {input.model} --tensors {input.tensors} "
         "--fold {wildcards.fold} --fold-json {params.fold:q} --subset-sizes {params.sizes} --trials {params.trials} "
         "--subset-trials {params.subset_trials} --vote-ms {params.vote_ms} --seed {params.seed} "
         "--adaptation-frames {params.adaptation_frames} --threads {threads} "
-        "--out-dir results/eval/{wildcards.model}/{wildcards.fold}/{wildcards.window} > {log} 2>&1"
+        "--out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule aggregate_stream:
@@ -99,9 +102,10 @@ rule aggregate_stream:
     params:
         inputs=network_runs("results/eval/{model}/{fold}/{window}"),
         tables=STREAM_TABLES,
+        out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics concatenate --inputs {params.inputs} --tables {params.tables} "
-        "--out-dir results/eval > {log} 2>&1"
+        "--out-dir {params.out_dir} > {log} 2>&1"
 
 
 # Zero-shot folds: the held-out gestures, the trained ones and all, against the same model trained on every gesture.
@@ -122,10 +126,11 @@ rule zero_shot:
         vote_window_ms=config["evaluation"]["vote_window_ms"],
         trials=config["evaluation"]["subset_trials"],
         seed=config["seed"],
+        out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics zero-shot --logits {input.logits} --oracle {input.oracle} "
         "--vote-window-ms {params.vote_window_ms} --trials {params.trials} --seed {params.seed} "
-        "--out-dir results/eval/{wildcards.model}/{wildcards.fold}/{wildcards.window} > {log} 2>&1"
+        "--out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule aggregate_zero_shot:
@@ -143,6 +148,7 @@ rule aggregate_zero_shot:
     params:
         inputs=per_run("results/eval/{model}/{fold}/{window}", zero_shot_only=True),
         tables=ZERO_SHOT_TABLES,
+        out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics concatenate --inputs {params.inputs} --tables {params.tables} "
-        "--out-dir results/eval > {log} 2>&1"
+        "--out-dir {params.out_dir} > {log} 2>&1"

@@ -25,7 +25,9 @@ rule figures:
         window=WINDOWS[0],
         family=FAMILIES[next(iter(config["folds"]))],
         families=json.dumps(FAMILIES),
+        eval_dir=input_folder,
+        out_dir=output_folder,
     shell:
-        "python -m contrastive_prosthetics figures --eval-dir results/eval --histories {input.histories} "
-        "--searches {input.searches} --out-dir results/figures --vote-window-ms {params.vote_window_ms} "
+        "python -m contrastive_prosthetics figures --eval-dir {params.eval_dir} --histories {input.histories} "
+        "--searches {input.searches} --out-dir {params.out_dir} --vote-window-ms {params.vote_window_ms} "
         "--window {params.window} --family {params.family} --families-json {params.families:q} > {log} 2>&1"

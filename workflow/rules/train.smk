@@ -27,15 +27,16 @@ rule train:
         model=lambda wildcards: json.dumps(config["models"][wildcards.model]),
         architecture=json.dumps(config["architecture"]),
         fold=lambda wildcards: json.dumps(config["folds"][wildcards.fold]),
-        training=json.dumps(config["training"]),
+        training=training_json,
         seed=config["seed"],
         device=config["device"],
+        out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics train --model {wildcards.model} --model-json {params.model:q} "
         "--architecture-json {params.architecture:q} --fold {wildcards.fold} --fold-json {params.fold:q} "
         "--window {wildcards.window} "
         "--training-json {params.training:q} --seed {params.seed} --device {params.device} --threads {threads} "
-        "--tensors {input} --out-dir results/models/{wildcards.model}/{wildcards.fold}/{wildcards.window} > {log} 2>&1"
+        "--tensors {input} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 # The LDA baseline: same command and outputs, but CPU only (scikit-learn), so a cluster never holds a GPU for it.

@@ -1,28 +1,10 @@
-"""Convert one subject's NinaPro files into the tensor file the rest of the pipeline reads.
+"""Convert one subject's NinaPro files into its tensor file (the format: :mod:`.tensor_file`), which the rest of the
+pipeline reads.
 
-Output (``torch.save`` dict, written atomically):
-    stream            float32 [frame, channel]  every 100 Hz RMS frame of every file (files in class-axis order),
-                                                transitions and rest included: what a controller sees
-    stream_class      int16   [frame]           each frame's relabelled class (index into ``classes``; rest = 0)
-    stream_repetition int16   [frame]           each frame's repetition (rest: the next movement's; 0: none)
-    stream_file       int8    [frame]           which file (index into ``metadata["sources"]``)
-    segments          per window of ``preprocess.windows`` (e.g. onset, steady), a dict of
-        emg           float32 [class, rep, frame, channel]   the segments: exact slices of ``stream``
-        segment_start int64   [class, rep]      each segment's first frame in ``stream`` (-1: not valid)
-        glove         float32 [class, rep, frame, 22]   joint angles at each segment frame's last sample
-        features      float32 [class, rep, frame, channel, 4]  Hudgins features (MAV, WL, ZC, SSC)
-        pose          float32 [class, rep, 22]  mean glove over the segment minus over the rest before the
-                                                movement (rest and invalid cells: zeros): the hand's pose
-    run_first, run_last int64 [class, rep]      the relabelled run (rest: the drawn rest run) holding the segments
-    valid             bool    [class, rep]      False for movements/repetitions not recorded, or too short for
-                                                every window (so that windows are compared on the same cells)
-    channel_mask      bool    [channel]         False for dead or unfitted electrodes (spec and data)
-    glove_mask        bool    [22]              False for glove channels with missing (NaN) values
-    feature_names, classes, metadata (database, subject, amputee, rates, parameters, seed, sources + SHA-256)
-
-Segments and rest: see :mod:`.segments`. Signal processing: see :mod:`.preprocess`. A movement that was cued but
-never performed (amputees fail movements) is left invalid with a warning naming the file and the movement; only a
-file with no usable movement at all is an error.
+Every frame of every file is kept, files in class-axis order, as the subject's continuous stream; the segments are
+slices of it. Segments and rest: see :mod:`.segments`. Signal processing: see :mod:`.preprocess`. A movement that
+was cued but never performed (amputees fail movements) is left invalid with a warning naming the file and the
+movement; only a file with no usable movement at all is an error.
 """
 
 from __future__ import annotations
@@ -30,19 +12,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import __version__
-from ..core.atomic import atomic_torch_save
 from ..core.errors import InputError
 from .archives import read_manifest
 from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, checked_digest, glove_rows, load_recording
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
 from .preprocess import HUDGINS_FEATURES, PreprocessParams, frame_ends, hop_samples, stream_frames
-from .segments import Run, choose_segments, file_runs, preceding_rest
+from .segments import Run, Segments, choose_segments, file_runs, preceding_rest
+from .tensor_file import tensor_payload, write_tensor_file
 
 log = logging.getLogger(__name__)
 # An electrode whose median frame RMS is below this share of the median electrode's is dead or not fitted.
@@ -174,75 +156,141 @@ def convert_subject(
     if manifest is not None:
         expected_sha256 = {**manifest_digests(manifest), **(expected_sha256 or {})}
     classes = class_names(exercises)
+    recorded = read_subject_stream(spec, sources, exercises, params, expected_sha256, classes, threads)
+    stream = np.concatenate(recorded.frames)
+    windows = params.frame_windows()
+    chosen = choose_segments(
+        recorded.movement_runs, recorded.rest_runs, (len(classes), spec.repetitions), windows, seed, spec.name, subject
+    )
+    check_window_fits(chosen.too_short, classes, params, spec, subject)
+    valid = chosen.run_first >= 0
+    segments = cut_segments(recorded, stream, chosen, valid, windows)
+    live_channels, glove_mask = mask_channels(spec, subject, stream, recorded.flat, segments, valid)
+    absent = [f"{classes[c]}/rep{r + 1}" for c, r in zip(*np.nonzero(~valid), strict=True)]
+    if absent:
+        log.info("%s s%d: %d (class, repetition) pairs not valid: %s", spec.name, subject, len(absent), absent)
+    payload = tensor_payload(
+        stream=stream,
+        stream_class=np.concatenate(recorded.classes),
+        stream_repetition=np.concatenate(recorded.repetitions),
+        stream_file=np.concatenate(recorded.files),
+        segments=segments,
+        run_first=chosen.run_first,
+        run_last=chosen.run_last,
+        valid=valid,
+        channel_mask=live_channels,
+        glove_mask=glove_mask,
+        feature_names=list(HUDGINS_FEATURES),
+        classes=classes,
+        metadata=conversion_metadata(spec, subject, params, seed, exercises, recorded.sources),
+    )
+    if out_path is not None:
+        write_tensor_file(payload, Path(out_path))
+    return payload
+
+
+@dataclass
+class SubjectStream:
+    """A subject's files, read and turned into frames one after another (class-axis order), before they are laid
+    end to end: per file its frames and what is known of each frame; runs already in the stream's frame numbers."""
+
+    flat: np.ndarray  # [channel] electrodes flat (every sample equal) in some file
+    frames: list[np.ndarray] = field(default_factory=list)  # [frame, channel] RMS frames
+    features: list[np.ndarray] = field(default_factory=list)  # [frame, channel, 4] Hudgins features
+    gloves: list[Future] = field(default_factory=list)  # [frame, 22] the glove at each frame, still being read
+    classes: list[np.ndarray] = field(default_factory=list)  # [frame] relabelled class
+    repetitions: list[np.ndarray] = field(default_factory=list)  # [frame] repetition
+    files: list[np.ndarray] = field(default_factory=list)  # [frame] the file's number
+    movement_runs: list[Run] = field(default_factory=list)
+    rest_runs: list[Run] = field(default_factory=list)
+    sources: list[dict] = field(default_factory=list)  # per file: exercise, file (then sha256 and size)
+    length: int = 0  # frames so far: where the next file's first frame goes
+
+    def add(self, frames, features, glove, frame_class, frame_rep, runs: list[Run], rests: list[Run]) -> None:
+        """Append one file's frames, their labels and its runs (in the file's frame numbers)."""
+        self.files.append(np.full(len(frames), len(self.frames), np.int8))
+        self.frames.append(frames)
+        self.features.append(features)
+        self.gloves.append(glove)
+        self.classes.append(frame_class)
+        self.repetitions.append(frame_rep)
+        self.movement_runs += [run.shifted(self.length) for run in runs]
+        self.rest_runs += [run.shifted(self.length) for run in rests]
+        self.length += len(frames)
+
+
+def read_subject_stream(
+    spec: DatabaseSpec,
+    sources: dict[str, str],
+    exercises: list[str],
+    params: PreprocessParams,
+    expected_sha256: dict[str, str] | None,
+    classes: list[str],
+    threads: int,
+) -> SubjectStream:
+    """Every file of the subject read, checked and turned into frames (see :func:`prefetched_recordings`); each
+    file's digest checked and recorded in ``sources`` before it returns."""
     hop = hop_samples(spec.sampling_rate_hz, params)
-    streams, stream_features, gloves, stream_classes, stream_reps, stream_files = [], [], [], [], [], []
-    movement_runs: list[Run] = []
-    rest_runs: list[Run] = []
-    flat = np.zeros(spec.n_channels, bool)
-    sources_metadata = []
-    offset = 0
+    recorded = SubjectStream(flat=np.zeros(spec.n_channels, bool))
     digests: list[Future] = []
     try:
-        for file_number, (exercise, recording, glove_frames, digest) in enumerate(
-            prefetched_recordings(spec, sources, exercises, params, expected_sha256)
+        for exercise, recording, glove_frames, digest in prefetched_recordings(
+            spec, sources, exercises, params, expected_sha256
         ):
-            sources_metadata.append({"exercise": exercise, "file": recording.source})
+            recorded.sources.append({"exercise": exercise, "file": recording.source})
             digests.append(digest)
-            movements = spec.global_labels(exercise, recording.restimulus, recording.source)
-            cued = spec.global_labels(exercise, recording.stimulus, recording.source)
-            names = movement_names(exercise)
-            failed = cued_but_not_performed(cued, movements)
-            if failed:
-                log.warning(
-                    "%s: movement(s) %s were cued in 'stimulus' but never performed (no samples in 'restimulus'); "
-                    "left invalid",
-                    recording.source,
-                    [names[m - 1] for m in failed],
-                )
-            class_of_movement = {m: classes.index(name) for m, name in enumerate(names, start=1)}
-            runs, rests, frame_class, frame_rep = file_runs(
-                recording.source, movements, recording.rerepetition, class_of_movement, spec.repetitions, hop
-            )
-            if not runs:
-                raise MatFileError(
-                    f"{recording.source}: no usable movement in 'restimulus' (every movement is missing or outside "
-                    f"repetitions 1-{spec.repetitions}); is this a NinaPro recording? Leave the file's subject out"
-                )
-            cue = np.flatnonzero(cued)
+            runs, rests, frame_class, frame_rep, first_cue = labelled_runs(spec, exercise, recording, classes, hop)
             frames, features = stream_frames(
-                recording.emg,
-                spec.sampling_rate_hz,
-                params,
-                spec.already_rectified,
-                int(cue[0]) if cue.size else 0,
-                workers=threads,
+                recording.emg, spec.sampling_rate_hz, params, spec.already_rectified, first_cue, workers=threads
             )
-            streams.append(frames)
-            stream_features.append(features)
-            gloves.append(glove_frames)
-            stream_classes.append(frame_class)
-            stream_reps.append(frame_rep)
-            stream_files.append(np.full(len(frames), file_number, np.int8))
-            movement_runs += [run.shifted(offset) for run in runs]
-            rest_runs += [run.shifted(offset) for run in rests]
-            flat |= flat_channels(recording.emg)
-            offset += len(frames)
+            recorded.add(frames, features, glove_frames, frame_class, frame_rep, runs, rests)
+            recorded.flat |= flat_channels(recording.emg)
     except MatFileError:
         for digest in digests:  # a file that changed since its download explains any error in it: say that first
             digest.result()
         raise
-    for metadata, digest in zip(sources_metadata, digests, strict=True):
+    for metadata, digest in zip(recorded.sources, digests, strict=True):
         metadata["sha256"], metadata["size"] = digest.result()
+    return recorded
 
-    stream = np.concatenate(streams)
-    windows = params.frame_windows()
-    chosen = choose_segments(
-        movement_runs, rest_runs, (len(classes), spec.repetitions), windows, seed, spec.name, subject
+
+def labelled_runs(
+    spec: DatabaseSpec, exercise: str, recording: Recording, classes: list[str], hop: int
+) -> tuple[list[Run], list[Run], np.ndarray, np.ndarray, int]:
+    """One file's movement and rest runs, each frame's class and repetition (see :func:`.segments.file_runs`), and
+    the sample of its first cue (0: none). Movements cued but never performed are named in a warning; a file with no
+    usable movement is an error."""
+    movements = spec.global_labels(exercise, recording.restimulus, recording.source)
+    cued = spec.global_labels(exercise, recording.stimulus, recording.source)
+    names = movement_names(exercise)
+    failed = cued_but_not_performed(cued, movements)
+    if failed:
+        log.warning(
+            "%s: movement(s) %s were cued in 'stimulus' but never performed (no samples in 'restimulus'); left invalid",
+            recording.source,
+            [names[m - 1] for m in failed],
+        )
+    class_of_movement = {m: classes.index(name) for m, name in enumerate(names, start=1)}
+    runs, rests, frame_class, frame_rep = file_runs(
+        recording.source, movements, recording.rerepetition, class_of_movement, spec.repetitions, hop
     )
-    check_window_fits(chosen.too_short, classes, params, spec, subject)
-    valid = chosen.run_first >= 0
-    all_features, all_gloves = np.concatenate(stream_features), np.concatenate([glove.result() for glove in gloves])
-    rest_first, rest_last = preceding_rest(chosen.run_first, rest_runs)
+    if not runs:
+        raise MatFileError(
+            f"{recording.source}: no usable movement in 'restimulus' (every movement is missing or outside "
+            f"repetitions 1-{spec.repetitions}); is this a NinaPro recording? Leave the file's subject out"
+        )
+    cue = np.flatnonzero(cued)
+    return runs, rests, frame_class, frame_rep, int(cue[0]) if cue.size else 0
+
+
+def cut_segments(
+    recorded: SubjectStream, stream: np.ndarray, chosen: Segments, valid: np.ndarray, windows: dict
+) -> dict:
+    """Per window, the ``chosen`` segments of every valid (class, repetition) cut from the ``stream``, with their
+    features, glove and the hand's pose: window → :data:`.tensor_file.SEGMENT_KEYS` (zeros where not valid)."""
+    all_features = np.concatenate(recorded.features)
+    all_gloves = np.concatenate([glove.result() for glove in recorded.gloves])
+    rest_first, rest_last = preceding_rest(chosen.run_first, recorded.rest_runs)
     glove_sums = running_sums(all_gloves)
     rest_pose = mean_over(glove_sums, rest_first, rest_last)  # [class, rep, 22]
     segments = {}
@@ -257,8 +305,14 @@ def convert_subject(
             # The hand's pose over the segment relative to the rest before the movement (rest: none, zeros).
             "pose": pose_deltas(glove_sums, chosen.start[name], window.length, rest_pose, valid),
         }
-    del all_features, all_gloves, glove_sums
+    return segments
 
+
+def mask_channels(
+    spec: DatabaseSpec, subject: int, stream: np.ndarray, flat: np.ndarray, segments: dict, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(live electrodes, glove channels with data), everything outside them zeroed in ``stream`` and ``segments``,
+    so that a dead electrode or a missing glove channel reads as nothing rather than as data."""
     data_dead = dead_channels(stream, flat)
     compare_with_spec(spec, subject, data_dead)
     live_channels = ~data_dead
@@ -273,42 +327,26 @@ def convert_subject(
         part["features"][..., ~live_channels, :] = 0.0
     if not live_channels.all():
         log.info("%s s%d: electrode(s) %s masked", spec.name, subject, np.flatnonzero(~live_channels).tolist())
-    absent = [f"{classes[c]}/rep{r + 1}" for c, r in zip(*np.nonzero(~valid), strict=True)]
-    if absent:
-        log.info("%s s%d: %d (class, repetition) pairs not valid: %s", spec.name, subject, len(absent), absent)
+    return live_channels, glove_mask
 
-    payload = {
-        "stream": torch.from_numpy(stream),
-        "stream_class": torch.from_numpy(np.concatenate(stream_classes)),
-        "stream_repetition": torch.from_numpy(np.concatenate(stream_reps)),
-        "stream_file": torch.from_numpy(np.concatenate(stream_files)),
-        "segments": {
-            name: {key: torch.from_numpy(value) for key, value in part.items()} for name, part in segments.items()
-        },
-        "run_first": torch.from_numpy(chosen.run_first),
-        "run_last": torch.from_numpy(chosen.run_last),
-        "valid": torch.from_numpy(valid),
-        "channel_mask": torch.from_numpy(live_channels),
-        "glove_mask": torch.from_numpy(glove_mask),
-        "feature_names": list(HUDGINS_FEATURES),
-        "classes": classes,
-        "metadata": {
-            "database": spec.name,
-            "subject": subject,
-            "amputee": spec.amputee,
-            "sampling_rate_hz": spec.sampling_rate_hz,
-            "frame_rate_hz": params.frame_rate_hz,
-            "filtered": not spec.already_rectified,
-            "preprocess": params.as_dict(),
-            "seed": seed,
-            "exercises": list(classes_order(exercises)),
-            "sources": sources_metadata,
-            "version": __version__,
-        },
+
+def conversion_metadata(
+    spec: DatabaseSpec, subject: int, params: PreprocessParams, seed: int, exercises: list[str], sources: list[dict]
+) -> dict:
+    """What was converted and how (:data:`.tensor_file.METADATA_KEYS`): enough to tell two conversions apart."""
+    return {
+        "database": spec.name,
+        "subject": subject,
+        "amputee": spec.amputee,
+        "sampling_rate_hz": spec.sampling_rate_hz,
+        "frame_rate_hz": params.frame_rate_hz,
+        "filtered": not spec.already_rectified,
+        "preprocess": params.as_dict(),
+        "seed": seed,
+        "exercises": list(classes_order(exercises)),
+        "sources": sources,
+        "version": __version__,
     }
-    if out_path is not None:
-        atomic_torch_save(payload, Path(out_path))
-    return payload
 
 
 def running_sums(values: np.ndarray) -> np.ndarray:

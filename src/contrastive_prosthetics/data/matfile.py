@@ -197,6 +197,33 @@ def load_recording(
     digest to the caller (see :func:`read_fields`), so that it can run beside the processing.
     """
     source = str(source)
+    fields, shapes, deferred, sha256, size = _read_variables(source, expected_sha256, defer_glove, hash_file)
+    emg = _checked_emg(source, fields, n_channels)
+    labels = {name: _labels(fields, name, source) for name in LABEL_FIELDS if name in fields}
+    labels.setdefault("stimulus", labels["restimulus"])
+    glove, glove_shape = _glove(source, fields, shapes, deferred, len(emg))
+    lengths = {"emg": len(emg), "glove": glove_shape[0]} | {name: len(values) for name, values in labels.items()}
+    shortest = _common_length(source, lengths, max_length_mismatch)
+    emg = emg[:shortest]
+    _check_finite(source, emg)
+    return Recording(
+        source=source,
+        sha256=sha256,
+        size=size,
+        emg=emg,
+        glove=None if glove is None else glove[:shortest],
+        stimulus=labels["stimulus"][:shortest],
+        restimulus=labels["restimulus"][:shortest],
+        rerepetition=labels["rerepetition"][:shortest],
+        glove_shape=glove_shape,
+    )
+
+
+def _read_variables(
+    source: str, expected_sha256: str | None, defer_glove: bool, hash_file: bool
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, ...]], bool, str, int]:
+    """(the file's variables, their shapes from its headers ({} when not read), whether the glove was deferred,
+    sha256, size): see :func:`load_recording`."""
     # EMG and glove of an uncompressed file are mapped, not copied (see .matmap); loadmat reads the rest.
     mapped = mapped_variables(source, ["emg", "glove"]) if ARCHIVE_SEPARATOR not in source else {}
     shapes = _shapes(source) if defer_glove or mapped else {}
@@ -204,6 +231,13 @@ def load_recording(
     names = [name for name in shapes if name not in skipped] if shapes else None
     fields, sha256, size = read_fields(source, expected_sha256, names, hash_file)
     fields.update(mapped)
+    deferred = names is not None and "glove" in shapes and "glove" not in fields
+    return fields, shapes, deferred, sha256, size
+
+
+def _checked_emg(source: str, fields: dict[str, np.ndarray], n_channels: int) -> np.ndarray:
+    """The EMG (samples, channels) float64, once the file is known to hold every required field and as many EMG
+    channels as the database has."""
     missing = [name for name in REQUIRED_FIELDS if name not in fields]
     if missing:
         present = sorted(k for k in fields if not k.startswith("__"))
@@ -217,19 +251,28 @@ def load_recording(
             f"{source}: field 'emg' has shape {emg.shape}, expected (samples, {n_channels}); "
             "is the file from the database named in the config?"
         )
-    labels = {name: _labels(fields, name, source) for name in LABEL_FIELDS if name in fields}
-    labels.setdefault("stimulus", labels["restimulus"])
-    deferred = names is not None and "glove" in shapes and "glove" not in fields
+    return emg
+
+
+def _glove(
+    source: str, fields: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], deferred: bool, n_samples: int
+) -> tuple[np.ndarray | None, tuple[int, ...]]:
+    """(the glove, or None when deferred; its shape in the file, checked). A file without one has NaN angles: no
+    glove data, which the conversion masks."""
     if deferred:
         glove, glove_shape = None, shapes["glove"]
     elif "glove" in fields:
         glove = np.asarray(fields["glove"], dtype=np.float64)
         glove_shape = glove.shape
     else:
-        glove, glove_shape = np.full((len(emg), GLOVE_CHANNELS), np.nan), (len(emg), GLOVE_CHANNELS)
+        glove, glove_shape = np.full((n_samples, GLOVE_CHANNELS), np.nan), (n_samples, GLOVE_CHANNELS)
     _check_glove_shape(source, glove_shape)
+    return glove, glove_shape
 
-    lengths = {"emg": len(emg), "glove": glove_shape[0]} | {name: len(values) for name, values in labels.items()}
+
+def _common_length(source: str, lengths: dict[str, int], max_length_mismatch: int) -> int:
+    """The length every field is truncated to: the shortest, when they differ by no more than
+    ``max_length_mismatch`` samples (real DB2 files do, by a few)."""
     shortest, longest = min(lengths.values()), max(lengths.values())
     if longest - shortest > max_length_mismatch:
         raise MatFileError(
@@ -238,8 +281,11 @@ def load_recording(
         )
     if longest != shortest:
         log.warning("%s: fields differ in length %s; truncating all to %d samples", source, lengths, shortest)
+    return shortest
 
-    emg = emg[:shortest]
+
+def _check_finite(source: str, emg: np.ndarray) -> None:
+    """An error naming the first NaN or Inf sample of the EMG: a damaged recording."""
     # A sum is finite exactly when every value is (barring overflow, which the full check below catches),
     # and costs no 50 MB mask on the common, clean path.
     bad = ~np.isfinite(emg) if not np.isfinite(emg.sum()) else None
@@ -249,17 +295,6 @@ def load_recording(
             f"{source}: field 'emg' holds {int(bad.sum())} NaN/Inf values (first at sample {row}, channel {column}); "
             "the recording is damaged: download it again or leave this subject out of the config"
         )
-    return Recording(
-        source=source,
-        sha256=sha256,
-        size=size,
-        emg=emg,
-        glove=None if glove is None else glove[:shortest],
-        stimulus=labels["stimulus"][:shortest],
-        restimulus=labels["restimulus"][:shortest],
-        rerepetition=labels["rerepetition"][:shortest],
-        glove_shape=glove_shape,
-    )
 
 
 def load_glove(recording: Recording) -> np.ndarray:

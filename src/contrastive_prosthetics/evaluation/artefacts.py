@@ -25,3 +25,5 @@ FIGURES = (
     "stream",
     "zero_shot",
 )
+# The gesture sets a zero-shot fold is scored on (evaluation/zero_shot.py), in the figure's order.
+ZERO_SHOT_SETS = ("unseen", "seen", "all")

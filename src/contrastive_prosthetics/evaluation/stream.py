@@ -18,7 +18,6 @@ The metrics per (k, subset, vote), and how they are computed for every subset at
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
@@ -27,43 +26,14 @@ import pandas as pd
 import torch
 
 from ..core.atomic import atomic_write_frame
-from ..learning.adaptation import adaptation_frames
 from ..learning.dataset import DB23
 from ..learning.folds import fold_selections
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
-from ..learning.models import adapt_batchnorm
+from ..learning.stream_scoring import adapted_network, class_bias, scored_stretches
 from .stream_metrics import stream_metrics
 from .subsets import draw_subsets
 from .tables import OPTIONAL_COLUMNS as STREAM_COLUMNS
-
-
-def scored_stretches(data: DB23, subject: int, repetitions: list[int]) -> list[np.ndarray]:
-    """Stream positions of the subject's test repetitions, as runs of consecutive frames."""
-    streams = data.streams
-    mask = (streams.subject == subject) & torch.isin(streams.repetition, torch.tensor(repetitions))
-    positions = mask.nonzero().squeeze(1).numpy()
-    if not len(positions):
-        return []
-    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
-    return np.split(positions, breaks)
-
-
-def adapted_model(saved: dict, normalised: DB23, subject: int, repetition: int, pool: list[int], limit: int):
-    """The network with its adaptation state for one subject's repetition."""
-    model = saved["network"]
-    if not saved["adabn"]:
-        return model
-    adapted = copy.deepcopy(model)
-    context = model.config.context
-    if saved["adaptation"] == "cross_fitted":
-        frames = adaptation_frames(normalised, subject, repetition, pool, context, limit)
-    else:  # the scored repetition's segments
-        selection = normalised.select(subjects=[normalised.subject_names[subject]], repetitions=[repetition])
-        frames = torch.cat([x for x, _ in normalised.frames(selection, context=context)])
-    adapt_batchnorm(adapted, frames)
-    return adapted.eval()
-
 
 TIMED_FRAMES = 500  # frames per job scored one at a time, as the controller does, to time a decision
 SCORING_BATCH = 4096  # frames per network call for the rest: the same arithmetic, 30-100x faster
@@ -77,8 +47,18 @@ def stream_logits(saved: dict, raw: DB23, normalised: DB23, test_pool: dict, lim
     for subject, repetitions in test_pool.items():
         live = raw.channel_mask[subject]
         for repetition in repetitions:
-            model = adapted_model(saved, normalised, subject, repetition, repetitions, limit)
-            scorer = FrameScorer(model, saved["normalisation_"], live, len(raw.classes))
+            model = adapted_network(
+                saved["network"],
+                saved["adabn"],
+                saved["adaptation"],
+                normalised,
+                subject,
+                repetition,
+                repetitions,
+                limit,
+            )
+            bias = class_bias(raw.classes, saved.get("rest_bias", 0.0))
+            scorer = FrameScorer(model, saved["normalisation_"], live, len(raw.classes), bias=bias)
             for positions in scored_stretches(raw, subject, [repetition]):
                 frames = raw.stream_context(torch.from_numpy(positions), context)
                 if timed < TIMED_FRAMES:

@@ -24,11 +24,12 @@ from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
 from ..data.ninapro import REST
 from ..learning.logits import PER_FRAME, read_logits
+from .artefacts import ZERO_SHOT_SETS as SETS
 from .evaluate import classification_metrics
 from .subsets import draw_subsets, subset_size_accuracy
 from .voting import checked_scores, window_frames_for, window_outcomes
 
-SETS = ("unseen", "seen", "all")
+# The sets of classes each zero-shot fold is scored among (each with rest; see above), in the order of its table.
 
 
 def restricted(payload: dict, names: list[str]) -> dict:
@@ -64,7 +65,7 @@ def zero_shot_tables(
     if oracle["classes"] != payload["classes"]:
         raise InputError(f"the oracle {oracle['model']}/{oracle['fold']} has other classes than {payload['fold']}")
     gestures = [name for name in payload["classes"] if name != REST]
-    sets = {"unseen": unseen, "seen": [g for g in gestures if g not in unseen], "all": gestures}
+    sets = dict(zip(SETS, (unseen, [g for g in gestures if g not in unseen], gestures), strict=True))
     leading = {key: payload[key] for key in ("model", "adabn", "adaptation", "fold", "window")}
     rows = []
     for name, chosen in sets.items():

@@ -19,13 +19,15 @@ import numpy as np
 import torch
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-from ..core.atomic import atomic_torch_save, atomic_write_tsv
+from ..core.atomic import atomic_write_tsv
+from ..data.preprocess import HUDGINS_FEATURES
 from .dataset import DB23, Selection
 from .folds import fold_selections
 from .logits import write_logits
+from .model_file import write_lda_file
 
 log = logging.getLogger(__name__)
-AMPLITUDE_FEATURES = (0, 1)  # MAV and WL: logarithms
+AMPLITUDE_FEATURES = tuple(HUDGINS_FEATURES.index(name) for name in ("mav", "wl"))  # logarithms
 
 
 def feature_table(data: DB23, selection: Selection) -> tuple[np.ndarray, torch.Tensor]:
@@ -123,21 +125,16 @@ def train_lda_fold(
     )
     history = {"epoch": 1, "train_accuracy": train_accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy}
     atomic_write_tsv([history | {"seconds": seconds, "frames_per_s": len(x_train) / seconds}], out_dir / "history.tsv")
-    atomic_torch_save(
-        {
-            "estimators": {data.subject_names[k] if k >= 0 else "all": v for k, v in models.items()},
-            "feature_names": ["mav", "wl", "zc", "ssc"],
-            "classes": data.classes,
-            "subjects": data.subject_names,
-            "model": model_name,
-            "adabn": False,
-            "fold": fold_name,
-            "fold_spec": fold,
-            "window": data.window,
-            "history": [history],
-            "seed": seed,
-        },
+    write_lda_file(
         out_dir / "model.pt",
+        data,
+        estimators={data.subject_names[k] if k >= 0 else "all": v for k, v in models.items()},
+        feature_names=list(HUDGINS_FEATURES),
+        model=model_name,
+        fold=fold_name,
+        fold_spec=fold,
+        history=[history],
+        seed=seed,
     )
     test_logits, test_index = score_selection(data, selections.test, models)  # the one place test data are read
     write_logits(

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from .dataset import DB23, Normalisation, Selection
 from .decisions import decide
+from .inference import FrameScorer
+from .stream_scoring import adapted_network, scored_stretches
 
 BISECTION_STEPS = 40  # halvings of the bracket: far below any logit's rounding
 
@@ -67,3 +71,30 @@ def calibrate_rest_bias(stretches: list, rest: int, vote_frames: int, target: fl
             low = middle
     after, _ = rest_false_activation(stretches, rest, vote_frames, high)
     return RestCalibration(high, target, after, before, frames)
+
+
+def validation_streams(
+    model: torch.nn.Module,
+    raw: DB23,
+    normalised: DB23,
+    normalisation: Normalisation,
+    selection: Selection,
+    pool: dict[int, list[int]],
+    adabn: bool,
+    adaptation: str,
+    limit: int,
+) -> list[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
+    """(positions, logits, truth) of every stretch of the ``selection``'s subjects' recordings during its
+    repetitions (the validation ones: never a test frame), scored as the stream evaluation scores test streams:
+    the controller's scorer, each repetition with the network's adaptation state from ``pool``, no bias."""
+    context = model.config.context
+    out = []
+    for subject in selection.subjects.tolist():
+        for repetition in (selection.repetitions + 1).tolist():
+            network = adapted_network(model, adabn, adaptation, normalised, subject, repetition, pool[subject], limit)
+            scorer = FrameScorer(network, normalisation, raw.channel_mask[subject], len(raw.classes))
+            for positions in scored_stretches(raw, subject, [repetition]):
+                index = torch.from_numpy(positions).to(raw.streams.frames.device)
+                logits = scorer(raw.stream_context(index, context), batch=4096).cpu()
+                out.append((positions, logits, raw.streams.classes[index].cpu().numpy()))
+    return out

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import InputError
+from ..data.tensor_file import check_streams, first_window, read_tensor_file, window_of
 
 
 def choose_device(preference: str = "auto") -> torch.device:
@@ -176,74 +177,24 @@ class DB23:
         paths = [Path(p) for p in paths]
         if not paths:
             raise InputError("DB23.load needs at least one converted subject file")
-        payloads = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
-        window = window or next(iter(payloads[0]["segments"]))
-        for path, payload in zip(paths, payloads, strict=True):
-            if window not in payload["segments"]:
-                raise InputError(
-                    f"{path}: no segments of window {window!r} (it has {list(payload['segments'])}); convert it again "
-                    "with that window in preprocess.windows"
-                )
-        payloads = [{**payload, **payload["segments"][window]} for payload in payloads]
-        classes = payloads[0]["classes"]
-        for path, payload in zip(paths, payloads, strict=True):
-            if payload["classes"] != classes:
-                raise InputError(
-                    f"{path}: its classes differ from {paths[0]}'s; convert every subject with the same data.exercises"
-                )
-        rates = {float(p["metadata"]["frame_rate_hz"]) for p in payloads}
-        if len(rates) > 1:
-            raise InputError(
-                f"{paths}: subjects were converted at different frame rates {sorted(rates)} Hz; convert them alike"
-            )
-        n_frames = {p["emg"].shape[2] for p in payloads}
-        if len(n_frames) > 1:
-            raise InputError(f"{paths}: subjects have different segment lengths {n_frames}; convert them alike")
-        n_reps = max(p["emg"].shape[1] for p in payloads)
-        n_channels = max(p["emg"].shape[3] for p in payloads)
-        shape = (len(payloads), len(classes), n_reps, n_frames.pop())
-        emg = torch.zeros((*shape, n_channels))
-        glove = torch.zeros((*shape, payloads[0]["glove"].shape[-1])) if with_glove else None
-        valid = torch.zeros(shape[:3], dtype=torch.bool)
-        channel_mask = torch.zeros((len(payloads), n_channels), dtype=torch.bool)
-        for i, payload in enumerate(payloads):
-            reps, channels = payload["emg"].shape[1], payload["emg"].shape[3]
-            emg[i, :, :reps, :, :channels] = payload["emg"]
-            valid[i, :, :reps] = payload["valid"]
-            channel_mask[i, :channels] = payload["channel_mask"]
-            if glove is not None:
-                glove[i, :, :reps] = payload["glove"] * payload["glove_mask"]
+        fields = ("emg", *(("glove",) if with_glove else ()), *(("features",) if with_features else ()))
+        payloads, window, classes, rate = _read_subjects(paths, window, fields, with_streams)
+        emg, valid, channel_mask, glove = _stack_segments(payloads, len(classes), with_glove)
         subjects = [
             SubjectInfo(p["metadata"]["database"], int(p["metadata"]["subject"]), bool(p["metadata"]["amputee"]))
             for p in payloads
         ]
-        streams = _concatenate_streams(paths, payloads, n_channels, n_reps) if with_streams else None
-        poses = torch.zeros((len(payloads), len(classes), n_reps, payloads[0]["glove_mask"].shape[0]))
-        pose_mask = torch.zeros((len(payloads), payloads[0]["glove_mask"].shape[0]), dtype=torch.bool)
-        for i, payload in enumerate(payloads):
-            if "pose" in payload:
-                poses[i, :, : payload["pose"].shape[1]] = payload["pose"]
-                pose_mask[i] = payload["glove_mask"]
+        n_reps, n_channels = emg.shape[2], emg.shape[4]
+        streams = _concatenate_streams(payloads, n_channels, n_reps) if with_streams else None
         data = cls(
-            emg,
-            valid,
-            channel_mask,
-            glove,
-            classes,
-            subjects,
-            torch.device("cpu"),
-            frame_rate_hz=rates.pop(),
-            streams=streams,
+            emg, valid, channel_mask, glove, classes, subjects, torch.device("cpu"), frame_rate_hz=rate, streams=streams
         )
         data.window = window
-        data.poses, data.pose_mask = poses, pose_mask
+        data.poses, data.pose_mask = _stack_poses(payloads, len(classes), n_reps)
         data.preprocess = payloads[0].get("metadata", {}).get("preprocess")
         if with_features:
             # Classical baselines use these on the CPU (scikit-learn): they stay there.
-            data.features = torch.zeros((*emg.shape, payloads[0]["features"].shape[-1]))
-            for i, payload in enumerate(payloads):
-                reps, channels = payload["features"].shape[1], payload["features"].shape[3]
-                data.features[i, :, :reps, :, :channels] = payload["features"]
+            data.features = _stack_features(payloads, emg.shape)
         return data.to(choose_device(device))
 
     def to(self, device: torch.device) -> DB23:
@@ -388,11 +339,80 @@ class DB23:
         return self.stream_context(position, context).to(self.device, non_blocking=self.pinned)
 
 
-def _concatenate_streams(paths: list[Path], payloads: list[dict], n_channels: int, n_reps: int) -> Streams:
+def _read_subjects(
+    paths: list[Path], window: str | None, fields: tuple[str, ...], with_streams: bool
+) -> tuple[list[dict], str, list[str], float]:
+    """Each file's tensors with the segments of ``window`` (default: the first file's first) at the top, the window,
+    and the classes and frame rate every file shares. An error names the file that lacks the window, the segment
+    ``fields`` or (``with_streams``) the continuous stream, or that does not fit the others in one tensor."""
+    payloads = [read_tensor_file(path) for path in paths]
+    window = window or first_window(payloads[0])
+    payloads = [window_of(payload, window, fields, path) for path, payload in zip(paths, payloads, strict=True)]
+    if with_streams:
+        check_streams(paths, payloads)
+    classes = payloads[0]["classes"]
+    for path, payload in zip(paths, payloads, strict=True):
+        if payload["classes"] != classes:
+            raise InputError(
+                f"{path}: its classes differ from {paths[0]}'s; convert every subject with the same data.exercises"
+            )
+    rates = {float(p["metadata"]["frame_rate_hz"]) for p in payloads}
+    if len(rates) > 1:
+        raise InputError(
+            f"{paths}: subjects were converted at different frame rates {sorted(rates)} Hz; convert them alike"
+        )
+    n_frames = {p["emg"].shape[2] for p in payloads}
+    if len(n_frames) > 1:
+        raise InputError(f"{paths}: subjects have different segment lengths {n_frames}; convert them alike")
+    return payloads, window, classes, rates.pop()
+
+
+def _stack_segments(
+    payloads: list[dict], n_classes: int, with_glove: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(emg, valid, channel_mask, glove or None) of every subject in one tensor each, repetitions and channels padded
+    to the most any subject has (the padding invalid and masked); glove channels without data read zero."""
+    n_reps = max(p["emg"].shape[1] for p in payloads)
+    n_channels = max(p["emg"].shape[3] for p in payloads)
+    shape = (len(payloads), n_classes, n_reps, payloads[0]["emg"].shape[2])
+    emg = torch.zeros((*shape, n_channels))
+    glove = torch.zeros((*shape, payloads[0]["glove"].shape[-1])) if with_glove else None
+    valid = torch.zeros(shape[:3], dtype=torch.bool)
+    channel_mask = torch.zeros((len(payloads), n_channels), dtype=torch.bool)
+    for i, payload in enumerate(payloads):
+        reps, channels = payload["emg"].shape[1], payload["emg"].shape[3]
+        emg[i, :, :reps, :, :channels] = payload["emg"]
+        valid[i, :, :reps] = payload["valid"]
+        channel_mask[i, :channels] = payload["channel_mask"]
+        if glove is not None:
+            glove[i, :, :reps] = payload["glove"] * payload["glove_mask"]
+    return emg, valid, channel_mask, glove
+
+
+def _stack_poses(payloads: list[dict], n_classes: int, n_reps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """([subject, class, rep, 22] hand poses, [subject, 22] glove sensors with data); zeros and no sensor for a
+    subject converted before poses were kept."""
+    n_sensors = payloads[0]["glove_mask"].shape[0]
+    poses = torch.zeros((len(payloads), n_classes, n_reps, n_sensors))
+    pose_mask = torch.zeros((len(payloads), n_sensors), dtype=torch.bool)
+    for i, payload in enumerate(payloads):
+        if "pose" in payload:
+            poses[i, :, : payload["pose"].shape[1]] = payload["pose"]
+            pose_mask[i] = payload["glove_mask"]
+    return poses, pose_mask
+
+
+def _stack_features(payloads: list[dict], shape: torch.Size) -> torch.Tensor:
+    """[subject, class, rep, frame, channel, 4] Hudgins features, padded as the segments of ``shape`` are."""
+    features = torch.zeros((*shape, payloads[0]["features"].shape[-1]))
+    for i, payload in enumerate(payloads):
+        reps, channels = payload["features"].shape[1], payload["features"].shape[3]
+        features[i, :, :reps, :, :channels] = payload["features"]
+    return features
+
+
+def _concatenate_streams(payloads: list[dict], n_channels: int, n_reps: int) -> Streams:
     """One Streams over the subjects' files, channels padded to ``n_channels``, repetitions to ``n_reps``."""
-    missing = [str(path) for path, payload in zip(paths, payloads, strict=True) if "stream" not in payload]
-    if missing:
-        raise InputError(f"{missing}: no continuous stream; convert them again with this version")
     lengths = torch.tensor([len(p["stream"]) for p in payloads])
     offset = torch.cumsum(lengths, 0) - lengths
     frames = torch.zeros((int(lengths.sum()), n_channels))

@@ -77,6 +77,7 @@ class FrameScorer:
         live_channels: torch.Tensor,
         n_classes: int,
         fast: bool = True,
+        bias: torch.Tensor | None = None,
     ):
         if isinstance(network, torch.nn.Module):  # a package model folds; an exported one runs as it is
             fold = fast and hasattr(network, "emg_encoder")
@@ -85,6 +86,8 @@ class FrameScorer:
         self.normalisation = normalisation
         self.live = torch.as_tensor(live_channels, dtype=torch.bool)
         self.n_classes = n_classes
+        # The calibrated rest bias (model.pt's rest_bias on rest's logit), added to every frame's scores.
+        self.bias = None if bias is None or not bias.any() else bias.float()
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, batch: int = 1) -> torch.Tensor:
@@ -97,5 +100,6 @@ class FrameScorer:
         for start in range(0, len(frames), batch):
             x = frames[start : start + batch]
             x = x if self.normalisation is None else torch.where(self.live, self.normalisation.apply(x), 0.0)
-            out.append(torch.as_tensor(self.network(x)).float())
+            scores = torch.as_tensor(self.network(x)).float()
+            out.append(scores if self.bias is None else scores + self.bias)
         return torch.cat(out) if out else torch.zeros((0, self.n_classes))

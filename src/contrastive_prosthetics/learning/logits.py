@@ -10,6 +10,7 @@ Per file:
     subjects, amputee, classes          names of the axes the indices point into
     frame_rate_hz                       frames per second (vote windows in frames are computed from it)
     model, fold, window, adabn, adaptation   what produced it (adaptation: where AdaBN statistics came from, or "none")
+    unseen                              gestures held out of training (zero-shot folds); optional, as in older files
 """
 
 from __future__ import annotations

@@ -1,4 +1,12 @@
-"""``model.pt``: the one home of its format."""
+"""``model.pt``: the one home of its format, for networks and LDA alike: the fields each kind carries (defined once,
+in the order they are saved), their writers and their readers.
+
+Writers: :func:`write_network_file` (:mod:`.train`) and :func:`write_lda_file` (:mod:`.baseline`); each takes the
+fields of its schema, no more and no fewer. Readers: :func:`read_model_file` (either kind, as saved),
+:func:`read_network_file` (a network's, as saved: light, for what a controller needs to know before it is built)
+and :func:`load_model_file` (a network's, with its network and normalisation built, for the controller, export and
+:mod:`..evaluation.stream`). A wrong file gives an error naming the file, the field and what to do.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +14,140 @@ from pathlib import Path
 
 import torch
 
+from ..core.atomic import atomic_torch_save
 from ..core.errors import InputError
-from .dataset import Normalisation
+from .dataset import DB23, Normalisation
 from .models import ModelConfig, build_model
+
+# Fields of a network's model.pt, in the order they are saved.
+NETWORK_FIELDS = {
+    "state_dict": "weights of the kept epoch (the lowest validation loss), on the CPU",
+    "model_config": "ModelConfig.as_dict(), with the chosen dropout",
+    "hyperparameters": "the chosen learning_rate, weight_decay and dropout",
+    "normalisation": "Normalisation.state_dict(), from the training selection only",
+    "classes": "class names, in the order of the logits",
+    "subjects": "every subject of the run, in the order of the tensor files",
+    "frame_rate_hz": "frames per second",
+    "preprocess": "PreprocessParams.as_dict(): how the frames were made (a controller makes them the same way)",
+    "model": "the model's name in the configuration",
+    "adabn": "whether it adapts batch-norm statistics to each subject",
+    "adaptation": "where AdaBN statistics come from, or 'none'",
+    "fold": "the fold's name",
+    "fold_spec": "the fold's configuration",
+    "window": "the segment window trained on",
+    "unseen": "gestures held out of training (zero-shot folds)",
+    "pose_prototypes": "[class, sensor] pose prototypes of a pose class encoder, or None",
+    "best_epoch": "the kept epoch, 1-based: the lowest finite validation loss",
+    "history": "per epoch: losses, accuracies, learning rate (no timings, so that reruns give identical files)",
+    "seed": "the seed of the run",
+    "rest_bias": "added to rest's logit before every decision, calibrated on validation streams (0.0: none)",
+    "calibration": "how rest_bias was chosen: target, validation false activation before and after, frames; or None",
+}
+# Fields of an LDA model's model.pt, in the order they are saved.
+LDA_FIELDS = {
+    "estimators": "subject name (or 'all': one LDA for every subject) → FittedLDA",
+    "feature_names": "the Hudgins features, in the order of the features' last axis",
+    "classes": NETWORK_FIELDS["classes"],
+    "subjects": NETWORK_FIELDS["subjects"],
+    "model": NETWORK_FIELDS["model"],
+    "adabn": "always False",
+    "fold": NETWORK_FIELDS["fold"],
+    "fold_spec": NETWORK_FIELDS["fold_spec"],
+    "window": NETWORK_FIELDS["window"],
+    "history": "the one fit: training and validation accuracy, validation loss",
+    "seed": NETWORK_FIELDS["seed"],
+}
+# What running a network needs (controller, export, stream evaluation): files written by hand for a device or a
+# benchmark may carry just these.
+RUNNING_FIELDS = (
+    "state_dict",
+    "model_config",
+    "normalisation",
+    "classes",
+    "frame_rate_hz",
+    "preprocess",
+    "model",
+    "adabn",
+    "adaptation",
+    "fold",
+    "window",
+)
+# The field that tells the two kinds apart.
+KIND_FIELDS = {"state_dict": "network", "estimators": "LDA"}
+
+
+def _write(path: Path, schema: dict, fields: dict) -> None:
+    missing = [key for key in schema if key not in fields]
+    unknown = [key for key in fields if key not in schema]
+    if missing or unknown:
+        raise ValueError(
+            f"{path}: model.pt field(s) missing {missing}, unknown {unknown}: a new field goes into the schema in "
+            "learning/model_file.py first"
+        )
+    atomic_torch_save({key: fields[key] for key in schema}, Path(path))
+
+
+# Fields that describe the data trained on: each the DB23 attribute it is read from.
+DATA_FIELDS = {
+    "classes": "classes",
+    "subjects": "subject_names",
+    "frame_rate_hz": "frame_rate_hz",
+    "preprocess": "preprocess",
+    "window": "window",
+}
+
+
+def _described_by(data: DB23, schema: dict) -> dict:
+    """The fields of ``schema`` that the data trained on says (:data:`DATA_FIELDS`)."""
+    return {key: getattr(data, attribute) for key, attribute in DATA_FIELDS.items() if key in schema}
+
+
+def write_network_file(path: Path, data: DB23, **fields) -> None:
+    """Write a network's ``model.pt``: every field of :data:`NETWORK_FIELDS`, those that describe the data taken from
+    ``data``; a missing or unknown field is a ``ValueError``."""
+    _write(path, NETWORK_FIELDS, _described_by(data, NETWORK_FIELDS) | fields)
+
+
+def write_lda_file(path: Path, data: DB23, **fields) -> None:
+    """Write an LDA model's ``model.pt``: every field of :data:`LDA_FIELDS` (``adabn`` is False; those that describe
+    the data taken from ``data``); a missing or unknown field is a ``ValueError``."""
+    _write(path, LDA_FIELDS, _described_by(data, LDA_FIELDS) | {"adabn": False} | fields)
+
+
+def read_model_file(path: Path) -> dict:
+    """A ``model.pt`` of either kind, as saved; an error naming the file (and the field) if it is not one."""
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; run the train rule that writes it") from None
+    except Exception as error:  # a truncated or foreign file: torch raises several kinds
+        raise InputError(f"{path}: cannot be read as a model.pt ({error}); delete it and train again") from None
+    if not isinstance(saved, dict) or not any(key in saved for key in KIND_FIELDS):
+        raise InputError(
+            f"{path}: not a model.pt (no field {' or '.join(KIND_FIELDS)}); give the model.pt that training wrote"
+        )
+    return saved
+
+
+def read_network_file(path: Path) -> dict:
+    """A network's ``model.pt`` as saved, without building the network: an error naming the file if it is an LDA
+    model's, and the fields if it lacks any that running it needs."""
+    saved = read_model_file(path)
+    if "state_dict" not in saved:
+        raise InputError(
+            f"{path}: an LDA model's model.pt, not a network's: an LDA model cannot run in the controller, be exported "
+            "or be evaluated on streams; give a network's model.pt"
+        )
+    missing = [key for key in RUNNING_FIELDS if key not in saved]
+    if missing:
+        raise InputError(f"{path}: field(s) {missing} missing; it was written by an older version: train again")
+    return saved
 
 
 def load_model_file(path: Path) -> dict:
     """A network's ``model.pt`` with its ``network`` (eval mode) and ``normalisation_`` built."""
-    saved = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if "state_dict" not in saved:
-        raise InputError(f"{path}: not a network's model.pt (an LDA model cannot run in the controller)")
+    saved = read_network_file(path)
     model = build_model(ModelConfig(**saved["model_config"]))
     model.load_state_dict(saved["state_dict"])
     return saved | {"network": model.eval(), "normalisation_": Normalisation.from_state_dict(saved["normalisation"])}

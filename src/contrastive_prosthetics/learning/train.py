@@ -4,6 +4,7 @@
                  validation loss is never finite, is recorded and never chosen), and the chosen one
     model.pt     weights of the epoch with the lowest validation loss, model config, hyper-parameters,
                  normalisation statistics (from the training selection only), history, classes
+                 (its fields: :data:`.model_file.NETWORK_FIELDS`)
     history.tsv  per epoch: train/validation loss and accuracy, learning rate, seconds, frames/s
     logits.pt    every test frame: logits over all classes, label, subject, repetition, frame, AdaBN setting
 
@@ -25,15 +26,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..core.atomic import atomic_torch_save, atomic_write_tsv
+from ..core.atomic import atomic_write_tsv
 from ..core.errors import InputError
+from ..data.ninapro import REST
 from .adaptation import predict
-from .dataset import DB23, Selection, choose_device
+from .calibration import RestCalibration, calibrate_rest_bias, validation_streams
+from .dataset import DB23, Normalisation, Selection, choose_device
 from .folds import FoldSelections, fold_selections
 from .logits import write_logits
+from .model_file import write_network_file
 from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
 from .poses import pose_prototypes
 from .sampling import ContrastiveSampler
+from .stream_sampling import StreamSampler
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,10 @@ class TrainingSettings:
     log_floor: float  # the log-amplitude floor, a fraction of each channel's training median
     adaptation_frames: int  # most stream frames a cross-fitted AdaBN adaptation reads
     reference_frames: int  # recording frames whose statistics normalise each batch of a cross-fitted AdaBN model
+    frames: str = "segments"  # stream: every frame of the training repetitions' recording; segments: clean windows
+    guard_ms: float = 0.0  # stream frames this close to a change of label are left out
+    rest_false_activation_target: float | None = None  # the rest bias's target on validation streams (None: no bias)
+    calibration_vote_ms: float = 0.0  # the vote the calibration decides with (the evaluation's)
     evaluation_batch: int = 1 << 16
 
     @classmethod
@@ -77,6 +86,11 @@ class TrainingSettings:
             log_floor=training["log_floor"],
             adaptation_frames=training["adaptation_frames"],
             reference_frames=training["reference_frames"],
+            # Absent from a training section written before stream training: the reference's clean segments.
+            frames=training.get("frames", "segments"),
+            guard_ms=training.get("guard_ms", 0.0),
+            rest_false_activation_target=training.get("rest_false_activation_target"),
+            calibration_vote_ms=training.get("calibration_vote_ms", 0.0),
         )
 
 
@@ -128,6 +142,7 @@ class Setting:
     device: Device
     seed: int
     class_codes: torch.Tensor | None = None  # pose prototypes for a pose class encoder
+    raw: DB23 | None = None  # the data before normalisation: what the controller reads (rest calibration)
 
     def scores(self, model: torch.nn.Module, selection: Selection, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return predict(
@@ -153,6 +168,21 @@ class Setting:
         return loss, accuracy
 
 
+def training_sampler(setting: Setting, seed: int) -> ContrastiveSampler | StreamSampler:
+    """Groups of one frame of every class, from the training repetitions' clean segments or their whole stream."""
+    settings = setting.settings
+    # AdaBN normalises each subject with its own statistics at test time, so training batches come from one
+    # subject each and batch norm learns within-subject statistics; without it, batches mix subjects.
+    # A model that will adapt on a subject's continuous recording trains with batch statistics from it too.
+    reference = settings.reference_frames if setting.adabn and setting.adaptation == "cross_fitted" else 0
+    shape = dict(per_subject=setting.adabn, context=setting.config.context, reference_frames=reference)
+    train = setting.selections.train
+    if settings.frames == "stream":
+        guard = round(settings.guard_ms * setting.data.frame_rate_hz / 1000)
+        return StreamSampler(setting.data, train, settings.groups, seed=seed, guard_frames=guard, **shape)
+    return ContrastiveSampler(setting.data, train, settings.groups, seed=seed, **shape)
+
+
 def train_once(
     setting: Setting, hyper: HyperParameters, epochs: int, seed: int, description: str = ""
 ) -> tuple[torch.nn.Module | None, list[dict], dict]:
@@ -166,19 +196,7 @@ def train_once(
     optimiser = torch.optim.AdamW(parameter_groups(model, hyper.weight_decay), lr=hyper.learning_rate)
     total_steps = epochs * settings.steps_per_epoch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_steps, 1))
-    # AdaBN normalises each subject with its own statistics at test time, so training batches come from one
-    # subject each and batch norm learns within-subject statistics; without it, batches mix subjects.
-    # A model that will adapt on a subject's continuous recording trains with batch statistics from it too.
-    reference = settings.reference_frames if setting.adabn and setting.adaptation == "cross_fitted" else 0
-    sampler = ContrastiveSampler(
-        setting.data,
-        setting.selections.train,
-        settings.groups,
-        seed=seed,
-        per_subject=setting.adabn,
-        context=setting.config.context,
-        reference_frames=reference,
-    )
+    sampler = training_sampler(setting, seed)
     loss_of = model_losses(model)
     history, timings = [], []
     best_loss, best_state = math.inf, None
@@ -223,10 +241,14 @@ def train_once(
     if best_state is None:
         return None, history, {"timings": timings, "best_epoch": None}
     model.load_state_dict(best_state)
-    best_epoch = 1 + min(
-        (i for i in range(len(history)) if math.isfinite(history[i]["val_loss"])), key=lambda i: history[i]["val_loss"]
-    )
-    return model, history, {"timings": timings, "best_epoch": best_epoch}
+    return model, history, {"timings": timings, "best_epoch": kept_row(history)["epoch"]}
+
+
+def kept_row(history: list[dict]) -> dict | None:
+    """The epoch whose weights training keeps: the lowest finite validation loss, the first of ties (None when no
+    validation loss is finite: diverged)."""
+    finite = [row for row in history if math.isfinite(row["val_loss"])]
+    return min(finite, key=lambda row: row["val_loss"]) if finite else None
 
 
 def search(setting: Setting, seed: int) -> tuple[list[dict], HyperParameters]:
@@ -238,10 +260,7 @@ def search(setting: Setting, seed: int) -> tuple[list[dict], HyperParameters]:
     for trial, hyper in enumerate(candidates, start=1):
         label = f"trial {trial}/{len(candidates)}"
         model, history, _ = train_once(setting, hyper, settings.search_epochs, seed + trial, label)
-        finite = [row for row in history if math.isfinite(row["val_loss"])]
-        best = (
-            min(finite, key=lambda row: row["val_loss"]) if finite else {"val_loss": math.nan, "val_accuracy": math.nan}
-        )
+        best = kept_row(history) or {"val_loss": math.nan, "val_accuracy": math.nan}
         status = "ok" if model is not None else "diverged"
         rows.append(
             {
@@ -265,7 +284,7 @@ def search(setting: Setting, seed: int) -> tuple[list[dict], HyperParameters]:
     return rows, candidates[winner["trial"] - 1]
 
 
-def train_fold(
+def fold_setting(
     tensor_paths: list[Path],
     model_name: str,
     model_settings: dict,
@@ -274,13 +293,11 @@ def train_fold(
     fold: dict,
     training: dict,
     seed: int,
-    out_dir: Path,
-    device: str = "auto",
-    window: str | None = None,
-) -> None:
-    """Search, train and write search.tsv, model.pt, history.tsv and logits.pt for one network model × fold, on
-    the segments of ``window`` (default: the tensors' first)."""
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    device: str,
+    window: str | None,
+) -> tuple[Setting, Normalisation]:
+    """What every training run of one network model × fold shares, and the normalisation of its training selection:
+    the data (normalised), its selections, the model's configuration and, for a pose class encoder, its codes."""
     settings = TrainingSettings.from_config(training)
     chosen = Device(choose_device(device))
     adabn = bool(model_settings["adabn"])
@@ -311,48 +328,102 @@ def train_fold(
             selections.train.subjects, torch.arange(len(data.classes)), selections.train.repetitions
         )
         codes = pose_prototypes(raw, every_class).to(chosen.device)
-    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen, seed, codes)
+    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen, seed, codes, raw)
+    return setting, normalisation
+
+
+def rest_calibration(setting: Setting, model: torch.nn.Module, normalisation: Normalisation) -> RestCalibration | None:
+    """The rest bias for ``training.rest_false_activation_target`` on the validation selection's streams (None when
+    no target is set): see :mod:`.calibration`."""
+    settings = setting.settings
+    if settings.rest_false_activation_target is None:
+        return None
+    selections = setting.selections
+    streams = validation_streams(
+        model,
+        setting.raw,
+        setting.data,
+        normalisation,
+        selections.validation,
+        selections.validation_pool,
+        setting.adabn,
+        setting.adaptation,
+        settings.adaptation_frames,
+    )
+    vote = round(settings.calibration_vote_ms * setting.data.frame_rate_hz / 1000)
+    rest = setting.data.classes.index(REST)
+    target = settings.rest_false_activation_target
+    calibration = calibrate_rest_bias([(logits, truth) for _, logits, truth in streams], rest, vote, target)
+    log.info("rest calibration on the validation streams: %s", calibration)
+    return calibration
+
+
+def train_fold(
+    tensor_paths: list[Path],
+    model_name: str,
+    model_settings: dict,
+    architecture: dict,
+    fold_name: str,
+    fold: dict,
+    training: dict,
+    seed: int,
+    out_dir: Path,
+    device: str = "auto",
+    window: str | None = None,
+) -> None:
+    """Search, train and write search.tsv, model.pt, history.tsv and logits.pt for one network model × fold, on
+    the segments of ``window`` (default: the tensors' first)."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    setting, normalisation = fold_setting(
+        tensor_paths, model_name, model_settings, architecture, fold_name, fold, training, seed, device, window
+    )
+    data, selections, codes = setting.data, setting.selections, setting.class_codes
 
     search_rows, hyper = search(setting, seed)
-    model, history, extra = train_once(setting, hyper, settings.final_epochs, seed, "final")
+    model, history, extra = train_once(setting, hyper, setting.settings.final_epochs, seed, "final")
     if model is None:
         raise InputError(
             f"{model_name}/{fold_name}: final training never reached a finite validation loss with the chosen "
             f"hyper-parameters {vars(hyper)}: narrow training.search.learning_rate towards smaller rates"
         )
+    calibration = rest_calibration(setting, model, normalisation)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tsv(search_rows, out_dir / "search.tsv")
     atomic_write_tsv(
         [{**row, **timing} for row, timing in zip(history, extra["timings"], strict=True)], out_dir / "history.tsv"
     )
-    atomic_torch_save(
-        {
-            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-            "model_config": config.as_dict() | {"dropout": hyper.dropout},
-            "hyperparameters": vars(hyper),
-            "normalisation": normalisation.state_dict(),
-            "classes": data.classes,
-            "subjects": data.subject_names,
-            "frame_rate_hz": data.frame_rate_hz,
-            "preprocess": data.preprocess,  # how the frames were made: a controller makes them the same way
-            "model": model_name,
-            "adabn": adabn,
-            "adaptation": adaptation,
-            "fold": fold_name,
-            "fold_spec": fold,
-            "window": data.window,
-            "unseen": fold.get("unseen", []),
-            "pose_prototypes": None if codes is None else codes.cpu(),
-            "best_epoch": extra["best_epoch"],
-            "history": history,  # without timings, so that reruns give identical files
-            "seed": seed,
-        },
+    write_network_file(
         out_dir / "model.pt",
+        data,
+        state_dict={k: v.cpu() for k, v in model.state_dict().items()},
+        model_config=setting.config.as_dict() | {"dropout": hyper.dropout},
+        hyperparameters=vars(hyper),
+        normalisation=normalisation.state_dict(),
+        model=model_name,
+        adabn=setting.adabn,
+        adaptation=setting.adaptation,
+        fold=fold_name,
+        fold_spec=fold,
+        unseen=fold.get("unseen", []),
+        pose_prototypes=None if codes is None else codes.cpu(),
+        best_epoch=extra["best_epoch"],
+        history=history,
+        seed=seed,
+        rest_bias=0.0 if calibration is None else calibration.bias,
+        calibration=None if calibration is None else calibration.as_dict(),
     )
 
     # The one place test data are read.
     logits, index = setting.scores(model, selections.test, selections.test_pool)
     write_logits(
-        out_dir / "logits.pt", logits, index, data, model_name, fold_name, adabn, adaptation, fold.get("unseen", [])
+        out_dir / "logits.pt",
+        logits,
+        index,
+        data,
+        model_name,
+        fold_name,
+        setting.adabn,
+        setting.adaptation,
+        fold.get("unseen", []),
     )
     log.info("wrote %s", out_dir)

@@ -39,6 +39,7 @@ from ..learning.decisions import allowed_classes, decide_latest
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
 from ..learning.models import batchnorm_layers
+from ..learning.stream_scoring import class_bias
 
 
 class FrameMaker:
@@ -83,7 +84,7 @@ class Controller:
     """A trained network as a prosthesis controller: raw EMG chunks in, decisions (class names) out.
 
     Build it from a torch model (:meth:`from_model`, :meth:`from_model_file`) or from an exported one
-    (:meth:`.export.exported_controller`); ``spec`` says what the recording is (its rate, whether it arrives
+    (:func:`.export.exported_controller`); ``spec`` says what the recording is (its rate, whether it arrives
     rectified), ``gestures`` which gestures the user wants now, ``vote_frames`` how many decisions the vote spans.
     """
 
@@ -120,6 +121,7 @@ class Controller:
         live_channels: torch.Tensor | None = None,
         batchnorm_state: dict | None = None,
         online_adaptation: float | None = None,
+        rest_bias: float = 0.0,
     ) -> Controller:
         """A controller of a torch model, with given batch-norm statistics or running ones (see the module)."""
         model = copy.deepcopy(model).eval()  # the caller's model is left as it was
@@ -129,7 +131,8 @@ class Controller:
             track_statistics(model, online_adaptation)
         live = torch.ones(spec.n_channels, dtype=torch.bool) if live_channels is None else live_channels
         # Running statistics change the batch norms as frames arrive: then the network cannot be folded.
-        scorer = FrameScorer(model, normalisation, live, len(classes), fast=online_adaptation is None)
+        bias = class_bias(classes, rest_bias)  # the calibrated rest bias of model.pt (0: none)
+        scorer = FrameScorer(model, normalisation, live, len(classes), fast=online_adaptation is None, bias=bias)
         return cls(scorer, classes, params, spec, gestures, vote_frames, model.config.context)
 
     @classmethod
@@ -144,7 +147,7 @@ class Controller:
             spec,
             gestures,
             vote_frames,
-            **options,
+            **{"rest_bias": saved.get("rest_bias", 0.0), **options},
         )
 
     def choose(self, gestures: list[str]) -> None:

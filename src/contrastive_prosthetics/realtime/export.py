@@ -1,6 +1,6 @@
 """Export a trained network for a device: ONNX and TorchScript, with the normalisation of training baked in.
 
-The exported network takes raw RMS frames (as :class:`.realtime.FrameMaker` makes them), [batch, channel] or
+The exported network takes raw RMS frames (as :class:`.controller.FrameMaker` makes them), [batch, channel] or
 [batch, context, channel], and returns the logits over every class: log-amplitude with the training floor,
 standardisation, dead channels zeroed, then the network (with its batch-norm statistics: the trained ones, or an
 adaptation state given to :func:`export_model`). Beside the two files, ``deployment.json`` holds what a
@@ -27,6 +27,7 @@ from ..data.preprocess import PreprocessParams
 from ..learning.dataset import Normalisation
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
+from ..learning.stream_scoring import class_bias
 from .controller import Controller
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,9 @@ def export_model(
         "model": saved["model"],
         "fold": saved["fold"],
         "window": saved["window"],
+        "rest_bias": saved.get("rest_bias", 0.0),
         "input": "raw RMS frames [batch, channel] (context 1) or [batch, context, channel], float32",
-        "output": "logits over classes [batch, class]",
+        "output": "logits over classes [batch, class]; the controller adds rest_bias to rest's logit before deciding",
     }
     atomic_write_text(paths["deployment"], json.dumps(description, indent=2) + "\n")
     return paths
@@ -133,6 +135,7 @@ def exported_controller(
     else:
         raise InputError(f"unknown backend {backend!r}; use onnx or torchscript")
     live = torch.ones(description["n_channels"], dtype=torch.bool)  # the exported network zeroes dead channels
-    scorer = FrameScorer(network, None, live, len(description["classes"]))
+    bias = class_bias(description["classes"], description.get("rest_bias", 0.0))  # as the controller of model.pt
+    scorer = FrameScorer(network, None, live, len(description["classes"]), bias=bias)
     params = PreprocessParams(**description["preprocess"])
     return Controller(scorer, description["classes"], params, spec, gestures, vote_frames, description["context"])

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
 from ..core.atomic import atomic_write_frame
@@ -22,6 +21,7 @@ from ..core.errors import InputError
 from ..data.matfile import load_recording
 from ..data.ninapro import DatabaseSpec, exercise_from_file_name, movement_names
 from ..evaluation.voting import window_frames_for
+from ..learning.model_file import read_network_file
 from ..report.plotting import class_sort_key, save_figure, styled
 from .controller import Controller
 
@@ -45,7 +45,7 @@ def controller_for(model: Path, spec: DatabaseSpec, gestures: list[str], vote_ms
 
         rate = json.loads((model / DEPLOYMENT_NAME).read_text())["frame_rate_hz"]
         return exported_controller(model, spec, gestures, vote_frames(vote_ms, rate), backend)
-    rate = torch.load(model, map_location="cpu", weights_only=False)["frame_rate_hz"]
+    rate = read_network_file(model)["frame_rate_hz"]
     return Controller.from_model_file(model, spec, gestures, vote_frames(vote_ms, rate))
 
 

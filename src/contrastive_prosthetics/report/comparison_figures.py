@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..evaluation.artefacts import ZERO_SHOT_SETS as SETS
 from .plotting import (
     class_description,
     extend_colours,
@@ -22,6 +23,7 @@ from .plotting import (
     styled,
     with_labels,
 )
+from .training_figures import kept_epoch
 
 WINDOW_METRICS = {
     "accuracy": "Accuracy",
@@ -29,6 +31,12 @@ WINDOW_METRICS = {
     "rest_false_activation": "Rest false activation",
 }
 WINDOW_HATCHES = ("", "//", "..", "xx", "\\\\")
+# The x label of each zero-shot set of :data:`..evaluation.artefacts.ZERO_SHOT_SETS`.
+SET_TICKS = {
+    "unseen": "unseen gestures\n+ rest",
+    "seen": "seen gestures\n+ rest",
+    "all": "all gestures + rest\n(generalised)",
+}
 
 
 @styled
@@ -119,10 +127,9 @@ def validation_choice(histories: Mapping[str, pd.DataFrame]) -> str | None:
     validation loss), mean over its folds: chosen without looking at test data."""
     scores: dict[str, list[float]] = {}
     for key, history in histories.items():
-        finite = history[np.isfinite(history["val_loss"])] if len(history) else history
-        if finite.empty:
+        kept = kept_epoch(history)
+        if kept is None:
             continue
-        kept = finite.loc[finite["val_loss"].idxmin()]
         scores.setdefault(key.split("/", 1)[0], []).append(float(kept["val_accuracy"]))
     if not scores:
         return None
@@ -141,24 +148,21 @@ def zero_shot_figure(
     rows = with_labels(table)
     colours = extend_colours(colours, rows["label"])
     labels = sorted(rows["label"].unique())
-    sets = ["unseen", "seen", "all"]
     figure = Figure(figsize=(14, 5), layout="constrained")
     bars, curves = figure.subplots(1, 2, width_ratios=[3, 2])
     width = 0.8 / len(labels)
     for m, label in enumerate(labels):
         part = rows[rows["label"] == label].groupby("set")[["accuracy", "oracle_accuracy", "chance"]].mean()
-        part = part.reindex(sets)
-        x = np.arange(len(sets)) + (m - (len(labels) - 1) / 2) * width
+        part = part.reindex(list(SETS))
+        x = np.arange(len(SETS)) + (m - (len(labels) - 1) / 2) * width
         bars.bar(x, 100 * part["accuracy"], width=width, color=colours[label])
         bars.scatter(x, 100 * part["oracle_accuracy"], marker="_", s=300, color="black", zorder=3)
         bars.scatter(x, 100 * part["chance"], marker="_", s=300, color="grey", zorder=3)
         each = rows[rows["label"] == label]
-        for s, name in enumerate(sets):  # every held-out set, so that no result hangs on one lucky split
+        for s, name in enumerate(SETS):  # every held-out set, so that no result hangs on one lucky split
             values = each[each["set"] == name]["accuracy"]
             bars.scatter(np.full(len(values), x[s]), 100 * values, s=10, color="black", alpha=0.6, zorder=4)
-    bars.set_xticks(
-        range(len(sets)), ["unseen gestures\n+ rest", "seen gestures\n+ rest", "all gestures + rest\n(generalised)"]
-    )
+    bars.set_xticks(range(len(SETS)), [SET_TICKS[name] for name in SETS])
     bars.grid(axis="x", visible=False)
     percent_axis(bars, "Accuracy (%), mean over the held-out sets")
     bars.set_title(f"{rows['fold'].nunique()} held-out set(s)")

@@ -314,17 +314,6 @@ def draw_subject_bars(axes: Axes, accuracy: pd.DataFrame, colours: Mapping[str, 
 # ---------------------------------------------------------------------------------------------------- all
 
 
-def best_model(metrics: pd.DataFrame, group: str = "all") -> str | None:
-    """The model with the highest test accuracy in ``group`` (mean over folds), voted if available, else per frame.
-    Chosen on test data: for display only; the report's figures use :func:`validation_choice`."""
-    rows = metrics[(metrics["group"] == group) & (metrics["metric"] == "accuracy")]
-    voted = rows[rows["level"] == "vote"]
-    rows = voted if len(voted) else rows
-    if rows.empty:
-        return None
-    return str(rows.groupby("model")["value"].mean().idxmax())
-
-
 def selected(table: pd.DataFrame, window: str | None, folds: set[str] | None, family: str | None) -> pd.DataFrame:
     """The rows of one window and one family of folds (all when None)."""
     keep = pd.Series(True, index=table.index)

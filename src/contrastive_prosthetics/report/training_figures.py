@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -36,8 +37,9 @@ def training_curves_figure(
         loss_axes.plot(history["epoch"], history["train_loss"], **style)
         loss_axes.plot(history["epoch"], history["val_loss"], linestyle="--", **style)
         accuracy_axes.plot(history["epoch"], 100 * history["val_accuracy"], **style)
-        kept = history.loc[history["val_loss"].idxmin()]
-        loss_axes.plot(kept["epoch"], kept["val_loss"], "o", color=colour, markersize=5)
+        kept = kept_epoch(history)
+        if kept is not None:
+            loss_axes.plot(kept["epoch"], kept["val_loss"], "o", color=colour, markersize=5)
     for axes in (loss_axes, accuracy_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axes.set_title("Loss")
@@ -100,3 +102,13 @@ def chosen_trial(search: pd.DataFrame) -> pd.Series:
     if len(chosen) != 1:
         raise ValueError(f"search table marks {len(chosen)} trials as chosen, not one")
     return chosen.iloc[0]
+
+
+def kept_epoch(history: pd.DataFrame) -> pd.Series | None:
+    """The row of ``history.tsv`` whose weights training kept: the lowest finite validation loss, the first of ties,
+    as :func:`..learning.train.kept_row` chose it (``model.pt`` records its epoch as ``best_epoch``, but the figure
+    rule reads the history and search tables only). None when no validation loss is finite."""
+    finite = history[np.isfinite(history["val_loss"])] if len(history) else history
+    if finite.empty:
+        return None
+    return finite.loc[finite["val_loss"].idxmin()]

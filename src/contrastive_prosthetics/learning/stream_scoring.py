@@ -1,0 +1,52 @@
+"""Scoring a subject's continuous recording as the controller does, shared by the stream evaluation (test
+repetitions) and the rest calibration at training time (validation repetitions): the stretches of consecutive
+frames, the network with its adaptation state for each repetition, and the class bias the controller adds."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from ..data.ninapro import REST
+from .adaptation import adaptation_frames
+from .dataset import DB23
+from .models import adapt_batchnorm
+
+
+def class_bias(classes: list[str], rest_bias: float) -> torch.Tensor:
+    """[class] the bias the controller adds to every frame's logits: ``rest_bias`` on rest, 0 elsewhere."""
+    bias = torch.zeros(len(classes))
+    bias[classes.index(REST)] = rest_bias
+    return bias
+
+
+def scored_stretches(data: DB23, subject: int, repetitions: list[int]) -> list[np.ndarray]:
+    """Stream positions of the subject's ``repetitions``, as runs of consecutive frames."""
+    streams = data.streams
+    wanted = torch.tensor(repetitions, device=streams.repetition.device)
+    mask = (streams.subject == subject) & torch.isin(streams.repetition, wanted)
+    positions = mask.nonzero().squeeze(1).cpu().numpy()
+    if not len(positions):
+        return []
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    return np.split(positions, breaks)
+
+
+def adapted_network(
+    model, adabn: bool, adaptation: str, normalised: DB23, subject: int, repetition: int, pool: list[int], limit: int
+):
+    """The network with its adaptation state for one subject's repetition: cross-fitted on the subject's stream
+    during the other repetitions of ``pool``, or on the scored repetition's segments."""
+    if not adabn:
+        return model
+    adapted = copy.deepcopy(model)
+    context = model.config.context
+    if adaptation == "cross_fitted":
+        frames = adaptation_frames(normalised, subject, repetition, pool, context, limit)
+    else:  # the scored repetition's segments
+        selection = normalised.select(subjects=[normalised.subject_names[subject]], repetitions=[repetition])
+        frames = torch.cat([x for x, _ in normalised.frames(selection, context=context)])
+    adapt_batchnorm(adapted, frames)
+    return adapted.eval()
