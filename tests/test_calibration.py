@@ -57,3 +57,29 @@ def test_without_rest_frames_nothing_is_calibrated():
     logits = torch.zeros((5, 3))
     calibration = calibrate_rest_bias([(logits, np.ones(5, dtype=np.int64))], REST, vote_frames=0, target=0.1)
     assert calibration.bias == 0.0 and calibration.frames == 0
+
+
+@pytest.mark.parametrize("adabn", [False, True], ids=["plain", "cross-fitted AdaBN"])
+def test_the_calibration_reads_only_the_validation_selections_frames(tmp_path, adabn):
+    """Every stream frame the rest calibration scores belongs to a validation subject's validation repetition (the
+    adaptation of an AdaBN model may read the pool's other repetitions, never a test one): no test frame reaches it."""
+    from test_dataset import decode, fake_subject
+
+    from contrastive_prosthetics.learning.calibration import validation_streams
+    from contrastive_prosthetics.learning.dataset import DB23, Normalisation
+    from contrastive_prosthetics.learning.models import ModelConfig, build_model
+
+    paths = [fake_subject(tmp_path / f"{s}.pt", "db2", s, 6, 12) for s in (1, 2)]
+    raw = DB23.load(paths, device="cpu", with_streams=True)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("contrastive", 12, len(raw.classes), 8, 4, 16, 1, 0.0, 1)).eval()
+    normalisation = Normalisation(torch.zeros(12), torch.full((12,), 1e6), False, torch.full((12,), 1e-7))
+    selection = raw.select(subjects=["db2/s2"], repetitions=[6])
+    pool = {1: [1, 3, 4, 6]}  # the validation subject may adapt on its training repetitions and its validation one
+    streams = validation_streams(model, raw, raw, normalisation, selection, pool, adabn, "cross_fitted", 100)
+    positions = np.concatenate([p for p, _, _ in streams])
+    subject, _, repetition, _ = decode(raw.streams.frames[torch.from_numpy(positions)])
+    assert set(subject.tolist()) == {2} and set(repetition.tolist()) == {6}
+    assert (
+        sum(len(logits) for _, logits, _ in streams) == len(positions) == int((raw.streams.repetition == 6).sum()) // 2
+    )

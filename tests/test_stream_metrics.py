@@ -126,3 +126,25 @@ def test_many_short_stretches_decided_together_restart_the_vote_at_each_one(monk
     reference = straightforward_stream_metrics(scored, CLASSES, subsets, [0, 5, 25], FRAME_MS)
     for column in reference:
         pd.testing.assert_series_equal(fast[column], reference[column], check_exact=True, check_dtype=False)
+
+
+def test_quiet_and_transition_rest_and_false_activations_per_minute_are_told_apart():
+    """Rest 1 s, a movement 0.3 s, rest 1 s: the 500 ms before the onset and after the release are transition rest,
+    the rest quiet. Three frames decided as a gesture in quiet rest and three after the release: two activations."""
+    truth = np.array([0] * 100 + [3] * 30 + [0] * 100)
+    logits = torch.zeros((len(truth), len(CLASSES)))
+    logits[:, 0] = 1.0
+    logits[100:130, 3] = 2.0  # the movement recognised
+    logits[10:13, 3] = 2.0  # quiet rest
+    logits[131:134, 3] = 2.0  # the release
+    subsets = {1: torch.tensor([[False, False, True] + [False] * 9])}
+    scored = [(0, np.arange(len(truth)), logits, truth)]
+    for table in (
+        stream_metrics(scored, CLASSES, subsets, [0], FRAME_MS),
+        straightforward_stream_metrics(scored, CLASSES, subsets, [0], FRAME_MS),
+    ):
+        row = table.iloc[0]
+        assert row["quiet_rest_false_activation"] == pytest.approx(3 / 100)
+        assert row["transition_rest_false_activation"] == pytest.approx(3 / 100)
+        assert row["rest_false_activation"] == pytest.approx(6 / 200)
+        assert row["false_activations_per_min"] == pytest.approx(2 / (200 * FRAME_MS / 60000))

@@ -111,6 +111,9 @@ def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
     assert set(stream["model"]) == {"contrastive_adabn", "classifier", "contrastive_pose"}
     assert set(stream["window"]) == {"onset", "steady"} and set(stream["vote_ms"]) == {0, 50, 100, 250}
     assert stream["k"].max() == 17 and stream["accuracy"].between(0, 1).all()
+    # Pooled rows ("all") at every k, and each test subject's own rows at k = K for subject means.
+    own = stream[stream["subject"] != "all"]
+    assert set(own["subject"]) == {"db2/s1", "db3/s6"} and (own["k"] == 17).all()
     # Only an AdaBN model names where its statistics came from, in every table that carries the label.
     timing = pd.read_csv(workdir / "results/eval/stream_timing.tsv", sep="\t")
     for table in (stream, timing):

@@ -71,6 +71,21 @@ def stream_logits(saved: dict, raw: DB23, normalised: DB23, test_pool: dict, lim
     return out, float(np.median(seconds)) if seconds else float("nan")
 
 
+POOLED = "all"  # the subject column of rows over every test subject's frames
+
+
+def per_subject_metrics(scored: list, raw: DB23, subsets: dict, vote_frames: list[int], frame_ms: float) -> list:
+    """Each test subject's own stream metrics (at the subset sizes given: the headline k = K), so that a summary can
+    give subject means with intervals, not only pooled frames."""
+    subjects = sorted({subject for subject, *_ in scored})
+    return [
+        stream_metrics([s for s in scored if s[0] == subject], raw.classes, subsets, vote_frames, frame_ms).assign(
+            subject=raw.subject_names[subject]
+        )
+        for subject in subjects
+    ]
+
+
 def evaluate_stream(
     model_path: Path,
     tensor_paths: list[Path],
@@ -102,7 +117,13 @@ def evaluate_stream(
     subsets = {k: chosen[: min(trials, subset_trials)] for k, chosen in drawn.items() if k in sizes}
     frame_ms = 1000 / raw.frame_rate_hz
     vote_frames = sorted({round(ms / frame_ms) for ms in vote_ms})
-    table = stream_metrics(scored, raw.classes, subsets, vote_frames, frame_ms)
+    table = pd.concat(
+        [
+            stream_metrics(scored, raw.classes, subsets, vote_frames, frame_ms).assign(subject=POOLED),
+            *per_subject_metrics(scored, raw, {n_gestures: subsets[n_gestures]}, vote_frames, frame_ms),
+        ],
+        ignore_index=True,
+    )
     leading = {key: saved[key] for key in ("model", "adabn", "adaptation", "fold", "window")}
     table = table.assign(**leading)[STREAM_COLUMNS["stream_metrics"]]
     out_dir = Path(out_dir)

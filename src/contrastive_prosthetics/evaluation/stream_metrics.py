@@ -31,6 +31,9 @@ from ..learning.decisions import decide
 
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
+# Rest this close to a movement (the release after it, the cue before the relabelled onset) is transition rest;
+# the rest is quiet rest, where a resting hand must stay still.
+TRANSITION_MS = 500
 CHUNK_ELEMENTS = 2**23  # subsets × frames × classes per chunk of the vote: bounds memory on long recordings
 GROUP_FRAMES = 2**16  # frames of short stretches decided together: few calls, and [subset, frame] tensors stay small
 
@@ -123,15 +126,31 @@ class _Runs:
     of_frame: torch.Tensor  # [frame] run index
     offset: torch.Tensor  # [frame] frames since its run started
     left: torch.Tensor  # [frame] frames until its run ends (1 on its last frame)
+    transition: torch.Tensor  # [frame] rest within the transition span after or before a movement of its stretch
+    stretch_start: torch.Tensor  # [frame] the first frame of its stretch
 
     @classmethod
-    def of(cls, truth: np.ndarray, stretch: np.ndarray) -> _Runs:
+    def of(cls, truth: np.ndarray, stretch: np.ndarray, transition_frames: int = 0) -> _Runs:
         """Runs of ``truth`` that also end where ``stretch`` (each frame's stretch number) changes."""
         starts, stops, _ = find_runs(stretch * (int(truth.max(initial=0)) + 1) + truth)
         lengths = torch.from_numpy(stops - starts)
         of_frame = torch.repeat_interleave(torch.arange(len(starts)), lengths)
         offset = torch.arange(len(truth)) - torch.from_numpy(starts)[of_frame]
-        return cls(torch.from_numpy(truth[starts]), of_frame, offset, lengths[of_frame] - offset)
+        value, left = torch.from_numpy(truth[starts]), lengths[of_frame] - offset
+        run_stretch = torch.from_numpy(stretch[starts])
+        same = run_stretch[1:] == run_stretch[:-1]  # run r and run r + 1 lie in one stretch
+        after_movement, before_movement = (
+            torch.zeros(len(starts), dtype=torch.bool),
+            torch.zeros_like(value, dtype=bool),
+        )
+        after_movement[1:] = same & (value[:-1] != 0)
+        before_movement[:-1] = same & (value[1:] != 0)
+        near = (after_movement[of_frame] & (offset < transition_frames)) | (
+            before_movement[of_frame] & (left <= transition_frames)
+        )
+        first = torch.ones(len(truth), dtype=torch.bool)
+        first[1:] = torch.from_numpy(stretch[1:] != stretch[:-1])
+        return cls(value, of_frame, offset, left, near & (value[of_frame] == 0), first)
 
 
 def onset_delays(right: torch.Tensor, runs: _Runs, stable: int) -> torch.Tensor:
@@ -149,6 +168,14 @@ def onset_delays(right: torch.Tensor, runs: _Runs, stable: int) -> torch.Tensor:
     first = torch.full((n_subsets, len(runs.value)), never, dtype=torch.int64)
     first.scatter_reduce_(1, runs.of_frame.expand(n_subsets, -1), candidate, "amin")
     return torch.where(first == never, torch.nan, first.double())
+
+
+def false_activation_starts(false: torch.Tensor, stretch_start: torch.Tensor) -> torch.Tensor:
+    """[subset, frame] the first frame of each false activation: a rest frame decided as a gesture whose previous
+    frame (in its stretch) was not one."""
+    previous = torch.zeros_like(false)
+    previous[:, 1:] = false[:, :-1]
+    return false & (~previous | stretch_start)
 
 
 def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip):
@@ -170,6 +197,9 @@ def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip):
         "movement": movement.sum(1),
         "rests": is_rest.sum().expand(len(decisions)),
         "false": ((decisions != rest) & is_rest).sum(1),
+        "transition": runs.transition.sum().expand(len(decisions)),
+        "transition_false": ((decisions != rest) & runs.transition).sum(1),
+        "events": false_activation_starts((decisions != rest) & is_rest, runs.stretch_start).sum(1),
         "changes": (changed & steady).sum(1),
         "steady": steady.sum(1),
     }
@@ -196,6 +226,7 @@ def stream_metrics(
     """One row per (k, subset, vote) over every scored stretch ``(subject, positions, logits, truth)``."""
     keys, allowed = allowed_masks(classes, subsets)
     rest, stable, skip = classes.index(REST), round(STABLE_MS / frame_ms), round(STEADY_AFTER_MS / frame_ms)
+    transition = round(TRANSITION_MS / frame_ms)
     totals = {votes: {} for votes in vote_frames}
     delays = {votes: [] for votes in vote_frames}
     for subject, positions, logits, _ in scored:
@@ -212,7 +243,7 @@ def stream_metrics(
         logits = torch.cat([scored[i][2] for i in group])
         truth = np.concatenate([scored[i][3] for i in group])
         lengths = np.array([len(scored[i][3]) for i in group])
-        runs = _Runs.of(truth, np.repeat(np.arange(len(group)), lengths))
+        runs = _Runs.of(truth, np.repeat(np.arange(len(group)), lengths), transition)
         starts = torch.from_numpy(np.concatenate(([0], lengths.cumsum()[:-1])))
         decided = decide_subsets(logits, allowed, vote_frames, starts)
         for votes in vote_frames:
@@ -237,7 +268,8 @@ def stream_metrics(
 def _metric_frame(counts: pd.DataFrame, delays: np.ndarray, frame_ms: float) -> pd.DataFrame:
     """The metrics from the summed counts and each row's onset delays (-1: no onset of this row; NaN: missed)."""
     columns = ["k", "trial", "vote_frames", "vote_ms", "accuracy", "movement_accuracy", "rest_accuracy"]
-    columns += ["rest_false_activation", "onset_delay_p50_ms", "onset_delay_p90_ms", "onsets_missed"]
+    columns += ["rest_false_activation", "quiet_rest_false_activation", "transition_rest_false_activation"]
+    columns += ["false_activations_per_min", "onset_delay_p50_ms", "onset_delay_p90_ms", "onsets_missed"]
     columns += ["changes_per_s", "frames"]
     if counts.empty:
         return pd.DataFrame(columns=columns)
@@ -260,6 +292,16 @@ def _metric_frame(counts: pd.DataFrame, delays: np.ndarray, frame_ms: float) -> 
             "movement_accuracy": [r / max(m, 1) for r, m in zip(c["movement_right"], c["movement"], strict=True)],
             "rest_accuracy": [r / max(s, 1) for r, s in zip(c["rest_right"], c["rests"], strict=True)],
             "rest_false_activation": [f / max(s, 1) for f, s in zip(c["false"], c["rests"], strict=True)],
+            "quiet_rest_false_activation": [
+                (f - tf) / max(s - t, 1)
+                for f, tf, s, t in zip(c["false"], c["transition_false"], c["rests"], c["transition"], strict=True)
+            ],
+            "transition_rest_false_activation": [
+                tf / max(t, 1) for tf, t in zip(c["transition_false"], c["transition"], strict=True)
+            ],
+            "false_activations_per_min": [
+                e / max(s, 1) * 60000 / frame_ms for e, s in zip(c["events"], c["rests"], strict=True)
+            ],
             "onset_delay_p50_ms": [float(p) * frame_ms if n else np.nan for p, n in zip(p50, n_reached, strict=True)],
             "onset_delay_p90_ms": [float(p) * frame_ms if n else np.nan for p, n in zip(p90, n_reached, strict=True)],
             "onsets_missed": [(o - n) / max(o, 1) for o, n in zip(n_onsets, n_reached, strict=True)],
@@ -295,6 +337,20 @@ def _reference_steady_changes(decisions: np.ndarray, truth: np.ndarray, allowed:
     return changes, frames
 
 
+def _reference_transition_rest(truth: np.ndarray, span: int) -> np.ndarray:
+    """Rest frames within ``span`` frames after a movement run ends or before one starts, run by run."""
+    near = np.zeros(len(truth), dtype=bool)
+    starts, stops, values = find_runs(truth)
+    for run, (start, stop, value) in enumerate(zip(starts, stops, values, strict=True)):
+        if value != 0:
+            continue
+        if run > 0:  # the release after the movement before
+            near[start : min(start + span, stop)] = True
+        if run < len(starts) - 1:  # the cue before the movement after
+            near[max(stop - span, start) : stop] = True
+    return near
+
+
 def straightforward_stream_metrics(
     scored: list, classes: list[str], subsets: dict[int, torch.Tensor], vote_frames: list[int], frame_ms: float
 ) -> pd.DataFrame:
@@ -310,6 +366,7 @@ def straightforward_stream_metrics(
             mask = allowed.numpy()
             for votes in vote_frames:
                 right = movement_right = rest_right = movement = rests = false = changes = steady = 0
+                transition = transition_false = events = 0
                 delays = []
                 for _, _, logits, truth in scored:
                     decisions = decide(logits, allowed, votes).numpy()
@@ -321,6 +378,11 @@ def straightforward_stream_metrics(
                     movement += int((keep & ~is_rest).sum())
                     rests += int(is_rest.sum())
                     false += int((decisions[is_rest] != rest).sum())
+                    near = _reference_transition_rest(truth, round(TRANSITION_MS / frame_ms))
+                    transition += int(near.sum())
+                    transition_false += int((decisions[near] != rest).sum())
+                    wrong = (decisions != rest) & is_rest
+                    events += int((wrong & ~np.concatenate(([False], wrong[:-1]))).sum())
                     delays += _reference_onset_delays(decisions, truth, mask, round(STABLE_MS / frame_ms))
                     c, f = _reference_steady_changes(decisions, truth, mask, round(STEADY_AFTER_MS / frame_ms))
                     changes, steady = changes + c, steady + f
@@ -335,6 +397,9 @@ def straightforward_stream_metrics(
                         "movement_accuracy": movement_right / max(movement, 1),
                         "rest_accuracy": rest_right / max(rests, 1),
                         "rest_false_activation": false / max(rests, 1),
+                        "quiet_rest_false_activation": (false - transition_false) / max(rests - transition, 1),
+                        "transition_rest_false_activation": transition_false / max(transition, 1),
+                        "false_activations_per_min": events / max(rests, 1) * 60000 / frame_ms,
                         "onset_delay_p50_ms": float(np.median(reached)) * frame_ms if reached.size else np.nan,
                         "onset_delay_p90_ms": float(np.percentile(reached, 90)) * frame_ms if reached.size else np.nan,
                         "onsets_missed": (len(delays) - reached.size) / max(len(delays), 1),

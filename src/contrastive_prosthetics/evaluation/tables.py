@@ -36,6 +36,7 @@ OPTIONAL_COLUMNS = {
         "adaptation",
         "fold",
         "window",
+        "subject",  # "all": every test subject's frames pooled; else one subject's (at k = K only)
         "k",
         "trial",
         "vote_frames",
@@ -44,6 +45,9 @@ OPTIONAL_COLUMNS = {
         "movement_accuracy",
         "rest_accuracy",
         "rest_false_activation",
+        "quiet_rest_false_activation",
+        "transition_rest_false_activation",
+        "false_activations_per_min",
         "onset_delay_p50_ms",
         "onset_delay_p90_ms",
         "onsets_missed",

@@ -33,7 +33,8 @@ def stream_figure(
     title = "The controller on the continuous recordings (all gestures + rest)"
     if metrics.empty or timing.empty:
         return save_figure(no_data_figure(title, "No stream evaluation (no network models)."), out_stem)
-    rows = with_labels(total_delay(metrics[metrics["k"] == metrics["k"].max()], timing))
+    pooled = metrics[metrics["subject"] == "all"] if "subject" in metrics else metrics
+    rows = with_labels(total_delay(pooled[pooled["k"] == pooled["k"].max()], timing))
     colours = extend_colours(colours, rows["label"])
     figure = Figure(figsize=(15, 4.8), layout="constrained")
     accuracy_axes, onset_axes, rest_axes = figure.subplots(1, 3, sharex=True)
