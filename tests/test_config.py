@@ -139,6 +139,16 @@ def add_fold_over_a_subject_outside_the_data(config):
             r"evaluation.vote_window_ms = 10 is shorter than one frame \(20 ms",
             id="vote window shorter than a frame",
         ),
+        pytest.param(
+            lambda c: c["evaluation"].update(onset_gate={"on_ratio": 2, "off_ratio": 3, "dwell_ms": 30, "rest_s": 2}),
+            r"evaluation.onset_gate.off_ratio = 3 is above on_ratio = 2",
+            id="onset gate closing above its opening level",
+        ),
+        pytest.param(
+            lambda c: c["evaluation"].update(onset_gate={"on_ratio": 2, "off_ratio": 1.5}),
+            r"evaluation.onset_gate: 'dwell_ms' is a required property",
+            id="onset gate without its dwell",
+        ),
     ],
 )
 def test_bad_config_is_rejected_with_the_key_named(change, message):

@@ -55,7 +55,7 @@ def write_run(
     k_max = len(classes) - 1
     groups = ["all", "intact", "amputee", *(f"subject:{s}" for s in subjects)]
     subset, exact, voting, metrics, confusion, subset_summary, summary = [], [], [], [], [], [], []
-    stream_metrics, stream_timing, zero_shot, zero_shot_subsets = [], [], [], []
+    stream_metrics, stream_timing, stream_tradeoff, zero_shot, zero_shot_subsets = [], [], [], [], []
     for model, adabn in models.items():
         for fold in folds:
             key = {"model": model, "adabn": adabn, "adaptation": "cross_fitted" if adabn else "none"}
@@ -129,6 +129,14 @@ def write_run(
                     | {"onset_delay_p90_ms": 300 + 8 * vote, "onsets_missed": 0.05, "changes_per_s": 2 - 0.05 * vote}
                     | {"frames": 5000}
                 )
+            for offset in (-1.0, 0.0, 1.0, 2.0):  # more bias on rest: quieter rest, fewer movement frames right
+                stream_tradeoff.append(
+                    key
+                    | {"rest_bias": 1.5 + offset, "bias_offset": offset, "calibrated": offset == 0.0, "vote_ms": 250}
+                    | {"accuracy": 0.7, "movement_accuracy": skill(model) - 0.1 * offset}
+                    | {"rest_false_activation": 0.3 - 0.1 * offset, "false_activations_per_min": 20 - 5 * offset}
+                    | {"onset_delay_p50_ms": 200 + 20 * offset, "onset_delay_p90_ms": 500 + 50 * offset}
+                )
             for group in groups:
                 for level, bonus in (("frame", 0.0), ("vote", 0.05)):
                     accuracy = float(np.clip(skill(model) + bonus + rng.normal(0, 0.05), 0, 1))
@@ -159,6 +167,7 @@ def write_run(
         ("summary", summary),
         ("stream_metrics", stream_metrics),
         ("stream_timing", stream_timing),
+        ("stream_tradeoff", stream_tradeoff),
         ("zero_shot", zero_shot),
         ("zero_shot_subsets", zero_shot_subsets),
     ):

@@ -170,8 +170,15 @@ def data_described(classes=CLASSES) -> SimpleNamespace:
     )
 
 
-def network_file(path, model: torch.nn.Module, normalisation: Normalisation, rest_bias: float = 0.0):
-    """``model.pt`` of ``model`` through training's writer."""
+def network_file(
+    path,
+    model: torch.nn.Module,
+    normalisation: Normalisation,
+    rest_bias: float = 0.0,
+    adabn: bool = False,
+    onset_gate: dict | None = None,
+):
+    """``model.pt`` of ``model`` through training's writer (``adabn``: as an AdaBN model's, cross-fitted)."""
     write_network_file(
         path,
         data_described(),
@@ -180,8 +187,8 @@ def network_file(path, model: torch.nn.Module, normalisation: Normalisation, res
         hyperparameters={"learning_rate": 1e-3, "weight_decay": 1e-4, "dropout": 0.0},
         normalisation=normalisation.state_dict(),
         model="tiny",
-        adabn=False,
-        adaptation="none",
+        adabn=adabn,
+        adaptation="cross_fitted" if adabn else "none",
         fold="f",
         fold_spec={},
         unseen=[],
@@ -191,6 +198,7 @@ def network_file(path, model: torch.nn.Module, normalisation: Normalisation, res
         seed=0,
         rest_bias=rest_bias,
         calibration=None,
+        onset_gate=onset_gate,
     )
     return path
 
@@ -205,8 +213,12 @@ def lda_file(path):
         model="lda",
         fold="f",
         fold_spec={},
+        frames="stream",
         history=[],
         seed=0,
+        rest_bias=0.0,
+        calibration=None,
+        onset_gate=None,
     )
     return path
 

@@ -148,3 +148,26 @@ def test_quiet_and_transition_rest_and_false_activations_per_minute_are_told_apa
         assert row["transition_rest_false_activation"] == pytest.approx(3 / 100)
         assert row["rest_false_activation"] == pytest.approx(6 / 200)
         assert row["false_activations_per_min"] == pytest.approx(2 / (200 * FRAME_MS / 60000))
+
+
+def test_the_tradeoff_spans_quiet_to_busy_rest_and_holds_the_calibrated_point():
+    """Biases placed at quantiles of the rest frames' margin take rest false activation from near 1 to near 0, more
+    bias never more false activation, and the row at offset 0 is the stream evaluation's own k = K figure."""
+    from contrastive_prosthetics.evaluation.stream_tradeoff import MARGIN_QUANTILES, tradeoff_table
+
+    classes = ["rest", "A1", "A2", "A3"]
+    rng = np.random.default_rng(3)
+    truth = np.repeat([0, 1, 0, 2, 0, 3, 0], 40)
+    logits = torch.from_numpy(rng.normal(0, 1, (len(truth), 4))).float()
+    logits[torch.arange(len(truth)), torch.from_numpy(truth)] += 1.0
+    scored = [(0, np.arange(len(truth)), logits, truth)]
+    every = torch.ones((1, 3), dtype=torch.bool)
+    table = tradeoff_table(scored, classes, every, [0, 5], 10.0)
+    frame = table[table["vote_ms"] == 0].sort_values("bias_offset")
+    assert len(frame) == len(MARGIN_QUANTILES) + 1
+    assert frame["rest_false_activation"].is_monotonic_decreasing
+    assert frame["rest_false_activation"].iloc[0] > 0.9 and frame["rest_false_activation"].iloc[-1] < 0.1
+    calibrated = table[table["calibrated"]].set_index("vote_ms")
+    own = stream_metrics(scored, classes, {3: every}, [0, 5], 10.0).set_index("vote_ms")
+    for column in ("accuracy", "movement_accuracy", "rest_false_activation", "onset_delay_p50_ms"):
+        assert np.allclose(calibrated[column], own.loc[calibrated.index, column], equal_nan=True), column

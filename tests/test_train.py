@@ -161,10 +161,11 @@ def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
 
     data = SimpleNamespace(classes=CLASSES, subject_names=["db2/s1"], window="onset")
     fields = {"estimators": {}, "feature_names": [], "model": "lda", "fold": "f", "fold_spec": {}, "history": []}
+    fields |= {"frames": "stream", "rest_bias": 0.0, "calibration": None, "onset_gate": None}
     with pytest.raises(ValueError, match=r"missing \['seed'\], unknown \[\]"):
         write_lda_file(tmp_path / "model.pt", data, **fields)
-    with pytest.raises(ValueError, match=r"missing \[\], unknown \['calibration'\].*schema"):
-        write_lda_file(tmp_path / "model.pt", data, **fields, seed=0, calibration=1.0)
+    with pytest.raises(ValueError, match=r"missing \[\], unknown \['weights'\].*schema"):
+        write_lda_file(tmp_path / "model.pt", data, **fields, seed=0, weights=1.0)
     assert not (tmp_path / "model.pt").exists()
     write_lda_file(tmp_path / "model.pt", data, **fields, seed=0)
     assert list(torch.load(tmp_path / "model.pt", weights_only=False)) == list(LDA_FIELDS)

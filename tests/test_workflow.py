@@ -34,6 +34,15 @@ from contrastive_prosthetics.evaluation.artefacts import (
 pytestmark = pytest.mark.workflow
 
 
+def test_a_centred_rms_plans_no_stream_evaluation(tmp_path):
+    """A centred RMS reads ahead of its frame: no controller decides that way, so its models are not scored on
+    streams (the stream tables are written with their header only) rather than passed off as causal."""
+    result = snakemake(write_config(tmp_path, lambda c: c["preprocess"].update(rms_alignment="centred")), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    jobs = job_counts(result)
+    assert "stream" not in jobs and jobs["aggregate_stream"] == "1" and jobs["train"] != "0"
+
+
 def test_default_dag_plans_every_subject(tmp_path):
     result = snakemake(write_config(tmp_path, lambda c: None), "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -48,7 +57,7 @@ def test_default_dag_plans_every_subject(tmp_path):
         "train": str((networks + sets) * windows),
         "train_lda": str(windows),
         "evaluate": str((networks + 1 + sets) * windows),
-        "stream": str((networks + sets) * windows),
+        "stream": str((networks + 1 + sets) * windows),  # LDA too
         "zero_shot": str(sets * windows),
         "aggregate": "1",
         "aggregate_stream": "1",
@@ -107,8 +116,8 @@ def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
     assert set(zero_shot["set"]) == {"unseen", "seen", "all"} and set(zero_shot["model"]) == {"contrastive_pose"}
     assert (zero_shot["chance"] == 1 / zero_shot["classes"]).all() and zero_shot["oracle_accuracy"].notna().all()
     stream = pd.read_csv(workdir / "results/eval/stream_metrics.tsv", sep="\t")
-    # Networks only: LDA is no controller.
-    assert set(stream["model"]) == {"contrastive_adabn", "classifier", "contrastive_pose"}
+    # Every model, LDA from its stream features.
+    assert set(stream["model"]) == {"contrastive_adabn", "classifier", "contrastive_pose", "lda"}
     assert set(stream["window"]) == {"onset", "steady"} and set(stream["vote_ms"]) == {0, 50, 100, 250}
     assert stream["k"].max() == 17 and stream["accuracy"].between(0, 1).all()
     # Pooled rows ("all") at every k, and each test subject's own rows at k = K for subject means.
@@ -116,8 +125,17 @@ def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
     assert set(own["subject"]) == {"db2/s1", "db3/s6"} and (own["k"] == 17).all()
     # Only an AdaBN model names where its statistics came from, in every table that carries the label.
     timing = pd.read_csv(workdir / "results/eval/stream_timing.tsv", sep="\t")
-    for table in (stream, timing):
+    tradeoff = pd.read_csv(workdir / "results/eval/stream_tradeoff.tsv", sep="\t")
+    for table in (stream, timing, tradeoff):
         assert (table["adaptation"] == "none").eq(~table["adabn"]).all()
+    # The trade-off holds each model's calibrated operating point, with the stream evaluation's k = K figures.
+    calibrated = tradeoff[tradeoff["calibrated"]].set_index(["model", "fold", "window", "vote_ms"])
+    pooled = stream[(stream["subject"] == "all") & (stream["k"] == 17)].set_index(
+        ["model", "fold", "window", "vote_ms"]
+    )
+    assert set(calibrated.index) == set(pooled.index)
+    difference = calibrated["rest_false_activation"] - pooled.loc[calibrated.index, "rest_false_activation"]
+    assert (difference.abs() < 1e-9).all()
     assert "What a user gets" in (workdir / "first-run.log").read_text()  # the end-of-run table
 
 
@@ -260,11 +278,12 @@ def test_reference_protocol_plans_its_subjects_model_and_window(tmp_path):
     result = snakemake(workdir, "--dry-run", "--configfile", str(REPO / "config" / "reference.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_counts(result)
-    assert jobs["download"] == jobs["convert"] == "46"  # DB2's 40 and six amputees
+    assert jobs["download"] == jobs["convert"] == "6"  # the six amputees its code trains and tests on
     assert jobs["train"] == "1" and jobs["train_lda"] == "1" and jobs["evaluate"] == "2"
     planned = result.stdout + result.stderr
     assert "results/models/reference/reps-2-5/reference/logits.pt" in planned
     assert '"rms_alignment": "centred"' in planned and '"logit_scale": 1.0' in planned
+    assert "stream" not in jobs  # a centred RMS reads ahead: not scored as a causal controller
 
 
 def test_every_reference_option_runs_on_synthetic_data(tmp_path):

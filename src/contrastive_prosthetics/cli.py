@@ -89,7 +89,8 @@ def command_train(args: argparse.Namespace) -> None:
     if model["kind"] == "lda":
         from .learning.baseline import train_lda_fold
 
-        train_lda_fold(tensors, args.model, args.fold, fold, args.seed, out_dir, window=args.window)
+        training = json.loads(args.training_json)
+        train_lda_fold(tensors, args.model, args.fold, fold, args.seed, out_dir, window=args.window, training=training)
         return
     from .learning.train import train_fold
 
@@ -144,19 +145,27 @@ def command_stream(args: argparse.Namespace) -> None:
 
 def command_replay(args: argparse.Namespace) -> None:
     from .data.ninapro import database
+    from .realtime.adabn import recording_emg
     from .realtime.replay import controller_for, replay_to_files
 
     spec = database(args.database)
-    controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend)
+    adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
+    controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend, adapt_on)
     figure = Path(args.figure) if args.figure else None
     timeline = replay_to_files(controller, Path(args.recording), spec, Path(args.out), figure)
     log.info("%d frames, %.1f %% decided right", len(timeline), 100 * (timeline["true"] == timeline["decided"]).mean())
 
 
 def command_export(args: argparse.Namespace) -> None:
+    from .data.ninapro import database
+    from .realtime.adabn import recording_emg
     from .realtime.export import export_model
 
-    for kind, path in export_model(Path(args.model), Path(args.out_dir)).items():
+    if args.adapt_on and not args.database:
+        raise InputError(f"--adapt-on {args.adapt_on}: give the recording's --database ({', '.join(DATABASES)})")
+    spec = database(args.database) if args.database else None
+    adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
+    for kind, path in export_model(Path(args.model), Path(args.out_dir), adapt_on=adapt_on, spec=spec).items():
         log.info("wrote %s: %s", kind, path)
 
 
@@ -323,10 +332,19 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         _option("--backend", "for an export folder", default="onnx", choices=["onnx", "torchscript"], required=False),
         _option("--out", "the decision timeline (TSV)"),
         _option("--figure", "also draw the timeline here (.svg and .png)", required=False),
+        _option("--adapt-on", "AdaBN: the user's recording to adapt on (.mat, as --recording)", required=False),
+        _option(
+            "--adapt-seconds", "adapt on its first seconds (default 100)", type=float, default=100.0, required=False
+        ),
     ),
     Subcommand("export", "export a network as ONNX and TorchScript, normalisation baked in", command_export): (
         MODEL_FILE,
         _option("--out-dir", "where model.onnx, model.ts and deployment.json go"),
+        _option("--adapt-on", "AdaBN: the user's recording to adapt on (a NinaPro .mat)", required=False),
+        _option(
+            "--adapt-seconds", "adapt on its first seconds (default 100)", type=float, default=100.0, required=False
+        ),
+        _helped((DATABASE[0], {**DATABASE[1], "required": False}), "the --adapt-on recording's database"),
     ),
     Subcommand("aggregate", "concatenate per model x fold evaluation tables", command_aggregate): (
         _option("--inputs", f"{EVAL_DIR} folders", nargs="+"),

@@ -38,6 +38,7 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
     check_folds(config, source)
     check_local_folders(config["data"], source)
     check_vote_window(config, source)
+    check_onset_gate(config, source)
     check_bandpass(config, source)
     return config
 
@@ -173,6 +174,16 @@ def check_vote_window(config: dict, source: str) -> None:
         raise ConfigError(
             f"{source}: evaluation.vote_window_ms = {vote_ms:g} is longer than the segment window(s) {short} "
             "(ms) of preprocess.windows: no vote would fit a segment; shorten the vote or lengthen the windows"
+        )
+
+
+def check_onset_gate(config: dict, source: str) -> None:
+    """The gate closes at or below the level it opens at (hysteresis), or it would flicker open and shut."""
+    gate = config["evaluation"].get("onset_gate")
+    if gate and gate["off_ratio"] > gate["on_ratio"]:
+        raise ConfigError(
+            f"{source}: evaluation.onset_gate.off_ratio = {gate['off_ratio']:g} is above on_ratio = "
+            f"{gate['on_ratio']:g}: the gate would close above the level it opens at; set off_ratio <= on_ratio"
         )
 
 

@@ -66,9 +66,12 @@ def per_run(pattern, **which):
     return [path for model, fold in pairs for path in expand(pattern, model=model, fold=fold, window=WINDOWS)]
 
 
-def network_runs(pattern):
-    """``pattern`` expanded over every network (not LDA) × fold × window the run trains."""
-    return per_run(pattern, networks_only=True)
+def stream_runs(pattern):
+    """``pattern`` over every run the stream evaluation scores: none when the RMS is centred (it reads ahead of
+    the frame, so no controller could decide that way: its stream figures would pass a non-causal model as causal)."""
+    if config["preprocess"]["rms_alignment"] != "causal":
+        return []
+    return per_run(pattern)
 
 
 def oracle_logits(wildcards):
@@ -123,5 +126,6 @@ def training_json(wildcards):
     calibration = {
         "rest_false_activation_target": config["evaluation"]["rest_false_activation_target"],
         "calibration_vote_ms": config["evaluation"]["vote_window_ms"],
+        "onset_gate": config["evaluation"]["onset_gate"],
     }
     return json.dumps(config["training"] | calibration)

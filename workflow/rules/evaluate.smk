@@ -50,21 +50,20 @@ rule aggregate:
         "--families-json {params.families:q} --seed {params.seed} --out-dir {params.out_dir} > {log} 2>&1"
 
 
-# Every frame of the test recordings decided as the real-time controller would, per network model × fold × window
-# (the LDA baseline is not a controller: it needs features of the raw 2 kHz signal, which streams do not keep).
+# Every frame of the test recordings decided as the real-time controller would, per model × fold × window (LDA from
+# the causal features conversion keeps for every stream frame); skipped when the RMS is centred (not causal).
 rule stream:
     input:
         model="results/models/{model}/{fold}/{window}/model.pt",
         tensors=fold_tensors,
     output:
         metrics="results/eval/{model}/{fold}/{window}/stream_metrics.tsv",
+        tradeoff="results/eval/{model}/{fold}/{window}/stream_tradeoff.tsv",
         timing="results/eval/{model}/{fold}/{window}/stream_timing.tsv",
     log:
         "logs/stream/{model}/{fold}/{window}.log",
     benchmark:
         "benchmarks/stream/{model}/{fold}/{window}.tsv"
-    wildcard_constraints:
-        model=models_of_kind(lambda kind: kind != "lda"),
     conda:
         "../../envs/pipeline.yaml"
     threads: 1
@@ -89,8 +88,9 @@ rule stream:
 
 rule aggregate_stream:
     input:
-        network_runs("results/eval/{model}/{fold}/{window}/stream_metrics.tsv"),
-        network_runs("results/eval/{model}/{fold}/{window}/stream_timing.tsv"),
+        stream_runs("results/eval/{model}/{fold}/{window}/stream_metrics.tsv"),
+        stream_runs("results/eval/{model}/{fold}/{window}/stream_tradeoff.tsv"),
+        stream_runs("results/eval/{model}/{fold}/{window}/stream_timing.tsv"),
     output:
         [run_table(table) for table in STREAM_TABLES],
     log:
@@ -100,7 +100,7 @@ rule aggregate_stream:
     conda:
         "../../envs/pipeline.yaml"
     params:
-        inputs=network_runs("results/eval/{model}/{fold}/{window}"),
+        inputs=stream_runs("results/eval/{model}/{fold}/{window}"),
         tables=STREAM_TABLES,
         out_dir=output_folder,
     shell:

@@ -164,8 +164,11 @@ def convert_subject(
     )
     check_window_fits(chosen.too_short, classes, params, spec, subject)
     valid = chosen.run_first >= 0
-    segments = cut_segments(recorded, stream, chosen, valid, windows)
+    stream_features = np.concatenate(recorded.features)
+    recorded.features.clear()  # one copy of the features in memory: the stream's
+    segments = cut_segments(recorded, stream, stream_features, chosen, valid, windows)
     live_channels, glove_mask = mask_channels(spec, subject, stream, recorded.flat, segments, valid)
+    stream_features[:, ~live_channels] = 0.0
     absent = [f"{classes[c]}/rep{r + 1}" for c, r in zip(*np.nonzero(~valid), strict=True)]
     if absent:
         log.info("%s s%d: %d (class, repetition) pairs not valid: %s", spec.name, subject, len(absent), absent)
@@ -174,6 +177,7 @@ def convert_subject(
         stream_class=np.concatenate(recorded.classes),
         stream_repetition=np.concatenate(recorded.repetitions),
         stream_file=np.concatenate(recorded.files),
+        stream_features=stream_features,
         segments=segments,
         run_first=chosen.run_first,
         run_last=chosen.run_last,
@@ -284,11 +288,16 @@ def labelled_runs(
 
 
 def cut_segments(
-    recorded: SubjectStream, stream: np.ndarray, chosen: Segments, valid: np.ndarray, windows: dict
+    recorded: SubjectStream,
+    stream: np.ndarray,
+    all_features: np.ndarray,
+    chosen: Segments,
+    valid: np.ndarray,
+    windows: dict,
 ) -> dict:
-    """Per window, the ``chosen`` segments of every valid (class, repetition) cut from the ``stream``, with their
-    features, glove and the hand's pose: window → :data:`.tensor_file.SEGMENT_KEYS` (zeros where not valid)."""
-    all_features = np.concatenate(recorded.features)
+    """Per window, the ``chosen`` segments of every valid (class, repetition) cut from the ``stream`` and its
+    features, with their glove and the hand's pose: window → :data:`.tensor_file.SEGMENT_KEYS` (zeros where not
+    valid)."""
     all_gloves = np.concatenate([glove.result() for glove in recorded.gloves])
     rest_first, rest_last = preceding_rest(chosen.run_first, recorded.rest_runs)
     glove_sums = running_sums(all_gloves)

@@ -8,6 +8,8 @@ file's bytes, so the writer checks it):
     stream_class      int16   [frame]           each frame's relabelled class (index into ``classes``; rest = 0)
     stream_repetition int16   [frame]           each frame's repetition (rest: the next movement's; 0: none)
     stream_file       int8    [frame]           which file (index into ``metadata["sources"]``)
+    stream_features   float32 [frame, channel, 4]  Hudgins features (MAV, WL, ZC, SSC) of the 200 ms ending at
+                                                each frame: causal, what a classical controller reads
     segments          per window of ``preprocess.windows`` (e.g. onset, steady), a dict of
         emg           float32 [class, rep, frame, channel]   the segments: exact slices of ``stream``
         features      float32 [class, rep, frame, channel, 4]  Hudgins features (MAV, WL, ZC, SSC)
@@ -40,7 +42,7 @@ from ..core.atomic import atomic_torch_save
 from ..core.errors import InputError
 from .preprocess import HUDGINS_FEATURES
 
-STREAM_KEYS = ("stream", "stream_class", "stream_repetition", "stream_file")
+STREAM_KEYS = ("stream", "stream_class", "stream_repetition", "stream_file", "stream_features")
 KEYS = (
     *STREAM_KEYS,
     "segments",
@@ -140,22 +142,27 @@ def window_of(payload: dict, window: str, fields: Iterable[str] = ("emg",), path
     return view
 
 
-def check_streams(paths: list[Path], payloads: list[dict]) -> None:
-    """An error naming every file without the continuous stream (files converted before it was kept)."""
+def check_streams(paths: list[Path], payloads: list[dict], with_features: bool = False) -> None:
+    """An error naming every file without the continuous stream (files converted before it was kept), or without
+    its features when ``with_features`` (files converted before they were kept)."""
+    wanted = [key for key in STREAM_KEYS if with_features or key != "stream_features"]
     missing = [
         str(path)
         for path, payload in zip(paths, payloads, strict=True)
-        if not all(key in payload for key in (*STREAM_KEYS, "segment_start"))
+        if not all(key in payload for key in (*wanted, "segment_start"))
     ]
     if missing:
-        raise InputError(f"{missing}: no continuous stream; convert them again with this version")
+        what = "continuous stream or its features (stream_features)" if with_features else "continuous stream"
+        raise InputError(f"{missing}: no {what}; convert them again with this version")
 
 
-def stream_of_segments(emg, valid) -> dict:
+def stream_of_segments(emg, valid, features=None) -> dict:
     """The stream of a subject whose recording is its segments back to back, in (class, repetition) order, every
     valid segment a slice of it labelled with its class and repetition (hand-made subjects: tests, benchmarks):
-    ``stream*`` (:data:`STREAM_KEYS`), and each segment's ``segment_start`` (-1: not valid)."""
+    ``stream*`` (:data:`STREAM_KEYS`; the segments' ``features``, default zeros), and each segment's
+    ``segment_start`` (-1: not valid)."""
     emg, valid = torch.as_tensor(emg), torch.as_tensor(valid)
+    features = torch.zeros((*emg.shape, 4)) if features is None else torch.as_tensor(features).float()
     n_classes, n_reps, n_frames = emg.shape[:3]
     cells = valid.nonzero()  # (class, rep) in order
     start = torch.full((n_classes, n_reps), -1, dtype=torch.long)
@@ -165,6 +172,7 @@ def stream_of_segments(emg, valid) -> dict:
         "stream_class": cells[:, 0].repeat_interleave(n_frames).to(torch.int16),
         "stream_repetition": (cells[:, 1] + 1).repeat_interleave(n_frames).to(torch.int16),
         "stream_file": torch.zeros(len(cells) * n_frames, dtype=torch.int8),
+        "stream_features": features[valid].reshape(-1, *features.shape[-2:]),
         "segment_start": start,
     }
 
@@ -190,11 +198,12 @@ def payload_from_segments(
     (:func:`stream_of_segments`). Masks default to every channel; features, glove and pose to zeros."""
     emg, valid = torch.as_tensor(emg).float(), torch.as_tensor(valid)
     shape = emg.shape[:3]
-    streams = stream_of_segments(emg, valid)
+    features = torch.zeros((*emg.shape, 4)) if features is None else torch.as_tensor(features).float()
+    streams = stream_of_segments(emg, valid, features)
     start = streams.pop("segment_start")
     segment = {
         "emg": emg,
-        "features": torch.zeros((*emg.shape, 4)) if features is None else torch.as_tensor(features).float(),
+        "features": features,
         "glove": torch.zeros((*shape, 22)) if glove is None else torch.as_tensor(glove).float(),
         "segment_start": start,
         "pose": torch.zeros((*shape[:2], 22)) if pose is None else torch.as_tensor(pose).float(),

@@ -6,7 +6,7 @@ EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "co
 # Tables aggregate writes beside the concatenated ones: the run's summaries (summary.py).
 SUMMARY_TABLES = ("summary", "subset_summary")
 # Tables of the continuous-stream evaluation (rule stream, per network × fold × window; then aggregate_stream).
-STREAM_TABLES = ("stream_metrics", "stream_timing")
+STREAM_TABLES = ("stream_metrics", "stream_tradeoff", "stream_timing")
 # Tables of zero-shot folds (rule zero_shot, per model × zero-shot fold × window; then aggregate_zero_shot).
 ZERO_SHOT_TABLES = ("zero_shot", "zero_shot_subsets")
 # Run-level tables that stay files beside the report instead of being embedded in it: one row per random subset
@@ -23,6 +23,7 @@ FIGURES = (
     "windows",
     "per_class_recall",
     "stream",
+    "stream_tradeoff",
     "zero_shot",
 )
 # The gesture sets a zero-shot fold is scored on (evaluation/zero_shot.py), in the figure's order.

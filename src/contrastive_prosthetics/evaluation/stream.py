@@ -4,9 +4,14 @@ A prosthesis never sees clean segments: it reads the continuous recording, rest 
 frame of each test subject's test repetitions (the stream conversion keeps) is scored causally (each frame from
 itself and the frames before it) by :class:`..learning.inference.FrameScorer`, the controller's own code, here in large
 batches (the same arithmetic; scores equal the controller's one-frame calls to float rounding), with the model's
-adaptation state, among chosen gestures + rest (the same subsets as the subset-size evaluation, at k = K and a few
+adaptation state, the onset gate of :mod:`..learning.onset_gate` in front when the model has one, among chosen
+gestures + rest (the same subsets as the subset-size evaluation, at k = K and a few
 small k), then majority-voted causally over the last N frames for several N (:func:`..learning.decisions.decide`). The
 controller restarts (its vote emptied) at the start of every scored stretch of the recording.
+
+The LDA baseline is scored on the same frames from the causal Hudgins features conversion keeps for every stream
+frame (:func:`..learning.baseline.lda_stream_logits`), with its own calibrated rest bias: the same decisions, votes
+and metrics, so that networks and LDA compare at the same rest false activation.
 
 AdaBN state: ``cross_fitted`` models adapt each test repetition on the subject's recording during the other test
 repetitions, as offline; ``scored_frames`` and ``batch_statistics`` models on the scored repetition's segments
@@ -26,12 +31,15 @@ import pandas as pd
 import torch
 
 from ..core.atomic import atomic_write_frame
+from ..learning.baseline import lda_stream_logits
 from ..learning.dataset import DB23
 from ..learning.folds import fold_selections
 from ..learning.inference import FrameScorer
-from ..learning.model_file import load_model_file
-from ..learning.stream_scoring import adapted_network, class_bias, scored_stretches
+from ..learning.model_file import load_model_file, read_model_file
+from ..learning.onset_gate import OnsetGate
+from ..learning.stream_scoring import adapted_network, class_bias, scored_stretches, with_gate
 from .stream_metrics import stream_metrics
+from .stream_tradeoff import tradeoff_table
 from .subsets import draw_subsets
 from .tables import OPTIONAL_COLUMNS as STREAM_COLUMNS
 
@@ -43,6 +51,7 @@ def stream_logits(saved: dict, raw: DB23, normalised: DB23, test_pool: dict, lim
     """Per test subject and scored stretch: (subject, positions, logits); and the median seconds per frame that the
     controller's one-frame-at-a-time scoring takes (timed on the first ``TIMED_FRAMES`` frames)."""
     context = saved["network"].config.context
+    gate = OnsetGate.from_dict(saved.get("onset_gate"))
     out, seconds, timed = [], [], 0
     for subject, repetitions in test_pool.items():
         live = raw.channel_mask[subject]
@@ -67,8 +76,26 @@ def stream_logits(saved: dict, raw: DB23, normalised: DB23, test_pool: dict, lim
                     scorer(sample)
                     seconds.append((time.perf_counter() - start) / len(sample))
                     timed += len(sample)
-                out.append((subject, positions, scorer(frames, batch=SCORING_BATCH)))
+                scores = with_gate(scorer(frames, batch=SCORING_BATCH), raw, subject, positions, gate)
+                out.append((subject, positions, scores))
     return out, float(np.median(seconds)) if seconds else float("nan")
+
+
+def scored_test_streams(model_path: Path, tensor_paths: list[Path], fold_name: str, fold: dict, limit: int):
+    """(model.pt as saved, the data with streams, the test streams' scores, seconds per frame) for a network's or
+    an LDA model's model.pt."""
+    saved = read_model_file(model_path)
+    lda = "estimators" in saved
+    if not lda:
+        saved = load_model_file(model_path)
+    raw = DB23.load(tensor_paths, device="cpu", with_streams=True, with_features=lda, window=saved["window"])
+    selections = fold_selections(raw, fold, fold_name)
+    if lda:
+        logits, seconds = lda_stream_logits(saved, raw, selections.test_pool, TIMED_FRAMES)
+    else:
+        normalised = raw.normalised(saved["normalisation_"])
+        logits, seconds = stream_logits(saved, raw, normalised, selections.test_pool, limit)
+    return saved, raw, logits, seconds
 
 
 POOLED = "all"  # the subject column of rows over every test subject's frames
@@ -100,15 +127,12 @@ def evaluate_stream(
     seed: int,
     adaptation_limit: int,
 ) -> pd.DataFrame:
-    """Score the test repetitions' streams with one trained network and write ``stream_metrics.tsv`` and
-    ``stream_timing.tsv`` (seconds per decision, not bit-identical across runs) into ``out_dir``. The subsets
+    """Score the test repetitions' streams with one trained network or LDA model and write ``stream_metrics.tsv``,
+    ``stream_tradeoff.tsv`` (:mod:`.stream_tradeoff`) and ``stream_timing.tsv`` (seconds per decision, not
+    bit-identical across runs) into ``out_dir``. The subsets
     are the first ``trials`` (at most all) of the ``subset_trials`` the subset-size evaluation draws with
     ``seed``."""
-    saved = load_model_file(model_path)
-    raw = DB23.load(tensor_paths, device="cpu", with_streams=True, window=saved["window"])
-    normalised = raw.normalised(saved["normalisation_"])
-    selections = fold_selections(raw, fold, fold_name)
-    logits, seconds = stream_logits(saved, raw, normalised, selections.test_pool, adaptation_limit)
+    saved, raw, logits, seconds = scored_test_streams(model_path, tensor_paths, fold_name, fold, adaptation_limit)
     truth_of = raw.streams.classes.numpy()
     scored = [(subject, positions, scores, truth_of[positions]) for subject, positions, scores in logits]
     n_gestures = len(raw.classes) - 1
@@ -126,9 +150,20 @@ def evaluate_stream(
     )
     leading = {key: saved[key] for key in ("model", "adabn", "adaptation", "fold", "window")}
     table = table.assign(**leading)[STREAM_COLUMNS["stream_metrics"]]
+    every_gesture = torch.ones((1, n_gestures), dtype=torch.bool)
+    tradeoff = tradeoff_table(scored, raw.classes, every_gesture, vote_frames, frame_ms)
+    tradeoff = tradeoff.assign(**leading, rest_bias=saved.get("rest_bias", 0.0) + tradeoff["bias_offset"])
     out_dir = Path(out_dir)
     atomic_write_frame(table, out_dir / "stream_metrics.tsv")
-    rms_ms = saved["preprocess"]["rms_window_ms"] if saved.get("preprocess") else float("nan")
-    timing = pd.DataFrame([leading | {"compute_ms": 1000 * seconds, "rms_window_ms": rms_ms, "frame_ms": frame_ms}])
+    atomic_write_frame(tradeoff[STREAM_COLUMNS["stream_tradeoff"]], out_dir / "stream_tradeoff.tsv")
+    timing = pd.DataFrame([leading | {"compute_ms": 1000 * seconds, "rms_window_ms": window_ms(saved, raw)}])
+    timing = timing.assign(frame_ms=frame_ms)
     atomic_write_frame(timing[STREAM_COLUMNS["stream_timing"]], out_dir / "stream_timing.tsv")
     return table
+
+
+def window_ms(saved: dict, raw: DB23) -> float:
+    """The signal a decision reads before its frame: a network's RMS window, LDA's feature window."""
+    if "estimators" in saved:
+        return raw.preprocess["feature_window_ms"] if raw.preprocess else float("nan")
+    return saved["preprocess"]["rms_window_ms"] if saved.get("preprocess") else float("nan")

@@ -54,6 +54,23 @@ OPTIONAL_COLUMNS = {
         "changes_per_s",
         "frames",
     ],
+    "stream_tradeoff": [
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "rest_bias",  # the bias on rest's logit these decisions were taken with: the calibrated one + bias_offset
+        "bias_offset",  # 0: the calibrated bias, the stream evaluation's operating point
+        "calibrated",
+        "vote_ms",
+        "accuracy",
+        "movement_accuracy",
+        "rest_false_activation",
+        "false_activations_per_min",
+        "onset_delay_p50_ms",
+        "onset_delay_p90_ms",
+    ],
     "stream_timing": ["model", "adabn", "adaptation", "fold", "window", "compute_ms", "rms_window_ms", "frame_ms"],
     "zero_shot": [
         "model",

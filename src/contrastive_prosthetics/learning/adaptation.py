@@ -28,6 +28,7 @@ import torch
 from ..core.errors import InputError
 from .dataset import DB23, Selection
 from .models import adapt_batchnorm, batchnorm_layers
+from .poses import with_subject_codes
 
 ADAPTATION_SOURCES = ("cross_fitted", "scored_frames", "batch_statistics")
 
@@ -69,13 +70,27 @@ def predict(
     limit: int | None = None,
     statistics_batch: int = 1024,
     seed: int = 0,
+    codes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits over all classes for every frame of ``selection`` and the frames' (subject, class, rep, frame), in
     that order. With ``adabn``, statistics come from ``adaptation`` (see the module's docstring); ``pool`` maps a
     subject index to the repetitions that may adapt it; ``limit`` caps the frames a cross-fitted adaptation reads
     (evenly spaced over its stretch: neighbouring frames of a 200 ms RMS are nearly equal, so statistics hardly
-    move, and the cost of adapting every subject × repetition stays bounded)."""
+    move, and the cost of adapting every subject × repetition stays bounded). ``codes`` ([subject, class, code]),
+    when given, are the class codes each subject is scored with (a zero-shot fold's pose prototypes, :mod:`.poses`);
+    otherwise the model's own."""
     model.eval()
+    if codes is not None:
+        settings = dict(adabn=adabn, adaptation=adaptation, pool=pool, batch=batch, context=context, limit=limit)
+        settings |= dict(statistics_batch=statistics_batch, seed=seed)
+        outputs, indices = [], []
+        for subject in selection.subjects.tolist():
+            one = Selection(torch.tensor([subject]), selection.classes, selection.repetitions)
+            if data.selection_mask(one).any():
+                logits, index = predict(with_subject_codes(model, codes, subject), data, one, **settings)
+                outputs.append(logits)
+                indices.append(index)
+        return _ordered(outputs, indices)
     if not adabn:
         outputs, indices = _scores(model, data, selection, batch, context)
         return _ordered(outputs, indices)

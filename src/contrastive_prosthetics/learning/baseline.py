@@ -1,11 +1,17 @@
 """The classical reference: LDA on Hudgins time-domain features, as in the NinaPro benchmark papers.
 
-Features (MAV, WL, ZC, SSC per channel over 200 ms windows ending at each 100 Hz frame) are computed at
-conversion, from the band-passed 2 kHz signal (DB2, DB3) or the 100 Hz signal (DB1). Amplitude features enter
-as logarithms (closer to the Gaussian classes LDA assumes), all standardised with training statistics. The
-LDA uses a shrinkage covariance estimate (Ledoit-Wolf), which stays well-conditioned with 48 features and
-correlated electrodes. Its decision scores over all classes are written to logits.pt like any model's, so
-the same voting and subset-size code scores it.
+Features (MAV, WL, ZC, SSC per channel over 200 ms windows ending at each 100 Hz frame: causal) are computed at
+conversion, from the band-passed 2 kHz signal (DB2, DB3) or the 100 Hz signal (DB1), for every frame of the
+continuous recording. Amplitude features enter as logarithms (closer to the Gaussian classes LDA assumes), all
+standardised with training statistics. The LDA uses a shrinkage covariance estimate (Ledoit-Wolf), which stays
+well-conditioned with 48 features and correlated electrodes.
+
+It is fitted on the frames the networks train on (``training.frames``): every frame of the training repetitions'
+recording outside the guard band (``stream``), or the clean segments (``segments``), so that the baseline stays
+fair; and it gets a rest bias calibrated on the validation streams exactly as the networks do
+(:mod:`.calibration`), so that the stream comparison is at the same rest false activation. Its decision scores
+over all classes are written to logits.pt like any model's, so the same voting and subset-size code scores it, and
+:func:`lda_stream_logits` scores the test streams for the stream evaluation.
 """
 
 from __future__ import annotations
@@ -20,22 +26,64 @@ import torch
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from ..core.atomic import atomic_write_tsv
+from ..data.ninapro import REST
 from ..data.preprocess import HUDGINS_FEATURES
+from .calibration import RestCalibration, calibrate_rest_bias
 from .dataset import DB23, Selection
 from .folds import fold_selections
 from .logits import write_logits
 from .model_file import write_lda_file
+from .onset_gate import OnsetGate
+from .stream_sampling import guard_mask
+from .stream_scoring import class_bias, scored_stretches, with_gate
 
 log = logging.getLogger(__name__)
 AMPLITUDE_FEATURES = tuple(HUDGINS_FEATURES.index(name) for name in ("mav", "wl"))  # logarithms
+SHARED = -1  # the key of one LDA for every subject (across-subject folds)
+
+
+def design_matrix(rows: torch.Tensor) -> np.ndarray:
+    """[frame, channel × feature] from Hudgins features [..., channel, feature], amplitudes as logarithms."""
+    table = rows.double().numpy().copy()
+    table[..., AMPLITUDE_FEATURES] = np.log(table[..., AMPLITUDE_FEATURES] + 1e-9)
+    return table.reshape(-1, table.shape[-2] * table.shape[-1])
 
 
 def feature_table(data: DB23, selection: Selection) -> tuple[np.ndarray, torch.Tensor]:
-    """[frame, channel × feature] for every frame of the selection, and its (subject, class, rep, frame) index."""
+    """[frame, channel × feature] for every segment frame of the selection, and its (subject, class, rep, frame)
+    index."""
     rows = data.features[data.selection_mask(selection).cpu()]  # [triple, frame, channel, feature]
-    table = rows.double().numpy().copy()
-    table[..., AMPLITUDE_FEATURES] = np.log(table[..., AMPLITUDE_FEATURES] + 1e-9)
-    return table.reshape(-1, table.shape[-2] * table.shape[-1]), data.frame_index(selection).cpu()
+    return design_matrix(rows), data.frame_index(selection).cpu()
+
+
+def stream_training_positions(data: DB23, selection: Selection, guard_frames: int) -> torch.Tensor:
+    """Stream positions the networks' stream sampler draws from (:class:`.stream_sampling.StreamSampler`): the
+    selection's subjects during its repetitions, labelled with one of its classes, outside the guard band."""
+    streams = data.streams
+    repetitions = selection.repetitions + 1  # the stream's repetitions are 1-based
+    eligible = (
+        torch.isin(streams.subject, selection.subjects)
+        & torch.isin(streams.repetition, repetitions)
+        & torch.isin(streams.classes, selection.classes)
+        & ~guard_mask(streams.classes, streams.subject, guard_frames)
+    )
+    return eligible.nonzero().squeeze(1)
+
+
+def training_table(
+    data: DB23, selection: Selection, frames: str, guard_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, subject, class) of the frames LDA is fitted on: see the module."""
+    if frames == "stream":
+        positions = stream_training_positions(data, selection, guard_frames)
+        streams = data.streams
+        return (
+            design_matrix(streams.features[positions]),
+            streams.subject[positions].numpy(),
+            streams.classes[positions].numpy(),
+        )
+    x, index = feature_table(data, selection)
+    return x, index[:, 0].numpy(), index[:, 1].numpy()
 
 
 @dataclass
@@ -64,13 +112,81 @@ def fit_lda(x: np.ndarray, labels: np.ndarray) -> FittedLDA:
 def score_selection(
     data: DB23, selection: Selection, models: dict[int, FittedLDA]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of every frame of the selection, each subject scored by its own model (key -1: one shared model)."""
+    """Logits of every segment frame of the selection, each subject scored by its own model (or the shared one)."""
     x, index = feature_table(data, selection)
     logits = torch.empty((len(x), len(data.classes)))
     for subject in index[:, 0].unique().tolist():
         rows = index[:, 0] == subject
-        logits[rows] = models.get(subject, models.get(-1)).scores(x[rows.numpy()], len(data.classes))
+        logits[rows] = models.get(subject, models.get(SHARED)).scores(x[rows.numpy()], len(data.classes))
     return logits, index
+
+
+def stream_scores(model: FittedLDA, data: DB23, positions: np.ndarray) -> torch.Tensor:
+    """[frame, class] decision scores of the stream frames at ``positions``, each from its own causal features."""
+    return model.scores(design_matrix(data.streams.features[torch.from_numpy(positions)]), len(data.classes))
+
+
+def fit_models(x: np.ndarray, subjects: np.ndarray, labels: np.ndarray, scheme: str) -> dict[int, FittedLDA]:
+    """Within-subject folds (``repetitions``) fit one LDA per subject, as the NinaPro benchmarks do; other folds one
+    LDA on the training subjects, which is all a new user could get."""
+    if scheme == "repetitions":
+        return {int(s): fit_lda(x[subjects == s], labels[subjects == s]) for s in np.unique(subjects)}
+    return {SHARED: fit_lda(x, labels)}
+
+
+def lda_rest_calibration(
+    data: DB23,
+    selection: Selection,
+    models: dict[int, FittedLDA],
+    target: float | None,
+    vote_ms: float,
+    gate: OnsetGate | None,
+) -> RestCalibration | None:
+    """The rest bias meeting ``target`` on the validation ``selection``'s streams with the onset ``gate`` in front,
+    as the networks' (None: no target)."""
+    if target is None:
+        return None
+    stretches = [
+        (
+            with_gate(
+                stream_scores(models.get(subject, models.get(SHARED)), data, positions), data, subject, positions, gate
+            ),
+            data.streams.classes[positions].numpy(),
+        )
+        for subject in selection.subjects.tolist()
+        for repetition in (selection.repetitions + 1).tolist()
+        for positions in scored_stretches(data, subject, [repetition])
+    ]
+    vote = round(vote_ms * data.frame_rate_hz / 1000)
+    calibration = calibrate_rest_bias(stretches, data.classes.index(REST), vote, target)
+    log.info("rest calibration on the validation streams: %s", calibration)
+    return calibration
+
+
+def lda_stream_logits(
+    saved: dict, data: DB23, test_pool: dict[int, list[int]], timed_frames: int
+) -> tuple[list, float]:
+    """The stream evaluation's scores for an LDA model.pt: per test subject and scored stretch (subject, positions,
+    logits with the rest bias), and the median seconds per frame of scoring one frame at a time (on the first
+    ``timed_frames``; the features come from conversion, so their computation is not in it)."""
+    bias = class_bias(data.classes, saved["rest_bias"])
+    gate = OnsetGate.from_dict(saved.get("onset_gate"))
+    out, seconds = [], []
+    for subject, repetitions in test_pool.items():
+        model = saved["estimators"].get(data.subject_names[subject], saved["estimators"].get("all"))
+        for positions in scored_stretches(data, subject, repetitions):
+            for one in positions[: max(timed_frames - len(seconds), 0), None]:  # one frame at a time
+                start = time.perf_counter()
+                stream_scores(model, data, one)
+                seconds.append(time.perf_counter() - start)
+            out.append(
+                (
+                    subject,
+                    positions,
+                    with_gate(stream_scores(model, data, positions) + bias, data, subject, positions, gate),
+                )
+            )
+    return out, float(np.median(seconds)) if seconds else float("nan")
 
 
 def train_lda_fold(
@@ -81,25 +197,22 @@ def train_lda_fold(
     seed: int,
     out_dir: Path,
     window: str | None = None,
+    training: dict | None = None,
 ) -> None:
-    """Fit LDA on the fold's training frames; write search.tsv, history.tsv, model.pt and logits.pt.
-
-    Within-subject folds (``repetitions``) fit one LDA per subject, as the NinaPro benchmarks do; across-subject
-    folds (``subjects``) fit one LDA on the training subjects, which is all a new user could get.
-    """
-    data = DB23.load(tensor_paths, device="cpu", with_features=True, window=window)
+    """Fit LDA on the fold's training frames (``training``: the training section, see the module); write
+    search.tsv, history.tsv, model.pt and logits.pt."""
+    training = training or {}
+    frames, target = training.get("frames", "segments"), training.get("rest_false_activation_target")
+    streams = frames == "stream" or target is not None or training.get("onset_gate") is not None
+    data = DB23.load(tensor_paths, device="cpu", with_features=True, with_streams=streams, window=window)
     selections = fold_selections(data, fold, fold_name)
     start = time.perf_counter()
-    x_train, train_index = feature_table(data, selections.train)
-    labels = train_index[:, 1].numpy()
-    if fold["scheme"] == "repetitions":
-        subjects = train_index[:, 0].numpy()
-        models = {int(s): fit_lda(x_train[subjects == s], labels[subjects == s]) for s in np.unique(subjects)}
-    else:
-        models = {-1: fit_lda(x_train, labels)}
+    guard = round(training.get("guard_ms", 0.0) * data.frame_rate_hz / 1000)
+    x_train, subjects, labels = training_table(data, selections.train, frames, guard)
+    models = fit_models(x_train, subjects, labels, fold["scheme"])
     seconds = time.perf_counter() - start
 
-    train_logits, _ = score_selection(data, selections.train, models)
+    train_logits, train_index = score_selection(data, selections.train, models)
     train_accuracy = (train_logits.argmax(1) == train_index[:, 1]).float().mean().item()
     val_logits, val_index = score_selection(data, selections.validation, models)
     val_loss = torch.nn.functional.cross_entropy(val_logits, val_index[:, 1]).item()
@@ -107,6 +220,9 @@ def train_lda_fold(
     log.info(
         "%s/%s: train accuracy %.3f, validation accuracy %.3f", model_name, fold_name, train_accuracy, val_accuracy
     )
+    vote_ms = training.get("calibration_vote_ms", 0.0)
+    gate = OnsetGate.from_config(training.get("onset_gate"), data.frame_rate_hz)
+    calibration = lda_rest_calibration(data, selections.validation, models, target, vote_ms, gate)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # LDA has no hyper-parameters to search: one "trial" records the fixed choice and its validation score.
@@ -128,13 +244,17 @@ def train_lda_fold(
     write_lda_file(
         out_dir / "model.pt",
         data,
-        estimators={data.subject_names[k] if k >= 0 else "all": v for k, v in models.items()},
+        estimators={data.subject_names[k] if k != SHARED else "all": v for k, v in models.items()},
         feature_names=list(HUDGINS_FEATURES),
         model=model_name,
         fold=fold_name,
         fold_spec=fold,
+        frames=frames,
         history=[history],
         seed=seed,
+        rest_bias=calibration.bias if calibration else 0.0,
+        calibration=calibration.as_dict() if calibration else None,
+        onset_gate=None if gate is None else gate.as_dict(),
     )
     test_logits, test_index = score_selection(data, selections.test, models)  # the one place test data are read
     write_logits(

@@ -23,7 +23,9 @@ import torch
 from .dataset import DB23, Normalisation, Selection
 from .decisions import decide
 from .inference import FrameScorer
-from .stream_scoring import adapted_network, scored_stretches
+from .onset_gate import OnsetGate
+from .poses import with_subject_codes
+from .stream_scoring import adapted_network, scored_stretches, with_gate
 
 BISECTION_STEPS = 40  # halvings of the bracket: far below any logit's rounding
 
@@ -83,18 +85,26 @@ def validation_streams(
     adabn: bool,
     adaptation: str,
     limit: int,
+    codes: torch.Tensor | None = None,
+    gate: OnsetGate | None = None,
 ) -> list[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
     """(positions, logits, truth) of every stretch of the ``selection``'s subjects' recordings during its
     repetitions (the validation ones: never a test frame), scored as the stream evaluation scores test streams:
-    the controller's scorer, each repetition with the network's adaptation state from ``pool``, no bias."""
+    the controller's scorer, each repetition with the network's adaptation state from ``pool`` and each subject's
+    class ``codes`` when given (:func:`.adaptation.predict`), the onset ``gate`` in front (if any), no bias. The
+    stretches are those ``raw``'s stream holds in these repetitions: a zero-shot fold's held-out frames are outside
+    every one there (:func:`.folds.training_view`)."""
     context = model.config.context
     out = []
     for subject in selection.subjects.tolist():
         for repetition in (selection.repetitions + 1).tolist():
             network = adapted_network(model, adabn, adaptation, normalised, subject, repetition, pool[subject], limit)
+            network = with_subject_codes(network, codes, subject)
             scorer = FrameScorer(network, normalisation, raw.channel_mask[subject], len(raw.classes))
             for positions in scored_stretches(raw, subject, [repetition]):
                 index = torch.from_numpy(positions).to(raw.streams.frames.device)
-                logits = scorer(raw.stream_context(index, context), batch=4096).cpu()
+                logits = with_gate(
+                    scorer(raw.stream_context(index, context), batch=4096).cpu(), raw, subject, positions, gate
+                )
                 out.append((positions, logits, raw.streams.classes[index].cpu().numpy()))
     return out

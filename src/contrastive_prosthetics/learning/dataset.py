@@ -20,13 +20,14 @@ repetitions; DB2/DB3: 12 and 6) are padded, and the padding is masked (``channel
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ..core.errors import InputError
 from ..data.tensor_file import check_streams, first_window, read_tensor_file, window_of
+from .streams import Streams, concatenate_streams
 
 
 def choose_device(preference: str = "auto") -> torch.device:
@@ -77,26 +78,6 @@ class Normalisation:
     @classmethod
     def from_state_dict(cls, state: dict) -> Normalisation:
         return cls(state["mean"], state["std"], state["log_amplitude"], torch.as_tensor(state["epsilon"]))
-
-
-@dataclass(frozen=True)
-class Streams:
-    """Every subject's continuous stream of frames, concatenated: what a controller sees, rest and transitions
-    included. ``classes`` are the relabelled labels, for evaluation only: adaptation selects frames by subject and
-    repetition (stretches of time), never by label."""
-
-    frames: torch.Tensor  # [frame, channel]
-    subject: torch.Tensor  # [frame] index into DB23's subject axis
-    repetition: torch.Tensor  # [frame] 1-based; 0 outside every repetition
-    classes: torch.Tensor  # [frame] relabelled class
-    offset: torch.Tensor  # [subject] first frame of each subject
-    segment_start: torch.Tensor  # [subject, class, rep] each segment's first frame (-1: not valid)
-
-    def to(self, move) -> Streams:
-        return Streams(
-            *(move(t) for t in (self.frames, self.subject, self.repetition, self.classes, self.offset)),
-            move(self.segment_start),
-        )
 
 
 @dataclass(frozen=True)
@@ -178,14 +159,14 @@ class DB23:
         if not paths:
             raise InputError("DB23.load needs at least one converted subject file")
         fields = ("emg", *(("glove",) if with_glove else ()), *(("features",) if with_features else ()))
-        payloads, window, classes, rate = _read_subjects(paths, window, fields, with_streams)
+        payloads, window, classes, rate = _read_subjects(paths, window, fields, with_streams, with_features)
         emg, valid, channel_mask, glove = _stack_segments(payloads, len(classes), with_glove)
         subjects = [
             SubjectInfo(p["metadata"]["database"], int(p["metadata"]["subject"]), bool(p["metadata"]["amputee"]))
             for p in payloads
         ]
         n_reps, n_channels = emg.shape[2], emg.shape[4]
-        streams = _concatenate_streams(payloads, n_channels, n_reps) if with_streams else None
+        streams = concatenate_streams(payloads, n_channels, n_reps, with_features) if with_streams else None
         data = cls(
             emg, valid, channel_mask, glove, classes, subjects, torch.device("cpu"), frame_rate_hz=rate, streams=streams
         )
@@ -248,10 +229,16 @@ class DB23:
         return mask & self.valid
 
     def normalisation(
-        self, selection: Selection, log_amplitude: bool = True, epsilon_fraction: float = 0.01
+        self,
+        selection: Selection,
+        log_amplitude: bool = True,
+        epsilon_fraction: float = 0.01,
+        floor_quanta: float = 0.0,
     ) -> Normalisation:
         """Per-channel mean and std over the selection's valid frames and live channels (training data only); the
-        log floor is ``epsilon_fraction`` of each channel's median there."""
+        log floor is ``epsilon_fraction`` of each channel's median there, and at least ``floor_quanta`` times its
+        quantisation step (:func:`quantisation_step`: DB1's envelopes move in steps of ~0.0024, and with a floor far
+        below one step, one step at rest is ~0.7 log units, as large as a real contraction's change)."""
         weight = (self.selection_mask(selection)[..., None, None] & self.channel_mask[:, None, None, None, :]).to(
             self.emg.dtype
         )
@@ -260,6 +247,8 @@ class DB23:
             values = self.emg[..., channel][weight[..., channel].expand(self.emg.shape[:-1]) > 0]
             if values.numel() and values.median() > 0:
                 epsilon[channel] = epsilon_fraction * values.median().cpu()
+                if floor_quanta > 0:
+                    epsilon[channel] = max(epsilon[channel], floor_quanta * quantisation_step(values.cpu()))
         epsilon = epsilon.to(self.emg.device)
         x = torch.log(self.emg + epsilon) if log_amplitude else self.emg
         count = (weight.sum(dim=(0, 1, 2, 3)) * self.emg.shape[3]).clamp(min=1)  # [channel]
@@ -278,11 +267,7 @@ class DB23:
         if streams is not None:
             live_frames = self.channel_mask[streams.subject]
             frames = torch.where(live_frames, normalisation.apply(streams.frames), 0.0)
-            streams = Streams(
-                frames,
-                *(getattr(streams, f) for f in ("subject", "repetition", "classes", "offset")),
-                streams.segment_start,
-            )
+            streams = replace(streams, frames=frames)
         return self._with(emg, streams)
 
     def frame_index(self, selection: Selection) -> torch.Tensor:
@@ -339,8 +324,16 @@ class DB23:
         return self.stream_context(position, context).to(self.device, non_blocking=self.pinned)
 
 
+def quantisation_step(values: torch.Tensor) -> float:
+    """The smallest positive difference between distinct values: a quantised signal's step (DB1: ~0.0024), a
+    continuous one's is far below any floor that matters (float32 rounding)."""
+    distinct = torch.unique(values)
+    gaps = distinct[1:] - distinct[:-1]
+    return float(gaps.min()) if len(gaps) else 0.0
+
+
 def _read_subjects(
-    paths: list[Path], window: str | None, fields: tuple[str, ...], with_streams: bool
+    paths: list[Path], window: str | None, fields: tuple[str, ...], with_streams: bool, with_features: bool = False
 ) -> tuple[list[dict], str, list[str], float]:
     """Each file's tensors with the segments of ``window`` (default: the first file's first) at the top, the window,
     and the classes and frame rate every file shares. An error names the file that lacks the window, the segment
@@ -349,7 +342,7 @@ def _read_subjects(
     window = window or first_window(payloads[0])
     payloads = [window_of(payload, window, fields, path) for path, payload in zip(paths, payloads, strict=True)]
     if with_streams:
-        check_streams(paths, payloads)
+        check_streams(paths, payloads, with_features)
     classes = payloads[0]["classes"]
     for path, payload in zip(paths, payloads, strict=True):
         if payload["classes"] != classes:
@@ -409,27 +402,6 @@ def _stack_features(payloads: list[dict], shape: torch.Size) -> torch.Tensor:
         reps, channels = payload["features"].shape[1], payload["features"].shape[3]
         features[i, :, :reps, :, :channels] = payload["features"]
     return features
-
-
-def _concatenate_streams(payloads: list[dict], n_channels: int, n_reps: int) -> Streams:
-    """One Streams over the subjects' files, channels padded to ``n_channels``, repetitions to ``n_reps``."""
-    lengths = torch.tensor([len(p["stream"]) for p in payloads])
-    offset = torch.cumsum(lengths, 0) - lengths
-    frames = torch.zeros((int(lengths.sum()), n_channels))
-    segment_start = torch.full((len(payloads), payloads[0]["segment_start"].shape[0], n_reps), -1, dtype=torch.long)
-    for i, payload in enumerate(payloads):
-        stream = payload["stream"]
-        frames[offset[i] : offset[i] + len(stream), : stream.shape[1]] = stream
-        start = payload["segment_start"]
-        segment_start[i, :, : start.shape[1]] = torch.where(start >= 0, start + offset[i], -1)
-    return Streams(
-        frames=frames,
-        subject=torch.arange(len(payloads)).repeat_interleave(lengths),
-        repetition=torch.cat([p["stream_repetition"].long() for p in payloads]),
-        classes=torch.cat([p["stream_class"].long() for p in payloads]),
-        offset=offset,
-        segment_start=segment_start,
-    )
 
 
 def _indices(wanted: Iterable | None, available: list[str], what: str) -> list[int]:

@@ -11,6 +11,11 @@ the test subject in the group's order, wrapping around) and validates on all the
 Adaptation pools: for each scored subject, the repetitions whose continuous recording may adapt it (the scored
 repetition itself is always left out, see :mod:`.adaptation`): the test repetitions for a test subject; for a
 validation subject its validation repetitions plus, if it also trains, its training repetitions.
+
+Held out means held out: a zero-shot fold's ``unseen`` gestures are left out of the training and validation
+selections by class, and :func:`training_view` leaves their stretches of the recording out of everything else that
+training reads (normalisation, reference batch-norm frames, stream sampling, validation adaptation, the rest
+calibration); the test stretches stay as they are, since scoring them is evaluation.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import numpy as np
 from ..core.errors import InputError
 
 if TYPE_CHECKING:  # the workflow imports this module while it is parsed: no torch there
-    from .dataset import DB23, Selection
+    import torch
+
+    from .dataset import DB23, Selection, Streams
 
 
 @dataclass(frozen=True)
@@ -195,3 +202,62 @@ def _fold_selections(data: DB23, fold: dict, name: str) -> FoldSelections:
             test_pool={index[fold["test_subject"]]: list(range(1, n_reps + 1))},
         )
     raise InputError(f"folds.{name}.scheme: unknown scheme {fold['scheme']!r}; use 'repetitions' or 'subjects'")
+
+
+def held_out_frames(streams: Streams, unseen: torch.Tensor, rest: int) -> torch.Tensor:
+    """[frame] True for every run of an ``unseen`` class in the stream (by its relabelled class) and for the rest runs
+    right before and right after each: the release after a movement is labelled rest but is still that movement's
+    EMG, and the rest before it holds the cue, with an onset the relabelling may have placed a little late. A run is
+    a stretch of one class, one subject and one repetition."""
+    import torch
+
+    classes, subject, repetition = streams.classes, streams.subject, streams.repetition
+    if len(classes) == 0:
+        return torch.zeros(0, dtype=torch.bool, device=classes.device)
+    starts = torch.ones(len(classes), dtype=torch.bool, device=classes.device)
+    starts[1:] = (classes[1:] != classes[:-1]) | (subject[1:] != subject[:-1]) | (repetition[1:] != repetition[:-1])
+    run = torch.cumsum(starts, 0) - 1  # each frame's run
+    run_class, run_subject = classes[starts], subject[starts]
+    unseen_run = torch.isin(run_class, unseen.to(classes.device))
+    same_subject = run_subject[1:] == run_subject[:-1]
+    held = unseen_run.clone()
+    held[1:] |= (run_class[1:] == rest) & same_subject & unseen_run[:-1]  # the rest right after an unseen run
+    held[:-1] |= (run_class[:-1] == rest) & same_subject & unseen_run[1:]  # the rest right before one
+    return held[run]
+
+
+def training_view(data: DB23, fold: dict, selections: FoldSelections) -> DB23:
+    """The data that training, the search, model selection and the rest calibration read: outside the test pool's
+    stretches, the fold's held-out frames (:func:`held_out_frames`) are outside every repetition (stream repetition
+    0, so that no pool chosen by repetition reads them) and every segment cell overlapping them is invalid (a rest
+    segment cut from a held-out release). The test stretches are unchanged: adapting to and scoring the test
+    subject's test repetitions is evaluation. Without unseen gestures: ``data`` itself."""
+    import copy
+    from dataclasses import replace
+
+    import torch
+
+    from ..data.ninapro import REST
+
+    if not fold.get("unseen"):
+        return data
+    streams = data.streams
+    if streams is None:
+        raise InputError("holding gestures out of training needs the streams: load DB23 with with_streams=True")
+    unseen = torch.tensor([data.classes.index(g) for g in fold["unseen"]], device=streams.classes.device)
+    n_subjects, _, n_reps = data.valid.shape
+    tested = torch.zeros(n_subjects, n_reps + 1, dtype=torch.bool, device=streams.repetition.device)
+    for subject, repetitions in selections.test_pool.items():
+        tested[subject, repetitions] = True
+    held = held_out_frames(streams, unseen, data.classes.index(REST))
+    held &= ~tested[streams.subject, streams.repetition.long()]
+    # A cell's segment overlaps held-out frames: their count over its stretch of the stream, from a running sum.
+    running = torch.cat((held.new_zeros(1, dtype=torch.long), torch.cumsum(held.long(), 0)))
+    start = streams.segment_start.to(held.device)
+    first = start.clamp(min=0)
+    last = (first + data.emg.shape[3]).clamp(max=len(held))
+    overlapping = (start >= 0) & (running[last] - running[first] > 0)
+    view = copy.copy(data)
+    view.streams = replace(streams, repetition=torch.where(held, 0, streams.repetition))
+    view.valid = data.valid & ~overlapping.to(data.valid.device)
+    return view

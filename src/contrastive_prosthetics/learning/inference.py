@@ -4,6 +4,7 @@ are the device's numbers.
 
 ``InferenceNetwork``  a trained network with its batch norms folded into the layers before them: a frame costs a
                       dozen tensor operations.
+``normalised_frames`` raw frames → the network's input: the normalisation of training, dead channels zero.
 ``FrameScorer``       frames (with the ``context`` - 1 frames before each) → logits over every class: the
                       normalisation of training, then the network, in a fixed order, so that a frame's scores do not
                       depend on how many frames were scored with it.
@@ -65,6 +66,13 @@ def _folded(weight: torch.Tensor, bias: torch.Tensor, norm, conv: bool = False) 
     ).detach().clone()
 
 
+def normalised_frames(frames: torch.Tensor, normalisation: Normalisation, live: torch.Tensor) -> torch.Tensor:
+    """Raw frames ([..., channel]) as the network sees them: the normalisation of training, dead channels zero. The
+    scorer applies it to every frame it scores, and a deployed AdaBN model to the frames it adapts on
+    (:mod:`..realtime.adabn`), so that its statistics are those of the network's input at prediction time."""
+    return torch.where(live, normalisation.apply(frames), 0.0)
+
+
 class FrameScorer:
     """Raw frames with their context [n, context, channel] ([n, channel] for a context of 1) → logits over every
     class [n, class], frame by frame. ``network`` is a torch model (with ``normalisation`` applied first) or an
@@ -99,7 +107,7 @@ class FrameScorer:
         out = []
         for start in range(0, len(frames), batch):
             x = frames[start : start + batch]
-            x = x if self.normalisation is None else torch.where(self.live, self.normalisation.apply(x), 0.0)
+            x = x if self.normalisation is None else normalised_frames(x, self.normalisation, self.live)
             scores = torch.as_tensor(self.network(x)).float()
             out.append(scores if self.bias is None else scores + self.bias)
         return torch.cat(out) if out else torch.zeros((0, self.n_classes))

@@ -42,6 +42,7 @@ NETWORK_FIELDS = {
     "seed": "the seed of the run",
     "rest_bias": "added to rest's logit before every decision, calibrated on validation streams (0.0: none)",
     "calibration": "how rest_bias was chosen: target, validation false activation before and after, frames; or None",
+    "onset_gate": "OnsetGate.as_dict(): the amplitude gate in front of the classifier (calibrated with it), or None",
 }
 # Fields of an LDA model's model.pt, in the order they are saved.
 LDA_FIELDS = {
@@ -51,11 +52,16 @@ LDA_FIELDS = {
     "subjects": NETWORK_FIELDS["subjects"],
     "model": NETWORK_FIELDS["model"],
     "adabn": "always False",
+    "adaptation": "always 'none'",
     "fold": NETWORK_FIELDS["fold"],
     "fold_spec": NETWORK_FIELDS["fold_spec"],
     "window": NETWORK_FIELDS["window"],
+    "frames": "what it was fitted on: 'stream' (every frame of the training repetitions' recording) or 'segments'",
     "history": "the one fit: training and validation accuracy, validation loss",
     "seed": NETWORK_FIELDS["seed"],
+    "rest_bias": NETWORK_FIELDS["rest_bias"],
+    "calibration": NETWORK_FIELDS["calibration"],
+    "onset_gate": NETWORK_FIELDS["onset_gate"],
 }
 # What running a network needs (controller, export, stream evaluation): files written by hand for a device or a
 # benchmark may carry just these.
@@ -111,7 +117,7 @@ def write_network_file(path: Path, data: DB23, **fields) -> None:
 def write_lda_file(path: Path, data: DB23, **fields) -> None:
     """Write an LDA model's ``model.pt``: every field of :data:`LDA_FIELDS` (``adabn`` is False; those that describe
     the data taken from ``data``); a missing or unknown field is a ``ValueError``."""
-    _write(path, LDA_FIELDS, _described_by(data, LDA_FIELDS) | {"adabn": False} | fields)
+    _write(path, LDA_FIELDS, _described_by(data, LDA_FIELDS) | {"adabn": False, "adaptation": "none"} | fields)
 
 
 def read_model_file(path: Path) -> dict:
@@ -136,8 +142,8 @@ def read_network_file(path: Path) -> dict:
     saved = read_model_file(path)
     if "state_dict" not in saved:
         raise InputError(
-            f"{path}: an LDA model's model.pt, not a network's: an LDA model cannot run in the controller, be exported "
-            "or be evaluated on streams; give a network's model.pt"
+            f"{path}: an LDA model's model.pt, not a network's: an LDA model cannot run in the controller or be "
+            "exported; give a network's model.pt"
         )
     missing = [key for key in RUNNING_FIELDS if key not in saved]
     if missing:
@@ -146,8 +152,16 @@ def read_network_file(path: Path) -> dict:
 
 
 def load_model_file(path: Path) -> dict:
-    """A network's ``model.pt`` with its ``network`` (eval mode) and ``normalisation_`` built."""
+    """A network's ``model.pt`` with its ``network`` (eval mode) and ``normalisation_`` built; an error naming the
+    file if its ``state_dict`` does not fit its ``model_config`` key for key and shape."""
     saved = read_network_file(path)
     model = build_model(ModelConfig(**saved["model_config"]))
-    model.load_state_dict(saved["state_dict"])
+    try:
+        model.load_state_dict(saved["state_dict"])  # strict: a wrong or missing key is never silently skipped
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise InputError(
+            f"{path}: state_dict does not fit model_config ({detail}); it was edited or written by another version: "
+            "train again"
+        ) from None
     return saved | {"network": model.eval(), "normalisation_": Normalisation.from_state_dict(saved["normalisation"])}

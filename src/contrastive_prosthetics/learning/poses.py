@@ -3,28 +3,76 @@ saw in training from their description alone.
 
 The rule: a cell's pose is the mean glove over its segment minus the mean over the rest before its movement
 (conversion computes it, ``pose`` per window). A class's prototype is the mean pose over the valid cells of the
-training subjects and training repetitions only (every class, those whose EMG is held out included: their
-description comes from other people's gloves, never from a test repetition), then every sensor is divided by its
-standard deviation over the classes' prototypes. A glove sensor a subject's file lacks (NaN, masked at conversion)
-takes no part in that subject's means; a sensor no training subject has is zero in every prototype.
+training subjects and training repetitions only, never a test repetition. A gesture held out of training (zero-shot,
+``unseen``) is described to each person by other people's gloves only: the prototype a subject is scored with is
+the mean over the training subjects other than that subject (a new user's: every training subject's), so that in a
+fold whose test subjects also train, no one's own glove describes their unseen gesture. Every sensor is then
+divided by its standard deviation over the trained classes' prototypes, which no unseen gesture's pose touches, so
+that the trained classes' codes are one table for every subject. A glove sensor a subject's file lacks (NaN,
+masked at conversion) takes no part in that subject's means; a sensor none of the subjects averaged has is zero.
 """
 
 from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
 
 import torch
 
 from .dataset import DB23, Selection
 
 
-def pose_prototypes(data: DB23, selection: Selection) -> torch.Tensor:
-    """[class, 22] standardised prototypes over the cells of ``selection`` (all of its classes)."""
-    subjects, classes, repetitions = selection.subjects, torch.arange(len(data.classes)), selection.repetitions
+def subject_prototypes(data: DB23, selection: Selection, unseen: Sequence[int] = ()) -> torch.Tensor:
+    """[subject, class, 22] standardised prototypes over the training cells of ``selection`` (its subjects and
+    repetitions, every class): row s is what subject s (an index into ``data``'s subjects) is scored with. The
+    trained classes' rows are the same for every subject; an ``unseen`` class's (class indices) leave s out of the
+    mean. Without ``unseen`` every row is :func:`pose_prototypes`."""
+    everyone, others = _mean_poses(data, selection)
+    held_out = _held_out(data, unseen)
+    prototypes = torch.where(held_out[None, :, None], others, everyone)
+    return _standardised(prototypes, everyone, held_out)
+
+
+def pose_prototypes(data: DB23, selection: Selection, unseen: Sequence[int] = ()) -> torch.Tensor:
+    """[class, 22] a new user's prototypes (none of the training subjects: the mean over every one of them),
+    standardised as :func:`subject_prototypes` does: what a saved model carries."""
+    everyone, _ = _mean_poses(data, selection)
+    return _standardised(everyone, everyone, _held_out(data, unseen))
+
+
+def _mean_poses(data: DB23, selection: Selection) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every class's mean pose over the training cells ([class, 22], float64) and, per subject, over the training
+    cells of everyone else ([subject, class, 22]: a subject outside the selection subtracts nothing)."""
+    subjects, repetitions = selection.subjects, selection.repetitions
     cells = torch.zeros_like(data.valid, dtype=torch.bool, device="cpu")
     cells[subjects[:, None], :, repetitions[None, :]] = True
     cells &= data.valid.cpu()
     weight = (cells[..., None] & data.pose_mask[:, None, None, :]).to(torch.float64)  # [subject, class, rep, 22]
-    total = (data.poses.double() * weight).sum((0, 2))  # [class, 22]
-    count = weight.sum((0, 2))
-    prototypes = torch.where(count > 0, total / count.clamp(min=1), 0.0)[classes]
-    spread = prototypes.std(0)
+    own_total, own_count = (data.poses.double() * weight).sum(2), weight.sum(2)  # [subject, class, 22]
+    total, count = own_total.sum(0), own_count.sum(0)
+    everyone = torch.where(count > 0, total / count.clamp(min=1), 0.0)
+    others_count = count - own_count
+    others = torch.where(others_count > 0, (total - own_total) / others_count.clamp(min=1), 0.0)
+    return everyone, others
+
+
+def _held_out(data: DB23, unseen: Sequence[int]) -> torch.Tensor:
+    held_out = torch.zeros(len(data.classes), dtype=torch.bool)
+    held_out[list(unseen)] = True
+    return held_out
+
+
+def _standardised(prototypes: torch.Tensor, everyone: torch.Tensor, held_out: torch.Tensor) -> torch.Tensor:
+    """Every sensor divided by its standard deviation over the trained classes' prototypes (0 where it has none)."""
+    spread = everyone[~held_out].std(0)
     return torch.where(spread > 1e-9, prototypes / spread.clamp(min=1e-9), 0.0).float()
+
+
+def with_subject_codes(model: torch.nn.Module, codes: torch.Tensor | None, subject: int) -> torch.nn.Module:
+    """``model`` scoring with subject ``subject``'s row of ``codes`` ([subject, class, code]): a copy; the model
+    itself when ``codes`` is None."""
+    if codes is None:
+        return model
+    coded = copy.deepcopy(model)
+    coded.class_codes.copy_(codes[subject].to(coded.class_codes.device))
+    return coded

@@ -13,6 +13,7 @@ from ..data.ninapro import REST
 from .adaptation import adaptation_frames
 from .dataset import DB23
 from .models import adapt_batchnorm
+from .onset_gate import OnsetGate, frame_amplitude, gate_states, gated, rest_level
 
 
 def class_bias(classes: list[str], rest_bias: float) -> torch.Tensor:
@@ -50,3 +51,17 @@ def adapted_network(
         frames = torch.cat([x for x, _ in normalised.frames(selection, context=context)])
     adapt_batchnorm(adapted, frames)
     return adapted.eval()
+
+
+def with_gate(logits: torch.Tensor, data: DB23, subject: int, positions: np.ndarray, gate: OnsetGate | None):
+    """A stretch's ``logits`` with the onset gate in front (:mod:`.onset_gate`; None: as they are): the gate set
+    from the subject's rest at the start of their recording, run over the stretch from closed, as a controller
+    restarted at the stretch would."""
+    if gate is None:
+        return logits
+    streams = data.streams
+    live = data.channel_mask[subject].cpu()
+    start = int(streams.offset[subject])
+    level = rest_level(streams.frames[start : start + gate.rest_frames].cpu(), live, gate, data.subject_names[subject])
+    amplitude = frame_amplitude(streams.frames[torch.from_numpy(positions).to(streams.frames.device)].cpu(), live)
+    return gated(logits, gate_states(amplitude, gate, level, np.zeros(1, int)), data.classes.index(REST))

@@ -32,11 +32,12 @@ from ..data.ninapro import REST
 from .adaptation import predict
 from .calibration import RestCalibration, calibrate_rest_bias, validation_streams
 from .dataset import DB23, Normalisation, Selection, choose_device
-from .folds import FoldSelections, fold_selections
+from .folds import FoldSelections, fold_selections, training_view
 from .logits import write_logits
 from .model_file import write_network_file
 from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
-from .poses import pose_prototypes
+from .onset_gate import OnsetGate
+from .poses import pose_prototypes, subject_prototypes
 from .sampling import ContrastiveSampler
 from .stream_sampling import StreamSampler
 
@@ -68,6 +69,8 @@ class TrainingSettings:
     guard_ms: float = 0.0  # stream frames this close to a change of label are left out
     rest_false_activation_target: float | None = None  # the rest bias's target on validation streams (None: no bias)
     calibration_vote_ms: float = 0.0  # the vote the calibration decides with (the evaluation's)
+    log_floor_quanta: float = 0.0  # and at least this many quantisation steps of the channel (0: no such floor)
+    onset_gate: dict | None = None  # evaluation.onset_gate: the amplitude gate in front of the classifier (None: none)
     evaluation_batch: int = 1 << 16
 
     @classmethod
@@ -91,6 +94,8 @@ class TrainingSettings:
             guard_ms=training.get("guard_ms", 0.0),
             rest_false_activation_target=training.get("rest_false_activation_target"),
             calibration_vote_ms=training.get("calibration_vote_ms", 0.0),
+            log_floor_quanta=training.get("log_floor_quanta", 0.0),
+            onset_gate=training.get("onset_gate"),
         )
 
 
@@ -141,8 +146,9 @@ class Setting:
     adaptation: str
     device: Device
     seed: int
-    class_codes: torch.Tensor | None = None  # pose prototypes for a pose class encoder
-    raw: DB23 | None = None  # the data before normalisation: what the controller reads (rest calibration)
+    class_codes: torch.Tensor | None = None  # pose prototypes for a pose class encoder (a new user's)
+    raw: DB23 | None = None  # the training view before normalisation: what the controller reads (rest calibration)
+    subject_codes: torch.Tensor | None = None  # [subject, class, 22] each subject's prototypes (zero-shot folds)
 
     def scores(self, model: torch.nn.Module, selection: Selection, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return predict(
@@ -157,6 +163,7 @@ class Setting:
             limit=self.settings.adaptation_frames,
             statistics_batch=self.settings.groups * len(self.data.classes),
             seed=self.seed,
+            codes=self.subject_codes,
         )
 
     def validation_scores(self, model: torch.nn.Module) -> tuple[float, float]:
@@ -302,10 +309,14 @@ def fold_setting(
     chosen = Device(choose_device(device))
     adabn = bool(model_settings["adabn"])
     adaptation = model_settings.get("adaptation", "cross_fitted") if adabn else "none"  # as logits.pt says
-    raw = DB23.load(tensor_paths, device=str(chosen.device), with_streams=True, window=window)
-    selections = fold_selections(raw, fold, fold_name)
+    loaded = DB23.load(tensor_paths, device=str(chosen.device), with_streams=True, window=window)
+    selections = fold_selections(loaded, fold, fold_name)
+    raw = training_view(loaded, fold, selections)  # a zero-shot fold's held-out stretches left out
     normalisation = raw.normalisation(
-        selections.train, log_amplitude=settings.log_amplitude, epsilon_fraction=settings.log_floor
+        selections.train,
+        log_amplitude=settings.log_amplitude,
+        epsilon_fraction=settings.log_floor,
+        floor_quanta=settings.log_floor_quanta,
     )
     data = raw.normalised(normalisation)
     config = ModelConfig(
@@ -322,19 +333,24 @@ def fold_setting(
         logit_scale=None if architecture["logit_scale"] == "learnable" else float(architecture["logit_scale"]),
     )
     log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
-    codes = None
+    codes = subject_codes = None
     if config.class_encoder == "pose":  # every class's prototype, from the training subjects' training repetitions
         every_class = Selection(
             selections.train.subjects, torch.arange(len(data.classes)), selections.train.repetitions
         )
-        codes = pose_prototypes(raw, every_class).to(chosen.device)
-    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen, seed, codes, raw)
+        unseen = [data.classes.index(gesture) for gesture in fold.get("unseen", [])]
+        codes = pose_prototypes(loaded, every_class, unseen).to(chosen.device)
+        if unseen:  # an unseen gesture is described to each subject by the other training subjects' gloves
+            subject_codes = subject_prototypes(loaded, every_class, unseen).to(chosen.device)
+    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen, seed, codes, raw, subject_codes)
     return setting, normalisation
 
 
-def rest_calibration(setting: Setting, model: torch.nn.Module, normalisation: Normalisation) -> RestCalibration | None:
-    """The rest bias for ``training.rest_false_activation_target`` on the validation selection's streams (None when
-    no target is set): see :mod:`.calibration`."""
+def rest_calibration(
+    setting: Setting, model: torch.nn.Module, normalisation: Normalisation, gate: OnsetGate | None
+) -> RestCalibration | None:
+    """The rest bias for ``training.rest_false_activation_target`` on the validation selection's streams, with the
+    onset ``gate`` in front (None when no target is set): see :mod:`.calibration`."""
     settings = setting.settings
     if settings.rest_false_activation_target is None:
         return None
@@ -349,6 +365,8 @@ def rest_calibration(setting: Setting, model: torch.nn.Module, normalisation: No
         setting.adabn,
         setting.adaptation,
         settings.adaptation_frames,
+        setting.subject_codes,
+        gate,
     )
     vote = round(settings.calibration_vote_ms * setting.data.frame_rate_hz / 1000)
     rest = setting.data.classes.index(REST)
@@ -386,7 +404,8 @@ def train_fold(
             f"{model_name}/{fold_name}: final training never reached a finite validation loss with the chosen "
             f"hyper-parameters {vars(hyper)}: narrow training.search.learning_rate towards smaller rates"
         )
-    calibration = rest_calibration(setting, model, normalisation)
+    gate = OnsetGate.from_config(setting.settings.onset_gate, data.frame_rate_hz)
+    calibration = rest_calibration(setting, model, normalisation, gate)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tsv(search_rows, out_dir / "search.tsv")
     atomic_write_tsv(
@@ -411,6 +430,7 @@ def train_fold(
         seed=seed,
         rest_bias=0.0 if calibration is None else calibration.bias,
         calibration=None if calibration is None else calibration.as_dict(),
+        onset_gate=None if gate is None else gate.as_dict(),
     )
 
     # The one place test data are read.

@@ -3,9 +3,8 @@
 The pieces, each shared with the offline stream evaluation (:mod:`..evaluation.stream`) so that offline numbers are
 the device's numbers:
 
-``FrameMaker``    raw EMG chunks of any length → the frames conversion stores in the stream, bit for bit: the same
-                  causal band-pass, its state carried across chunks, and the moving RMS from the same running sum
-                  of squares (DB1's envelopes are their own frames).
+``FrameMaker``    raw EMG chunks of any length → the frames conversion stores in the stream, bit for bit
+                  (:mod:`.frames`).
 ``FrameScorer``   frames (with the ``context`` - 1 frames before each) → logits over every class, one frame at a
                   time (:mod:`..learning.inference`).
 ``decide``        logits → each frame's decision among the chosen gestures + rest: the most similar class, then a
@@ -15,69 +14,67 @@ the device's numbers:
                   ``choose(gestures)`` changes the chosen gestures with no retraining. Decisions are identical
                   whether a recording is fed sample by sample, in 10 ms chunks or whole (a test proves it).
 
-Adaptation: a model trained with AdaBN is given the batch-norm statistics to use (``batchnorm_state``, e.g. those
-the offline evaluation estimated on the user's other recordings), or, with ``online_adaptation`` (a momentum),
-keeps updating running estimates of every batch-norm layer's input mean and variance from the stream as it runs
-(each frame moves them by that fraction): personalisation that needs no labels and no backpropagation.
+Adaptation (:mod:`.adabn`): a model trained with AdaBN decides only once it is adapted to its user: on their
+unlabelled raw EMG (``adapt_on``, or :meth:`Controller.adapt`), exactly as the pipeline's AdaBN adapts a test
+subject, or with given batch-norm statistics (``batchnorm_state``); without either it refuses to decide. With
+``online_adaptation`` (a momentum) it then keeps updating running estimates of every batch-norm layer's input mean
+and variance from the stream as it runs (each frame moves them by that fraction): personalisation that needs no
+labels and no backpropagation. A model trained without AdaBN decides with its training statistics.
 """
 
 from __future__ import annotations
 
 import copy
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import torch
 
 from ..core.errors import InputError
-from ..data.ninapro import DatabaseSpec
-from ..data.preprocess import PreprocessParams, bandpass_sos, hop_samples
+from ..data.ninapro import REST, DatabaseSpec
+from ..data.preprocess import PreprocessParams
 from ..learning.dataset import Normalisation
 from ..learning.decisions import allowed_classes, decide_latest
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
 from ..learning.models import batchnorm_layers
+from ..learning.onset_gate import GateState, OnsetGate, frame_amplitude, gated, rest_level
 from ..learning.stream_scoring import class_bias
+from .adabn import adapt_to_user, load_batchnorm_state, not_adabn_message, unadapted_message
+from .frames import FrameMaker
 
 
-class FrameMaker:
-    """Raw EMG [sample, channel] chunks → completed frames [frame, channel] float32, as conversion makes them."""
+@dataclass
+class TorchNetwork:
+    """A controller's own torch model and what scoring it needs: adapting re-estimates the model's batch norms,
+    then the scorer is built again (the fast scorer folds the statistics into the layers)."""
 
-    def __init__(self, sampling_rate_hz: float, params: PreprocessParams, already_rectified: bool, n_channels: int):
-        if params.rms_alignment != "causal":
-            raise InputError("a controller needs preprocess.rms_alignment: causal (a centred RMS reads the future)")
-        self.hop = hop_samples(sampling_rate_hz, params)
-        self.rectified = already_rectified
-        self.n_channels = n_channels
-        self.samples = 0
-        if not already_rectified:
-            self.sos = bandpass_sos(sampling_rate_hz, params)
-            self.state = np.zeros((self.sos.shape[0], 2, n_channels))
-            self.window = round(params.rms_window_ms * sampling_rate_hz / 1000)
-            # Running sums of squares R[i] = sum of the first i squared samples, for i from `base` to `samples`.
-            self.running = np.zeros((1, n_channels))
-            self.base = 0
+    model: torch.nn.Module
+    normalisation: Normalisation
+    live: torch.Tensor
+    bias: torch.Tensor  # the calibrated rest bias of model.pt on rest's logit (0: none)
+    online_adaptation: float | None
+    adabn: bool
+    source: str  # the model, as errors name it
+    hooks: list = field(default_factory=list)  # those of online tracking
 
-    def push(self, chunk: np.ndarray) -> np.ndarray:
-        chunk = np.asarray(chunk, dtype=np.float64).reshape(-1, self.n_channels)
-        start = self.samples
-        self.samples += len(chunk)
-        ends = np.arange(start, self.samples)
-        ends = ends[(ends + 1) % self.hop == 0]  # the last sample of each frame the chunk completes
-        if self.rectified:
-            return chunk[ends - start].astype(np.float32)
-        filtered, self.state = scipy.signal.sosfilt(self.sos, chunk, axis=0, zi=self.state)
-        # Continue the running sum exactly as conversion's one cumulative sum over the whole recording does.
-        new = np.cumsum(np.concatenate((self.running[-1:], filtered * filtered)), axis=0)[1:]
-        running = np.concatenate((self.running, new))
-        upper = ends + 1 - self.base
-        lower = np.maximum(ends + 1 - self.window, 0) - self.base
-        total = running[upper] - running[lower]
-        keep = max(self.samples - self.window, 0)
-        self.running, self.base = running[keep - self.base :], keep
-        return np.sqrt(np.maximum(total, 0.0) / self.window).astype(np.float32)
+    def scorer(self, n_classes: int) -> FrameScorer:
+        # Running statistics change the batch norms as frames arrive: then the network cannot be folded.
+        fast = self.online_adaptation is None
+        return FrameScorer(self.model, self.normalisation, self.live, n_classes, fast=fast, bias=self.bias)
+
+    def track(self) -> None:
+        if self.online_adaptation is not None:
+            self.hooks = track_statistics(self.model, self.online_adaptation)
+
+    def adapt(self, params: PreprocessParams, spec: DatabaseSpec, emg: np.ndarray) -> int:
+        for hook in self.hooks:  # tracking would move the statistics AdaBN estimates, as activations pass through
+            hook.remove()
+        n_frames = adapt_to_user(self.model, self.normalisation, self.live, params, spec, emg, self.source)
+        self.track()
+        return n_frames
 
 
 class Controller:
@@ -97,8 +94,14 @@ class Controller:
         gestures: list[str],
         vote_frames: int,
         context: int,
+        network: TorchNetwork | None = None,
+        gate: OnsetGate | None = None,
+        gate_rest: np.ndarray | None = None,
     ):
         self.scorer = scorer
+        self.network = network  # None for an exported network, whose statistics were fixed at export
+        self.params, self.spec = params, spec
+        self.unadapted: str | None = None  # why it refuses to decide until adapted (an AdaBN model), or None
         self.classes = list(classes)
         self.context = context
         self.vote_frames = vote_frames
@@ -106,6 +109,9 @@ class Controller:
         self.live = scorer.live
         self.frames: deque = deque(maxlen=context)  # the latest raw frames, for the encoder's context
         self.scores: deque = deque(maxlen=max(vote_frames, 1))  # the latest frames' logits, for the vote
+        self.gate, self.gate_state, self.rest_amplitudes = gate, None, []
+        if gate is not None and gate_rest is not None:
+            self.set_rest(gate_rest)
         self.choose(gestures)
 
     @classmethod
@@ -122,22 +128,36 @@ class Controller:
         batchnorm_state: dict | None = None,
         online_adaptation: float | None = None,
         rest_bias: float = 0.0,
+        adabn: bool = False,
+        adapt_on: np.ndarray | None = None,
+        source: str = "the model",
+        gate: OnsetGate | None = None,
+        gate_rest: np.ndarray | None = None,
     ) -> Controller:
-        """A controller of a torch model, with given batch-norm statistics or running ones (see the module)."""
+        """A controller of a torch model (see the module for ``adabn``, ``adapt_on``, ``batchnorm_state``,
+        ``online_adaptation``, ``gate`` and ``gate_rest``); ``source`` names the model in errors."""
+        if batchnorm_state is not None and adapt_on is not None:
+            raise InputError(f"{source}: give batchnorm_state or adapt_on, not both")
         model = copy.deepcopy(model).eval()  # the caller's model is left as it was
         if batchnorm_state is not None:
-            model.load_state_dict(batchnorm_state, strict=False)
-        if online_adaptation is not None:
-            track_statistics(model, online_adaptation)
+            load_batchnorm_state(model, batchnorm_state, source)
         live = torch.ones(spec.n_channels, dtype=torch.bool) if live_channels is None else live_channels
-        # Running statistics change the batch norms as frames arrive: then the network cannot be folded.
-        bias = class_bias(classes, rest_bias)  # the calibrated rest bias of model.pt (0: none)
-        scorer = FrameScorer(model, normalisation, live, len(classes), fast=online_adaptation is None, bias=bias)
-        return cls(scorer, classes, params, spec, gestures, vote_frames, model.config.context)
+        bias = class_bias(classes, rest_bias)
+        network = TorchNetwork(model, normalisation, live, bias, online_adaptation, adabn, source)
+        network.track()
+        context = model.config.context
+        scorer = network.scorer(len(classes))
+        controller = cls(scorer, classes, params, spec, gestures, vote_frames, context, network, gate, gate_rest)
+        if adabn and batchnorm_state is None:
+            controller.unadapted = unadapted_message(source)
+        if adapt_on is not None:
+            controller.adapt(adapt_on)
+        return controller
 
     @classmethod
     def from_model_file(cls, path: Path, spec: DatabaseSpec, gestures: list[str], vote_frames: int, **options):
-        """A controller of a ``model.pt`` written by training (networks only)."""
+        """A controller of a ``model.pt`` written by training (networks only); an AdaBN one (``adabn`` in the file)
+        decides once adapted (``adapt_on=`` or :meth:`adapt`, or ``batchnorm_state=``)."""
         saved = load_model_file(path)
         return cls.from_model(
             saved["network"],
@@ -147,8 +167,58 @@ class Controller:
             spec,
             gestures,
             vote_frames,
-            **{"rest_bias": saved.get("rest_bias", 0.0), **options},
+            **{
+                "rest_bias": saved.get("rest_bias", 0.0),
+                "adabn": bool(saved["adabn"]),
+                "source": str(path),
+                "gate": OnsetGate.from_dict(saved.get("onset_gate")),
+                **options,
+            },
         )
+
+    def adapt(self, emg: np.ndarray) -> int:
+        """Adapt an AdaBN model to its user: re-estimate every batch-norm statistic on their unlabelled raw EMG
+        [sample, channel] at the recording's rate (e.g. the first 100 s of a calibration recording) exactly as the
+        pipeline's AdaBN does (:mod:`.adabn`). The stream being decided is not touched; the vote starts afresh.
+        Returns the number of frames adapted on."""
+        network = self.network
+        if network is None:
+            raise InputError(
+                "an exported network's batch-norm statistics were fixed at export: export the model.pt again with "
+                "adapt_on (contrastive-prosthetics export --adapt-on)"
+            )
+        if not network.adabn:
+            raise InputError(not_adabn_message(network.source))
+        n_frames = network.adapt(self.params, self.spec, emg)
+        self.scorer = network.scorer(len(self.classes))
+        self.unadapted = None
+        self.scores.clear()  # scored with the old statistics
+        return n_frames
+
+    def set_rest(self, emg: np.ndarray) -> float:
+        """Set the onset gate's threshold from the user's rest: raw EMG [sample, channel] at the recording's rate,
+        of which the first ``gate.rest_frames`` frames count (as offline, the first seconds of the recording). Without
+        it, the gate sets itself from the first frames it is fed, deciding rest until then. Returns the level."""
+        if self.gate is None:
+            raise InputError("this model has no onset gate (evaluation.onset_gate was null when it was trained)")
+        maker = FrameMaker(self.spec.sampling_rate_hz, self.params, self.spec.already_rectified, self.spec.n_channels)
+        frames = torch.from_numpy(maker.push(np.asarray(emg)))
+        frames[:, ~self.live] = 0.0
+        level = rest_level(frames, self.live, self.gate, "the rest recording")
+        self.gate_state, self.rest_amplitudes = GateState(self.gate, level), []
+        return level
+
+    def gate_open(self, frame: torch.Tensor) -> bool:
+        """The gate after this raw frame (True without a gate); until its level is set, closed."""
+        if self.gate is None:
+            return True
+        amplitude = float(frame_amplitude(frame[None], self.live)[0])
+        if self.gate_state is None:  # still reading the user's rest
+            self.rest_amplitudes.append(amplitude)
+            if len(self.rest_amplitudes) == self.gate.rest_frames:
+                self.gate_state = GateState(self.gate, float(np.median(self.rest_amplitudes)))
+            return False
+        return self.gate_state.push(amplitude)
 
     def choose(self, gestures: list[str]) -> None:
         """The gestures the user wants now (rest is always added); no retraining, the vote starts afresh."""
@@ -158,6 +228,8 @@ class Controller:
 
     def push(self, chunk: np.ndarray) -> list[str]:
         """Feed raw EMG [sample, channel] (any number of samples); returns the decisions of completed frames."""
+        if self.unadapted is not None:
+            raise InputError(self.unadapted)
         frames = self.maker.push(chunk)
         frames[:, ~self.live.numpy()] = 0.0
         decisions = []
@@ -166,14 +238,18 @@ class Controller:
                 self.frames.extend([frame] * self.context)
             self.frames.append(frame)
             window = torch.stack(list(self.frames))[None]  # [1, context, channel]
-            self.scores.append(self.scorer(window if self.context > 1 else window[:, 0])[0].numpy())
+            scores = self.scorer(window if self.context > 1 else window[:, 0])
+            if self.gate is not None:
+                scores = gated(scores, np.array([self.gate_open(frame)]), self.classes.index(REST))
+            self.scores.append(scores[0].numpy())
             latest = decide_latest(np.stack(self.scores), self.allowed_mask, self.vote_frames)
             decisions.append(self.classes[latest])
         return decisions
 
 
-def track_statistics(model: torch.nn.Module, momentum: float) -> None:
-    """Running estimates of every batch-norm layer's input statistics, each frame moving them by ``momentum``."""
+def track_statistics(model: torch.nn.Module, momentum: float) -> list:
+    """Running estimates of every batch-norm layer's input statistics, each frame moving them by ``momentum``; the
+    hooks' handles (``remove()`` stops tracking)."""
 
     def update(layer, inputs):
         x = inputs[0].detach()
@@ -182,5 +258,4 @@ def track_statistics(model: torch.nn.Module, momentum: float) -> None:
         layer.running_mean.lerp_(x.mean(dims), momentum)
         layer.running_var.lerp_(((x - layer.running_mean.view(shape)) ** 2).mean(dims), momentum)
 
-    for layer in batchnorm_layers(model):
-        layer.register_forward_pre_hook(update)
+    return [layer.register_forward_pre_hook(update) for layer in batchnorm_layers(model)]

@@ -1,13 +1,16 @@
 """Export a trained network for a device: ONNX and TorchScript, with the normalisation of training baked in.
 
-The exported network takes raw RMS frames (as :class:`.controller.FrameMaker` makes them), [batch, channel] or
+The exported network takes raw RMS frames (as :class:`.frames.FrameMaker` makes them), [batch, channel] or
 [batch, context, channel], and returns the logits over every class: log-amplitude with the training floor,
-standardisation, dead channels zeroed, then the network (with its batch-norm statistics: the trained ones, or an
-adaptation state given to :func:`export_model`). Beside the two files, ``deployment.json`` holds what a
-controller needs to run it: classes, context, frame rate and preprocessing. ONNX Runtime is an optional extra
-(``make test`` installs it; the pipeline does not need it).
+standardisation, dead channels zeroed, then the network with its batch-norm statistics: an AdaBN model's adapted to
+its user (on their unlabelled recording, ``adapt_on``, or given, ``batchnorm_state``; :mod:`.adabn`), for it has no
+statistics of its own and is refused without; any other model's trained ones. Beside the two files,
+``deployment.json`` holds what a controller needs to run it: classes, context, frame rate and preprocessing, and
+where its batch-norm statistics came from. ONNX Runtime is an optional extra (``make test`` installs it; the
+pipeline does not need it).
 
-    contrastive-prosthetics export --model results/models/contrastive_adabn/reps-2-5/onset/model.pt --out-dir deploy
+    contrastive-prosthetics export --model results/models/contrastive_adabn/reps-2-5/onset/model.pt --out-dir deploy \
+        --adapt-on S1_E1_A1.mat --database db2
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..core.atomic import atomic_write, atomic_write_text
@@ -27,7 +31,9 @@ from ..data.preprocess import PreprocessParams
 from ..learning.dataset import Normalisation
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
+from ..learning.onset_gate import OnsetGate
 from ..learning.stream_scoring import class_bias
+from .adabn import adapt_to_user, load_batchnorm_state, not_adabn_message, unadapted_message
 from .controller import Controller
 
 log = logging.getLogger(__name__)
@@ -51,16 +57,50 @@ class DeployedNetwork(torch.nn.Module):
         return self.network((x - self.mean) / self.std * self.live)
 
 
+def deployed_statistics(
+    saved: dict,
+    live: torch.Tensor,
+    batchnorm_state: dict | None,
+    adapt_on: np.ndarray | None,
+    spec: DatabaseSpec | None,
+    source: str,
+) -> str:
+    """Set the batch-norm statistics the exported network carries (:mod:`.adabn`); says where they came from."""
+    network = saved["network"]
+    if batchnorm_state is not None and adapt_on is not None:
+        raise InputError(f"{source}: give batchnorm_state or adapt_on, not both")
+    if batchnorm_state is not None:
+        load_batchnorm_state(network, batchnorm_state, source)
+        return "given (batchnorm_state)"
+    if adapt_on is None:
+        if saved["adabn"]:
+            raise InputError(unadapted_message(source))
+        return "trained"
+    if not saved["adabn"]:
+        raise InputError(not_adabn_message(source))
+    if spec is None:
+        raise InputError(f"{source}: adapting on a recording needs its database: spec= (command line: --database)")
+    params = PreprocessParams(**saved["preprocess"])
+    n_frames = adapt_to_user(network, saved["normalisation_"], live, params, spec, adapt_on, source)
+    return f"adapted on {n_frames} frames of the user's recording"
+
+
 def export_model(
-    model_path: Path, out_dir: Path, live_channels: list[bool] | None = None, batchnorm_state: dict | None = None
+    model_path: Path,
+    out_dir: Path,
+    live_channels: list[bool] | None = None,
+    batchnorm_state: dict | None = None,
+    adapt_on: np.ndarray | None = None,
+    spec: DatabaseSpec | None = None,
 ) -> dict[str, Path]:
-    """Write ``model.onnx``, ``model.ts`` and ``deployment.json`` of a trained network into ``out_dir``."""
+    """Write ``model.onnx``, ``model.ts`` and ``deployment.json`` of a trained network into ``out_dir``. An AdaBN
+    model is first adapted on ``adapt_on``, its user's unlabelled raw EMG [sample, channel] recorded as ``spec``
+    says, or given ``batchnorm_state``; without either it is refused."""
     saved = load_model_file(model_path)
     network = saved["network"]
-    if batchnorm_state is not None:
-        network.load_state_dict(batchnorm_state, strict=False)
     n_channels, context = network.config.n_channels, network.config.context
-    live = torch.ones(n_channels, dtype=torch.bool) if live_channels is None else torch.tensor(live_channels)
+    live = torch.ones(n_channels, dtype=torch.bool) if live_channels is None else torch.tensor(live_channels) > 0
+    statistics = deployed_statistics(saved, live, batchnorm_state, adapt_on, spec, str(model_path))
     deployed = DeployedNetwork(network, saved["normalisation_"], live).eval()
     example = torch.rand((2, n_channels) if context == 1 else (2, context, n_channels)) + 0.1
     out_dir = Path(out_dir)
@@ -97,6 +137,9 @@ def export_model(
         "fold": saved["fold"],
         "window": saved["window"],
         "rest_bias": saved.get("rest_bias", 0.0),
+        "onset_gate": saved.get("onset_gate"),
+        "adabn": bool(saved["adabn"]),
+        "batchnorm_statistics": statistics,
         "input": "raw RMS frames [batch, channel] (context 1) or [batch, context, channel], float32",
         "output": "logits over classes [batch, class]; the controller adds rest_bias to rest's logit before deciding",
     }
@@ -121,11 +164,22 @@ class OnnxNetwork:
 
 
 def exported_controller(
-    folder: Path, spec: DatabaseSpec, gestures: list[str], vote_frames: int, backend: str = "onnx"
+    folder: Path,
+    spec: DatabaseSpec,
+    gestures: list[str],
+    vote_frames: int,
+    backend: str = "onnx",
+    gate_rest: np.ndarray | None = None,
 ) -> Controller:
-    """A controller running an exported network (``onnx`` or ``torchscript``) from :func:`export_model`'s folder."""
+    """A controller running an exported network (``onnx`` or ``torchscript``) from :func:`export_model`'s folder,
+    with the model's onset gate (``gate_rest``: the user's rest, see :meth:`.controller.Controller.set_rest`)."""
     folder = Path(folder)
     description = json.loads((folder / DEPLOYMENT_NAME).read_text())
+    if "batchnorm_statistics" not in description:  # an older export, of an AdaBN model perhaps unadapted
+        raise InputError(
+            f"{folder / DEPLOYMENT_NAME}: no batchnorm_statistics: written by an older version, which exported AdaBN "
+            "models unadapted; export the model.pt again"
+        )
     if backend == "onnx":
         network = OnnxNetwork(folder / ONNX_NAME)
     elif backend == "torchscript":
@@ -138,4 +192,6 @@ def exported_controller(
     bias = class_bias(description["classes"], description.get("rest_bias", 0.0))  # as the controller of model.pt
     scorer = FrameScorer(network, None, live, len(description["classes"]), bias=bias)
     params = PreprocessParams(**description["preprocess"])
-    return Controller(scorer, description["classes"], params, spec, gestures, vote_frames, description["context"])
+    gate = OnsetGate.from_dict(description.get("onset_gate"))
+    classes, context = description["classes"], description["context"]
+    return Controller(scorer, classes, params, spec, gestures, vote_frames, context, gate=gate, gate_rest=gate_rest)

@@ -1,6 +1,7 @@
 """Replay a recording through the controller: a decision timeline and a figure of true and decided gesture.
 
-    contrastive-prosthetics replay --model model.pt --recording S1_E1_A1.mat --database db2 --gestures B1 B6 B13
+    contrastive-prosthetics replay --model model.pt --recording S1_E1_A1.mat --database db2 --gestures B1 B6 B13 \
+        --vote-ms 100 --out timeline.tsv --adapt-on S1_E1_A1.mat   # an AdaBN model: its first 100 s adapt it
 
 The recording's raw EMG is fed in 10 ms chunks, as a device would deliver it; each frame's decision is written
 beside the relabelled movement at that frame (``restimulus`` at its last sample) and the time.
@@ -36,17 +37,33 @@ def recording_exercise(spec: DatabaseSpec, path: Path) -> str:
     return exercise_from_file_name(spec, int(found.group(1)), Path(path).name)
 
 
-def controller_for(model: Path, spec: DatabaseSpec, gestures: list[str], vote_ms: float, backend: str) -> Controller:
+def controller_for(
+    model: Path,
+    spec: DatabaseSpec,
+    gestures: list[str],
+    vote_ms: float,
+    backend: str,
+    adapt_on: np.ndarray | None = None,
+) -> Controller:
     """The controller of a network's ``model.pt``, or of an export folder run by ``backend``; the vote spans
-    ``vote_ms`` at the model's frame rate (0: no vote)."""
+    ``vote_ms`` at the model's frame rate (0: no vote). An AdaBN ``model.pt`` is adapted on ``adapt_on`` (the
+    user's raw EMG, :func:`.adabn.recording_emg`), and refused now, before anything is replayed, without it."""
     model = Path(model)
     if model.is_dir():
         from .export import DEPLOYMENT_NAME, exported_controller
 
+        if adapt_on is not None:
+            raise InputError(
+                f"{model}: an export folder carries the batch-norm statistics it was exported with; adapt when "
+                "exporting (export --adapt-on), or replay the model.pt with --adapt-on"
+            )
         rate = json.loads((model / DEPLOYMENT_NAME).read_text())["frame_rate_hz"]
         return exported_controller(model, spec, gestures, vote_frames(vote_ms, rate), backend)
     rate = read_network_file(model)["frame_rate_hz"]
-    return Controller.from_model_file(model, spec, gestures, vote_frames(vote_ms, rate))
+    controller = Controller.from_model_file(model, spec, gestures, vote_frames(vote_ms, rate), adapt_on=adapt_on)
+    if controller.unadapted is not None:
+        raise InputError(controller.unadapted)
+    return controller
 
 
 def vote_frames(vote_ms: float, frame_rate_hz: float) -> int:

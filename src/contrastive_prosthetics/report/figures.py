@@ -47,7 +47,7 @@ from .plotting import (
     subject_sort_key,
     with_labels,
 )
-from .stream_figures import stream_figure
+from .stream_figures import stream_figure, stream_tradeoff_figure
 from .training_figures import search_figure, training_curves_figure
 
 
@@ -383,6 +383,7 @@ def make_figures(
         *windows_figure(every_window, out_dir / "windows", colours=colours),
         *per_class_recall_figure(tables["metrics"], out_dir / "per_class_recall", model, colours=colours),
         *stream_figure(tables["stream_metrics"], tables["stream_timing"], out_dir / "stream", colours=colours),
+        *stream_tradeoff_figure(tables["stream_tradeoff"], out_dir / "stream_tradeoff", vote_ms, colours=colours),
         *zero_shot_figure(
             zero_shot["zero_shot"], zero_shot["zero_shot_subsets"], out_dir / "zero_shot", colours=colours
         ),

@@ -32,7 +32,9 @@ def stream_figure(
     controller delay, one point per vote length, among all gestures + rest (k = K): the mean over the folds."""
     title = "The controller on the continuous recordings (all gestures + rest)"
     if metrics.empty or timing.empty:
-        return save_figure(no_data_figure(title, "No stream evaluation (no network models)."), out_stem)
+        return save_figure(
+            no_data_figure(title, "No stream evaluation (a centred RMS reads ahead: not causal)."), out_stem
+        )
     pooled = metrics[metrics["subject"] == "all"] if "subject" in metrics else metrics
     rows = with_labels(total_delay(pooled[pooled["k"] == pooled["k"].max()], timing))
     colours = extend_colours(colours, rows["label"])
@@ -56,8 +58,6 @@ def stream_figure(
     onset_axes.set_title("Onset delay: median (solid), 90th percentile (dashed)")
     percent_axis(rest_axes, "Rest frames decided as a gesture (%)")
     rest_axes.set_title("Rest false activation")
-    figure.suptitle(title)
-    figure.legend(handles=model_handles(colours, rows["label"]), loc="outside right upper", title="Model")
     key = [
         Line2D([], [], color="grey", marker="o", label="one vote length each\n(longer votes: further right)"),
         Patch(
@@ -67,5 +67,62 @@ def stream_figure(
         ),
         Line2D([], [], color="grey", linestyle=":", label=f"{LONGEST_DELAY_MS} ms: the usual limit"),
     ]
+    return finished(figure, title, model_handles(colours, rows["label"]), key, out_stem)
+
+
+def finished(figure: Figure, title: str, models: list, key: list, out_stem: Path) -> list[Path]:
+    """The figure with its title, the models' legend (upper right) and the key to its marks (lower right), saved."""
+    figure.suptitle(title)
+    figure.legend(handles=models, loc="outside right upper", title="Model")
     figure.legend(handles=key, loc="outside right lower", title="Key")
     return save_figure(figure, out_stem)
+
+
+@styled
+def stream_tradeoff_figure(
+    tradeoff: pd.DataFrame, out_stem: Path, vote_ms: float, colours: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Movement accuracy and onset delay against rest false activation as the rest bias moves, every model (LDA
+    included) on one plot, each at the ``vote_ms`` vote (k = K): one curve per model, fold and window, the
+    calibrated operating point (chosen on validation streams) marked."""
+    title = f"What a quieter rest costs: the rest bias's trade-off on the test streams ({vote_ms:g} ms vote)"
+    rows = tradeoff[tradeoff["vote_ms"] == vote_ms] if not tradeoff.empty else tradeoff
+    if rows.empty:
+        return save_figure(
+            no_data_figure(title, "No stream evaluation (a centred RMS reads ahead: not causal)."), out_stem
+        )
+    rows = with_labels(rows)
+    colours = extend_colours(colours, rows["label"])
+    figure = Figure(figsize=(12, 4.8), layout="constrained")
+    movement_axes, onset_axes = figure.subplots(1, 2, sharex=True)
+    for (label, _, _), curve in rows.groupby(["label", "fold", "window"]):
+        curve = curve.sort_values("rest_false_activation")
+        rest = 100 * curve["rest_false_activation"]
+        style = {"color": colours[label], "linewidth": 1.5, "marker": ".", "markersize": 4}
+        movement_axes.plot(rest, 100 * curve["movement_accuracy"], **style)
+        onset_axes.plot(rest, curve["onset_delay_p50_ms"], **style)
+        chosen = curve[curve["calibrated"].astype(str) == "True"]
+        mark = {"color": colours[label], "marker": "*", "markersize": 14, "markeredgecolor": "black", "zorder": 3}
+        movement_axes.plot(100 * chosen["rest_false_activation"], 100 * chosen["movement_accuracy"], **mark)
+        onset_axes.plot(100 * chosen["rest_false_activation"], chosen["onset_delay_p50_ms"], **mark)
+    percent_axis(movement_axes, "Movement frames decided right (%)")
+    movement_axes.set_title("Movement accuracy")
+    onset_axes.set_ylabel("Median onset delay (ms)")
+    onset_axes.set_title("Onset delay")
+    for axes in (movement_axes, onset_axes):
+        axes.set_xlabel("Rest false activation (%): rest frames decided as a gesture")
+        axes.set_xlim(0, 101)
+    key = [
+        Line2D([], [], color="grey", marker=".", label="one bias on rest's logit each"),
+        Line2D(
+            [],
+            [],
+            color="grey",
+            marker="*",
+            markersize=12,
+            markeredgecolor="black",
+            linestyle="",
+            label="calibrated\n(validation streams)",
+        ),
+    ]
+    return finished(figure, title, model_handles(colours, rows["label"]), key, out_stem)
