@@ -184,6 +184,7 @@ def write_model_folder(folder: Path, rng: np.random.Generator, epochs: int, sear
             "train_group_accuracy": 1 - 0.5 / epoch,
             "val_loss": 2.2 / epoch + 0.05 * epoch,
             "val_accuracy": skill - 0.5 / epoch,
+            "val_stream_movement_accuracy": "nan",  # as training writes it when selecting on segments
             "lr": 1e-3 * np.cos(np.pi * epoch / (2 * epochs)),
             "seconds": 1.5,
             "frames_per_s": 1e5,

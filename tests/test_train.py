@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -266,3 +267,44 @@ def test_held_out_gestures_emg_never_reaches_training_and_their_prototypes_no_te
     assert saved["unseen"] == ["A5"] and saved["pose_prototypes"].shape == (len(CLASSES), 22)
     logits = torch.load(plain / "logits.pt", weights_only=False)
     assert logits["unseen"] == ["A5"] and (logits["label"] == 5).any()  # A5's frames are scored at test
+
+
+def test_the_stream_score_is_movement_accuracy_at_the_bias_meeting_the_rest_target():
+    from contrastive_prosthetics.learning.stream_selection import movement_accuracy_at
+
+    # Rest frames with margins 1..10 (the best gesture's score minus rest's); movement frames of class 1 and 2.
+    rest = torch.zeros(10, 3)
+    rest[:, 1] = torch.arange(1.0, 11.0)
+    movement = torch.tensor([[0.0, 2.5, 0.0], [0.0, 9.5, 0.0], [0.0, 0.0, 20.0], [0.0, 4.0, 0.0]])
+    truth = np.array([0] * 10 + [1, 1, 2, 2])
+    stretches = [(torch.cat([rest, movement[:2]]), truth[:12]), (movement[2:], truth[12:])]
+    # 20 % false activation: the bias at the 80th percentile of the margins (8.2): frames above it are gestures.
+    assert movement_accuracy_at(stretches, rest=0, target=0.2) == pytest.approx(
+        2 / 4
+    )  # 9.5 and 20 right; 2.5 and 4 go to rest
+    assert movement_accuracy_at(stretches, rest=0, target=1.0) == pytest.approx(
+        3 / 4
+    )  # bias 1: only the last (class 2 scored as 1) is wrong
+
+
+def test_selecting_on_the_stream_keeps_the_epoch_and_trial_with_the_best_stream_score(tmp_path):
+    from contrastive_prosthetics.learning.train import kept_row
+    from contrastive_prosthetics.learning.training_settings import STREAM_SCORE
+
+    history = [
+        {"epoch": 1, "val_loss": 1.0, STREAM_SCORE: 0.5},
+        {"epoch": 2, "val_loss": 0.5, STREAM_SCORE: 0.7},
+        {"epoch": 3, "val_loss": 0.2, STREAM_SCORE: 0.6},
+    ]
+    assert kept_row(history)["epoch"] == 2  # not the lowest validation loss (3)
+    assert kept_row([{**row, STREAM_SCORE: float("nan")} for row in history])["epoch"] == 3
+    training = TRAINING | {"frames": "stream", "selection": "stream", "rest_false_activation_target": 0.2}
+    paths = [write_subject(tmp_path / f"s{s}.pt", s) for s in (1, 2, 3)]
+    out = tmp_path / "out"
+    train_fold(paths, "contrastive", model_settings("contrastive", False), ARCHITECTURE, "f", FOLD, training, 0, out)
+    epochs = pd.read_csv(out / "history.tsv", sep="\t")
+    trials = pd.read_csv(out / "search.tsv", sep="\t")
+    assert epochs[STREAM_SCORE].notna().all() and trials[STREAM_SCORE].notna().all()
+    best = int(epochs.loc[epochs[STREAM_SCORE].idxmax(), "epoch"])
+    assert torch.load(out / "model.pt", weights_only=False)["best_epoch"] == best
+    assert trials.loc[trials[STREAM_SCORE].idxmax(), "chosen"]

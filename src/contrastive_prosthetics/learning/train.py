@@ -2,7 +2,7 @@
 
     search.tsv   every sampled configuration, its validation score and status (a diverged trial, whose
                  validation loss is never finite, is recorded and never chosen), and the chosen one
-    model.pt     weights of the epoch with the lowest validation loss, model config, hyper-parameters,
+    model.pt     weights of the kept epoch (:func:`kept_row`), model config, hyper-parameters,
                  normalisation statistics (from the training selection only), history, classes
                  (its fields: :data:`.model_file.NETWORK_FIELDS`)
     history.tsv  per epoch: train/validation loss and accuracy, learning rate, seconds, frames/s
@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -40,80 +39,10 @@ from .onset_gate import OnsetGate
 from .poses import pose_prototypes, subject_prototypes
 from .sampling import ContrastiveSampler
 from .stream_sampling import StreamSampler
+from .stream_selection import STREAM_SCORE, movement_accuracy_at
+from .training_settings import HyperParameters, TrainingSettings, sample_hyperparameters
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HyperParameters:
-    learning_rate: float
-    weight_decay: float
-    dropout: float
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    groups: int  # groups per batch; each holds one frame of every class
-    steps_per_epoch: int
-    log_amplitude: bool
-    search_trials: int
-    search_epochs: int
-    learning_rate: tuple[float, float]  # log-uniform range
-    weight_decay: tuple[float, float]  # log-uniform range
-    dropout: tuple[float, float]  # uniform range
-    final_epochs: int
-    log_floor: float  # the log-amplitude floor, a fraction of each channel's training median
-    adaptation_frames: int  # most stream frames a cross-fitted AdaBN adaptation reads
-    reference_frames: int  # recording frames whose statistics normalise each batch of a cross-fitted AdaBN model
-    frames: str = "segments"  # stream: every frame of the training repetitions' recording; segments: clean windows
-    guard_ms: float = 0.0  # stream frames this close to a change of label are left out
-    rest_false_activation_target: float | None = None  # the rest bias's target on validation streams (None: no bias)
-    calibration_vote_ms: float = 0.0  # the vote the calibration decides with (the evaluation's)
-    log_floor_quanta: float = 0.0  # and at least this many quantisation steps of the channel (0: no such floor)
-    onset_gate: dict | None = None  # evaluation.onset_gate: the amplitude gate in front of the classifier (None: none)
-    evaluation_batch: int = 1 << 16
-
-    @classmethod
-    def from_config(cls, training: dict) -> TrainingSettings:
-        search = training["search"]
-        return cls(
-            groups=training["groups"],
-            steps_per_epoch=training["steps_per_epoch"],
-            log_amplitude=training["log_amplitude"],
-            search_trials=search["trials"],
-            search_epochs=search["epochs"],
-            learning_rate=tuple(search["learning_rate"]),
-            weight_decay=tuple(search["weight_decay"]),
-            dropout=tuple(search["dropout"]),
-            final_epochs=training["final"]["epochs"],
-            log_floor=training["log_floor"],
-            adaptation_frames=training["adaptation_frames"],
-            reference_frames=training["reference_frames"],
-            # Absent from a training section written before stream training: the reference's clean segments.
-            frames=training.get("frames", "segments"),
-            guard_ms=training.get("guard_ms", 0.0),
-            rest_false_activation_target=training.get("rest_false_activation_target"),
-            calibration_vote_ms=training.get("calibration_vote_ms", 0.0),
-            log_floor_quanta=training.get("log_floor_quanta", 0.0),
-            onset_gate=training.get("onset_gate"),
-        )
-
-
-def sample_hyperparameters(settings: TrainingSettings, trials: int, seed: int) -> list[HyperParameters]:
-    """``trials`` configurations: learning rate and weight decay log-uniform, dropout uniform."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-
-    def log_uniform(low_high: tuple[float, float]) -> float:
-        return float(math.exp(rng.uniform(math.log(low_high[0]), math.log(low_high[1]))))
-
-    return [
-        HyperParameters(
-            log_uniform(settings.learning_rate),
-            log_uniform(settings.weight_decay),
-            float(rng.uniform(*settings.dropout)),
-        )
-        for _ in range(trials)
-    ]
 
 
 @dataclass
@@ -149,6 +78,7 @@ class Setting:
     class_codes: torch.Tensor | None = None  # pose prototypes for a pose class encoder (a new user's)
     raw: DB23 | None = None  # the training view before normalisation: what the controller reads (rest calibration)
     subject_codes: torch.Tensor | None = None  # [subject, class, 22] each subject's prototypes (zero-shot folds)
+    normalisation: Normalisation | None = None  # the training selection's, for the controller's scorer
 
     def scores(self, model: torch.nn.Module, selection: Selection, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return predict(
@@ -165,6 +95,24 @@ class Setting:
             seed=self.seed,
             codes=self.subject_codes,
         )
+
+    def validation_stream_score(self, model: torch.nn.Module) -> float:
+        """:func:`.stream_selection.movement_accuracy_at` on the validation streams, at the calibration's target."""
+        streams = validation_streams(
+            model,
+            self.raw,
+            self.data,
+            self.normalisation,
+            self.selections.validation,
+            self.selections.validation_pool,
+            self.adabn,
+            self.adaptation,
+            self.settings.adaptation_frames,
+            self.subject_codes,
+        )
+        target = self.settings.rest_false_activation_target
+        stretches = [(logits, truth) for _, logits, truth in streams]
+        return movement_accuracy_at(stretches, self.data.classes.index(REST), 0.1 if target is None else target)
 
     def validation_scores(self, model: torch.nn.Module) -> tuple[float, float]:
         """Cross-entropy and accuracy of per-frame predictions over all classes, on the validation selection."""
@@ -193,7 +141,7 @@ def training_sampler(setting: Setting, seed: int) -> ContrastiveSampler | Stream
 def train_once(
     setting: Setting, hyper: HyperParameters, epochs: int, seed: int, description: str = ""
 ) -> tuple[torch.nn.Module | None, list[dict], dict]:
-    """Train from scratch; return the model with its best-validation-loss weights (None if the validation loss
+    """Train from scratch; return the model with its kept epoch's weights (:func:`kept_row`; None if the validation loss
     was never finite: diverged), the history and timings. A non-finite training loss ends the run early."""
     settings, device = setting.settings, setting.device
     torch.manual_seed(seed)
@@ -206,7 +154,7 @@ def train_once(
     sampler = training_sampler(setting, seed)
     loss_of = model_losses(model)
     history, timings = [], []
-    best_loss, best_state = math.inf, None
+    best_state = None
     for epoch in range(1, epochs + 1):
         model.train()
         start = time.perf_counter()
@@ -228,6 +176,8 @@ def train_once(
         train_loss = torch.stack(losses).mean().item()
         diverged = not math.isfinite(train_loss)
         val_loss, val_accuracy = (math.nan, math.nan) if diverged else setting.validation_scores(model)
+        by_stream = settings.selection == "stream" and not diverged
+        val_stream = setting.validation_stream_score(model) if by_stream else math.nan
         history.append(
             {
                 "epoch": epoch,
@@ -235,13 +185,14 @@ def train_once(
                 "train_group_accuracy": correct / counted if model.config.kind == "contrastive" else float("nan"),
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
+                STREAM_SCORE: val_stream,
                 "lr": schedule.get_last_lr()[0],
             }
         )
         timings.append({"seconds": seconds, "frames_per_s": counted / seconds})
         log.info("%s epoch %d: %s", description, epoch, history[-1])
-        if math.isfinite(val_loss) and val_loss < best_loss:
-            best_loss, best_state = val_loss, copy.deepcopy(model.state_dict())
+        if kept_row(history) is history[-1]:
+            best_state = copy.deepcopy(model.state_dict())
         if diverged:
             log.warning("%s: the training loss is not finite in epoch %d; the run stops here", description, epoch)
             break
@@ -252,15 +203,20 @@ def train_once(
 
 
 def kept_row(history: list[dict]) -> dict | None:
-    """The epoch whose weights training keeps: the lowest finite validation loss, the first of ties (None when no
-    validation loss is finite: diverged)."""
+    """The epoch whose weights training keeps: the highest validation stream score when selecting on the stream
+    (``training.selection: stream``: the rows carry one), else the lowest finite validation loss; the first of ties
+    (None when no validation loss is finite: diverged)."""
     finite = [row for row in history if math.isfinite(row["val_loss"])]
+    by_stream = [row for row in finite if math.isfinite(row.get(STREAM_SCORE, math.nan))]
+    if by_stream:
+        return max(by_stream, key=lambda row: row[STREAM_SCORE])  # max keeps the first of ties
     return min(finite, key=lambda row: row["val_loss"]) if finite else None
 
 
 def search(setting: Setting, seed: int) -> tuple[list[dict], HyperParameters]:
     """The random search: every trial's row for search.tsv, and the chosen hyper-parameters (highest validation
-    accuracy among trials that did not diverge, ties to the lower validation loss)."""
+    accuracy among trials that did not diverge, ties to the lower validation loss; with ``training.selection:
+    stream``, the highest validation stream score instead)."""
     settings = setting.settings
     candidates = sample_hyperparameters(settings, settings.search_trials, seed)
     rows = []
@@ -275,6 +231,7 @@ def search(setting: Setting, seed: int) -> tuple[list[dict], HyperParameters]:
                 **vars(hyper),
                 "val_loss": best["val_loss"],
                 "val_accuracy": best["val_accuracy"],
+                STREAM_SCORE: best.get(STREAM_SCORE, math.nan),
                 "status": status,
             }
         )
@@ -284,7 +241,11 @@ def search(setting: Setting, seed: int) -> tuple[list[dict], HyperParameters]:
             f"every one of the {len(rows)} search trials diverged (no finite validation loss): narrow "
             "training.search.learning_rate towards smaller rates"
         )
-    winner = max(usable, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
+    if settings.selection == "stream" and any(math.isfinite(row[STREAM_SCORE]) for row in usable):
+        usable = [row for row in usable if math.isfinite(row[STREAM_SCORE])]
+        winner = max(usable, key=lambda row: (row[STREAM_SCORE], -row["val_loss"]))
+    else:
+        winner = max(usable, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
     for row in rows:
         row["chosen"] = row["trial"] == winner["trial"]
     log.info("best trial %d: %s", winner["trial"], winner)
@@ -342,7 +303,9 @@ def fold_setting(
         codes = pose_prototypes(loaded, every_class, unseen).to(chosen.device)
         if unseen:  # an unseen gesture is described to each subject by the other training subjects' gloves
             subject_codes = subject_prototypes(loaded, every_class, unseen).to(chosen.device)
-    setting = Setting(data, selections, config, settings, adabn, adaptation, chosen, seed, codes, raw, subject_codes)
+    setting = Setting(
+        data, selections, config, settings, adabn, adaptation, chosen, seed, codes, raw, subject_codes, normalisation
+    )
     return setting, normalisation
 
 

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from ..learning.training_settings import STREAM_SCORE
 from .plotting import extend_colours, model_handles, no_data_figure, percent_axis, run_model, save_figure, styled
 
 
@@ -105,10 +106,15 @@ def chosen_trial(search: pd.DataFrame) -> pd.Series:
 
 
 def kept_epoch(history: pd.DataFrame) -> pd.Series | None:
-    """The row of ``history.tsv`` whose weights training kept: the lowest finite validation loss, the first of ties,
-    as :func:`..learning.train.kept_row` chose it (``model.pt`` records its epoch as ``best_epoch``, but the figure
-    rule reads the history and search tables only). None when no validation loss is finite."""
+    """The row of ``history.tsv`` whose weights training kept, as :func:`..learning.train.kept_row` chose it: the
+    highest validation stream score where the rows carry one (``training.selection: stream``), else the lowest
+    finite validation loss, the first of ties (``model.pt`` records its epoch as ``best_epoch``, but the figure rule
+    reads the history and search tables only). None when no validation loss is finite."""
     finite = history[np.isfinite(history["val_loss"])] if len(history) else history
     if finite.empty:
         return None
+    # Read back from tables, an all-NaN column may come as text: numbers or NaN.
+    stream = pd.to_numeric(finite[STREAM_SCORE], errors="coerce") if STREAM_SCORE in finite else pd.Series([])
+    if np.isfinite(stream.astype(float)).any():
+        return finite.loc[stream.idxmax()]
     return finite.loc[finite["val_loss"].idxmin()]
