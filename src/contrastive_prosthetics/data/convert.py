@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import __version__
 from ..core.errors import InputError
@@ -24,7 +25,7 @@ from .matfile import ARCHIVE_SEPARATOR, MatFileError, Recording, checked_digest,
 from .ninapro import GLOVE_CHANNELS, DatabaseSpec, class_names, movement_names
 from .preprocess import HUDGINS_FEATURES, PreprocessParams, frame_ends, hop_samples, stream_frames
 from .segments import Run, Segments, choose_segments, file_runs, preceding_rest
-from .tensor_file import tensor_payload, write_tensor_file
+from .tensor_file import STREAM_FEATURE_DTYPE, tensor_payload, write_tensor_file
 
 log = logging.getLogger(__name__)
 # An electrode whose median frame RMS is below this share of the median electrode's is dead or not fitted.
@@ -177,7 +178,7 @@ def convert_subject(
         stream_class=np.concatenate(recorded.classes),
         stream_repetition=np.concatenate(recorded.repetitions),
         stream_file=np.concatenate(recorded.files),
-        stream_features=stream_features,
+        stream_features=torch.from_numpy(stream_features).to(STREAM_FEATURE_DTYPE),
         segments=segments,
         run_first=chosen.run_first,
         run_last=chosen.run_last,

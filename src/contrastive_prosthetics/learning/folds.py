@@ -132,14 +132,14 @@ def zero_shot_folds(name: str, fold: dict, folds: dict, gestures: list[str], see
     return drawn
 
 
-def fold_runs(models: dict, folds: dict, networks_only: bool = False, zero_shot_only: bool = False) -> list:
+def fold_runs(models: dict, folds: dict, zero_shot_only: bool = False) -> list:
     """The (model, fold) pairs a run trains: every model on every fold, unless a fold names its ``models``;
-    optionally networks only (no LDA), or zero-shot folds only (those with ``unseen`` gestures)."""
+    optionally zero-shot folds only (those with ``unseen`` gestures)."""
     return [
         (model, name)
         for name, fold in folds.items()
         for model in fold.get("models", list(models))
-        if not (networks_only and models[model]["kind"] == "lda") and not (zero_shot_only and not fold.get("unseen"))
+        if not (zero_shot_only and not fold.get("unseen"))
     ]
 
 
