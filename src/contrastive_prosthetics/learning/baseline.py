@@ -30,7 +30,7 @@ from ..data.ninapro import REST
 from ..data.preprocess import HUDGINS_FEATURES
 from .calibration import RestCalibration, calibrate_rest_bias
 from .dataset import DB23, Selection
-from .folds import fold_selections
+from .folds import fold_selections, training_view
 from .logits import write_logits
 from .model_file import write_lda_file
 from .onset_gate import OnsetGate
@@ -206,6 +206,7 @@ def train_lda_fold(
     streams = frames == "stream" or target is not None or training.get("onset_gate") is not None
     data = DB23.load(tensor_paths, device="cpu", with_features=True, with_streams=streams, window=window)
     selections = fold_selections(data, fold, fold_name)
+    data = training_view(data, fold, selections)  # a zero-shot fold's held-out stretches left out, as networks'
     start = time.perf_counter()
     guard = round(training.get("guard_ms", 0.0) * data.frame_rate_hz / 1000)
     x_train, subjects, labels = training_table(data, selections.train, frames, guard)
