@@ -13,7 +13,7 @@ from contrastive_prosthetics.learning import baseline
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.folds import fold_selections
 from contrastive_prosthetics.learning.model_file import read_model_file
-from contrastive_prosthetics.learning.stream_sampling import guard_mask
+from contrastive_prosthetics.learning.stream_sampling import guard_mask, stream_training_positions
 
 STREAM_TRAINING = {"frames": "stream", "guard_ms": 30, "rest_false_activation_target": 0.1, "calibration_vote_ms": 0}
 
@@ -34,7 +34,7 @@ def test_lda_fits_the_training_repetitions_stream_frames_outside_the_guard_band(
     monkeypatch.setattr(baseline, "fit_lda", lambda x, labels: fitted.append(len(x)) or real_fit(x, labels))
     out = fit(tmp_path)
     data = DB23.load(subjects(tmp_path), device="cpu", with_features=True, with_streams=True)
-    positions = baseline.stream_training_positions(data, fold_selections(data, FOLD, "f").train, guard_frames=3)
+    positions = stream_training_positions(data, fold_selections(data, FOLD, "f").train, guard_frames=3)
     streams = data.streams
     assert set(streams.repetition[positions].tolist()) == {1, 3, 4}  # FOLD's training repetitions only
     assert not guard_mask(streams.classes, streams.subject, 3)[positions].any()

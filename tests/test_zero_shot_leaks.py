@@ -12,7 +12,6 @@ from test_train import ARCHITECTURE, FOLD, TRAINING, digest, write_posed_subject
 
 from contrastive_prosthetics.learning import train
 from contrastive_prosthetics.learning.adaptation import adaptation_frames
-from contrastive_prosthetics.learning.calibration import validation_streams
 from contrastive_prosthetics.learning.dataset import DB23, Streams, SubjectInfo
 from contrastive_prosthetics.learning.models import build_model
 from contrastive_prosthetics.learning.sampling import ContrastiveSampler
@@ -154,20 +153,8 @@ def test_validation_adaptation_never_reads_a_held_out_frame(held_out_setting):
 
 
 def test_the_rest_calibration_never_scores_a_held_out_frame(held_out_setting):
-    setting, normalisation, _, held = held_out_setting
-    model = build_model(setting.config)
-    selections = setting.selections
-    streams = validation_streams(
-        model,
-        setting.raw,
-        setting.data,
-        normalisation,
-        selections.validation,
-        selections.validation_pool,
-        setting.adabn,
-        setting.adaptation,
-        1000,
-    )
+    setting, _, _, held = held_out_setting
+    streams = setting.validation_streams(build_model(setting.config))  # what the calibration and selection read
     scored = {int(p) for stretch, _, _ in streams for p in stretch}
     assert scored and not held & scored
 

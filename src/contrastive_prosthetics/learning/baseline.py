@@ -34,7 +34,7 @@ from .folds import fold_selections, training_view
 from .logits import write_logits
 from .model_file import write_lda_file
 from .onset_gate import OnsetGate
-from .stream_sampling import guard_mask
+from .stream_sampling import stream_training_positions
 from .stream_scoring import class_bias, scored_stretches, with_gate
 
 log = logging.getLogger(__name__)
@@ -54,20 +54,6 @@ def feature_table(data: DB23, selection: Selection) -> tuple[np.ndarray, torch.T
     index."""
     rows = data.features[data.selection_mask(selection).cpu()]  # [triple, frame, channel, feature]
     return design_matrix(rows), data.frame_index(selection).cpu()
-
-
-def stream_training_positions(data: DB23, selection: Selection, guard_frames: int) -> torch.Tensor:
-    """Stream positions the networks' stream sampler draws from (:class:`.stream_sampling.StreamSampler`): the
-    selection's subjects during its repetitions, labelled with one of its classes, outside the guard band."""
-    streams = data.streams
-    repetitions = selection.repetitions + 1  # the stream's repetitions are 1-based
-    eligible = (
-        torch.isin(streams.subject, selection.subjects)
-        & torch.isin(streams.repetition, repetitions)
-        & torch.isin(streams.classes, selection.classes)
-        & ~guard_mask(streams.classes, streams.subject, guard_frames)
-    )
-    return eligible.nonzero().squeeze(1)
 
 
 def training_table(

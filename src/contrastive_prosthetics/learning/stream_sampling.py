@@ -41,6 +41,21 @@ def guard_mask(classes: torch.Tensor, subject: torch.Tensor, guard_frames: int) 
     return (position - run_start < guard_frames) | (run_end - position < guard_frames)
 
 
+def stream_training_positions(data: DB23, selection: Selection, guard_frames: int) -> torch.Tensor:
+    """Stream positions training draws from (the sampler below, and the LDA baseline): the selection's subjects
+    during its repetitions, labelled with one of its classes, outside the guard band."""
+    streams = data.streams
+    device = streams.frames.device
+    repetitions = (selection.repetitions + 1).to(device)  # the stream's repetitions are 1-based
+    eligible = (
+        torch.isin(streams.subject, selection.subjects.to(device))
+        & torch.isin(streams.repetition, repetitions)
+        & torch.isin(streams.classes, selection.classes.to(device))
+        & ~guard_mask(streams.classes, streams.subject, guard_frames)
+    )
+    return eligible.nonzero().squeeze(1)
+
+
 class StreamSampler:
     """Draws B groups holding one stream frame of every selected class (see the module). The interface and the
     batch are :class:`.sampling.ContrastiveSampler`'s: ``per_subject`` draws a whole batch from one subject;
@@ -67,10 +82,7 @@ class StreamSampler:
         subjects, classes = selection.subjects.to(device), selection.classes.to(device)
         repetitions = (selection.repetitions + 1).to(device)  # the stream's repetitions are 1-based
         timely = torch.isin(streams.subject, subjects) & torch.isin(streams.repetition, repetitions)
-        eligible = (
-            timely & torch.isin(streams.classes, classes) & ~guard_mask(streams.classes, streams.subject, guard_frames)
-        )
-        positions = eligible.nonzero().squeeze(1)
+        positions = stream_training_positions(data, selection, guard_frames)
         # Each eligible frame's (subject row, class column) among the selection's, as one sort key.
         subject_row = torch.full((len(data.subject_names),), -1, dtype=torch.long, device=device)
         subject_row[subjects] = torch.arange(len(subjects), device=device)

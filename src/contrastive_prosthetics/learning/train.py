@@ -96,22 +96,28 @@ class Setting:
             codes=self.subject_codes,
         )
 
-    def validation_stream_score(self, model: torch.nn.Module) -> float:
-        """:func:`.stream_selection.movement_accuracy_at` on the validation streams, at the calibration's target."""
-        streams = validation_streams(
+    def validation_streams(self, model: torch.nn.Module, gate: OnsetGate | None = None) -> list:
+        """(positions, logits, truth) of the validation streams, scored as the controller scores them
+        (:func:`.calibration.validation_streams`): what the rest calibration and stream selection read."""
+        selections = self.selections
+        return validation_streams(
             model,
             self.raw,
             self.data,
             self.normalisation,
-            self.selections.validation,
-            self.selections.validation_pool,
+            selections.validation,
+            selections.validation_pool,
             self.adabn,
             self.adaptation,
             self.settings.adaptation_frames,
             self.subject_codes,
+            gate,
         )
+
+    def validation_stream_score(self, model: torch.nn.Module) -> float:
+        """:func:`.stream_selection.movement_accuracy_at` on the validation streams, at the calibration's target."""
         target = self.settings.rest_false_activation_target
-        stretches = [(logits, truth) for _, logits, truth in streams]
+        stretches = [(logits, truth) for _, logits, truth in self.validation_streams(model)]
         return movement_accuracy_at(stretches, self.data.classes.index(REST), 0.1 if target is None else target)
 
     def validation_scores(self, model: torch.nn.Module) -> tuple[float, float]:
@@ -309,28 +315,13 @@ def fold_setting(
     return setting, normalisation
 
 
-def rest_calibration(
-    setting: Setting, model: torch.nn.Module, normalisation: Normalisation, gate: OnsetGate | None
-) -> RestCalibration | None:
+def rest_calibration(setting: Setting, model: torch.nn.Module, gate: OnsetGate | None) -> RestCalibration | None:
     """The rest bias for ``training.rest_false_activation_target`` on the validation selection's streams, with the
     onset ``gate`` in front (None when no target is set): see :mod:`.calibration`."""
     settings = setting.settings
     if settings.rest_false_activation_target is None:
         return None
-    selections = setting.selections
-    streams = validation_streams(
-        model,
-        setting.raw,
-        setting.data,
-        normalisation,
-        selections.validation,
-        selections.validation_pool,
-        setting.adabn,
-        setting.adaptation,
-        settings.adaptation_frames,
-        setting.subject_codes,
-        gate,
-    )
+    streams = setting.validation_streams(model, gate)
     vote = round(settings.calibration_vote_ms * setting.data.frame_rate_hz / 1000)
     rest = setting.data.classes.index(REST)
     target = settings.rest_false_activation_target
@@ -368,7 +359,7 @@ def train_fold(
             f"hyper-parameters {vars(hyper)}: narrow training.search.learning_rate towards smaller rates"
         )
     gate = OnsetGate.from_config(setting.settings.onset_gate, data.frame_rate_hz)
-    calibration = rest_calibration(setting, model, normalisation, gate)
+    calibration = rest_calibration(setting, model, gate)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tsv(search_rows, out_dir / "search.tsv")
     atomic_write_tsv(
