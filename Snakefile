@@ -32,6 +32,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/calibration.smk"
 
 
 # Run on the submitting machine, never on a cluster node: quick bookkeeping, and downloads, which need the
@@ -43,6 +44,7 @@ localrules:
     aggregate_stream,
     aggregate_zero_shot,
     figures,
+    calibration_summary,
 
 
 rule all:
@@ -54,6 +56,7 @@ rule all:
             "results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES
         ),
         figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),
+        calibration=calibration_outputs(),
 
 
 # A finished run says what happened: each model's numbers, from the aggregated tables, and where to look next.

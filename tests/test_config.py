@@ -170,5 +170,5 @@ def test_unreadable_yaml_names_the_file(tmp_path):
 def test_full_scale_config_is_valid():
     config = load_config(REPO / "config" / "ninapro.yaml")
     assert len(config["data"]["databases"]["db2"]) == 40 and len(config["data"]["databases"]["db3"]) == 11
-    # The standard fold, eleven leave-one-amputee-out folds and two zero-shot sets.
-    assert len(config["folds"]) == 14 and config["training"]["search"]["trials"] == 150
+    # The standard fold, eleven leave-one-amputee-out folds, two zero-shot sets and eleven new-user folds.
+    assert len(config["folds"]) == 25 and config["training"]["search"]["trials"] == 150

@@ -64,9 +64,11 @@ def grid_payload(
     boost: float = 1.0,
     amputee: list[bool] | None = None,
     model: str = "contrastive",
+    rest_windows: int = 0,
 ) -> dict:
     """Every (subject, class, repetition) segment of ``frames`` frames, rows sorted as in logits.pt; random
-    logits with the true class boosted. ``integer`` logits (0..3) make ties in argmax and in votes common."""
+    logits with the true class boosted. ``integer`` logits (0..3) make ties in argmax and in votes common. With
+    ``rest_windows``, that many rest windows of ``frames`` frames per (subject, repetition), logits drawn alike."""
     n_classes = n_gestures + 1
     s, c, r, f = torch.meshgrid(
         torch.arange(subjects), torch.arange(n_classes), torch.arange(repetitions), torch.arange(frames), indexing="ij"
@@ -78,7 +80,22 @@ def grid_payload(
     else:
         logits = torch.randn(len(label), n_classes, generator=generator)
     logits[torch.arange(len(label)), label] += boost
-    return make_payload(logits, label, s.reshape(-1), r.reshape(-1) + 1, f.reshape(-1), n_gestures, amputee, model)
+    payload = make_payload(logits, label, s.reshape(-1), r.reshape(-1) + 1, f.reshape(-1), n_gestures, amputee, model)
+    if rest_windows:
+        shape = (subjects * repetitions * rest_windows, frames, n_classes)
+        if integer:
+            scores = torch.randint(0, 4, shape, generator=generator).float()
+        else:
+            scores = torch.randn(shape, generator=generator)
+        scores[..., 0] += boost
+        cell = torch.arange(subjects * repetitions).repeat_interleave(rest_windows)
+        payload |= {
+            "rest_window_logits": scores,
+            "rest_window_subject": cell // repetitions,
+            "rest_window_repetition": cell % repetitions + 1,
+            "rest_window_start": torch.arange(len(cell)) * frames,
+        }
+    return payload
 
 
 def all_subsets(n_gestures: int) -> dict[int, torch.Tensor]:
@@ -452,8 +469,8 @@ def test_evaluate_payload_tables():
     tables = evaluate_payload(payload, window_frames=5, trials=4, seed=0, include_rest=True)
     leading = ["model", "adabn", "adaptation", "fold", "window", "group"]
     per_subset = ["accuracy", "balanced_accuracy", "gesture_accuracy", "rest_false_activation"]
-    assert list(tables["subset_accuracy"].columns) == [*leading, "k", "trial", *per_subset, "n"]
-    assert list(tables["subset_exact"].columns) == [*leading, "k", *per_subset]
+    assert list(tables["subset_accuracy"].columns) == [*leading, "k", "trial", *per_subset, "n", "rest_windows"]
+    assert list(tables["subset_exact"].columns) == [*leading, "k", *per_subset, "rest_windows"]
     assert list(tables["voting"].columns) == [
         *leading,
         "window_frames",
@@ -514,7 +531,7 @@ def test_vote_window_in_frames_follows_the_logits_frame_rate(tmp_path):
     from contrastive_prosthetics.evaluation.evaluate import evaluate_logits_file
 
     for rate, frames in ((100.0, 25), (50.0, 12)):
-        payload = grid_payload(3, 1, 1, 60, seed=0) | {"frame_rate_hz": rate}
+        payload = grid_payload(3, 1, 1, 60, seed=0, rest_windows=2) | {"frame_rate_hz": rate}
         atomic_torch_save(payload, tmp_path / f"{rate}.pt")
         options = {"vote_window_ms": 250, "trials": 2, "seed": 0, "include_rest": True}
         tables = evaluate_logits_file(tmp_path / f"{rate}.pt", tmp_path / str(rate), **options)

@@ -171,3 +171,57 @@ def test_the_tradeoff_spans_quiet_to_busy_rest_and_holds_the_calibrated_point():
     own = stream_metrics(scored, classes, {3: every}, [0, 5], 10.0).set_index("vote_ms")
     for column in ("accuracy", "movement_accuracy", "rest_false_activation", "onset_delay_p50_ms"):
         assert np.allclose(calibrated[column], own.loc[calibrated.index, column], equal_nan=True), column
+
+
+def test_the_guard_band_is_reported_on_its_own():
+    """Rest 0.5 s, gesture 3 for 0.5 s, rest 0.5 s, at 10 ms frames, with a 30 ms guard band (training's guard_mask:
+    the first and the last 3 frames of every run of one label, the stream's own ends included): 18 guard frames.
+    Every decision is wrong inside the band and right outside it."""
+    from contrastive_prosthetics.learning.stream_sampling import guard_mask, guard_width
+
+    truth = np.array([0] * 50 + [3] * 50 + [0] * 50)
+    guard = guard_mask(torch.from_numpy(truth), torch.zeros(len(truth), dtype=torch.long), guard_width(30.0, 100.0))
+    expected = np.zeros(len(truth), dtype=bool)
+    for edge in (0, 50, 100, 150):  # every change of label, and the stream's start and end
+        expected[max(edge - 3, 0) : edge + 3] = True
+    assert np.array_equal(guard.numpy(), expected) and expected.sum() == 18
+    logits = torch.zeros((len(truth), len(CLASSES)))
+    logits[torch.arange(len(truth)), torch.from_numpy(truth)] = 1.0
+    wrong = torch.from_numpy(expected)
+    logits[wrong] = 0.0
+    logits[wrong, 5] = 1.0  # gesture 5, chosen but never true: wrong on rest and gesture frames alike
+    subsets = {2: torch.tensor([[False, False, True, False, True] + [False] * 7])}  # gestures 3 and 5
+    scored = [(0, np.arange(len(truth)), logits, truth)]
+    for metrics in (stream_metrics, straightforward_stream_metrics):
+        row = metrics(scored, CLASSES, subsets, [0], FRAME_MS, guard=guard.numpy()).iloc[0]
+        assert row["guard_frames"] == 18 and row["frames"] == 150
+        assert row["guard_accuracy"] == 0.0 and row["settled_accuracy"] == 1.0
+        assert row["accuracy"] == pytest.approx(132 / 150)
+        plain = metrics(scored, CLASSES, subsets, [0], FRAME_MS).iloc[0]  # no guard band: every frame settled
+        assert plain["guard_frames"] == 0 and np.isnan(plain["guard_accuracy"])
+        assert plain["settled_accuracy"] == plain["accuracy"] == row["accuracy"]
+
+
+def test_guard_metrics_of_many_stretches_equal_the_straightforward_loop():
+    """Stretches at their own positions of one stream, the guard band training's over the whole stream, votes that
+    carry wrong decisions out of the band: every column of the vectorised path equals the reference's."""
+    from contrastive_prosthetics.learning.stream_sampling import guard_mask
+
+    generator = np.random.default_rng(8)
+    scored, start = [], 0
+    for _ in range(6):
+        _, positions, logits, truth = random_stretch(generator, int(generator.integers(1, 8)), quantised=True)
+        scored.append((0, positions + start, logits, truth))
+        start += len(truth) + 7  # a gap between stretches, as between test repetitions
+    stream = np.zeros(start, dtype=np.int64)
+    for _, positions, _, truth in scored:
+        stream[positions] = truth
+    guard = guard_mask(torch.from_numpy(stream), torch.zeros(start, dtype=torch.long), 4).numpy()
+    drawn = draw_subsets(len(CLASSES) - 1, 3, 4)
+    subsets = {k: drawn[k] for k in (2, 12)}
+    fast = stream_metrics(scored, CLASSES, subsets, [0, 5, 25], FRAME_MS, guard)
+    reference = straightforward_stream_metrics(scored, CLASSES, subsets, [0, 5, 25], FRAME_MS, guard)
+    assert list(fast) == list(reference) and (fast["guard_frames"] > 0).all()
+    for column in reference:
+        pd.testing.assert_series_equal(fast[column], reference[column], check_exact=True, check_dtype=False)
+    assert (fast["guard_accuracy"] != fast["settled_accuracy"]).any()

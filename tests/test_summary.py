@@ -15,14 +15,18 @@ OPTIONS = {"window_frames": 5, "trials": 6, "seed": 0, "include_rest": True}
 
 
 def loso_tables() -> dict[str, pd.DataFrame]:
-    """Three leave-one-subject-out folds (one test subject each) of one model, aggregated."""
+    """Three leave-one-subject-out folds (one test subject each) of one model, aggregated; two rest windows per
+    test repetition."""
     tables = []
     for subject in range(3):
-        payload = grid_payload(n_gestures=5, subjects=3, repetitions=2, frames=10, seed=subject, model="m")
-        keep = payload["subject"] == subject
+        payload = grid_payload(
+            n_gestures=5, subjects=3, repetitions=2, frames=10, seed=subject, model="m", rest_windows=2
+        )
+        keep, rest_kept = payload["subject"] == subject, payload["rest_window_subject"] == subject
         one = {
             k: v[keep] if k in ("logits", "label", "subject", "repetition", "frame") else v for k, v in payload.items()
         }
+        one |= {k: v[rest_kept] for k, v in payload.items() if k.startswith("rest_window_")}
         one["fold"] = f"loso-db2-s{subject + 1}"
         tables.append(evaluate_payload(one, **OPTIONS))
     return aggregate(tables)
@@ -49,6 +53,19 @@ def test_leave_one_subject_out_folds_are_summarised_together_over_subjects():
     assert alone["family"].nunique() == 3 and (alone["subjects"] == 1).all()
 
 
+def test_summary_counts_the_rest_windows_behind_the_rest_false_activation():
+    """Per fold, 2 repetitions x 2 rest windows of 10 frames, 2 vote windows of 5 frames each: 8 vote windows and
+    40 frames; the family's three folds count three times as many. Only the rest false activation has a count."""
+    summary = run_summary(loso_tables()["metrics"], FAMILIES, seed=0).set_index(["level", "metric"])
+    assert summary.loc[("vote", "rest_false_activation"), "rest_windows"] == 3 * 8
+    assert summary.loc[("frame", "rest_false_activation"), "rest_windows"] == 3 * 40
+    assert summary.drop(index="rest_false_activation", level="metric")["rest_windows"].isna().all()
+    subsets = subset_summary(loso_tables()["subset_accuracy"], FAMILIES, seed=0)
+    rest = subsets[subsets["metric"] == "rest_false_activation"]
+    assert len(rest) == 5 and (rest["rest_windows"] == 3 * 8).all()  # k = 1..5, rest in every subset
+    assert subsets[subsets["metric"] != "rest_false_activation"]["rest_windows"].isna().all()
+
+
 def test_subset_summary_gives_both_bands_for_every_k_and_metric():
     tables = loso_tables()
     summary = subset_summary(tables["subset_accuracy"], FAMILIES, seed=0)
@@ -71,6 +88,7 @@ def test_summary_text_lists_each_model_with_its_numbers_and_where_to_look(tmp_pa
     summary.to_csv(path, sep="\t", index=False)
     text = summary_text(path, tmp_path / "figures", "make report")
     voted = summary[(summary["level"] == "vote") & (summary["metric"] == "gesture_accuracy")].iloc[0]
-    assert "m " in text and "loso" in text and "rest false activation" in text
+    assert "m " in text and "loso" in text and "rest false activation" in text and "rest windows" in text
     assert f"{100 * voted['subject_mean']:.1f}" in text
+    assert text.splitlines()[3].endswith(" 24")  # the rest windows behind the rest false activation
     assert "Figures:" in text and "make report" in text

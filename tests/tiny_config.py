@@ -36,6 +36,18 @@ def tiny(config: dict) -> None:
         "sets": 1,
         "models": ["contrastive_pose"],
     }
+    # Two subjects: each calibrated with the model trained on the other (validated on its repetition 6).
+    config["folds"]["calibration"] = {
+        "scheme": "calibration",
+        "subjects": "all",
+        "train": [1, 2, 3, 4, 5],
+        "validation": [6],
+        "calibration": [1, 3],
+        "counts": [0, 1],
+        "test": [2, 5],
+        "models": ["classifier"],
+    }
+    config["calibration"]["scratch_epochs"] = 1
     config["evaluation"]["subset_trials"] = 8
     config["architecture"].update(width=16, conv_maps=4, depth=1)
     config["training"].update(groups=4, steps_per_epoch=3, threads=1)

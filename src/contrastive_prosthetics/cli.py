@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .core.errors import InputError
+from .data.commands import command_convert, command_download, command_synthesize
 from .data.ninapro import DATABASES
+from .realtime.commands import command_calibrate, command_export, command_replay
 
 log = logging.getLogger("contrastive_prosthetics")
 
@@ -29,53 +31,6 @@ def _key_value(text: str) -> tuple[str, str]:
     if not sep:
         raise argparse.ArgumentTypeError(f"expected EXERCISE=PATH, got {text!r}")
     return key, value
-
-
-def command_synthesize(args: argparse.Namespace) -> None:
-    from .data.ninapro import database
-    from .data.synthetic import SyntheticParams, write_subject_file
-
-    params = SyntheticParams(**json.loads(args.params_json))
-    write_subject_file(database(args.database), args.subject, args.exercise, Path(args.out), params, args.seed)
-
-
-def command_download(args: argparse.Namespace) -> None:
-    from .data.download import fetch_subject
-    from .data.ninapro import database
-    from .data.sources import exercise_files
-
-    spec = database(args.database)
-    spec.check_subject(args.subject)
-    members = list(exercise_files(spec, args.subject, args.exercises).values())
-    fetch_subject(
-        args.url,
-        Path(args.archive_dir),
-        Path(args.dest_dir),
-        members,
-        expected_sha256=args.sha256 or None,
-        retries=args.retries,
-        backoff_s=args.backoff_s,
-        timeout_s=args.timeout_s,
-    )
-
-
-def command_convert(args: argparse.Namespace) -> None:
-    from .data.convert import convert_subject
-    from .data.ninapro import database
-    from .data.preprocess import PreprocessParams
-
-    convert_subject(
-        database(args.database),
-        args.subject,
-        dict(args.source),
-        args.exercises or [exercise for exercise, _ in args.source],
-        PreprocessParams(**json.loads(args.preprocess_json)),
-        Path(args.out),
-        manifest=Path(args.manifest) if args.manifest else None,
-        seed=args.seed,
-        threads=args.threads,
-    )
-    log.info("wrote %s", args.out)
 
 
 def command_train(args: argparse.Namespace) -> None:
@@ -140,33 +95,8 @@ def command_stream(args: argparse.Namespace) -> None:
         vote_ms=args.vote_ms,
         seed=args.seed,
         adaptation_limit=args.adaptation_frames,
+        guard_ms=args.guard_ms,
     )
-
-
-def command_replay(args: argparse.Namespace) -> None:
-    from .data.ninapro import database
-    from .realtime.adabn import recording_emg
-    from .realtime.replay import controller_for, replay_to_files
-
-    spec = database(args.database)
-    adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
-    controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend, adapt_on)
-    figure = Path(args.figure) if args.figure else None
-    timeline = replay_to_files(controller, Path(args.recording), spec, Path(args.out), figure)
-    log.info("%d frames, %.1f %% decided right", len(timeline), 100 * (timeline["true"] == timeline["decided"]).mean())
-
-
-def command_export(args: argparse.Namespace) -> None:
-    from .data.ninapro import database
-    from .realtime.adabn import recording_emg
-    from .realtime.export import export_model
-
-    if args.adapt_on and not args.database:
-        raise InputError(f"--adapt-on {args.adapt_on}: give the recording's --database ({', '.join(DATABASES)})")
-    spec = database(args.database) if args.database else None
-    adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
-    for kind, path in export_model(Path(args.model), Path(args.out_dir), adapt_on=adapt_on, spec=spec).items():
-        log.info("wrote %s: %s", kind, path)
 
 
 def command_aggregate(args: argparse.Namespace) -> None:
@@ -193,6 +123,31 @@ def command_zero_shot(args: argparse.Namespace) -> None:
         trials=args.trials,
         seed=args.seed,
     )
+
+
+def command_calibration_curve(args: argparse.Namespace) -> None:
+    import torch
+
+    from .evaluation.calibration_curve import calibration_curve
+
+    torch.set_num_threads(args.threads)
+    calibration_curve(
+        Path(args.model),
+        Path(args.tensor),
+        args.fold,
+        json.loads(args.fold_json),
+        json.loads(args.training_json),
+        json.loads(args.calibration_json),
+        args.vote_window_ms,
+        args.seed,
+        Path(args.out),
+    )
+
+
+def command_calibration_summary(args: argparse.Namespace) -> None:
+    from .report.calibration_figure import summarise_calibration
+
+    summarise_calibration([Path(p) for p in args.inputs], Path(args.out), Path(args.figure_stem), args.seed)
 
 
 def command_figures(args: argparse.Namespace) -> None:
@@ -320,6 +275,7 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         _option("--vote-ms", "causal vote lengths (0: none)", nargs="+", type=float),
         SEED,
         _option("--adaptation-frames", "training.adaptation_frames", type=int),
+        _option("--guard-ms", "training.guard_ms: its frames are counted on their own", type=float),
         TORCH_THREADS,
         EVAL_OUT_DIR,
     ),
@@ -336,6 +292,18 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         _option(
             "--adapt-seconds", "adapt on its first seconds (default 100)", type=float, default=100.0, required=False
         ),
+    ),
+    Subcommand("calibrate", "personalise a model.pt to a user from their labelled recording", command_calibrate): (
+        _helped(MODEL_FILE, "a network's model.pt (trained on other people)"),
+        _option("--recording", "the user's NinaPro .mat recording(s), labelled (restimulus)", nargs="+"),
+        DATABASE,
+        _option("--method", "adabn, prototypes or fine_tune", choices=["adabn", "prototypes", "fine_tune"]),
+        _option("--seconds", "use each recording's first seconds (default: all)", type=float, required=False),
+        _option("--vote-ms", "the vote the rest bias is set with", type=float, default=250.0, required=False),
+        _option(
+            "--rest-target", "rest false activation (negative: keep the bias)", type=float, default=0.1, required=False
+        ),
+        _option("--out", "the personalised model.pt"),
     ),
     Subcommand("export", "export a network as ONNX and TorchScript, normalisation baked in", command_export): (
         MODEL_FILE,
@@ -365,6 +333,26 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         _option("--trials", "evaluation.subset_trials", type=int),
         SEED,
         EVAL_OUT_DIR,
+    ),
+    Subcommand(
+        "calibration-curve", "calibrate a new user's model with c repetitions, every c", command_calibration_curve
+    ): (
+        _helped(MODEL_FILE, "the calibration fold's model.pt (trained on the other subjects)"),
+        _option("--tensor", "the fold's test subject's converted file"),
+        _option("--fold", "the fold's name"),
+        FOLD_JSON,
+        _option("--training-json", "config key 'training' as JSON, with the rest target (as for train)"),
+        _option("--calibration-json", "config key 'calibration' as JSON"),
+        VOTE_WINDOW_MS,
+        SEED,
+        TORCH_THREADS,
+        _option("--out", "results/calibration/{model}/{fold}/{window}/calibration.tsv"),
+    ),
+    Subcommand("calibration-summary", "the run's calibration curve: table and figure", command_calibration_summary): (
+        _option("--inputs", "every calibration fold's calibration.tsv", nargs="+"),
+        _helped(SEED, "config key 'seed' (bootstrap over subjects)"),
+        _option("--out", "results/eval/calibration.tsv"),
+        _option("--figure-stem", "results/figures/calibration (.svg and .png are written)"),
     ),
     Subcommand("figures", "draw every figure from the aggregated tables", command_figures): (
         _option("--eval-dir", "results/eval"),

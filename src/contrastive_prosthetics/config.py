@@ -125,7 +125,7 @@ def _check_fold_data(name: str, fold: dict, selected: set[str], fewest_repetitio
     for subject in fold["subjects"] if isinstance(fold.get("subjects"), list) else []:
         if subject not in selected:
             raise ConfigError(f"{source}: folds.{name}.subjects: {subject} is not in data.databases")
-    for part in ("train", "validation", "test"):
+    for part in ("train", "validation", "test", "calibration"):
         wrong = [r for r in fold.get(part, []) if r > fewest_repetitions]
         if wrong:
             raise ConfigError(
@@ -149,7 +149,7 @@ def _check_fold_names(name: str, fold: dict, config: dict, source: str) -> None:
 
 def _check_fold_test_repetitions(name: str, fold: dict, config: dict, fewest_repetitions: int, source: str) -> None:
     """Cross-fitted adaptation needs at least two test repetitions in the fold."""
-    scored = len(fold.get("test", [])) if fold["scheme"] == "repetitions" else fewest_repetitions
+    scored = len(fold["test"]) if "test" in fold else fewest_repetitions
     cross_fitted = [m for m, model in config["models"].items() if model.get("adaptation") == "cross_fitted"]
     if cross_fitted and scored < 2:
         raise ConfigError(

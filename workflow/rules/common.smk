@@ -74,6 +74,25 @@ def stream_runs(pattern):
     return per_run(pattern)
 
 
+def calibration_runs(pattern):
+    """``pattern`` over every (model, fold) of the calibration folds and every window (none without such folds)."""
+    calibrating = {name: fold for name, fold in config["folds"].items() if "calibration" in fold}
+    pairs = fold_runs(config["models"], calibrating)
+    return [path for model, fold in pairs for path in expand(pattern, model=model, fold=fold, window=WINDOWS)]
+
+
+def calibration_outputs():
+    """The run's calibration table and figure, when it has calibration folds."""
+    if not calibration_runs("{model}"):
+        return []
+    return ["results/eval/calibration.tsv", "results/figures/calibration.svg", "results/figures/calibration.png"]
+
+
+def test_subject_tensor(wildcards):
+    """The tensor file of a calibration fold's test subject: all its calibration job reads of the data."""
+    return f"results/tensors/{config['folds'][wildcards.fold]['test_subject']}.pt"
+
+
 def oracle_logits(wildcards):
     """The logits of the same model on a zero-shot fold's oracle: the fold it copies, with every gesture trained."""
     oracle = config["folds"][wildcards.fold]["oracle"]

@@ -2,20 +2,24 @@
 
 Tables made by :func:`evaluate_payload`, each led by the columns model, adabn, adaptation, fold, window, group:
 
-    subset_accuracy  k, trial, accuracy, balanced_accuracy, n: the user picks k gestures (rest is always added),
-                     the classifier chooses among just those classes, and windows of ``window_frames`` frames
-                     are majority-voted; k = 1..K, ``trials`` random subsets per k, the same subsets for every
-                     model and fold (paired comparisons)
-    subset_exact     k, accuracy, balanced_accuracy: the expectation over all C(K, k) subsets, per frame
+    subset_accuracy  k, trial, accuracy, balanced_accuracy, gesture_accuracy, rest_false_activation, n,
+                     rest_windows: the user picks k gestures (rest is always added), the classifier chooses among
+                     just those classes, and windows of ``window_frames`` frames are majority-voted; k = 1..K,
+                     ``trials`` random subsets per k, the same subsets for every model and fold (paired
+                     comparisons)
+    subset_exact     k, accuracy, balanced_accuracy, gesture_accuracy, rest_false_activation, rest_windows: the
+                     expectation over all C(K, k) subsets, per frame
     voting           window_frames, window_ms, accuracy, balanced_accuracy, n over all classes
-    metrics          level (frame | vote), metric, class, value
+    metrics          level (frame | vote), metric, class, value (rest_windows among the metrics)
     confusion        level, true, predicted, count
 
 Groups: all test frames, the intact and the amputee subjects, and each subject.
 
 Accuracy counts windows (frames when ``window_frames`` is 1); balanced accuracy is the mean recall over the classes
 that have test windows. Windows and votes are defined in :mod:`.voting`, the subset evaluation in :mod:`.subsets`
-and :mod:`.exact`.
+and :mod:`.exact`. Rest false activation counts the test rest windows (every window of the segment's length in the
+test repetitions' rest runs, :mod:`.rest_windows`), and ``rest_windows`` how many: everything else counts the
+segments.
 """
 
 from __future__ import annotations
@@ -29,11 +33,20 @@ import torch
 
 from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
-from ..learning.logits import PER_FRAME, read_logits
+from ..learning.logits import read_logits
 from .artefacts import EVALUATION_TABLES
 from .bootstrap import subject_interval
 from .exact import exact_subset_accuracy
-from .subsets import draw_subsets, subset_correct, subset_frame, subset_membership, subset_metrics, subset_table
+from .rest_windows import LEVELS, rest_tallies, rest_window_payload, segment_rest_tallies, select_rows
+from .subsets import (
+    draw_subsets,
+    rest_window_right,
+    subset_correct,
+    subset_frame,
+    subset_membership,
+    subset_metrics,
+    subset_table,
+)
 from .voting import (
     checked_scores,
     frame_ms,
@@ -46,7 +59,6 @@ from .voting import (
 )
 
 LEADING_COLUMNS = ["model", "adabn", "adaptation", "fold", "window", "group"]
-LEVELS = ("frame", "vote")
 
 
 def _confusion(predictions: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -62,7 +74,11 @@ def _unit_confusions(
     return torch.bincount(key, minlength=n_units * n_classes * n_classes).view(n_units, n_classes, n_classes)
 
 
-def _metrics_from_confusion(confusion: torch.Tensor, rest: int | None = None) -> dict:
+def _metrics_from_confusion(
+    confusion: torch.Tensor, rest: int | None = None, rest_counts: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> dict:
+    """The metrics of one confusion matrix; the rest false activation from ``rest_counts`` (rest windows decided as
+    rest, rest windows) when given, else from the confusion's rest row."""
     confusion = confusion.long()
     right = confusion.diagonal().double()
     tested = confusion.sum(1)
@@ -72,15 +88,19 @@ def _metrics_from_confusion(confusion: torch.Tensor, rest: int | None = None) ->
     f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     present = tested > 0
     gesture = torch.ones_like(present)
+    rest_false_activation, rest_windows = math.nan, 0
     if rest is not None:
         gesture[rest] = False
+        rest_right, rest_total = (right[rest], tested[rest]) if rest_counts is None else rest_counts
+        rest_false_activation, rest_windows = float(1 - rest_right.double() / rest_total), int(rest_total)
     return {
         "accuracy": float(right.sum() / tested.sum()),
         "balanced_accuracy": float(recall[present].mean()),
         "macro_f1": float(f1[present].mean()),
         # Windows whose true class is a gesture; and rest windows decided as any gesture.
         "gesture_accuracy": float(right[gesture].sum() / tested[gesture].sum()),
-        "rest_false_activation": math.nan if rest is None else float(1 - recall[rest]),
+        "rest_false_activation": rest_false_activation,
+        "rest_windows": rest_windows,
         "recall": recall,
         "confusion": confusion,
     }
@@ -148,8 +168,7 @@ def groups(payload: dict) -> dict[str, torch.Tensor]:
     return masks
 
 
-def _select(payload: dict, mask: torch.Tensor) -> dict:
-    return {key: value[mask] if key in PER_FRAME else value for key, value in payload.items()}
+_select = select_rows
 
 
 def _group_units(payload: dict, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -182,23 +201,32 @@ SUMMARISED = ("accuracy", "balanced_accuracy", "gesture_accuracy", "rest_false_a
 
 def _metrics_frame(
     confusions: torch.Tensor,
+    rest_counts: tuple[torch.Tensor, torch.Tensor],
     units: torch.Tensor,
     classes: list[str],
     level: str,
     across_subjects: bool,
     seed: int,
 ) -> pd.DataFrame:
-    """Long-format metrics of the units' summed [unit, true, predicted] confusions; across subjects also each
-    summarised metric's mean over subjects with its 95 % bootstrap interval over subjects, and the accuracy's
-    standard deviation over subjects."""
+    """Long-format metrics of the units' summed [unit, true, predicted] confusions and [unit] rest counts (rest
+    windows decided as rest, rest windows); across subjects also each summarised metric's mean over subjects with
+    its 95 % bootstrap interval over subjects, and the accuracy's standard deviation over subjects."""
     rest = rest_index(classes)
-    metrics = _metrics_from_confusion(confusions[units].sum(0), rest)
-    names = ["accuracy", "balanced_accuracy", "macro_f1", "gesture_accuracy", "rest_false_activation"]
+    rest_right, rest_windows = rest_counts
+    metrics = _metrics_from_confusion(
+        confusions[units].sum(0), rest, (rest_right[units].sum(), rest_windows[units].sum())
+    )
+    names = ["accuracy", "balanced_accuracy", "macro_f1", "gesture_accuracy", "rest_false_activation", "rest_windows"]
     metric, label, value = names + ["recall"] * len(classes), [""] * len(names) + classes, [metrics[n] for n in names]
     value += metrics["recall"].tolist()
     if across_subjects:
-        members = [confusion for confusion in confusions[units] if confusion.sum() > 0]
-        per_subject = np.array([[_metrics_from_confusion(c, rest)[m] for m in SUMMARISED] for c in members])
+        members = [unit for unit in units.nonzero().squeeze(1).tolist() if confusions[unit].sum() > 0]
+        per_subject = np.array(
+            [
+                [_metrics_from_confusion(confusions[u], rest, (rest_right[u], rest_windows[u]))[m] for m in SUMMARISED]
+                for u in members
+            ]
+        )
         mean, low, high = subject_interval(per_subject, seed)
         for index, name in enumerate(SUMMARISED):
             metric += [f"subject_mean_{name}", f"subject_ci_low_{name}", f"subject_ci_high_{name}"]
@@ -242,7 +270,7 @@ def evaluate_payload(
     on two CPU cores.
     """
     classes = payload["classes"]
-    n_classes, n_units = len(classes), len(payload["subjects"])
+    n_classes, n_units, rest = len(classes), len(payload["subjects"]), rest_index(classes)
     if window_ids(payload, window_frames)[1] == 0:
         raise InputError(
             f"{payload['model']}/{payload['fold']}: no segment holds a whole vote window of {window_frames} frames; "
@@ -265,18 +293,31 @@ def evaluate_payload(
         "frame": _unit_confusions(frame_predictions, payload["label"], payload["subject"], n_units, n_classes),
         "vote": _unit_confusions(votes, truth, window_unit, n_units, n_classes),
     }
+    # Rest false activation: over the rest windows when the payload has them, else over its rest segments.
+    rest_windows = rest_window_payload(payload)
+    if rest_windows is None:
+        rest_levels = {level: segment_rest_tallies(confusions[level], rest) for level in LEVELS}
+        rest_subsets = (subset_right[:, :, rest], subset_windows[:, rest]) if rest is not None else None
+    else:
+        rest_levels = rest_tallies(rest_windows, window_frames)
+        rest_subsets = rest_window_right(rest_windows, window_frames, membership)
 
     tables = {name: [] for name in EVALUATION_TABLES}
     for group, units in units_of.items():
         across_subjects = not group.startswith("subject:")
+        rest_counts = None if rest_subsets is None else (rest_subsets[0][:, units].sum(1), rest_subsets[1][units].sum())
         in_group = subset_metrics(
-            subset_right[:, units].sum(1), subset_windows[units].sum(0), membership, rest_index(classes)
+            subset_right[:, units].sum(1), subset_windows[units].sum(0), membership, rest, rest_counts
         )
         tables["subset_accuracy"].append(_led(subset_frame(k, trial, in_group), payload, group))
-        exact = exact_subset_accuracy(_select(payload, frame_masks[group]), include_rest)
+        group_rest = None if rest_windows is None else select_rows(rest_windows, units[rest_windows["subject"]])
+        exact = exact_subset_accuracy(_select(payload, frame_masks[group]), include_rest, group_rest)
         tables["subset_exact"].append(_led(exact, payload, group))
         tables["voting"].append(_led(_voting_frame(voting, units, frame_ms(payload)), payload, group))
-        metrics = [_metrics_frame(confusions[level], units, classes, level, across_subjects, seed) for level in LEVELS]
+        metrics = [
+            _metrics_frame(confusions[level], rest_levels[level], units, classes, level, across_subjects, seed)
+            for level in LEVELS
+        ]
         tables["metrics"].append(_led(pd.concat(metrics, ignore_index=True), payload, group))
         confusion = [_confusion_frame(confusions[level], units, classes, level) for level in LEVELS]
         tables["confusion"].append(_led(pd.concat(confusion, ignore_index=True), payload, group))

@@ -2,7 +2,8 @@
 
 Each frame's chance of being right in a random k-subset is a ratio of binomial coefficients (how many subsets hold
 its class and no class that beats it), so the expectation over every subset costs one pass over the frames; the
-Monte-Carlo mean of :mod:`.subsets` is tested against it.
+Monte-Carlo mean of :mod:`.subsets` is tested against it. The rest false activation counts the test rest windows
+when they are given (:mod:`.rest_windows`), the rest segments otherwise.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ def _log_binomial(n: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return torch.where(possible, value, -math.inf)
 
 
-def exact_subset_accuracy(payload: dict, include_rest: bool = True) -> pd.DataFrame:
+def exact_subset_accuracy(payload: dict, include_rest: bool = True, rest_windows: dict | None = None) -> pd.DataFrame:
     """Per-frame accuracy and balanced accuracy averaged over all C(K, k) subsets of k gestures, k = 1..K.
 
     Gesture-only accuracy is, like accuracy, a ratio of expectations (exact when every gesture has as many test
-    frames); the rest false-activation rate is exact, since rest frames are scored in every subset.
+    frames); the rest false-activation rate is exact, since rest frames are scored in every subset. It counts the
+    frames of ``rest_windows`` (a :func:`.rest_windows.rest_window_payload`) when given, else the rest segments';
+    the ``rest_windows`` column says how many (0 when rest is not in the subsets).
 
     A frame with true class y is right in subset S iff no class of S beats y (:func:`beats_true_class`). With b gestures
     beating a gesture frame, P(right | y in S) = C(K-1-b, k-1) / C(K-1, k-1), and 0 when rest is in S and beats
@@ -49,7 +52,30 @@ def exact_subset_accuracy(payload: dict, include_rest: bool = True) -> pd.DataFr
     scores = checked_scores(payload)
     counts = _class_counts(payload["label"], payload["classes"], include_rest)
     bins = _frame_bins(scores, payload["label"], counts)
-    return _expected_scores(bins, _subset_ways(bins, counts), counts)
+    table = _expected_scores(bins, _subset_ways(bins, counts), counts)
+    if rest_windows is None:
+        return table.assign(rest_windows=counts.rest_frames if counts.rest_in_subsets else 0)
+    false_activation, frames = exact_rest_false_activation(rest_windows, include_rest)
+    return table.assign(rest_false_activation=false_activation.numpy(), rest_windows=frames)
+
+
+def exact_rest_false_activation(rest_windows: dict, include_rest: bool = True) -> tuple[torch.Tensor, int]:
+    """([k] the share of the rest frames of ``rest_windows`` (a payload whose frames are all rest) decided as a
+    gesture, averaged over all C(K, k) subsets with rest added; the frames counted).
+
+    A rest frame beaten by b gestures (:func:`beats_true_class`) stays rest in the C(K - b, k) subsets that hold
+    none of them. NaN (and no frame counted) without rest in the subsets or without rest frames.
+    """
+    classes = rest_windows["classes"]
+    gestures, rest = gesture_indices(classes), rest_index(classes)
+    n_gestures, frames = len(gestures), len(rest_windows["label"])
+    if not include_rest or rest is None or frames == 0:
+        return torch.full((n_gestures,), math.nan, dtype=torch.float64), 0
+    beaten = beats_true_class(checked_scores(rest_windows), rest_windows["label"])[:, gestures].sum(1)
+    frames_beaten = torch.bincount(beaten, minlength=n_gestures + 1).double()  # [b] frames beaten by b gestures
+    b, k = torch.arange(n_gestures + 1)[:, None], torch.arange(1, n_gestures + 1)[None, :]
+    stays = (_log_binomial(n_gestures - b, k) - _log_binomial(torch.tensor(n_gestures), k)).exp()  # [b, k]
+    return 1 - (frames_beaten[:, None] * stays).sum(0) / frames, frames
 
 
 @dataclass(frozen=True)

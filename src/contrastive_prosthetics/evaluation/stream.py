@@ -17,6 +17,15 @@ AdaBN state: ``cross_fitted`` models adapt each test repetition on the subject's
 repetitions, as offline; ``scored_frames`` and ``batch_statistics`` models on the scored repetition's segments
 (their optimistic protocols have no causal counterpart).
 
+Class codes: a pose class encoder in a zero-shot fold scores each test subject with that subject's prototypes
+(:func:`..learning.poses.subject_prototypes`: an unseen gesture described by the other training subjects' gloves,
+:func:`..learning.poses.with_subject_codes`), as its segment logits were scored at training, not with the new user's
+prototypes model.pt carries.
+
+The guard band: the frames within ``training.guard_ms`` of a change of label, which training leaves out
+(:func:`..learning.stream_sampling.guard_mask` over the whole stream, as training computes it), are counted on their
+own (``guard_frames``, ``guard_accuracy``; ``settled_accuracy`` over the others).
+
 The metrics per (k, subset, vote), and how they are computed for every subset at once, are
 :mod:`.stream_metrics`'s.
 """
@@ -31,12 +40,15 @@ import pandas as pd
 import torch
 
 from ..core.atomic import atomic_write_frame
+from ..core.errors import InputError
 from ..learning.baseline import lda_stream_logits
-from ..learning.dataset import DB23
+from ..learning.dataset import DB23, Selection
 from ..learning.folds import fold_selections
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file, read_model_file
 from ..learning.onset_gate import OnsetGate
+from ..learning.poses import pose_prototypes, subject_prototypes, with_subject_codes
+from ..learning.stream_sampling import guard_mask, guard_width
 from ..learning.stream_scoring import adapted_network, class_bias, scored_stretches, with_gate
 from .stream_metrics import stream_metrics
 from .stream_tradeoff import tradeoff_table
@@ -47,9 +59,12 @@ TIMED_FRAMES = 500  # frames per job scored one at a time, as the controller doe
 SCORING_BATCH = 4096  # frames per network call for the rest: the same arithmetic, 30-100x faster
 
 
-def stream_logits(saved: dict, raw: DB23, normalised: DB23, test_pool: dict, limit: int) -> tuple[list, float]:
+def stream_logits(
+    saved: dict, raw: DB23, normalised: DB23, test_pool: dict, limit: int, codes: torch.Tensor | None = None
+) -> tuple[list, float]:
     """Per test subject and scored stretch: (subject, positions, logits); and the median seconds per frame that the
-    controller's one-frame-at-a-time scoring takes (timed on the first ``TIMED_FRAMES`` frames)."""
+    controller's one-frame-at-a-time scoring takes (timed on the first ``TIMED_FRAMES`` frames). ``codes``
+    ([subject, class, code], :func:`subject_codes`), when given, are the class codes each subject is scored with."""
     context = saved["network"].config.context
     gate = OnsetGate.from_dict(saved.get("onset_gate"))
     out, seconds, timed = [], [], 0
@@ -66,6 +81,7 @@ def stream_logits(saved: dict, raw: DB23, normalised: DB23, test_pool: dict, lim
                 repetitions,
                 limit,
             )
+            model = with_subject_codes(model, codes, subject)
             bias = class_bias(raw.classes, saved.get("rest_bias", 0.0))
             scorer = FrameScorer(model, saved["normalisation_"], live, len(raw.classes), bias=bias)
             for positions in scored_stretches(raw, subject, [repetition]):
@@ -94,23 +110,52 @@ def scored_test_streams(model_path: Path, tensor_paths: list[Path], fold_name: s
         logits, seconds = lda_stream_logits(saved, raw, selections.test_pool, TIMED_FRAMES)
     else:
         normalised = raw.normalised(saved["normalisation_"])
-        logits, seconds = stream_logits(saved, raw, normalised, selections.test_pool, limit)
+        codes = subject_codes(saved, raw, selections.train, fold, model_path)
+        logits, seconds = stream_logits(saved, raw, normalised, selections.test_pool, limit, codes)
     return saved, raw, logits, seconds
+
+
+def subject_codes(saved: dict, raw: DB23, train: Selection, fold: dict, model_path: Path) -> torch.Tensor | None:
+    """[subject, class, 22] the pose prototypes each subject is scored with, as training scored the test segments
+    (:func:`..learning.poses.subject_prototypes` over the training subjects' training repetitions, every class), for a
+    pose class encoder in a fold with ``unseen`` gestures; None otherwise (the codes model.pt carries). The new user's
+    prototypes computed from the same cells must be those model.pt carries: else the tensors are not the ones it was
+    trained on."""
+    unseen = [raw.classes.index(gesture) for gesture in fold.get("unseen", [])]
+    if saved["model_config"].get("class_encoder") != "pose" or not unseen:
+        return None
+    cells = Selection(train.subjects, torch.arange(len(raw.classes)), train.repetitions)
+    stored = saved.get("pose_prototypes")
+    if stored is not None and not torch.allclose(pose_prototypes(raw, cells, unseen), stored.float(), 1e-4, 1e-5):
+        raise InputError(
+            f"{model_path}: its pose prototypes differ from the training cells' of these tensors (fold "
+            f"{saved['fold']}): the tensors changed since training; train again"
+        )
+    return subject_prototypes(raw, cells, unseen)
 
 
 POOLED = "all"  # the subject column of rows over every test subject's frames
 
 
-def per_subject_metrics(scored: list, raw: DB23, subsets: dict, vote_frames: list[int], frame_ms: float) -> list:
+def per_subject_metrics(
+    scored: list, raw: DB23, subsets: dict, vote_frames: list[int], frame_ms: float, guard: np.ndarray | None = None
+) -> list:
     """Each test subject's own stream metrics (at the subset sizes given: the headline k = K), so that a summary can
     give subject means with intervals, not only pooled frames."""
     subjects = sorted({subject for subject, *_ in scored})
     return [
-        stream_metrics([s for s in scored if s[0] == subject], raw.classes, subsets, vote_frames, frame_ms).assign(
-            subject=raw.subject_names[subject]
-        )
+        stream_metrics(
+            [s for s in scored if s[0] == subject], raw.classes, subsets, vote_frames, frame_ms, guard
+        ).assign(subject=raw.subject_names[subject])
         for subject in subjects
     ]
+
+
+def stream_guard(raw: DB23, guard_ms: float) -> np.ndarray:
+    """[stream frame] True inside the guard band of ``training.guard_ms``: the frames training leaves out
+    (:func:`..learning.stream_sampling.guard_mask` over the whole stream)."""
+    streams = raw.streams
+    return guard_mask(streams.classes, streams.subject, guard_width(guard_ms, raw.frame_rate_hz)).cpu().numpy()
 
 
 def evaluate_stream(
@@ -126,12 +171,13 @@ def evaluate_stream(
     vote_ms: list[float],
     seed: int,
     adaptation_limit: int,
+    guard_ms: float = 0.0,
 ) -> pd.DataFrame:
     """Score the test repetitions' streams with one trained network or LDA model and write ``stream_metrics.tsv``,
     ``stream_tradeoff.tsv`` (:mod:`.stream_tradeoff`) and ``stream_timing.tsv`` (seconds per decision, not
     bit-identical across runs) into ``out_dir``. The subsets
     are the first ``trials`` (at most all) of the ``subset_trials`` the subset-size evaluation draws with
-    ``seed``."""
+    ``seed``. ``guard_ms`` is ``training.guard_ms``: its guard band's frames are counted on their own."""
     saved, raw, logits, seconds = scored_test_streams(model_path, tensor_paths, fold_name, fold, adaptation_limit)
     truth_of = raw.streams.classes.numpy()
     scored = [(subject, positions, scores, truth_of[positions]) for subject, positions, scores in logits]
@@ -141,13 +187,15 @@ def evaluate_stream(
     subsets = {k: chosen[: min(trials, subset_trials)] for k, chosen in drawn.items() if k in sizes}
     frame_ms = 1000 / raw.frame_rate_hz
     vote_frames = sorted({round(ms / frame_ms) for ms in vote_ms})
+    guard = stream_guard(raw, guard_ms)
     table = pd.concat(
         [
-            stream_metrics(scored, raw.classes, subsets, vote_frames, frame_ms).assign(subject=POOLED),
-            *per_subject_metrics(scored, raw, {n_gestures: subsets[n_gestures]}, vote_frames, frame_ms),
+            stream_metrics(scored, raw.classes, subsets, vote_frames, frame_ms, guard).assign(subject=POOLED),
+            *per_subject_metrics(scored, raw, {n_gestures: subsets[n_gestures]}, vote_frames, frame_ms, guard),
         ],
         ignore_index=True,
     )
+    table = table.assign(guard_ms=guard_ms)
     leading = {key: saved[key] for key in ("model", "adabn", "adaptation", "fold", "window")}
     table = table.assign(**leading)[STREAM_COLUMNS["stream_metrics"]]
     every_gesture = torch.ones((1, n_gestures), dtype=torch.bool)

@@ -13,7 +13,9 @@ Metrics per (k, subset, vote) over the frames whose true class is rest or a chos
 them, over movement frames and over rest frames; the rest false-activation rate (rest frames decided as a
 gesture); the onset delay of each chosen movement (from the relabelled onset to the first frame from which the
 decision stays correct for ``STABLE_MS``; median and 90th percentile, and the share never reached); decision
-changes per second during steady movement (from ``STEADY_AFTER_MS`` after the onset to the end: chattering).
+changes per second during steady movement (from ``STEADY_AFTER_MS`` after the onset to the end: chattering). The
+frames in the guard band (``guard``, :func:`..learning.stream_sampling.guard_mask`): ``guard_frames``, accuracy over
+them (``guard_accuracy``) and over the others (``settled_accuracy``; NaN where there are none).
 """
 
 from __future__ import annotations
@@ -178,11 +180,13 @@ def false_activation_starts(false: torch.Tensor, stretch_start: torch.Tensor) ->
     return false & (~previous | stretch_start)
 
 
-def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip):
-    """Per subset of one stretch: the frame counts and the onset delays of its chosen movements."""
+def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip, guard):
+    """Per subset of one stretch: the frame counts and the onset delays of its chosen movements (``guard``: [frame]
+    True inside the guard band)."""
     truth_t = torch.from_numpy(truth)
     right = decisions == truth_t
     keep = allowed[:, truth_t]  # [subset, frame]: rest and the chosen gestures, what this user does
+    in_guard = torch.from_numpy(guard)
     is_rest = truth_t == rest
     movement = keep & ~is_rest
     changed = torch.zeros_like(right)
@@ -192,6 +196,10 @@ def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip):
     steady = allowed[:, truth_t] & (truth_t != 0) & (runs.offset >= skip + 1)
     counts = {
         "right": (right & keep).sum(1),
+        "guard": (keep & in_guard).sum(1),
+        "guard_right": (right & keep & in_guard).sum(1),
+        "settled": (keep & ~in_guard).sum(1),
+        "settled_right": (right & keep & ~in_guard).sum(1),
         "movement_right": (right & movement).sum(1),
         "rest_right": (right & is_rest).sum(1),
         "movement": movement.sum(1),
@@ -221,12 +229,19 @@ def _stretch_groups(lengths: list[int]) -> list[list[int]]:
 
 
 def stream_metrics(
-    scored: list, classes: list[str], subsets: dict[int, torch.Tensor], vote_frames: list[int], frame_ms: float
+    scored: list,
+    classes: list[str],
+    subsets: dict[int, torch.Tensor],
+    vote_frames: list[int],
+    frame_ms: float,
+    guard: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One row per (k, subset, vote) over every scored stretch ``(subject, positions, logits, truth)``."""
+    """One row per (k, subset, vote) over every scored stretch ``(subject, positions, logits, truth)``; ``guard``
+    ([stream frame] bool, read at each stretch's positions; None: no guard band) marks the guard band."""
     keys, allowed = allowed_masks(classes, subsets)
     rest, stable, skip = classes.index(REST), round(STABLE_MS / frame_ms), round(STEADY_AFTER_MS / frame_ms)
     transition = round(TRANSITION_MS / frame_ms)
+    guard = None if guard is None else np.asarray(guard, dtype=bool)
     totals = {votes: {} for votes in vote_frames}
     delays = {votes: [] for votes in vote_frames}
     for subject, positions, logits, _ in scored:
@@ -243,11 +258,12 @@ def stream_metrics(
         logits = torch.cat([scored[i][2] for i in group])
         truth = np.concatenate([scored[i][3] for i in group])
         lengths = np.array([len(scored[i][3]) for i in group])
+        in_guard = np.zeros(len(truth), bool) if guard is None else np.concatenate([guard[scored[i][1]] for i in group])
         runs = _Runs.of(truth, np.repeat(np.arange(len(group)), lengths), transition)
         starts = torch.from_numpy(np.concatenate(([0], lengths.cumsum()[:-1])))
         decided = decide_subsets(logits, allowed, vote_frames, starts)
         for votes in vote_frames:
-            counts, stretch_delays = _stretch_counts(decided[votes], truth, runs, allowed, rest, stable, skip)
+            counts, stretch_delays = _stretch_counts(decided[votes], truth, runs, allowed, rest, stable, skip, in_guard)
             for name, value in counts.items():
                 totals[votes][name] = totals[votes].get(name, 0) + value
             delays[votes].append(stretch_delays)
@@ -270,7 +286,7 @@ def _metric_frame(counts: pd.DataFrame, delays: np.ndarray, frame_ms: float) -> 
     columns = ["k", "trial", "vote_frames", "vote_ms", "accuracy", "movement_accuracy", "rest_accuracy"]
     columns += ["rest_false_activation", "quiet_rest_false_activation", "transition_rest_false_activation"]
     columns += ["false_activations_per_min", "onset_delay_p50_ms", "onset_delay_p90_ms", "onsets_missed"]
-    columns += ["changes_per_s", "frames"]
+    columns += ["changes_per_s", "frames", "guard_frames", "guard_accuracy", "settled_accuracy"]
     if counts.empty:
         return pd.DataFrame(columns=columns)
     onsets = delays >= 0
@@ -307,6 +323,9 @@ def _metric_frame(counts: pd.DataFrame, delays: np.ndarray, frame_ms: float) -> 
             "onsets_missed": [(o - n) / max(o, 1) for o, n in zip(n_onsets, n_reached, strict=True)],
             "changes_per_s": [x / max(f, 1) * 1000 / frame_ms for x, f in zip(c["changes"], c["steady"], strict=True)],
             "frames": [m + s for m, s in zip(c["movement"], c["rests"], strict=True)],
+            "guard_frames": c["guard"],
+            "guard_accuracy": [r / n if n else np.nan for r, n in zip(c["guard_right"], c["guard"], strict=True)],
+            "settled_accuracy": [r / n if n else np.nan for r, n in zip(c["settled_right"], c["settled"], strict=True)],
         }
     )
     return table[columns]
@@ -352,11 +371,17 @@ def _reference_transition_rest(truth: np.ndarray, span: int) -> np.ndarray:
 
 
 def straightforward_stream_metrics(
-    scored: list, classes: list[str], subsets: dict[int, torch.Tensor], vote_frames: list[int], frame_ms: float
+    scored: list,
+    classes: list[str],
+    subsets: dict[int, torch.Tensor],
+    vote_frames: list[int],
+    frame_ms: float,
+    guard: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The reference :func:`stream_metrics` is tested against: :func:`..learning.decisions.decide` per subset × vote
     × stretch, each movement run walked in Python (``python -m bench stream`` compares their speed)."""
     rest = classes.index(REST)
+    guard = None if guard is None else np.asarray(guard, dtype=bool)
     rows = []
     for k, chosen in subsets.items():
         for trial, gestures in enumerate(chosen):
@@ -366,11 +391,16 @@ def straightforward_stream_metrics(
             mask = allowed.numpy()
             for votes in vote_frames:
                 right = movement_right = rest_right = movement = rests = false = changes = steady = 0
-                transition = transition_false = events = 0
+                transition = transition_false = events = guarded = guard_right = settled = settled_right = 0
                 delays = []
-                for _, _, logits, truth in scored:
+                for _, positions, logits, truth in scored:
                     decisions = decide(logits, allowed, votes).numpy()
                     keep = mask[truth]
+                    in_guard = np.zeros(len(truth), bool) if guard is None else guard[positions]
+                    guarded += int((keep & in_guard).sum())
+                    guard_right += int((decisions == truth)[keep & in_guard].sum())
+                    settled += int((keep & ~in_guard).sum())
+                    settled_right += int((decisions == truth)[keep & ~in_guard].sum())
                     is_rest = truth == rest
                     right += int((decisions == truth)[keep].sum())
                     movement_right += int((decisions == truth)[keep & ~is_rest].sum())
@@ -405,6 +435,9 @@ def straightforward_stream_metrics(
                         "onsets_missed": (len(delays) - reached.size) / max(len(delays), 1),
                         "changes_per_s": changes / max(steady, 1) * 1000 / frame_ms,
                         "frames": movement + rests,
+                        "guard_frames": guarded,
+                        "guard_accuracy": guard_right / guarded if guarded else np.nan,
+                        "settled_accuracy": settled_right / settled if settled else np.nan,
                     }
                 )
     return pd.DataFrame(rows)

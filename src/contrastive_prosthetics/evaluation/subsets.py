@@ -1,8 +1,9 @@
 """Subset-size accuracy: the user picks k gestures (rest is added), the classifier chooses among just those.
 
-For k = 1..K, ``trials`` random subsets per k (:func:`draw_subsets`, the same for every model and fold with one
-seed: paired comparisons). Per subset every frame's prediction is its argmax over the subset's classes, windows are
-majority-voted (:mod:`.voting`), and the windows whose true class is in the subset are scored.
+For k = 1..K, ``trials`` random subsets per k (:func:`.subset_scores.draw_subsets`, the same for every model and
+fold with one seed: paired comparisons). Per subset every frame's prediction is its argmax over the subset's
+classes, windows are majority-voted (:mod:`.voting`), and the windows whose true class is in the subset are scored
+(:func:`.subset_scores.subset_metrics`).
 :func:`straightforward_subset_size_accuracy` computes exactly that, one subset at a time: the reference.
 
 Subset accuracy is evaluated without an argmax over every frame for every subset (the full evaluation has 5760
@@ -17,19 +18,22 @@ y (wrong) or no class left beats y in enough frames to draw level (right). The f
 in full: a frame's prediction is the first class of its score ranking, cut just below y, that lies in S. The
 numbers are exactly those of the straightforward per-subset masked argmax and vote,
 which the tests compare them against.
+
+The rest false activation counts the test rest windows when they are given (:mod:`.rest_windows`), scored per
+subset by the same code as the segments, and the rest segments otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 
+from .subset_scores import draw_subsets as draw_subsets
+from .subset_scores import subset_frame, subset_membership, subset_metrics
 from .voting import (
     checked_scores,
-    gesture_indices,
     majority_vote,
     rest_index,
     vote,
@@ -71,98 +75,35 @@ def _bit_masks(flags: torch.Tensor) -> torch.Tensor:
     return masks.view(*flags.shape[:-1], words)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Subsets
-
-
-def draw_subsets(n_gestures: int, trials: int, seed: int) -> dict[int, torch.Tensor]:
-    """For k = 1..n_gestures: [trials, n_gestures] masks of k gestures drawn uniformly without replacement.
-
-    Each k has its own generator seeded by (seed, k) only, so every model and fold evaluated with one seed sees
-    the very same subsets, and changing ``trials`` for one k leaves the others alone.
-    """
-    subsets = {}
-    for k in range(1, n_gestures + 1):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, k]))
-        order = rng.permuted(np.tile(np.arange(n_gestures), (trials, 1)), axis=1)  # a uniform permutation per row
-        chosen = np.zeros((trials, n_gestures), dtype=bool)
-        np.put_along_axis(chosen, order[:, :k], True, axis=1)
-        subsets[k] = torch.from_numpy(chosen)
-    return subsets
-
-
-def subset_membership(
-    subsets: dict[int, torch.Tensor], classes: list[str], include_rest: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """([trial, class] mask of every subset's classes in ascending k, each trial's k, its number within k)."""
-    gestures = gesture_indices(classes)
-    sizes = sorted(subsets)
-    chosen = torch.cat([subsets[k] for k in sizes])
-    if chosen.shape[1] != len(gestures):
-        raise ValueError(f"subsets are over {chosen.shape[1]} gestures; the payload has {len(gestures)}")
-    membership = torch.zeros(len(chosen), len(classes), dtype=torch.bool)
-    membership[:, gestures] = chosen
-    rest = rest_index(classes)
-    if include_rest and rest is not None:
-        membership[:, rest] = True
-    k = torch.cat([torch.full((len(subsets[size]),), size) for size in sizes])
-    trial = torch.cat([torch.arange(len(subsets[size])) for size in sizes])
-    return membership, k, trial
-
-
-def subset_metrics(
-    correct: torch.Tensor, windows: torch.Tensor, membership: torch.Tensor, rest: int | None
-) -> tuple[torch.Tensor, ...]:
-    """Per trial, from [trial, class] right windows: accuracy, balanced accuracy, windows scored, gesture-only
-    accuracy (windows whose true class is a gesture) and the rest false-activation rate (rest windows decided as
-    a gesture: every wrong rest window, since the subset's other classes are gestures; NaN without rest).
-
-    ``windows`` [class] counts each class's test windows; a trial scores the windows of its classes. ``rest`` is
-    rest's index on the class axis (None when the run has no rest class).
-    """
-    n = (membership * windows).sum(1)
-    accuracy = correct.sum(1).double() / n  # 0/0 gives NaN when no window of the subset was tested
-    counted = membership & (windows > 0)
-    recall = torch.where(counted, correct.double() / windows.clamp(min=1), 0.0)
-    gesture = torch.ones(membership.shape[1], dtype=torch.bool)
-    if rest is not None:
-        gesture[rest] = False
-    gesture_windows = (membership[:, gesture] * windows[gesture]).sum(1)
-    gesture_accuracy = correct[:, gesture].sum(1).double() / gesture_windows
-    if rest is None:
-        rest_false_activation = torch.full((len(membership),), torch.nan, dtype=torch.float64)
-    else:
-        rest_scored = membership[:, rest] & (windows[rest] > 0)
-        rest_right = correct[:, rest].double() / windows[rest].clamp(min=1)
-        rest_false_activation = torch.where(rest_scored, 1 - rest_right, torch.nan)
-    return accuracy, recall.sum(1) / counted.sum(1), n, gesture_accuracy, rest_false_activation
-
-
-def subset_frame(k: torch.Tensor, trial: torch.Tensor, metrics: tuple) -> pd.DataFrame:
-    accuracy, balanced, n, gesture_accuracy, rest_false_activation = metrics
-    return pd.DataFrame(
-        {
-            "k": k.numpy(),
-            "trial": trial.numpy(),
-            "accuracy": accuracy.numpy(),
-            "balanced_accuracy": balanced.numpy(),
-            "gesture_accuracy": gesture_accuracy.numpy(),
-            "rest_false_activation": rest_false_activation.numpy(),
-            "n": n.numpy(),
-        }
-    )
-
-
 def straightforward_subset_size_accuracy(
-    payload: dict, window_frames: int, subsets: dict[int, torch.Tensor], include_rest: bool = True
+    payload: dict,
+    window_frames: int,
+    subsets: dict[int, torch.Tensor],
+    include_rest: bool = True,
+    rest_windows: dict | None = None,
 ) -> pd.DataFrame:
     """The definition of :func:`subset_size_accuracy`, one subset at a time: slow, and kept as its reference.
 
     Per subset: argmax of every frame's logits over the subset's classes, majority vote per window, score the
-    windows whose class is in the subset. The tests check the fast version against it; the benchmark times both.
+    windows whose class is in the subset; the rest windows (``rest_windows``: a
+    :func:`.rest_windows.rest_window_payload`) alike. The tests check the fast version against it; the benchmark
+    times both.
     """
-    scores, label = checked_scores(payload), payload["label"]
     membership, k, trial = subset_membership(subsets, payload["classes"], include_rest)
+    correct, windows = _straightforward_correct(payload, window_frames, membership)
+    rest = rest_index(payload["classes"])
+    rest_counts = None
+    if rest_windows is not None and rest is not None:
+        rest_correct, rest_total = _straightforward_correct(rest_windows, window_frames, membership)
+        rest_counts = rest_correct[:, rest], rest_total[rest]
+    return subset_frame(k, trial, subset_metrics(correct, windows, membership, rest, rest_counts))
+
+
+def _straightforward_correct(
+    payload: dict, window_frames: int, membership: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """([trial, class] windows right in each subset, [class] windows), one subset at a time."""
+    scores, label = checked_scores(payload), payload["label"]
     ids, n_windows = window_ids(payload, window_frames)
     scored = ids >= 0
     truth = torch.zeros(n_windows, dtype=torch.long).index_put_((ids[scored],), label[scored])
@@ -174,8 +115,7 @@ def straightforward_subset_size_accuracy(
         votes = majority_vote(predictions, scores, ids, n_windows, allowed)
         right = (votes == truth) & allowed[truth]
         correct[t] = torch.bincount(truth[right], minlength=n_classes)
-    windows = torch.bincount(truth, minlength=n_classes)
-    return subset_frame(k, trial, subset_metrics(correct, windows, membership, rest_index(payload["classes"])))
+    return correct, torch.bincount(truth, minlength=n_classes)
 
 
 @dataclass(frozen=True)
@@ -394,20 +334,43 @@ def subset_correct(table: _SubsetTable, membership: torch.Tensor) -> torch.Tenso
     return correct
 
 
+def rest_window_right(rest_windows: dict, window_frames: int, membership: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """([trial, unit] rest windows decided as rest in each trial's subset, [unit] rest windows) of a
+    :func:`.rest_windows.rest_window_payload`, scored per subset as the segments are."""
+    n_units, n_classes = len(rest_windows["subjects"]), len(rest_windows["classes"])
+    rest = rest_index(rest_windows["classes"])
+    if window_ids(rest_windows, window_frames)[1] == 0:  # no rest window holds a whole vote window
+        return torch.zeros((len(membership), n_units), dtype=torch.int32), torch.zeros(n_units, dtype=torch.long)
+    table = subset_table(rest_windows, window_frames)
+    right = subset_correct(table, membership).view(len(membership), n_units, n_classes)[:, :, rest]
+    return right, table.windows.view(n_units, n_classes)[:, rest]
+
+
 def subset_size_accuracy(
-    payload: dict, window_frames: int, subsets: dict[int, torch.Tensor], include_rest: bool = True
+    payload: dict,
+    window_frames: int,
+    subsets: dict[int, torch.Tensor],
+    include_rest: bool = True,
+    rest_windows: dict | None = None,
 ) -> pd.DataFrame:
     """Accuracy when the classifier chooses among a subset of the gestures (plus rest), per drawn subset.
 
     ``subsets`` is :func:`draw_subsets`' output over the payload's gestures. For each subset every frame's
     prediction is its argmax over the subset's classes, windows of ``window_frames`` frames are majority-voted
     (1: per frame), and the windows whose true class is in the subset are scored. Columns k, trial, accuracy,
-    balanced_accuracy (mean over the subset's tested classes of their recall), n (windows scored). Exactly the
-    numbers of :func:`straightforward_subset_size_accuracy`, much faster (see the module's docstring).
+    balanced_accuracy (mean over the subset's tested classes of their recall), gesture_accuracy,
+    rest_false_activation (over ``rest_windows``, a :func:`.rest_windows.rest_window_payload`, when given; else
+    over the rest segments), n (windows scored), rest_windows (rest windows counted). Exactly the numbers of
+    :func:`straightforward_subset_size_accuracy`, much faster (see the module's docstring).
     """
     membership, k, trial = subset_membership(subsets, payload["classes"], include_rest)
     table = subset_table(payload, window_frames)
     shape = (len(membership), table.n_units, table.n_classes)
     correct = subset_correct(table, membership).view(shape).sum(1)
     windows = table.windows.view(shape[1:]).sum(0)
-    return subset_frame(k, trial, subset_metrics(correct, windows, membership, rest_index(payload["classes"])))
+    rest = rest_index(payload["classes"])
+    rest_counts = None
+    if rest_windows is not None and rest is not None:
+        right, total = rest_window_right(rest_windows, window_frames, membership)
+        rest_counts = right.sum(1), total.sum()
+    return subset_frame(k, trial, subset_metrics(correct, windows, membership, rest, rest_counts))

@@ -6,10 +6,13 @@ own) are summarised together, so that leave-one-subject-out results pool their o
 
     summary.tsv         per model × family × window and metric (accuracy, balanced, gesture-only accuracy, rest
                         false activation; frame and 250 ms-vote level): the value over all test windows (mean over
-                        the family's folds), the mean over subjects and its 95 % bootstrap interval over subjects
+                        the family's folds), the mean over subjects and its 95 % bootstrap interval over subjects;
+                        rest_windows: the rest windows the rest false activation counts (summed over the family's
+                        folds; frames at the frame level; empty for the other metrics)
     subset_summary.tsv  per model × family × window × k and metric: the mean over subjects (each subject's mean
                         over the subsets drawn) with its bootstrap interval over subjects, and the mean over the
-                        subsets drawn with its Monte-Carlo interval (mean ± 1.96 standard errors over subsets)
+                        subsets drawn with its Monte-Carlo interval (mean ± 1.96 standard errors over subsets);
+                        rest_windows as in summary.tsv, the vote windows each subset's rest false activation counts
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .tables import aggregate_folders, read_table
 
 MODEL_COLUMNS = ["model", "adabn", "adaptation", "family", "window"]
 METRICS = ("accuracy", "balanced_accuracy", "gesture_accuracy", "rest_false_activation")
+REST_WINDOWS = "rest_windows"  # how many windows the rest false activation counts (evaluation/rest_windows.py)
 Z_95 = 1.96
 
 
@@ -34,10 +38,12 @@ def with_family(table: pd.DataFrame, families: dict[str, str]) -> pd.DataFrame:
 
 def run_summary(metrics: pd.DataFrame, families: dict[str, str], seed: int) -> pd.DataFrame:
     """summary.tsv from the aggregated metrics table."""
-    table = with_family(metrics[(metrics["class"].fillna("") == "") & metrics["metric"].isin(METRICS)], families)
+    wanted = metrics["metric"].isin([*METRICS, REST_WINDOWS])
+    table = with_family(metrics[(metrics["class"].fillna("") == "") & wanted], families)
     rows = []
     for key, part in table.groupby([*MODEL_COLUMNS, "level"], sort=False):
         overall = part[part["group"] == "all"].groupby("metric")["value"].mean()
+        counted = part[(part["group"] == "all") & (part["metric"] == REST_WINDOWS)]["value"].sum(min_count=1)
         subjects = part[part["group"].astype(str).str.startswith("subject:")]
         per_subject = subjects.pivot_table(index="group", columns="metric", values="value", aggfunc="mean")
         per_subject = per_subject.reindex(columns=list(METRICS))
@@ -53,6 +59,7 @@ def run_summary(metrics: pd.DataFrame, families: dict[str, str], seed: int) -> p
                     "subject_ci_high": high[index],
                     "subjects": len(per_subject),
                     "folds": part["fold"].nunique(),
+                    REST_WINDOWS: counted if metric == "rest_false_activation" else np.nan,
                 }
             )
     return pd.DataFrame(rows)
@@ -72,6 +79,12 @@ def subset_summary(subset_accuracy: pd.DataFrame, families: dict[str, str], seed
         centre, low, high = subject_interval(values, seed)
         drawn = trials.merge(pd.DataFrame([dict(zip(MODEL_COLUMNS, key, strict=True))]), on=MODEL_COLUMNS)
         spread = drawn.groupby("k")[list(METRICS)].agg(["mean", "std", "count"])
+        # Each subset's rest windows (the same for every subset of a fold with rest added), over the folds.
+        counted = (
+            drawn.groupby(["fold", "k"])[REST_WINDOWS].mean().groupby("k").sum()
+            if REST_WINDOWS in drawn
+            else pd.Series(np.nan, index=ks)
+        )
         for ki, k in enumerate(ks):
             for mi, metric in enumerate(METRICS):
                 mc_mean, mc_std, mc_count = (spread.loc[k, (metric, stat)] for stat in ("mean", "std", "count"))
@@ -89,6 +102,7 @@ def subset_summary(subset_accuracy: pd.DataFrame, families: dict[str, str], seed
                         "subset_ci_low": mc_mean - half,
                         "subset_ci_high": mc_mean + half,
                         "subsets": int(mc_count),
+                        REST_WINDOWS: counted.get(k, np.nan) if metric == "rest_false_activation" else np.nan,
                     }
                 )
     return pd.DataFrame(rows)
@@ -108,12 +122,13 @@ def aggregate_run(
 
 def summary_text(summary_path: Path, figures_dir: Path, report: str) -> str:
     """The short table a finished run prints: per model, family and window, the vote-level accuracy, balanced
-    accuracy, gesture-only accuracy and rest false activation (subject mean and interval), from summary.tsv."""
+    accuracy, gesture-only accuracy and rest false activation (subject mean and interval), and the rest windows
+    that counts, from summary.tsv."""
     summary = read_table(summary_path)
     voted = summary[summary["level"] == "vote"]
     lines = ["", "What a user gets (majority vote; mean over subjects [95 % bootstrap interval]):"]
     header = f"{'model':<28} {'folds':<12} {'window':<8}" + "".join(f"{m.replace('_', ' '):>26}" for m in METRICS)
-    lines.append(header)
+    lines.append(header + f"{'rest windows':>14}")
     for key, part in voted.groupby(["model", "family", "window"], sort=False):
         cells = []
         for metric in METRICS:
@@ -122,7 +137,11 @@ def summary_text(summary_path: Path, figures_dir: Path, report: str) -> str:
                 f"{100 * row['subject_mean']:>8.1f} [{100 * row['subject_ci_low']:5.1f}, "
                 f"{100 * row['subject_ci_high']:5.1f}] %"
             )
-        lines.append(f"{key[0]:<28} {key[1]:<12} {key[2]:<8}" + "".join(f"{cell:>26}" for cell in cells))
+        counted = part[part["metric"] == "rest_false_activation"].iloc[0].get(REST_WINDOWS, np.nan)
+        counted = "" if pd.isna(counted) else f"{int(counted)}"
+        lines.append(
+            f"{key[0]:<28} {key[1]:<12} {key[2]:<8}" + "".join(f"{cell:>26}" for cell in cells) + f"{counted:>14}"
+        )
     lines += ["", f"Figures: {figures_dir}/   Tables: {Path(summary_path).parent}/   Report: {report}", ""]
     return "\n".join(lines)
 

@@ -53,6 +53,10 @@ OPTIONAL_COLUMNS = {
         "onsets_missed",
         "changes_per_s",
         "frames",
+        "guard_ms",  # training.guard_ms: the guard band's width on each side of a change of label
+        "guard_frames",  # of ``frames``, those within guard_ms of a change of label (training leaves them out)
+        "guard_accuracy",  # accuracy over the guard_frames (NaN: none)
+        "settled_accuracy",  # accuracy over the other frames (NaN: none)
     ],
     "stream_tradeoff": [
         "model",
@@ -97,6 +101,7 @@ OPTIONAL_COLUMNS = {
         "gesture_accuracy",
         "rest_false_activation",
         "n",
+        "rest_windows",  # the rest windows rest_false_activation counts (here the rest segments')
         "model",
         "adabn",
         "adaptation",

@@ -2,7 +2,8 @@
 
 A frame's prediction within a set of classes is the argmax of its logits over that set; equal logits go to the
 lower class index, as ``torch.argmax`` does. A window is ``window_frames`` consecutive frames of one (subject,
-class, repetition) segment; an incomplete trailing window is not scored. A window's vote is its most frequent
+class, repetition) segment (of one ``segment``, for payloads that number their segments, as the rest windows'
+of :mod:`.rest_windows` do); an incomplete trailing window is not scored. A window's vote is its most frequent
 frame prediction; a tie is broken by the larger sum of the tied classes' logits over the window's frames, and a
 tie in that sum by the lower class index. Window lengths in frames come from milliseconds and the payload's
 frame rate (:func:`window_frames_for`).
@@ -52,7 +53,10 @@ def window_frames_for(window_ms: float, frame_rate_hz: float) -> int:
 
 
 def _segments(payload: dict) -> torch.Tensor:
-    """Each frame's (subject, label, repetition) segment, numbered in that lexicographic order."""
+    """Each frame's (subject, label, repetition) segment, numbered in that lexicographic order; or, when the payload
+    numbers its segments itself (``segment`` per frame), in that number's order."""
+    if "segment" in payload:
+        return torch.unique(payload["segment"], return_inverse=True)[1]
     label, repetition = payload["label"], payload["repetition"]
     key = (payload["subject"] * (int(label.max()) + 1) + label) * (int(repetition.max()) + 1) + repetition
     return torch.unique(key, return_inverse=True)[1]

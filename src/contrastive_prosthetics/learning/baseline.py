@@ -10,7 +10,8 @@ It is fitted on the frames the networks train on (``training.frames``): every fr
 recording outside the guard band (``stream``), or the clean segments (``segments``), so that the baseline stays
 fair; and it gets a rest bias calibrated on the validation streams exactly as the networks do
 (:mod:`.calibration`), so that the stream comparison is at the same rest false activation. Its decision scores
-over all classes are written to logits.pt like any model's, so the same voting and subset-size code scores it, and
+over all classes are written to logits.pt like any model's, with the test rest windows' (:func:`lda_rest_windows`,
+from the stream's Hudgins features), so the same voting and subset-size code scores it, and
 :func:`lda_stream_logits` scores the test streams for the stream evaluation.
 """
 
@@ -31,9 +32,10 @@ from ..data.preprocess import HUDGINS_FEATURES
 from .calibration import RestCalibration, calibrate_rest_bias
 from .dataset import DB23, Selection
 from .folds import fold_selections, training_view
-from .logits import write_logits
+from .logits import RestWindows, write_logits
 from .model_file import write_lda_file
 from .onset_gate import OnsetGate
+from .rest_windows import located, rest_window_starts, window_positions
 from .stream_sampling import stream_training_positions
 from .stream_scoring import class_bias, scored_stretches, with_gate
 
@@ -105,6 +107,21 @@ def score_selection(
         rows = index[:, 0] == subject
         logits[rows] = models.get(subject, models.get(SHARED)).scores(x[rows.numpy()], len(data.classes))
     return logits, index
+
+
+def lda_rest_windows(data: DB23, selection: Selection, models: dict[int, FittedLDA], guard_frames: int) -> RestWindows:
+    """The selection's rest windows (:mod:`.rest_windows`) scored as :func:`score_selection` scores its segments,
+    each subject by its own model, from the stream's Hudgins features (stored in bfloat16: 0.4 % of each value,
+    where the segments' are float32)."""
+    length, n_classes = data.features.shape[3], len(data.classes)
+    start = rest_window_starts(data, selection, length, guard_frames)
+    windows = located(data, start, torch.empty((len(start), length, n_classes)))
+    for subject in windows.subject.unique().tolist():
+        rows = windows.subject == subject
+        x = design_matrix(data.streams.features[window_positions(start[rows], length)])
+        scores = models.get(subject, models.get(SHARED)).scores(x, n_classes)
+        windows.logits[rows] = scores.view(-1, length, n_classes)
+    return windows
 
 
 def stream_scores(model: FittedLDA, data: DB23, positions: np.ndarray) -> torch.Tensor:
@@ -189,8 +206,7 @@ def train_lda_fold(
     search.tsv, history.tsv, model.pt and logits.pt."""
     training = training or {}
     frames, target = training.get("frames", "segments"), training.get("rest_false_activation_target")
-    streams = frames == "stream" or target is not None or training.get("onset_gate") is not None
-    data = DB23.load(tensor_paths, device="cpu", with_features=True, with_streams=streams, window=window)
+    data = DB23.load(tensor_paths, device="cpu", with_features=True, with_streams=True, window=window)  # rest windows
     selections = fold_selections(data, fold, fold_name)
     data = training_view(data, fold, selections)  # a zero-shot fold's held-out stretches left out, as networks'
     start = time.perf_counter()
@@ -254,4 +270,5 @@ def train_lda_fold(
         False,
         "none",
         fold.get("unseen", []),
+        rest_windows=lda_rest_windows(data, selections.test, models, guard),
     )

@@ -12,6 +12,12 @@ Adaptation pools: for each scored subject, the repetitions whose continuous reco
 repetition itself is always left out, see :mod:`.adaptation`): the test repetitions for a test subject; for a
 validation subject its validation repetitions plus, if it also trains, its training repetitions.
 
+``calibration`` (a new user with a short calibration, :mod:`.personalise`): one ``subjects`` fold per subject whose
+test subject's repetitions split in two: ``calibration`` repetitions, of which the first ``c`` (for each ``c`` in
+``counts``) calibrate the model trained on the other subjects, and ``test`` repetitions, scored for every ``c`` (so
+the curve is paired). Training, selection and the rest calibration at training time never read the test subject;
+the calibration never reads the scored repetitions.
+
 Held out means held out: a zero-shot fold's ``unseen`` gestures are left out of the training and validation
 selections by class, and :func:`training_view` leaves their stretches of the recording out of everything else that
 training reads (normalisation, reference batch-norm frames, stream sampling, validation adaptation, the rest
@@ -62,7 +68,21 @@ def fold_subjects(fold: dict, all_subjects: list[str]) -> list[str]:
 def check_fold(name: str, fold: dict) -> None:
     """A fold that could leak: overlapping train/validation/test repetitions, a test subject outside its group,
     more validation subjects than the group can spare. The message names the fold."""
-    parts = {part: set(fold.get(part, [])) for part in ("train", "validation", "test")}
+    parts = {part: set(fold.get(part, [])) for part in ("train", "validation", "test", "calibration")}
+    # Within a subjects fold, train and validation repetitions are the other subjects', test and calibration ones
+    # the test subject's: only repetitions of the same people can leak into each other.
+    pairs = [("train", "validation"), ("calibration", "test")]
+    if fold["scheme"] not in ("subjects", "calibration"):
+        pairs += [("train", "test"), ("validation", "test")]
+    if "calibration" in fold:
+        too_many = [c for c in fold.get("counts", []) if c > len(fold["calibration"])]
+        if too_many:
+            raise InputError(
+                f"folds.{name}.counts: {too_many} exceed the {len(fold['calibration'])} calibration repetitions "
+                f"{fold['calibration']}; add repetitions to folds.{name}.calibration or lower the counts"
+            )
+        if "test" not in fold:
+            raise InputError(f"folds.{name}: calibration repetitions need the test repetitions they are scored on")
     if fold["scheme"] == "subjects":
         if fold["test_subject"] not in fold["subjects"]:
             raise InputError(
@@ -76,7 +96,7 @@ def check_fold(name: str, fold: dict) -> None:
             )
         if "validation_subjects" in fold and "validation" in fold:
             raise InputError(f"folds.{name}: give validation_subjects or validation repetitions, not both")
-    for first, second in (("train", "validation"), ("train", "test"), ("validation", "test")):
+    for first, second in pairs:
         shared = sorted(parts[first] & parts[second])
         if shared:
             raise InputError(
@@ -85,8 +105,9 @@ def check_fold(name: str, fold: dict) -> None:
 
 
 def expand_folds(folds: dict, all_subjects: list[str], gestures: list[str] | None = None, seed: int = 0) -> dict:
-    """Folds with every shorthand expanded: ``leave_one_subject_out`` into one ``subjects`` fold per subject of its
-    group, named ``{name}-{db}-s{n}`` (``subjects: all`` is every subject of the run); ``zero_shot`` into ``sets``
+    """Folds with every shorthand expanded: ``leave_one_subject_out`` and ``calibration`` into one ``subjects`` fold
+    per subject of its group, named ``{name}-{db}-s{n}`` (``subjects: all`` is every subject of the run), a
+    calibration fold keeping its ``calibration``, ``counts`` and ``test``; ``zero_shot`` into ``sets``
     copies of its ``base`` fold, each holding out ``size`` gestures drawn (seeded) from ``gestures`` (``all``: the
     run's), named ``{name}-{g1}-{g2}-...``, whose oracle is the base fold."""
     expanded = {}
@@ -94,7 +115,7 @@ def expand_folds(folds: dict, all_subjects: list[str], gestures: list[str] | Non
         if fold["scheme"] == "zero_shot":
             expanded |= zero_shot_folds(name, fold, folds, gestures or [], seed)
             continue
-        if fold["scheme"] != "leave_one_subject_out":
+        if fold["scheme"] not in ("leave_one_subject_out", "calibration"):
             expanded[name] = fold
             continue
         group = list(all_subjects) if fold["subjects"] == "all" else list(fold["subjects"])
@@ -194,12 +215,14 @@ def _fold_selections(data: DB23, fold: dict, name: str) -> FoldSelections:
         else:
             validation = data.select(subjects=trainers, classes=seen, repetitions=fold["validation"])
             validation_pool = {index[s]: sorted(set(fold["validation"]) | set(fold["train"])) for s in trainers}
+        # Every repetition of the new user is scored, or the fold's test repetitions (calibration folds).
+        scored = fold.get("test", list(range(1, n_reps + 1)))
         return FoldSelections(
             train=data.select(subjects=trainers, classes=seen, repetitions=fold["train"]),
             validation=validation,
-            test=data.select(subjects=[fold["test_subject"]]),
+            test=data.select(subjects=[fold["test_subject"]], repetitions=scored),
             validation_pool=validation_pool,
-            test_pool={index[fold["test_subject"]]: list(range(1, n_reps + 1))},
+            test_pool={index[fold["test_subject"]]: sorted(scored)},
         )
     raise InputError(f"folds.{name}.scheme: unknown scheme {fold['scheme']!r}; use 'repetitions' or 'subjects'")
 

@@ -6,6 +6,11 @@ Per test frame (rows in the order the model scored them):
     subject     long    [frame]         index into ``subjects``
     repetition  long    [frame]         1-based NinaPro repetition
     frame       long    [frame]         position within its (subject, class, repetition) segment, 0, 1, ...
+Per rest window (every window of the segment's length in the test repetitions' rest runs, :mod:`.rest_windows`):
+    rest_window_logits      float32 [window, frame, class]  scores of each window's frames, as a segment's
+    rest_window_subject     long    [window]  index into ``subjects``
+    rest_window_repetition  long    [window]  1-based NinaPro repetition
+    rest_window_start       long    [window]  its first frame in the subject's stream (the tensor file's ``stream``)
 Per file:
     subjects, amputee, classes          names of the axes the indices point into
     frame_rate_hz                       frames per second (vote windows in frames are computed from it)
@@ -15,6 +20,7 @@ Per file:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +29,18 @@ from ..core.atomic import atomic_torch_save
 from ..core.errors import InputError
 
 PER_FRAME = ("logits", "label", "subject", "repetition", "frame")
+PER_REST_WINDOW = ("rest_window_logits", "rest_window_subject", "rest_window_repetition", "rest_window_start")
 PER_FILE = ("subjects", "amputee", "classes", "frame_rate_hz", "model", "fold", "window", "adabn", "adaptation")
+
+
+@dataclass(frozen=True)
+class RestWindows:
+    """The test selection's rest windows, scored (:mod:`.rest_windows`): what logits.pt's ``rest_window_*`` hold."""
+
+    logits: torch.Tensor  # [window, frame, class]
+    subject: torch.Tensor  # [window] index into the subjects
+    repetition: torch.Tensor  # [window] 1-based
+    start: torch.Tensor  # [window] first frame in the subject's stream
 
 
 def write_logits(
@@ -36,9 +53,12 @@ def write_logits(
     adabn: bool,
     adaptation: str,
     unseen: list[str] = (),
+    *,
+    rest_windows: RestWindows,
 ) -> None:
-    """Write every test frame's scores; ``index`` [frame, 4] holds (subject, class, rep, frame), 0-based, into
-    ``data`` (a DB23: subject names, amputee flags, classes and frame rate come from it)."""
+    """Write every test frame's scores and the test rest windows'; ``index`` [frame, 4] holds (subject, class,
+    rep, frame), 0-based, into ``data`` (a DB23: subject names, amputee flags, classes and frame rate come from
+    it)."""
     index = index.cpu()
     atomic_torch_save(
         {
@@ -47,6 +67,10 @@ def write_logits(
             "subject": index[:, 0],
             "repetition": index[:, 2] + 1,
             "frame": index[:, 3],
+            "rest_window_logits": rest_windows.logits.float().cpu(),
+            "rest_window_subject": rest_windows.subject.long().cpu(),
+            "rest_window_repetition": rest_windows.repetition.long().cpu(),
+            "rest_window_start": rest_windows.start.long().cpu(),
             "subjects": data.subject_names,
             "amputee": [s.amputee for s in data.subjects],
             "classes": data.classes,
@@ -71,7 +95,9 @@ def read_logits(path: Path) -> dict:
         raise InputError(f"{path}: not found; run the train rule that writes it") from None
     except Exception as error:  # a truncated or foreign file: torch raises several kinds
         raise InputError(f"{path}: cannot be read as a logits file ({error}); delete it and train again") from None
-    missing = [key for key in (*PER_FRAME, *PER_FILE) if not isinstance(payload, dict) or key not in payload]
+    missing = [
+        key for key in (*PER_FRAME, *PER_REST_WINDOW, *PER_FILE) if not isinstance(payload, dict) or key not in payload
+    ]
     if missing:
         raise InputError(f"{path}: field(s) {missing} missing; it was written by an older version: train again")
     return payload

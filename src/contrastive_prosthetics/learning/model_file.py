@@ -43,6 +43,7 @@ NETWORK_FIELDS = {
     "rest_bias": "added to rest's logit before every decision, calibrated on validation streams (0.0: none)",
     "calibration": "how rest_bias was chosen: target, validation false activation before and after, frames; or None",
     "onset_gate": "OnsetGate.as_dict(): the amplitude gate in front of the classifier (calibrated with it), or None",
+    "personalisation": "how it was calibrated to one user (method, recordings, frames: the calibrate command), or None",
 }
 # Fields of an LDA model's model.pt, in the order they are saved.
 LDA_FIELDS = {
@@ -110,8 +111,16 @@ def _described_by(data: DB23, schema: dict) -> dict:
 
 def write_network_file(path: Path, data: DB23, **fields) -> None:
     """Write a network's ``model.pt``: every field of :data:`NETWORK_FIELDS`, those that describe the data taken from
-    ``data``; a missing or unknown field is a ``ValueError``."""
-    _write(path, NETWORK_FIELDS, _described_by(data, NETWORK_FIELDS) | fields)
+    ``data`` (``personalisation`` None unless given: training's models are nobody's); a missing or unknown field is a
+    ``ValueError``."""
+    _write(path, NETWORK_FIELDS, {"personalisation": None} | _described_by(data, NETWORK_FIELDS) | fields)
+
+
+def write_personalised_file(path: Path, saved: dict, **changes) -> None:
+    """Write the ``model.pt`` of a network read from ``saved`` (a model.pt as read) with ``changes``: the fields a
+    calibration to one user replaces (weights, model config, statistics' source, rest bias, personalisation)."""
+    fields = {key: saved.get(key) for key in NETWORK_FIELDS} | changes
+    _write(path, NETWORK_FIELDS, fields)
 
 
 def write_lda_file(path: Path, data: DB23, **fields) -> None:

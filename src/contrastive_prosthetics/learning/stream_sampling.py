@@ -25,6 +25,11 @@ from .dataset import DB23, Selection
 from .sampling import ContrastiveBatch
 
 
+def guard_width(guard_ms: float, frame_rate_hz: float) -> int:
+    """``training.guard_ms`` in frames: the guard band's width on each side of a change of label."""
+    return round(guard_ms * frame_rate_hz / 1000)
+
+
 def guard_mask(classes: torch.Tensor, subject: torch.Tensor, guard_frames: int) -> torch.Tensor:
     """[frame] True for frames within ``guard_frames`` of a change of label (or of subject) on either side: the
     first and the last ``guard_frames`` frames of every run of one label."""

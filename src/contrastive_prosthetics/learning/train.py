@@ -37,6 +37,7 @@ from .model_file import write_network_file
 from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
 from .onset_gate import OnsetGate
 from .poses import pose_prototypes, subject_prototypes
+from .rest_windows import setting_rest_windows
 from .sampling import ContrastiveSampler
 from .stream_sampling import StreamSampler
 from .stream_selection import STREAM_SCORE, movement_accuracy_at
@@ -399,5 +400,6 @@ def train_fold(
         setting.adabn,
         setting.adaptation,
         fold.get("unseen", []),
+        rest_windows=setting_rest_windows(setting, model),
     )
     log.info("wrote %s", out_dir)

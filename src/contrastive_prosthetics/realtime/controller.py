@@ -35,14 +35,17 @@ import torch
 from ..core.errors import InputError
 from ..data.ninapro import REST, DatabaseSpec
 from ..data.preprocess import PreprocessParams
+from ..learning.calibration import RestCalibration
 from ..learning.dataset import Normalisation
 from ..learning.decisions import allowed_classes, decide_latest
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
 from ..learning.models import batchnorm_layers
 from ..learning.onset_gate import GateState, OnsetGate, frame_amplitude, gated, rest_level
+from ..learning.personalise import CalibrationRecording, CalibrationSettings, personalise, user_rest_bias
+from ..learning.stream_sampling import guard_mask
 from ..learning.stream_scoring import class_bias
-from .adabn import adapt_to_user, load_batchnorm_state, not_adabn_message, unadapted_message
+from .adabn import adapt_to_user, checked_emg, load_batchnorm_state, not_adabn_message, unadapted_message, user_frames
 from .frames import FrameMaker
 
 
@@ -194,6 +197,50 @@ class Controller:
         self.unadapted = None
         self.scores.clear()  # scored with the old statistics
         return n_frames
+
+    def calibrate(
+        self,
+        recordings: list[tuple[np.ndarray, np.ndarray]],
+        method: str = "prototypes",
+        settings: CalibrationSettings | None = None,
+        rest_target: float | None = 0.1,
+        guard_ms: float = 100.0,
+    ) -> RestCalibration | None:
+        """Personalise the model to its user from a short labelled recording (:mod:`..learning.personalise`): each
+        of ``recordings`` is raw EMG [sample, channel] at the recording's rate with each sample's class name (e.g.
+        the first repetition or two of every gesture). ``method`` adabn, prototypes or fine_tune; frames within
+        ``guard_ms`` of a change of label are not fitted on. The rest bias is then set on the same recordings for
+        ``rest_target`` (None: kept). An AdaBN model needs no other adaptation afterwards; the vote starts afresh.
+        Returns the rest calibration (None when kept)."""
+        network = self.network
+        if network is None:
+            raise InputError("an exported network cannot be calibrated: calibrate the model.pt, then export it")
+        stretches, fit = [], []
+        for emg, names in recordings:
+            frames = user_frames(checked_emg(emg, self.spec, network.source), self.spec, self.params, self.context)
+            ends = (np.arange(len(frames)) + 1) * self.maker.hop - 1
+            unknown = sorted(set(np.asarray(names)[ends].tolist()) - set(self.classes))
+            if unknown:
+                raise InputError(f"calibration labels {unknown} are not classes of {network.source}: {self.classes}")
+            labels = torch.tensor([self.classes.index(name) for name in np.asarray(names)[ends]])
+            guard = guard_mask(labels, torch.zeros_like(labels), round(guard_ms * self.params.frame_rate_hz / 1000))
+            stretches.append((frames, labels.numpy()))
+            fit.append((~guard).numpy())
+        recording = CalibrationRecording(stretches, fit, network.live)
+        settings = settings or CalibrationSettings()
+        for hook in network.hooks:  # online tracking would move the statistics calibration sets
+            hook.remove()
+        network.model = personalise(network.model, network.normalisation, recording, method, settings)
+        calibration = None
+        if rest_target is not None:
+            rest, votes = self.classes.index(REST), self.vote_frames
+            calibration = user_rest_bias(network.model, network.normalisation, recording, rest, votes, rest_target)
+            network.bias = class_bias(self.classes, calibration.bias)
+        network.track()
+        self.scorer = network.scorer(len(self.classes))
+        self.unadapted = None
+        self.scores.clear()
+        return calibration
 
     def set_rest(self, emg: np.ndarray) -> float:
         """Set the onset gate's threshold from the user's rest: raw EMG [sample, channel] at the recording's rate,

@@ -1,0 +1,210 @@
+"""The calibration curve: what a new user gets from c calibration repetitions, for every c of a ``calibration``
+fold, every calibration method (:mod:`..learning.personalise`) and the baselines trained on those repetitions
+alone (:mod:`..learning.calibration_baselines`).
+
+For one fold (one test subject): the model trained on the other subjects is calibrated on the first c of the
+fold's ``calibration`` repetitions, then scored on its ``test`` repetitions, the same ones for every c (a paired
+curve). Only those two sets of the subject's repetitions are read, each for its own purpose: the calibration
+reads the first c calibration repetitions' recording (and labels), never a scored one; scoring reads the scored
+ones. With c = 0 the model is as trained (nothing of the user is read: calibration-free).
+
+Each (method, c) is scored as the rest of the pipeline scores: segments by the vote over
+``evaluation.vote_window_ms`` among every class (accuracy, balanced accuracy and rest false activation over the
+scored repetitions' windows, no rest bias, as summary.tsv); the scored repetitions' continuous recording decided by
+the controller's rule with every gesture allowed (k = K), the rest bias added and the same vote (stream accuracy,
+movement accuracy, rest false activation, onset delay, as stream_metrics.tsv). The rest bias is the model's own
+at c = 0 and is set on the calibration recording from c = 1 (:func:`..learning.calibration.calibrate_rest_bias`,
+``evaluation.rest_false_activation_target``). The onset gate is not applied here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core.atomic import atomic_write_frame
+from ..data.ninapro import REST
+from ..learning.calibration import calibrate_rest_bias
+from ..learning.calibration_baselines import calibration_lda, lda_segment_logits, lda_stream_scores, scratch_network
+from ..learning.dataset import DB23, Selection
+from ..learning.inference import FrameScorer
+from ..learning.model_file import load_model_file
+from ..learning.models import ContrastiveModel
+from ..learning.personalise import CalibrationRecording, CalibrationSettings, personalise
+from ..learning.stream_sampling import guard_mask, guard_width
+from ..learning.stream_scoring import class_bias, scored_stretches
+from .evaluate import classification_metrics
+from .stream_metrics import stream_metrics
+from .voting import window_frames_for, window_outcomes
+
+log = logging.getLogger(__name__)
+SCORING_BATCH = 4096
+COLUMNS = [
+    "family",
+    "model",
+    "fold",
+    "window",
+    "subject",
+    "method",
+    "repetitions",
+    "calibration_frames",
+    "rest_bias",
+    "segment_accuracy",
+    "segment_balanced_accuracy",
+    "segment_rest_false_activation",
+    "segment_windows",
+    "stream_accuracy",
+    "stream_movement_accuracy",
+    "stream_rest_false_activation",
+    "onset_delay_p50_ms",
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A calibrated model as scoring sees it: raw logits (no rest bias) of a selection's segment frames, with their
+    (subject, class, rep, frame) index, and of stream frames at given positions."""
+
+    method: str
+    segments: Callable[[Selection], tuple[torch.Tensor, torch.Tensor]]
+    stream: Callable[[np.ndarray], torch.Tensor]
+
+
+def network_candidate(method: str, model: torch.nn.Module, normalisation, raw: DB23, subject: int) -> Candidate:
+    """A network scored by the controller's scorer (:class:`..learning.inference.FrameScorer`) on raw frames."""
+    scorer = FrameScorer(model, normalisation, raw.channel_mask[subject], len(raw.classes))
+    context = model.config.context
+
+    def segments(selection: Selection) -> tuple[torch.Tensor, torch.Tensor]:
+        frames, index = zip(*raw.frames(selection, context=context), strict=True)
+        return scorer(torch.cat(frames), batch=SCORING_BATCH), torch.cat(index)
+
+    def stream(positions: np.ndarray) -> torch.Tensor:
+        return scorer(raw.stream_context(torch.from_numpy(positions), context), batch=SCORING_BATCH)
+
+    return Candidate(method, segments, stream)
+
+
+def lda_candidate(model, raw: DB23) -> Candidate:
+    return Candidate("lda", lambda s: lda_segment_logits(model, raw, s), lambda p: lda_stream_scores(model, raw, p))
+
+
+def calibration_recording(
+    raw: DB23, subject: int, repetitions: list[int], context: int, guard_frames: int
+) -> CalibrationRecording | None:
+    """The subject's recording during ``repetitions`` (None for none): raw frames with their context in stretches,
+    their labels, and the frames outside the guard band of every change of label (what the methods fit on)."""
+    if not repetitions:
+        return None
+    streams = raw.streams
+    stretches, fit = [], []
+    for positions in scored_stretches(raw, subject, repetitions):
+        index = torch.from_numpy(positions)
+        labels = streams.classes[index]
+        fit.append((~guard_mask(labels, streams.subject[index], guard_frames)).numpy())
+        stretches.append((raw.stream_context(index, context), labels.numpy()))
+    return CalibrationRecording(stretches, fit, raw.channel_mask[subject])
+
+
+def scored_row(
+    candidate: Candidate,
+    raw: DB23,
+    subject: int,
+    scored: tuple[Selection, list[np.ndarray]],
+    calibration: list[np.ndarray],
+    bias: float,
+    target: float | None,
+    vote_frames: int,
+) -> dict:
+    """The candidate's metrics on the scored repetitions (see the module); its rest bias set on the ``calibration``
+    stretches when there are any (and a target), else ``bias``."""
+    classes, truth = raw.classes, raw.streams.classes.numpy()
+    rest = classes.index(REST)
+    if calibration and target is not None:
+        bias = calibrate_rest_bias(
+            [(candidate.stream(p), truth[p]) for p in calibration], rest, vote_frames, target
+        ).bias
+    selection, stretches = scored
+    logits, index = candidate.segments(selection)
+    payload = {"logits": logits, "label": index[:, 1], "subject": index[:, 0], "repetition": index[:, 2] + 1}
+    votes, labels, _ = window_outcomes(payload | {"frame": index[:, 3]}, vote_frames, logits.argmax(1))
+    segment = classification_metrics(votes, labels, len(classes))
+    offset = class_bias(classes, bias)
+    decided = [(subject, p, candidate.stream(p) + offset, truth[p]) for p in stretches]
+    every_gesture = {len(classes) - 1: torch.ones((1, len(classes) - 1), dtype=torch.bool)}
+    stream = stream_metrics(decided, classes, every_gesture, [vote_frames], 1000 / raw.frame_rate_hz).iloc[0]
+    return {
+        "method": candidate.method,
+        "rest_bias": bias,
+        "segment_accuracy": segment["accuracy"],
+        "segment_balanced_accuracy": segment["balanced_accuracy"],
+        "segment_rest_false_activation": float(1 - segment["recall"][rest]),
+        "segment_windows": len(votes),
+        "stream_accuracy": stream["accuracy"],
+        "stream_movement_accuracy": stream["movement_accuracy"],
+        "stream_rest_false_activation": stream["rest_false_activation"],
+        "onset_delay_p50_ms": stream["onset_delay_p50_ms"],
+    }
+
+
+def calibration_curve(
+    model_path: Path,
+    tensor_path: Path,
+    fold_name: str,
+    fold: dict,
+    training: dict,
+    calibration: dict,
+    vote_ms: float,
+    seed: int,
+    out_path: Path,
+) -> pd.DataFrame:
+    """Write ``calibration.tsv`` for one calibration fold: one row per (method or baseline, c), see the module."""
+    settings = CalibrationSettings.from_config(calibration, training["adaptation_frames"])
+    saved = load_model_file(model_path)
+    network, normalisation = saved["network"], saved["normalisation_"]
+    lda = "lda" in settings.baselines
+    raw = DB23.load([tensor_path], device="cpu", with_streams=True, with_features=lda, window=saved["window"])
+    subject = raw.subject_names.index(fold["test_subject"])
+    vote_frames = window_frames_for(vote_ms, raw.frame_rate_hz)
+    guard = guard_width(training.get("guard_ms", 0.0), raw.frame_rate_hz)
+    target = training.get("rest_false_activation_target")
+    # The one place the scored repetitions are read: scoring.
+    scored = (
+        raw.select(subjects=[fold["test_subject"]], repetitions=fold["test"]),
+        scored_stretches(raw, subject, fold["test"]),
+    )
+    rows = []
+    for count in sorted(fold["counts"]):
+        repetitions = fold["calibration"][:count]
+        recording = calibration_recording(raw, subject, repetitions, network.config.context, guard)
+        stretches = scored_stretches(raw, subject, repetitions) if repetitions else []
+        candidates = []
+        methods = [m for m in settings.methods if m != "prototypes" or isinstance(network, ContrastiveModel)]
+        for method in methods:  # (a classifier has no class embeddings to replace: no prototypes)
+            if recording is None and candidates:
+                break  # without a recording every method is the model as trained: scored once, below
+            model = personalise(network, normalisation, recording, method, settings, seed)
+            candidates.append(network_candidate(method, model, normalisation, raw, subject))
+        if repetitions and "scratch" in settings.baselines:
+            model, own = scratch_network(raw, subject, repetitions, saved, training, settings.scratch_epochs, seed)
+            candidates.append(network_candidate("scratch", model, own, raw, subject))
+        if repetitions and lda:
+            candidates.append(
+                lda_candidate(calibration_lda(raw, subject, repetitions, training.get("guard_ms", 0.0)), raw)
+            )
+        frames = 0 if recording is None else len(recording.frames)
+        for candidate in candidates:
+            row = scored_row(candidate, raw, subject, scored, stretches, saved["rest_bias"], target, vote_frames)
+            same = methods if recording is None else [candidate.method]  # c = 0: one row per method all the same
+            rows += [row | {"method": method, "repetitions": count, "calibration_frames": frames} for method in same]
+            log.info("%s c=%d: %s", fold_name, count, rows[-1])
+    leading = {"family": fold.get("family", fold_name), "model": saved["model"], "fold": fold_name}
+    table = pd.DataFrame(rows).assign(**leading, window=saved["window"], subject=fold["test_subject"])[COLUMNS]
+    atomic_write_frame(table, Path(out_path))
+    return table

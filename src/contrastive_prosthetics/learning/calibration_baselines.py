@@ -1,0 +1,71 @@
+"""What a few-shot calibration is measured against: models trained on the new user's calibration repetitions alone.
+
+``scratch``  the same network (architecture, and the hyper-parameters the search chose for the model trained on
+             other people) trained from scratch on the user's calibration repetitions' stream, for
+             ``calibration.scratch_epochs`` epochs of the run's training budget per epoch. There is no held-out data
+             to select on: the kept epoch is the one with the lowest loss on the calibration repetitions' segments
+             (``training.selection: segments`` on them), so it is the best the user's data alone can give.
+``lda``      LDA on the Hudgins features of the same frames (:mod:`.baseline`).
+
+Both read only the user's calibration repetitions: frames outside the guard band for fitting, as stream training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from .baseline import SHARED, FittedLDA, fit_lda, score_selection, stream_scores, training_table
+from .dataset import DB23, Normalisation, Selection
+from .folds import FoldSelections
+from .models import ModelConfig
+from .stream_sampling import guard_width
+from .train import Device, Setting, train_once
+from .training_settings import HyperParameters, TrainingSettings
+
+
+def scratch_network(
+    raw: DB23, subject: int, repetitions: list[int], saved: dict, training: dict, epochs: int, seed: int
+) -> tuple[torch.nn.Module, Normalisation]:
+    """The network of ``saved`` (its model_config, one-hot classes, its chosen hyper-parameters) trained from scratch
+    on ``repetitions`` of ``subject`` in ``raw``, and the normalisation of those repetitions (see the module)."""
+    settings = replace(TrainingSettings.from_config(training), selection="segments")
+    selection = raw.select(subjects=[raw.subject_names[subject]], repetitions=repetitions)
+    normalisation = raw.normalisation(
+        selection,
+        log_amplitude=settings.log_amplitude,
+        epsilon_fraction=settings.log_floor,
+        floor_quanta=settings.log_floor_quanta,
+    )
+    data = raw.normalised(normalisation)
+    pool = {subject: sorted(repetitions)}
+    selections = FoldSelections(selection, selection, selection, pool, pool)
+    config = ModelConfig(**{**saved["model_config"], "class_encoder": "onehot"})
+    device = Device(torch.device("cpu"))
+    setting = Setting(
+        data, selections, config, settings, False, "none", device, seed, raw=raw, normalisation=normalisation
+    )
+    model, _, _ = train_once(setting, HyperParameters(**saved["hyperparameters"]), epochs, seed, "scratch")
+    if model is None:
+        raise ValueError(
+            f"the network trained from scratch on repetitions {repetitions} diverged: lower the learning rate range"
+        )
+    return model.eval(), normalisation
+
+
+def calibration_lda(raw: DB23, subject: int, repetitions: list[int], guard_ms: float) -> FittedLDA:
+    """LDA fitted on the stream frames of ``repetitions`` of ``subject`` outside the guard band (``raw`` loaded with
+    its features)."""
+    selection = raw.select(subjects=[raw.subject_names[subject]], repetitions=repetitions)
+    x, _, labels = training_table(raw, selection, "stream", guard_width(guard_ms, raw.frame_rate_hz))
+    return fit_lda(x, labels)
+
+
+def lda_segment_logits(model: FittedLDA, raw: DB23, selection: Selection) -> tuple[torch.Tensor, torch.Tensor]:
+    return score_selection(raw, selection, {SHARED: model})
+
+
+def lda_stream_scores(model: FittedLDA, raw: DB23, positions: np.ndarray) -> torch.Tensor:
+    return stream_scores(model, raw, positions)

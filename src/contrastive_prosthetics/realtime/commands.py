@@ -1,0 +1,56 @@
+"""The real-time stage's subcommands (see :mod:`..cli`): replay, export and calibrate, each one call of a package
+function; imports wait for the call, so that ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..core.errors import InputError
+from ..data.ninapro import DATABASES
+
+log = logging.getLogger("contrastive_prosthetics")
+
+
+def command_replay(args: argparse.Namespace) -> None:
+    from ..data.ninapro import database
+    from .adabn import recording_emg
+    from .replay import controller_for, replay_to_files
+
+    spec = database(args.database)
+    adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
+    controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend, adapt_on)
+    figure = Path(args.figure) if args.figure else None
+    timeline = replay_to_files(controller, Path(args.recording), spec, Path(args.out), figure)
+    log.info("%d frames, %.1f %% decided right", len(timeline), 100 * (timeline["true"] == timeline["decided"]).mean())
+
+
+def command_export(args: argparse.Namespace) -> None:
+    from ..data.ninapro import database
+    from .adabn import recording_emg
+    from .export import export_model
+
+    if args.adapt_on and not args.database:
+        raise InputError(f"--adapt-on {args.adapt_on}: give the recording's --database ({', '.join(DATABASES)})")
+    spec = database(args.database) if args.database else None
+    adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
+    for kind, path in export_model(Path(args.model), Path(args.out_dir), adapt_on=adapt_on, spec=spec).items():
+        log.info("wrote %s: %s", kind, path)
+
+
+def command_calibrate(args: argparse.Namespace) -> None:
+    from ..data.ninapro import database
+    from .personalised import calibrate_model_file
+
+    calibration = calibrate_model_file(
+        Path(args.model),
+        [Path(p) for p in args.recording],
+        database(args.database),
+        Path(args.out),
+        method=args.method,
+        seconds=args.seconds,
+        vote_ms=args.vote_ms,
+        rest_target=None if args.rest_target < 0 else args.rest_target,
+    )
+    log.info("wrote %s (rest calibration: %s)", args.out, calibration)

@@ -1,0 +1,227 @@
+"""Few-shot calibration of a model trained on other people: the calibration fold, the methods, the curve, and the
+controller's and the calibrate command's personalised model."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from test_train import ARCHITECTURE, TRAINING, model_settings, write_subject
+
+from contrastive_prosthetics.config import ConfigError, prepare_config
+from contrastive_prosthetics.core.errors import InputError
+from contrastive_prosthetics.evaluation import calibration_curve as curve
+from contrastive_prosthetics.evaluation.calibration_summary import METRICS, calibration_table
+from contrastive_prosthetics.learning.dataset import DB23
+from contrastive_prosthetics.learning.folds import expand_folds, fold_selections
+from contrastive_prosthetics.learning.model_file import load_model_file
+from contrastive_prosthetics.learning.personalise import (
+    CalibrationSettings,
+    balanced_cross_entropy,
+    embeddings,
+    personalise,
+)
+from contrastive_prosthetics.learning.train import train_fold
+from contrastive_prosthetics.report.calibration_figure import summarise_calibration
+
+SUBJECTS = ["db2/s1", "db2/s2", "db2/s3"]
+CALIBRATION_FOLD = {
+    "scheme": "subjects",
+    "subjects": SUBJECTS,
+    "test_subject": "db2/s3",
+    "train": [1, 2, 3, 4, 5, 6],
+    "validation_subjects": 1,
+    "calibration": [1, 3, 4],
+    "counts": [0, 1, 2],
+    "test": [2, 5],
+    "family": "calibration",
+}
+STREAM_TRAINING = TRAINING | {
+    "frames": "stream",
+    "guard_ms": 30,
+    "rest_false_activation_target": 0.1,
+    "calibration_vote_ms": 50,
+    "search": TRAINING["search"] | {"trials": 1},
+    "final": {"epochs": 2},
+}
+SETTINGS = {
+    "methods": ["adabn", "prototypes", "fine_tune"],
+    "baselines": ["scratch", "lda"],
+    "prototype_weight": 1.0,
+    "fine_tune": {"steps": 30, "learning_rate": 0.01},
+    "scratch_epochs": 1,
+}
+
+
+def digest(state: dict) -> str:
+    return hashlib.sha256(b"".join(value.numpy().tobytes() for value in state.values())).hexdigest()
+
+
+def trained(tmp_path, name: str, test_scale: float = 1.0):
+    """A contrastive model trained on s2 (validated on s1) for the new user s3, whose scored repetitions 2 and 5 are
+    scaled by ``test_scale``; (model.pt, s3's tensor file)."""
+    paths = [
+        write_subject(tmp_path / name / f"s{s}.pt", s, test_scale=test_scale if s == 3 else 1.0) for s in (1, 2, 3)
+    ]
+    out = tmp_path / name / "model"
+    settings = model_settings("contrastive", False)
+    train_fold(paths, "contrastive", settings, ARCHITECTURE, "cal", CALIBRATION_FOLD, STREAM_TRAINING, 0, out, "cpu")
+    return out / "model.pt", paths[2]
+
+
+def test_the_calibration_shorthand_expands_into_one_subjects_fold_per_subject_scoring_its_test_repetitions(tmp_path):
+    shorthand = {k: v for k, v in CALIBRATION_FOLD.items() if k not in ("test_subject", "family")}
+    folds = expand_folds({"cal": shorthand | {"scheme": "calibration"}}, SUBJECTS)
+    assert list(folds) == ["cal-db2-s1", "cal-db2-s2", "cal-db2-s3"]
+    fold = folds["cal-db2-s3"]
+    assert fold["scheme"] == "subjects" and fold["test_subject"] == "db2/s3" and fold["family"] == "cal"
+    assert fold["calibration"] == [1, 3, 4] and fold["counts"] == [0, 1, 2] and fold["test"] == [2, 5]
+    paths = [write_subject(tmp_path / f"s{s}.pt", s) for s in (1, 2, 3)]
+    data = DB23.load(paths, device="cpu", with_streams=True)
+    selections = fold_selections(data, fold, "cal-db2-s3")
+    assert selections.train.subjects.tolist() == [1] and selections.validation.subjects.tolist() == [0]  # the next
+    assert selections.test.subjects.tolist() == [2] and (selections.test.repetitions + 1).tolist() == [2, 5]
+    assert selections.test_pool == {2: [2, 5]}  # cross-fitted AdaBN adapts on the scored repetitions only
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"counts": [0, 4]}, "counts: [4] exceed the 3 calibration repetitions"),
+        ({"calibration": [1, 2, 3]}, "repetitions [2] are in both calibration and test"),
+    ],
+)
+def test_a_calibration_fold_that_could_leak_or_cannot_be_drawn_is_refused_with_its_key(change, message):
+    from conftest import DEFAULT_CONFIG
+
+    config = {**DEFAULT_CONFIG, "folds": dict(DEFAULT_CONFIG["folds"])}
+    config["folds"] = {"calibration": {**config["folds"]["calibration-db2-s1"], **change}}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        prepare_config(config, "test")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """The same fold trained and calibrated twice, the new user's scored repetitions scaled by 5 the second time."""
+    tmp_path = tmp_path_factory.mktemp("calibration")
+    runs = {}
+    for name, scale in (("plain", 1.0), ("scaled", 5.0)):
+        model, tensor = trained(tmp_path, name, scale)
+        states = []
+        real = curve.network_candidate
+
+        def recording(method, network, *args, states=states, real=real):
+            states.append((method, digest(network.state_dict())))
+            return real(method, network, *args)
+
+        curve.network_candidate = recording
+        try:
+            table = curve.calibration_curve(
+                model,
+                tensor,
+                "cal-db2-s3",
+                CALIBRATION_FOLD,
+                STREAM_TRAINING,
+                SETTINGS,
+                50,
+                0,
+                tmp_path / f"{name}.tsv",
+            )
+        finally:
+            curve.network_candidate = real
+        runs[name] = (model, table, states)
+    return runs
+
+
+def test_the_scored_repetitions_never_reach_training_selection_or_calibration(two_runs):
+    (plain_model, plain, plain_states), (scaled_model, scaled, scaled_states) = two_runs["plain"], two_runs["scaled"]
+    assert plain_model.read_bytes() == scaled_model.read_bytes()  # training and selection: the same bits
+    assert plain_states == scaled_states  # every calibrated network (methods, scratch) the same bits
+    pd.testing.assert_series_equal(plain["rest_bias"], scaled["rest_bias"])  # every rest calibration too (LDA's)
+    assert not np.allclose(plain["segment_accuracy"], scaled["segment_accuracy"]) or not np.allclose(
+        plain["stream_accuracy"], scaled["stream_accuracy"]
+    )  # while the scores read the scaled repetitions
+
+
+def test_the_curve_has_every_method_at_every_count_and_the_baselines_from_one_repetition(two_runs):
+    _, table, _ = two_runs["plain"]
+    methods = table.groupby("repetitions")["method"].apply(set).to_dict()
+    assert methods == {
+        0: {"adabn", "prototypes", "fine_tune"},
+        1: {"adabn", "prototypes", "fine_tune", "scratch", "lda"},
+        2: {"adabn", "prototypes", "fine_tune", "scratch", "lda"},
+    }
+    without = table[table["repetitions"] == 0]
+    assert without[list(METRICS)].nunique().max() == 1  # nothing of the user: every method is the model as trained
+    assert (table["calibration_frames"] > 0).eq(table["repetitions"] > 0).all()
+    assert table[list(METRICS)[:2]].apply(lambda v: v.between(0, 1)).all().all()
+
+
+def recording_of(tensor, count: int):
+    raw = DB23.load([tensor], device="cpu", with_streams=True)
+    return curve.calibration_recording(raw, 0, [1, 3, 4][:count], 1, 3)
+
+
+def test_prototypes_are_the_mean_embedding_of_the_users_frames_of_each_class(two_runs, tmp_path):
+    saved = load_model_file(two_runs["plain"][0])
+    tensor = write_subject(tmp_path / "s3.pt", 3)
+    recording = recording_of(tensor, 1)
+    settings = CalibrationSettings.from_config(SETTINGS)
+    adapted = personalise(saved["network"], saved["normalisation_"], recording, "adabn", settings)
+    personal = personalise(saved["network"], saved["normalisation_"], recording, "prototypes", settings)
+    frames, labels = recording.labelled()
+    normalised = torch.where(recording.live, saved["normalisation_"].apply(frames), 0.0)
+    unit = embeddings(adapted, normalised)
+    for c in labels.unique().tolist():
+        expected = F.normalize(unit[labels == c].mean(0), dim=0)
+        assert torch.allclose(personal.encode_classes()[c], expected, atol=1e-6)
+    assert torch.equal(personal.emg_encoder.layers[0].weight, saved["network"].emg_encoder.layers[0].weight)
+
+
+def test_fine_tuning_fits_the_users_frames_with_the_encoder_frozen(two_runs, tmp_path):
+    saved = load_model_file(two_runs["plain"][0])
+    recording = recording_of(write_subject(tmp_path / "s3.pt", 3), 2)
+    settings = CalibrationSettings.from_config(SETTINGS | {"fine_tune": {"steps": 60, "learning_rate": 0.05}})
+    adapted = personalise(saved["network"], saved["normalisation_"], recording, "adabn", settings)
+    tuned = personalise(saved["network"], saved["normalisation_"], recording, "fine_tune", settings)
+    frames, labels = recording.labelled()
+    x = torch.where(recording.live, saved["normalisation_"].apply(frames), 0.0)
+    with torch.no_grad():
+        before = balanced_cross_entropy(adapted(x), labels, 13)
+        after = balanced_cross_entropy(tuned(x), labels, 13)
+    assert after < before
+    encoder = {k: v for k, v in tuned.state_dict().items() if k.startswith("emg_encoder")}
+    assert digest(encoder) == digest({k: v for k, v in adapted.state_dict().items() if k.startswith("emg_encoder")})
+
+
+def test_the_summary_gives_subject_means_and_draws_the_curve(two_runs, tmp_path):
+    _, table, _ = two_runs["plain"]
+    rows = pd.concat([table, table.assign(subject="db2/s9", segment_accuracy=table["segment_accuracy"] / 2)])
+    paths = []
+    for i, (_, part) in enumerate(rows.groupby("subject")):
+        paths.append(tmp_path / f"{i}.tsv")
+        part.to_csv(paths[-1], sep="\t", index=False)
+    summary = summarise_calibration(paths, tmp_path / "calibration.tsv", tmp_path / "calibration", 0)
+    row = summary[(summary["method"] == "lda") & (summary["repetitions"] == 1)]
+    accuracy = row[row["metric"] == "segment_accuracy"].iloc[0]
+    original = table[(table["method"] == "lda") & (table["repetitions"] == 1)]["segment_accuracy"].iloc[0]
+    assert accuracy["mean"] == pytest.approx(0.75 * original) and accuracy["subjects"] == 2
+    assert accuracy["low"] <= accuracy["mean"] <= accuracy["high"]
+    assert (tmp_path / "calibration.svg").stat().st_size > 0 and (tmp_path / "calibration.png").stat().st_size > 0
+    assert len(calibration_table(rows, 0)) == len(summary)
+
+
+def test_prototypes_need_a_contrastive_model(two_runs, tmp_path):
+    from contrastive_prosthetics.learning.models import ModelConfig, build_model
+
+    classifier = build_model(ModelConfig(kind="classifier", n_channels=6, n_classes=13, embedding_dim=8, width=16))
+    saved = load_model_file(two_runs["plain"][0])
+    recording = recording_of(write_subject(tmp_path / "s3.pt", 3), 1)
+    settings = CalibrationSettings.from_config(SETTINGS)
+    with pytest.raises(InputError, match="prototypes needs a contrastive model"):
+        personalise(classifier, saved["normalisation_"], recording, "prototypes", settings)

@@ -1,0 +1,51 @@
+# Calibration folds: the model trained on the other subjects, calibrated to the test subject with the first c of
+# its calibration repetitions (every method and baseline), scored on its test repetitions; then the run's curve.
+
+
+rule calibration_curve:
+    input:
+        model="results/models/{model}/{fold}/{window}/model.pt",
+        tensor=test_subject_tensor,
+    output:
+        "results/calibration/{model}/{fold}/{window}/calibration.tsv",
+    log:
+        "logs/calibration/{model}/{fold}/{window}.log",
+    benchmark:
+        "benchmarks/calibration/{model}/{fold}/{window}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        fold=lambda wildcards: json.dumps(config["folds"][wildcards.fold]),
+        training=training_json,
+        calibration=json.dumps(config["calibration"]),
+        vote_window_ms=config["evaluation"]["vote_window_ms"],
+        seed=config["seed"],
+    shell:
+        "python -m contrastive_prosthetics calibration-curve --model {input.model} --tensor {input.tensor} "
+        "--fold {wildcards.fold} --fold-json {params.fold:q} --training-json {params.training:q} "
+        "--calibration-json {params.calibration:q} --vote-window-ms {params.vote_window_ms} --seed {params.seed} "
+        "--threads {threads} --out {output} > {log} 2>&1"
+
+
+rule calibration_summary:
+    input:
+        calibration_runs("results/calibration/{model}/{fold}/{window}/calibration.tsv"),
+    output:
+        table=report("results/eval/calibration.tsv", caption="../report/tables/calibration.rst", category="Tables"),
+        svg=report("results/figures/calibration.svg", caption="../report/calibration.rst", category="Figures"),
+        png="results/figures/calibration.png",
+    log:
+        "logs/calibration_summary.log",
+    benchmark:
+        "benchmarks/calibration_summary.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        seed=config["seed"],
+        stem=lambda wildcards, output: output.svg.removesuffix(".svg"),
+    shell:
+        "python -m contrastive_prosthetics calibration-summary --inputs {input} --seed {params.seed} "
+        "--out {output.table} --figure-stem {params.stem} > {log} 2>&1"
