@@ -44,7 +44,7 @@ def base(raw: Path) -> dict:
     return config
 
 
-LDA_EVALUATION = "results/eval/lda/reps-2-5/onset/subset_accuracy.tsv"
+LDA_EVALUATION = "results/eval/lda/reps-2-5/onset/metrics.tsv"  # its evaluate job (subset_accuracy is temporary)
 
 
 def only_lda(config):

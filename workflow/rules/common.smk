@@ -66,12 +66,20 @@ def per_run(pattern, **which):
     return [path for model, fold in pairs for path in expand(pattern, model=model, fold=fold, window=WINDOWS)]
 
 
+def evaluated_runs(pattern):
+    """``pattern`` over every run the subset-size and stream evaluations score: all but the calibration folds', which
+    the calibration curve scores (their models are trained for it; their test repetitions are its scored ones)."""
+    scored = {name: fold for name, fold in config["folds"].items() if "calibration" not in fold}
+    pairs = fold_runs(config["models"], scored)
+    return [path for model, fold in pairs for path in expand(pattern, model=model, fold=fold, window=WINDOWS)]
+
+
 def stream_runs(pattern):
     """``pattern`` over every run the stream evaluation scores: none when the RMS is centred (it reads ahead of
     the frame, so no controller could decide that way: its stream figures would pass a non-causal model as causal)."""
     if config["preprocess"]["rms_alignment"] != "causal":
         return []
-    return per_run(pattern)
+    return evaluated_runs(pattern)
 
 
 def calibration_runs(pattern):

@@ -6,7 +6,12 @@ rule evaluate:
     input:
         "results/models/{model}/{fold}/{window}/logits.pt",
     output:
-        expand("results/eval/{{model}}/{{fold}}/{{window}}/{table}.tsv", table=EVALUATION_TABLES),
+        # The run's subset_accuracy.tsv concatenates these byte for byte (tens of MB): each run's copy goes once read.
+        temp("results/eval/{model}/{fold}/{window}/subset_accuracy.tsv"),
+        expand(
+            "results/eval/{{model}}/{{fold}}/{{window}}/{table}.tsv",
+            table=[table for table in EVALUATION_TABLES if table != "subset_accuracy"],
+        ),
     log:
         "logs/evaluate/{model}/{fold}/{window}.log",
     benchmark:
@@ -30,7 +35,7 @@ rule evaluate:
 
 rule aggregate:
     input:
-        expand(per_run("results/eval/{model}/{fold}/{window}/{{table}}.tsv"), table=EVALUATION_TABLES),
+        expand(evaluated_runs("results/eval/{model}/{fold}/{window}/{{table}}.tsv"), table=EVALUATION_TABLES),
     output:
         [run_table(table) for table in EVALUATION_TABLES + SUMMARY_TABLES],
     log:
@@ -40,7 +45,7 @@ rule aggregate:
     conda:
         "../../envs/pipeline.yaml"
     params:
-        inputs=per_run("results/eval/{model}/{fold}/{window}"),
+        inputs=evaluated_runs("results/eval/{model}/{fold}/{window}"),
         tables=EVALUATION_TABLES,
         families=json.dumps(FAMILIES),
         seed=config["seed"],

@@ -1,6 +1,6 @@
 """``logits.pt``, the evaluation's input: its one writer and its one reader, for networks and LDA alike.
 
-Per test frame (rows in the order the model scored them):
+Per test frame (rows in the order the model scored them; the integers stored as int16, read as long):
     logits      float32 [frame, class]  scores over every class of the run
     label       long    [frame]         true class index
     subject     long    [frame]         index into ``subjects``
@@ -63,13 +63,14 @@ def write_logits(
     atomic_torch_save(
         {
             "logits": logits.cpu(),
-            "label": index[:, 1],
-            "subject": index[:, 0],
-            "repetition": index[:, 2] + 1,
-            "frame": index[:, 3],
+            # Small integers stored small (a quarter of int64's bytes), read back as int64 (read_logits).
+            "label": index[:, 1].to(torch.int16),
+            "subject": index[:, 0].to(torch.int16),
+            "repetition": (index[:, 2] + 1).to(torch.int16),
+            "frame": index[:, 3].to(torch.int16),
             "rest_window_logits": rest_windows.logits.float().cpu(),
-            "rest_window_subject": rest_windows.subject.long().cpu(),
-            "rest_window_repetition": rest_windows.repetition.long().cpu(),
+            "rest_window_subject": rest_windows.subject.to(torch.int16).cpu(),
+            "rest_window_repetition": rest_windows.repetition.to(torch.int16).cpu(),
             "rest_window_start": rest_windows.start.long().cpu(),
             "subjects": data.subject_names,
             "amputee": [s.amputee for s in data.subjects],
@@ -100,4 +101,5 @@ def read_logits(path: Path) -> dict:
     ]
     if missing:
         raise InputError(f"{path}: field(s) {missing} missing; it was written by an older version: train again")
-    return payload
+    integers = [key for key in (*PER_FRAME, *PER_REST_WINDOW) if not torch.is_floating_point(payload[key])]
+    return payload | {key: payload[key].long() for key in integers}

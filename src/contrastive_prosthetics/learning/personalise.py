@@ -9,9 +9,10 @@ Methods (each a named option of ``calibration.methods``; each builds on the one 
                 embedding of the user's calibration frames of that class: the contrastive model's class space is
                 made for it (a classifier's softmax head has no class embeddings to replace, so it has no
                 prototypes).
-``fine_tune``   AdaBN, then the class embeddings (contrastive) or the softmax head (classifier) trained for
-                ``fine_tune_steps`` full-batch Adam steps on the calibration frames, the encoder frozen: its
-                embeddings of the calibration frames are computed once, so a step costs microseconds.
+``fine_tune``   AdaBN and prototypes, then the class embeddings (contrastive, starting from the prototypes) or the
+                softmax head (classifier, from the trained one) trained for ``fine_tune_steps`` full-batch Adam
+                steps on the calibration frames, the encoder frozen: its embeddings of the calibration frames are
+                computed once, so a step costs microseconds.
 
 A personalised contrastive model keeps its class embeddings as a one-hot class encoder whose weights are the
 embeddings (exact: the class encoder's output is normalised), whatever encoder it was trained with.
@@ -205,8 +206,10 @@ def personalise(
     if not len(labels):
         raise InputError("the calibration recording has no labelled frame outside the guard band: record longer")
     features = embeddings(personal, normalised_frames(frames, normalisation, live))
+    if method == "prototypes" or isinstance(personal, ContrastiveModel):  # fine-tuning starts from them
+        personal = prototype_model(personal, features, labels, settings.prototype_weight)
     if method == "prototypes":
-        return prototype_model(personal, features, labels, settings.prototype_weight)
+        return personal
     return fine_tuned_model(personal, features, labels, settings, seed)
 
 

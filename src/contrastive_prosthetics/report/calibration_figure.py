@@ -31,9 +31,13 @@ METHOD_TEXT = {
 @styled
 def calibration_figure(table: pd.DataFrame, out_stem: Path) -> list[Path]:
     """One panel per metric of :data:`PANELS`; one line per (model, method), a band for its interval."""
-    figure = Figure(figsize=(12, 3.6), layout="constrained")
+    figure = Figure(figsize=(12, 4.4), layout="constrained")
     axes = figure.subplots(1, len(PANELS), sharex=True)
-    table = table.assign(label=table["model"] + ": " + table["method"].map(METHOD_TEXT).fillna(table["method"]))
+    text = table["method"].map(METHOD_TEXT).fillna(table["method"])
+    # LDA is no model's: it is fitted on the user's repetitions alone.
+    table = table.assign(
+        label=(table["model"] + ": " + text).where(table["method"] != "lda", "LDA on the user's repetitions")
+    )
     colours = model_colours(table["label"])
     for ax, (metric, title) in zip(axes, PANELS.items(), strict=True):
         rows = table[table["metric"] == metric]
@@ -52,7 +56,8 @@ def calibration_figure(table: pd.DataFrame, out_stem: Path) -> list[Path]:
     figure.suptitle(
         f"A new user's calibration: the model trained on others, calibrated on c repetitions ({subjects} subjects)"
     )
-    figure.legend(handles=model_handles(colours, table["label"]), loc="outside right upper", title="Method")
+    handles = model_handles(colours, table["label"])
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), title="Method")
     return save_figure(figure, out_stem)
 
 
