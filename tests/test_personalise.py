@@ -50,7 +50,7 @@ STREAM_TRAINING = TRAINING | {
     "final": {"epochs": 2},
 }
 SETTINGS = {
-    "methods": ["adabn", "prototypes", "fine_tune"],
+    "methods": ["adabn", "prototypes", "fine_tune", "fine_tune_network"],
     "baselines": ["scratch", "lda"],
     "prototype_weight": 1.0,
     "fine_tune": {"steps": 30, "learning_rate": 0.01},
@@ -100,7 +100,7 @@ def test_a_calibration_fold_that_could_leak_or_cannot_be_drawn_is_refused_with_i
     from conftest import DEFAULT_CONFIG
 
     config = {**DEFAULT_CONFIG, "folds": dict(DEFAULT_CONFIG["folds"])}
-    config["folds"] = {"calibration": {**config["folds"]["calibration-db2-s1"], **change}}
+    config["folds"] = {"calibration": {**config["folds"]["calibration-db2-s1"], "calibration": [1, 3, 4], **change}}
     with pytest.raises(ConfigError, match=re.escape(message)):
         prepare_config(config, "test")
 
@@ -141,7 +141,8 @@ def two_runs(tmp_path_factory):
 def test_the_scored_repetitions_never_reach_training_selection_or_calibration(two_runs):
     (plain_model, plain, plain_states), (scaled_model, scaled, scaled_states) = two_runs["plain"], two_runs["scaled"]
     assert plain_model.read_bytes() == scaled_model.read_bytes()  # training and selection: the same bits
-    assert plain_states == scaled_states  # every calibrated network (methods, scratch) the same bits
+    assert plain_states == scaled_states  # every calibrated network (methods, fine-tuned, scratch) the same bits
+    assert {method for method, _ in plain_states} >= {"fine_tune_network", "scratch", "prototypes"}
     pd.testing.assert_series_equal(plain["rest_bias"], scaled["rest_bias"])  # every rest calibration too (LDA's)
     assert not np.allclose(plain["segment_accuracy"], scaled["segment_accuracy"]) or not np.allclose(
         plain["stream_accuracy"], scaled["stream_accuracy"]
@@ -151,11 +152,8 @@ def test_the_scored_repetitions_never_reach_training_selection_or_calibration(tw
 def test_the_curve_has_every_method_at_every_count_and_the_baselines_from_one_repetition(two_runs):
     _, table, _ = two_runs["plain"]
     methods = table.groupby("repetitions")["method"].apply(set).to_dict()
-    assert methods == {
-        0: {"adabn", "prototypes", "fine_tune"},
-        1: {"adabn", "prototypes", "fine_tune", "scratch", "lda"},
-        2: {"adabn", "prototypes", "fine_tune", "scratch", "lda"},
-    }
+    calibrated = {"adabn", "prototypes", "fine_tune", "fine_tune_network"}
+    assert methods == {0: calibrated, 1: calibrated | {"scratch", "lda"}, 2: calibrated | {"scratch", "lda"}}
     without = table[table["repetitions"] == 0]
     assert without[list(METRICS)].nunique().max() == 1  # nothing of the user: every method is the model as trained
     assert (table["calibration_frames"] > 0).eq(table["repetitions"] > 0).all()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +31,12 @@ import torch
 from ..core.atomic import atomic_write_frame
 from ..data.ninapro import REST
 from ..learning.calibration import calibrate_rest_bias
-from ..learning.calibration_baselines import calibration_lda, lda_segment_logits, lda_stream_scores, scratch_network
+from ..learning.calibration_baselines import calibration_lda, lda_segment_logits, lda_stream_scores, network_on_user
 from ..learning.dataset import DB23, Selection
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
 from ..learning.models import ContrastiveModel
-from ..learning.personalise import CalibrationRecording, CalibrationSettings, personalise
+from ..learning.personalise import TRAINED, CalibrationRecording, CalibrationSettings, personalise
 from ..learning.stream_sampling import guard_mask, guard_width
 from ..learning.stream_scoring import class_bias, scored_stretches
 from .evaluate import classification_metrics
@@ -153,6 +153,61 @@ def scored_row(
     }
 
 
+@dataclass(frozen=True)
+class NewUser:
+    """One calibration fold's test subject and what calibrating it reads: the model as trained (``saved``), the
+    subject's data (``raw``, one subject) and the settings."""
+
+    saved: dict
+    raw: DB23
+    subject: int
+    training: dict
+    settings: CalibrationSettings
+    seed: int
+
+    def candidates(self, repetitions: list[int], recording: CalibrationRecording | None) -> list[Candidate]:
+        """Every method and baseline calibrated on ``repetitions`` (their ``recording``); without any, the model as
+        trained once (every method is it)."""
+        saved, raw, subject, settings, seed = self.saved, self.raw, self.subject, self.settings, self.seed
+        network, normalisation = saved["network"], saved["normalisation_"]
+        if recording is None:
+            return [
+                network_candidate(
+                    "as trained",
+                    personalise(network, normalisation, None, "adabn", settings),
+                    normalisation,
+                    raw,
+                    subject,
+                )
+            ]
+        out = []
+        for method in self.methods():
+            if method in TRAINED:  # AdaBN and prototypes, then the whole network trained on the user's repetitions
+                start = personalise(
+                    network, normalisation, recording, "fine_tune", replace(settings, fine_tune_steps=0), seed
+                )
+                model, own = network_on_user(
+                    raw, subject, repetitions, saved, self.training, settings.scratch_epochs, seed, start
+                )
+                out.append(network_candidate(method, model, own, raw, subject))
+            else:
+                model = personalise(network, normalisation, recording, method, settings, seed)
+                out.append(network_candidate(method, model, normalisation, raw, subject))
+        if "scratch" in settings.baselines:
+            model, own = network_on_user(raw, subject, repetitions, saved, self.training, settings.scratch_epochs, seed)
+            out.append(network_candidate("scratch", model, own, raw, subject))
+        if "lda" in settings.baselines:
+            out.append(
+                lda_candidate(calibration_lda(raw, subject, repetitions, self.training.get("guard_ms", 0.0)), raw)
+            )
+        return out
+
+    def methods(self) -> list[str]:
+        """The configured methods this model has (a classifier has no class embeddings to replace: no prototypes)."""
+        contrastive = isinstance(self.saved["network"], ContrastiveModel)
+        return [m for m in self.settings.methods if m != "prototypes" or contrastive]
+
+
 def calibration_curve(
     model_path: Path,
     tensor_path: Path,
@@ -167,10 +222,10 @@ def calibration_curve(
     """Write ``calibration.tsv`` for one calibration fold: one row per (method or baseline, c), see the module."""
     settings = CalibrationSettings.from_config(calibration, training["adaptation_frames"])
     saved = load_model_file(model_path)
-    network, normalisation = saved["network"], saved["normalisation_"]
     lda = "lda" in settings.baselines
     raw = DB23.load([tensor_path], device="cpu", with_streams=True, with_features=lda, window=saved["window"])
     subject = raw.subject_names.index(fold["test_subject"])
+    user = NewUser(saved, raw, subject, training, settings, seed)
     vote_frames = window_frames_for(vote_ms, raw.frame_rate_hz)
     guard = guard_width(training.get("guard_ms", 0.0), raw.frame_rate_hz)
     target = training.get("rest_false_activation_target")
@@ -182,26 +237,12 @@ def calibration_curve(
     rows = []
     for count in sorted(fold["counts"]):
         repetitions = fold["calibration"][:count]
-        recording = calibration_recording(raw, subject, repetitions, network.config.context, guard)
+        recording = calibration_recording(raw, subject, repetitions, saved["network"].config.context, guard)
         stretches = scored_stretches(raw, subject, repetitions) if repetitions else []
-        candidates = []
-        methods = [m for m in settings.methods if m != "prototypes" or isinstance(network, ContrastiveModel)]
-        for method in methods:  # (a classifier has no class embeddings to replace: no prototypes)
-            if recording is None and candidates:
-                break  # without a recording every method is the model as trained: scored once, below
-            model = personalise(network, normalisation, recording, method, settings, seed)
-            candidates.append(network_candidate(method, model, normalisation, raw, subject))
-        if repetitions and "scratch" in settings.baselines:
-            model, own = scratch_network(raw, subject, repetitions, saved, training, settings.scratch_epochs, seed)
-            candidates.append(network_candidate("scratch", model, own, raw, subject))
-        if repetitions and lda:
-            candidates.append(
-                lda_candidate(calibration_lda(raw, subject, repetitions, training.get("guard_ms", 0.0)), raw)
-            )
         frames = 0 if recording is None else len(recording.frames)
-        for candidate in candidates:
+        for candidate in user.candidates(repetitions, recording):
             row = scored_row(candidate, raw, subject, scored, stretches, saved["rest_bias"], target, vote_frames)
-            same = methods if recording is None else [candidate.method]  # c = 0: one row per method all the same
+            same = user.methods() if recording is None else [candidate.method]  # c = 0: every method the same
             rows += [row | {"method": method, "repetitions": count, "calibration_frames": frames} for method in same]
             log.info("%s c=%d: %s", fold_name, count, rows[-1])
     leading = {"family": fold.get("family", fold_name), "model": saved["model"], "fold": fold_name}

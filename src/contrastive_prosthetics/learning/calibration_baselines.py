@@ -26,19 +26,32 @@ from .train import Device, Setting, train_once
 from .training_settings import HyperParameters, TrainingSettings
 
 
-def scratch_network(
-    raw: DB23, subject: int, repetitions: list[int], saved: dict, training: dict, epochs: int, seed: int
+def network_on_user(
+    raw: DB23,
+    subject: int,
+    repetitions: list[int],
+    saved: dict,
+    training: dict,
+    epochs: int,
+    seed: int,
+    start: torch.nn.Module | None = None,
 ) -> tuple[torch.nn.Module, Normalisation]:
-    """The network of ``saved`` (its model_config, one-hot classes, its chosen hyper-parameters) trained from scratch
-    on ``repetitions`` of ``subject`` in ``raw``, and the normalisation of those repetitions (see the module)."""
+    """The network of ``saved`` (its model_config with one-hot classes, its chosen hyper-parameters) trained on
+    ``repetitions`` of ``subject`` in ``raw`` for ``epochs``, and the normalisation its input has. From scratch
+    (``start`` None), with the normalisation of those repetitions (see the module); or fine-tuned from ``start`` (a
+    one-hot network of that config: :func:`.personalise.personalise`'s), with the normalisation it was trained
+    with."""
     settings = replace(TrainingSettings.from_config(training), selection="segments")
     selection = raw.select(subjects=[raw.subject_names[subject]], repetitions=repetitions)
-    normalisation = raw.normalisation(
-        selection,
-        log_amplitude=settings.log_amplitude,
-        epsilon_fraction=settings.log_floor,
-        floor_quanta=settings.log_floor_quanta,
-    )
+    if start is None:
+        normalisation = raw.normalisation(
+            selection,
+            log_amplitude=settings.log_amplitude,
+            epsilon_fraction=settings.log_floor,
+            floor_quanta=settings.log_floor_quanta,
+        )
+    else:
+        normalisation = saved["normalisation_"]
     data = raw.normalised(normalisation)
     pool = {subject: sorted(repetitions)}
     selections = FoldSelections(selection, selection, selection, pool, pool)
@@ -47,11 +60,11 @@ def scratch_network(
     setting = Setting(
         data, selections, config, settings, False, "none", device, seed, raw=raw, normalisation=normalisation
     )
-    model, _, _ = train_once(setting, HyperParameters(**saved["hyperparameters"]), epochs, seed, "scratch")
+    initial = None if start is None else start.state_dict()
+    name = "scratch" if start is None else "fine-tune"
+    model, _, _ = train_once(setting, HyperParameters(**saved["hyperparameters"]), epochs, seed, name, initial)
     if model is None:
-        raise ValueError(
-            f"the network trained from scratch on repetitions {repetitions} diverged: lower the learning rate range"
-        )
+        raise ValueError(f"the network trained on repetitions {repetitions} diverged: lower the learning rate range")
     return model.eval(), normalisation
 
 

@@ -14,6 +14,12 @@ Methods (each a named option of ``calibration.methods``; each builds on the one 
                 steps on the calibration frames, the encoder frozen: its embeddings of the calibration frames are
                 computed once, so a step costs microseconds.
 
+``fine_tune_network`` AdaBN and prototypes, then every weight trained on the calibration repetitions' stream for
+                ``scratch_epochs`` epochs of the run's training budget, as the network trained from scratch is
+                (:func:`.calibration_baselines.network_on_user`): the same budget from the weights learnt on other
+                people instead of random ones. It needs the training settings, so the calibration curve runs it;
+                :func:`personalise` (the controller's) the three above.
+
 A personalised contrastive model keeps its class embeddings as a one-hot class encoder whose weights are the
 embeddings (exact: the class encoder's output is normalised), whatever encoder it was trained with.
 
@@ -39,7 +45,8 @@ from .dataset import Normalisation
 from .inference import FrameScorer, normalised_frames
 from .models import ContrastiveModel, adapt_batchnorm, build_model
 
-METHODS = ("adabn", "prototypes", "fine_tune")
+METHODS = ("adabn", "prototypes", "fine_tune", "fine_tune_network")
+TRAINED = ("fine_tune_network",)  # methods that train the network: the calibration curve's, with the training budget
 BASELINES = ("scratch", "lda")  # trained on the user's calibration repetitions alone (evaluation.calibration_curve)
 
 
@@ -191,8 +198,9 @@ def personalise(
 ) -> torch.nn.Module:
     """A copy of ``model`` calibrated to the user by ``method`` (see the module) on their ``recording``; with none
     (no calibration repetition), the model as trained."""
-    if method not in METHODS:
-        raise InputError(f"calibration method {method!r} is not one of {list(METHODS)}")
+    if method not in METHODS or method in TRAINED:
+        cheap = [m for m in METHODS if m not in TRAINED]
+        raise InputError(f"calibration method {method!r} is not one of {cheap} (fine_tune_network: the pipeline's)")
     personal = copy.deepcopy(model).eval()
     if recording is None:
         return personal

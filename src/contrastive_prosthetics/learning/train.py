@@ -146,15 +146,23 @@ def training_sampler(setting: Setting, seed: int) -> ContrastiveSampler | Stream
 
 
 def train_once(
-    setting: Setting, hyper: HyperParameters, epochs: int, seed: int, description: str = ""
+    setting: Setting,
+    hyper: HyperParameters,
+    epochs: int,
+    seed: int,
+    description: str = "",
+    initial: dict | None = None,
 ) -> tuple[torch.nn.Module | None, list[dict], dict]:
-    """Train from scratch; return the model with its kept epoch's weights (:func:`kept_row`; None if the validation loss
-    was never finite: diverged), the history and timings. A non-finite training loss ends the run early."""
+    """Train from scratch, or from the ``initial`` weights (a state dict of the setting's model: fine-tuning); return
+    the model with its kept epoch's weights (:func:`kept_row`; None if the validation loss was never finite:
+    diverged), the history and timings. A non-finite training loss ends the run early."""
     settings, device = setting.settings, setting.device
     torch.manual_seed(seed)
     model = build_model(ModelConfig(**{**setting.config.as_dict(), "dropout": hyper.dropout})).to(device.device)
     if setting.class_codes is not None:
         model.class_codes.copy_(setting.class_codes)
+    if initial is not None:
+        model.load_state_dict(initial)
     optimiser = torch.optim.AdamW(parameter_groups(model, hyper.weight_decay), lr=hyper.learning_rate)
     total_steps = epochs * settings.steps_per_epoch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_steps, 1))

@@ -23,6 +23,7 @@ METHOD_TEXT = {
     "adabn": "AdaBN",
     "prototypes": "AdaBN + prototypes",
     "fine_tune": "AdaBN + fine-tuned head",
+    "fine_tune_network": "fine-tuned network",
     "scratch": "network from scratch",
     "lda": "LDA",
 }
