@@ -20,6 +20,7 @@ from contrastive_prosthetics.evaluation.artefacts import (
     SUMMARY_TABLES,
     ZERO_SHOT_TABLES,
 )
+from contrastive_prosthetics.learning.logits import read_logits
 
 
 def convert_subject(*args, **kwargs) -> dict:
@@ -54,7 +55,7 @@ def test_lda_baseline_beats_chance_by_far_on_real_db1(db1_dir, tmp_path):
         convert_subject(DB1, subject, sources, ["A"], PREPROCESS, paths[-1])
     fold = {"scheme": "repetitions", "train": [1, 3, 4, 8, 9, 10], "validation": [6], "test": [2, 5, 7]}
     train_lda_fold(paths, "lda", "reps-2-5-7", fold, 0, tmp_path / "lda")
-    logits = torch.load(tmp_path / "lda" / "logits.pt", weights_only=False)
+    logits = read_logits(tmp_path / "lda" / "logits.pt")
     accuracy = (logits["logits"].argmax(1) == logits["label"]).float().mean().item()
     chance = 1 / 13
     assert accuracy > 4 * chance, accuracy  # per frame, before any voting

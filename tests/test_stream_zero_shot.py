@@ -12,6 +12,7 @@ from test_train import ARCHITECTURE, CLASSES, TRAINING, write_subject
 from contrastive_prosthetics.evaluation.stream import evaluate_stream, scored_test_streams, stream_guard, stream_logits
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.folds import fold_selections
+from contrastive_prosthetics.learning.logits import read_logits
 from contrastive_prosthetics.learning.model_file import load_model_file
 from contrastive_prosthetics.learning.stream_sampling import guard_width, stream_training_positions
 from contrastive_prosthetics.learning.train import train_fold
@@ -50,7 +51,7 @@ def test_zero_shot_stream_scores_are_the_segment_logits_at_the_segments_frames(z
     saved, raw, scored, _ = scored_test_streams(out / "model.pt", paths, "zs", ZERO_SHOT, limit=1000)
     assert saved["rest_bias"] == 0.0 and saved["onset_gate"] is None  # the stream's scores are the network's own
     at = {int(p): row for _, positions, logits in scored for p, row in zip(positions, logits, strict=True)}
-    segments = torch.load(out / "logits.pt", weights_only=False)
+    segments = read_logits(out / "logits.pt")
     start = raw.streams.segment_start[segments["subject"], segments["label"], segments["repetition"] - 1]
     positions = (start + segments["frame"]).tolist()
     stream = torch.stack([at[p] for p in positions])

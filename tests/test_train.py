@@ -12,6 +12,7 @@ import torch
 from contrastive_prosthetics.data.ninapro import class_names
 from contrastive_prosthetics.data.tensor_file import payload_from_segments, write_tensor_file
 from contrastive_prosthetics.learning.baseline import train_lda_fold
+from contrastive_prosthetics.learning.logits import read_logits
 from contrastive_prosthetics.learning.model_file import LDA_FIELDS, NETWORK_FIELDS
 from contrastive_prosthetics.learning.train import TrainingSettings, sample_hyperparameters, train_fold
 
@@ -99,7 +100,7 @@ def digest(path):
 )
 def test_training_on_separable_data_beats_chance_by_far(tmp_path, model, adabn):
     out = run(tmp_path, "a", model=model, adabn=adabn)
-    logits = torch.load(out / "logits.pt", weights_only=False)
+    logits = read_logits(out / "logits.pt")
     accuracy = (logits["logits"].argmax(1) == logits["label"]).float().mean().item()
     assert accuracy > 5 / len(CLASSES)  # chance is 1/13
     assert logits["logits"].shape == (3 * 13 * 2 * 20, 13)
@@ -150,7 +151,7 @@ def test_leave_one_subject_out_tests_every_repetition_of_the_new_subject(tmp_pat
         "validation": [5, 6],
     }
     out = run(tmp_path, "loso", adabn=True, fold=fold)
-    logits = torch.load(out / "logits.pt", weights_only=False)
+    logits = read_logits(out / "logits.pt")
     assert set(logits["subject"].tolist()) == {2} and set(logits["repetition"].tolist()) == set(range(1, 7))
     assert torch.load(out / "model.pt", weights_only=False)["subjects"] == ["db2/s1", "db2/s2", "db2/s3"]
 
@@ -232,7 +233,7 @@ def test_leave_one_subject_out_selects_on_held_out_subjects(tmp_path, monkeypatc
     }
     out = run(tmp_path, "loso-validation", adabn=True, fold=fold)
     assert drawn_subjects == {2}  # db2/s3 only: s1 is tested, s2 validates
-    logits = torch.load(out / "logits.pt", weights_only=False)
+    logits = read_logits(out / "logits.pt")
     assert set(logits["subject"].tolist()) == {0} and logits["adaptation"] == "cross_fitted"
 
 
@@ -265,7 +266,7 @@ def test_held_out_gestures_emg_never_reaches_training_and_their_prototypes_no_te
     assert digest(plain / "logits.pt") != digest(louder / "logits.pt")  # it is tested, though
     saved = torch.load(plain / "model.pt", weights_only=False)
     assert saved["unseen"] == ["A5"] and saved["pose_prototypes"].shape == (len(CLASSES), 22)
-    logits = torch.load(plain / "logits.pt", weights_only=False)
+    logits = read_logits(plain / "logits.pt")
     assert logits["unseen"] == ["A5"] and (logits["label"] == 5).any()  # A5's frames are scored at test
 
 

@@ -30,6 +30,7 @@ from contrastive_prosthetics.evaluation.artefacts import (
     SUMMARY_TABLES,
     ZERO_SHOT_TABLES,
 )
+from contrastive_prosthetics.learning.logits import read_logits
 
 pytestmark = pytest.mark.workflow
 
@@ -49,12 +50,15 @@ def test_default_dag_plans_every_subject(tmp_path):
     jobs = job_counts(result)
     windows = len(DEFAULT["preprocess"]["windows"])
     assert windows == 1  # the demonstration trains the reference's onset window only
-    # reps-2-5 trains four networks and LDA; the zero-shot family's one set trains contrastive_pose alone.
-    networks, sets = 4, 1
+    # reps-2-5 trains four networks and LDA; the zero-shot family's one set trains contrastive_pose alone; the
+    # calibration family one contrastive model per subject, each calibrated (its own scoring).
+    networks, sets, subjects = 4, 1, 3
     assert jobs == {
         "convert": "3",
         "synthesize": "6",
-        "train": str((networks + sets) * windows),
+        "train": str((networks + sets + subjects) * windows),
+        "calibration_curve": str(subjects * windows),
+        "calibration_summary": "1",
         "train_lda": str(windows),
         "evaluate": str((networks + 1 + sets) * windows),
         "stream": str((networks + 1 + sets) * windows),  # LDA too
@@ -78,14 +82,16 @@ def test_full_scale_config_plans_every_download_and_a_gpu_job_per_network_and_fo
     folds = sum(
         len(f["subjects"]) if f["scheme"] == "leave_one_subject_out" else 1
         for f in full["folds"].values()
-        if f["scheme"] != "zero_shot"
+        if f["scheme"] not in ("zero_shot", "calibration")
     )
+    new_users = len(full["folds"]["new-user"]["subjects"])  # calibration folds train contrastive_adabn only
     windows = len(full["preprocess"]["windows"])
-    assert (subjects, folds) == (51, 12)  # DB2's 40 and DB3's 11; the standard fold and leave-one-amputee-out
+    assert (subjects, folds, new_users) == (51, 12, 11)  # DB2's 40 and DB3's 11; standard, leave-one-amputee-out
     assert jobs["download"] == jobs["convert"] == str(subjects)
-    assert jobs["train"] == str(((len(full["models"]) - lda) * folds + sets) * windows)
+    assert jobs["train"] == str(((len(full["models"]) - lda) * folds + sets + new_users) * windows)
     assert jobs["train_lda"] == str(lda * folds * windows)
     assert jobs["evaluate"] == str((len(full["models"]) * folds + sets) * windows)
+    assert jobs["calibration_curve"] == str(new_users * windows)
 
 
 def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
@@ -103,7 +109,7 @@ def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
         for window in ("onset", "steady"):
             folder = workdir / "results/models" / model / "reps-2-5" / window
             assert sorted(p.name for p in folder.iterdir()) == ["history.tsv", "logits.pt", "model.pt", "search.tsv"]
-            logits = torch.load(folder / "logits.pt", weights_only=False)
+            logits = read_logits(folder / "logits.pt")
             assert logits["logits"].shape == (2 * 18 * 2 * 50, 18) and logits["model"] == model
             assert logits["window"] == window
             assert (workdir / f"logs/train/{model}/reps-2-5/{window}.log").exists()
@@ -201,6 +207,7 @@ def test_misspelt_config_key_stops_before_any_job(tmp_path):
 def test_local_source_reads_real_files_in_place(tmp_path, db1_dir):
     def local(config):
         config["data"].update(source="local", databases={"db1": [2]}, exercises=["A"])
+        config["folds"].pop("calibration")  # one subject: no one else to train the new user's model
         config["data"]["local"]["db1"] = str(db1_dir)
         # The onset window alone: one of subject 2's real movements is shorter than onset + steady (2 s).
         config["preprocess"]["windows"] = {"onset": config["preprocess"]["windows"]["onset"]}
@@ -234,6 +241,7 @@ def mirror(tmp_path):
 def test_ninapro_source_downloads_verifies_and_converts(tmp_path, mirror):
     def from_mirror(config):
         config["data"].update(source="ninapro", databases={"db1": [1]}, exercises=["A"])
+        config["folds"].pop("calibration")  # one subject: no one else to train the new user's model
         config["data"]["urls"]["db1"] = mirror
         config["preprocess"]["windows"] = {"onset": config["preprocess"]["windows"]["onset"]}  # 1.5 s movements
 
@@ -267,7 +275,9 @@ def test_a_db1_only_override_plans_only_db1(tmp_path):
     windows, models = len(db1["preprocess"]["windows"]), len(DEFAULT["models"] | db1["models"])
     sets = db1["folds"]["zero-shot"]["sets"]  # zero-shot folds train the pose model only
     assert jobs["download"] == jobs["convert"] == str(subjects)
-    assert int(jobs["train"]) + int(jobs["train_lda"]) == (models * folds + sets) * windows
+    # The new-user family trains one model per subject (config.yaml's calibration fold is dropped).
+    assert int(jobs["train"]) + int(jobs["train_lda"]) == (models * folds + sets + subjects) * windows
+    assert jobs["calibration_curve"] == str(subjects * windows)
     assert "synthesize" not in jobs
     planned = result.stdout + result.stderr
     assert "loso-db1-s27" in planned and "reps-2-5-7" in planned and "db2" not in planned
@@ -297,7 +307,7 @@ def test_every_reference_option_runs_on_synthetic_data(tmp_path):
         config["evaluation"]["vote_window_ms"] = 130
         config["architecture"].update(depth=7, dropout_layers=4, logit_scale=1.0)
         config["models"] = {"reference": {"kind": "contrastive", "adabn": True, "adaptation": "batch_statistics"}}
-        del config["folds"]["zero-shot"]
+        del config["folds"]["zero-shot"], config["folds"]["calibration"]
 
     workdir = write_config(tmp_path, reference_options)
     target = "results/models/reference/reps-2-5/reference"
@@ -308,7 +318,7 @@ def test_every_reference_option_runs_on_synthetic_data(tmp_path):
     saved = torch.load(folder / "model.pt", weights_only=False)
     assert saved["adaptation"] == "batch_statistics" and saved["model_config"]["logit_scale"] == 1.0
     assert saved["model_config"]["depth"] == 7 and saved["model_config"]["dropout_layers"] == 4
-    logits = torch.load(folder / "logits.pt", weights_only=False)
+    logits = read_logits(folder / "logits.pt")
     assert logits["logits"].shape[0] == 2 * 18 * 2 * 13  # 13 frames of 10 ms in the 130 ms window
     tensors = torch.load(workdir / "results/tensors/db2/s1.pt", weights_only=False)
     assert tensors["metadata"]["preprocess"]["rms_alignment"] == "centred"
@@ -325,6 +335,7 @@ def test_a_local_folder_with_a_space_a_quote_and_a_dollar_is_read_in_place(tmp_p
 
     def local(config):
         config["data"].update(source="local", databases={"db1": [1]}, exercises=["A"])
+        config["folds"].pop("calibration")  # one subject: no one else to train the new user's model
         config["data"]["local"]["db1"] = str(folder)
         config["preprocess"]["windows"] = {"onset": config["preprocess"]["windows"]["onset"]}
 

@@ -119,6 +119,11 @@ def expand_folds(folds: dict, all_subjects: list[str], gestures: list[str] | Non
             expanded[name] = fold
             continue
         group = list(all_subjects) if fold["subjects"] == "all" else list(fold["subjects"])
+        if len(group) < 2:
+            raise InputError(
+                f"folds.{name}: leaves one subject out of {group}, leaving none to train on; select at least two "
+                f"subjects, or drop the fold with `{name}: null` under folds"
+            )
         rest = {key: value for key, value in fold.items() if key not in ("scheme", "subjects")}
         for subject in group:
             fold_name = f"{name}-{subject.replace('/', '-')}"
