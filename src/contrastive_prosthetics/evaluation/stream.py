@@ -47,7 +47,7 @@ from ..learning.folds import fold_selections
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file, read_model_file
 from ..learning.onset_gate import OnsetGate
-from ..learning.poses import pose_prototypes, subject_prototypes, with_subject_codes
+from ..learning.poses import fold_codes, with_subject_codes
 from ..learning.stream_sampling import guard_mask, guard_width
 from ..learning.stream_scoring import adapted_network, class_bias, scored_stretches, with_gate
 from .stream_metrics import stream_metrics
@@ -117,21 +117,21 @@ def scored_test_streams(model_path: Path, tensor_paths: list[Path], fold_name: s
 
 def subject_codes(saved: dict, raw: DB23, train: Selection, fold: dict, model_path: Path) -> torch.Tensor | None:
     """[subject, class, 22] the pose prototypes each subject is scored with, as training scored the test segments
-    (:func:`..learning.poses.subject_prototypes` over the training subjects' training repetitions, every class), for a
+    (:func:`..learning.poses.fold_codes`: the training subjects' training repetitions, every class, as training), for a
     pose class encoder in a fold with ``unseen`` gestures; None otherwise (the codes model.pt carries). The new user's
     prototypes computed from the same cells must be those model.pt carries: else the tensors are not the ones it was
     trained on."""
     unseen = [raw.classes.index(gesture) for gesture in fold.get("unseen", [])]
     if saved["model_config"].get("class_encoder") != "pose" or not unseen:
         return None
-    cells = Selection(train.subjects, torch.arange(len(raw.classes)), train.repetitions)
+    new_user, codes = fold_codes(raw, train, unseen)
     stored = saved.get("pose_prototypes")
-    if stored is not None and not torch.allclose(pose_prototypes(raw, cells, unseen), stored.float(), 1e-4, 1e-5):
+    if stored is not None and not torch.allclose(new_user, stored.float(), 1e-4, 1e-5):
         raise InputError(
             f"{model_path}: its pose prototypes differ from the training cells' of these tensors (fold "
             f"{saved['fold']}): the tensors changed since training; train again"
         )
-    return subject_prototypes(raw, cells, unseen)
+    return codes
 
 
 POOLED = "all"  # the subject column of rows over every test subject's frames

@@ -40,6 +40,14 @@ def pose_prototypes(data: DB23, selection: Selection, unseen: Sequence[int] = ()
     return _standardised(everyone, everyone, _held_out(data, unseen))
 
 
+def fold_codes(data: DB23, train: Selection, unseen: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A pose class encoder's codes in one fold, from the training subjects' training repetitions of every class:
+    a new user's (:func:`pose_prototypes`, what model.pt carries) and, with ``unseen`` gestures, each subject's
+    (:func:`subject_prototypes`; None without). Training and the stream evaluation both take them from here."""
+    cells = Selection(train.subjects, torch.arange(len(data.classes)), train.repetitions)
+    return pose_prototypes(data, cells, unseen), subject_prototypes(data, cells, unseen) if unseen else None
+
+
 def _mean_poses(data: DB23, selection: Selection) -> tuple[torch.Tensor, torch.Tensor]:
     """Every class's mean pose over the training cells ([class, 22], float64) and, per subject, over the training
     cells of everyone else ([subject, class, 22]: a subject outside the selection subtracts nothing)."""

@@ -36,7 +36,7 @@ from .logits import write_logits
 from .model_file import write_network_file
 from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
 from .onset_gate import OnsetGate
-from .poses import pose_prototypes, subject_prototypes
+from .poses import fold_codes
 from .rest_windows import setting_rest_windows
 from .sampling import ContrastiveSampler
 from .stream_sampling import StreamSampler
@@ -310,14 +310,11 @@ def fold_setting(
     )
     log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
     codes = subject_codes = None
-    if config.class_encoder == "pose":  # every class's prototype, from the training subjects' training repetitions
-        every_class = Selection(
-            selections.train.subjects, torch.arange(len(data.classes)), selections.train.repetitions
-        )
+    if config.class_encoder == "pose":  # an unseen gesture is described to each subject by the others' gloves
         unseen = [data.classes.index(gesture) for gesture in fold.get("unseen", [])]
-        codes = pose_prototypes(loaded, every_class, unseen).to(chosen.device)
-        if unseen:  # an unseen gesture is described to each subject by the other training subjects' gloves
-            subject_codes = subject_prototypes(loaded, every_class, unseen).to(chosen.device)
+        codes, subject_codes = fold_codes(loaded, selections.train, unseen)
+        codes = codes.to(chosen.device)
+        subject_codes = None if subject_codes is None else subject_codes.to(chosen.device)
     setting = Setting(
         data, selections, config, settings, adabn, adaptation, chosen, seed, codes, raw, subject_codes, normalisation
     )
