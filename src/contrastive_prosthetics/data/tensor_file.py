@@ -13,7 +13,7 @@ file's bytes, so the writer checks it):
                                                 0.4 % of each value, half the bytes; readers widen it)
     segments          per window of ``preprocess.windows`` (e.g. onset, steady), a dict of
         emg           float32 [class, rep, frame, channel]   the segments: exact slices of ``stream``
-        features      float32 [class, rep, frame, channel, 4]  Hudgins features (MAV, WL, ZC, SSC)
+        features      bfloat16 [class, rep, frame, channel, 4]  Hudgins features: slices of ``stream_features``
         glove         float32 [class, rep, frame, 22]   joint angles at each segment frame's last sample
         segment_start int64   [class, rep]      each segment's first frame in ``stream`` (-1: not valid)
         pose          float32 [class, rep, 22]  mean glove over the segment minus over the rest before the
@@ -79,6 +79,12 @@ READ_METADATA = ("database", "subject", "amputee", "frame_rate_hz")
 RECONVERT = "delete it and convert the subject again (the workflow's convert rule)"
 
 
+def _segment_tensor(key: str, value) -> torch.Tensor:
+    """A segment part as stored: the features as the stream's are (bfloat16, the same values: slices of them)."""
+    tensor = _as_tensor(value)
+    return tensor.to(STREAM_FEATURE_DTYPE) if key == "features" else tensor
+
+
 def tensor_payload(**parts) -> dict:
     """The dict a tensor file holds, from its parts (each of :data:`KEYS` once; ``segments``: window → the parts
     of :data:`SEGMENT_KEYS`), in the file's key order. Numpy arrays become tensors sharing their memory."""
@@ -86,7 +92,8 @@ def tensor_payload(**parts) -> dict:
     for window, part in parts["segments"].items():
         _check_names(f"segments[{window!r}]", list(part), SEGMENT_KEYS, ordered=False)
     segments = {
-        window: {key: _as_tensor(part[key]) for key in SEGMENT_KEYS} for window, part in parts["segments"].items()
+        window: {key: _segment_tensor(key, part[key]) for key in SEGMENT_KEYS}
+        for window, part in parts["segments"].items()
     }
     return {key: segments if key == "segments" else _as_tensor(parts[key]) for key in KEYS}
 
