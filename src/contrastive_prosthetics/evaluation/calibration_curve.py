@@ -30,14 +30,15 @@ import torch
 
 from ..core.atomic import atomic_write_frame
 from ..data.ninapro import REST
+from ..learning.baseline import SHARED, score_selection, stream_scores
 from ..learning.calibration import calibrate_rest_bias
-from ..learning.calibration_baselines import calibration_lda, lda_segment_logits, lda_stream_scores, network_on_user
+from ..learning.calibration_baselines import calibration_lda, network_on_user
 from ..learning.dataset import DB23, Selection
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
 from ..learning.models import ContrastiveModel
 from ..learning.personalise import TRAINED, CalibrationRecording, CalibrationSettings, personalise
-from ..learning.stream_sampling import guard_mask, guard_width
+from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias, scored_stretches
 from .evaluate import classification_metrics
 from .stream_metrics import stream_metrics
@@ -92,7 +93,7 @@ def network_candidate(method: str, model: torch.nn.Module, normalisation, raw: D
 
 
 def lda_candidate(model, raw: DB23) -> Candidate:
-    return Candidate("lda", lambda s: lda_segment_logits(model, raw, s), lambda p: lda_stream_scores(model, raw, p))
+    return Candidate("lda", lambda s: score_selection(raw, s, {SHARED: model}), lambda p: stream_scores(model, raw, p))
 
 
 def calibration_recording(
@@ -102,14 +103,11 @@ def calibration_recording(
     their labels, and the frames outside the guard band of every change of label (what the methods fit on)."""
     if not repetitions:
         return None
-    streams = raw.streams
-    stretches, fit = [], []
-    for positions in scored_stretches(raw, subject, repetitions):
-        index = torch.from_numpy(positions)
-        labels = streams.classes[index]
-        fit.append((~guard_mask(labels, streams.subject[index], guard_frames)).numpy())
-        stretches.append((raw.stream_context(index, context), labels.numpy()))
-    return CalibrationRecording(stretches, fit, raw.channel_mask[subject])
+    stretches = [
+        (raw.stream_context(torch.from_numpy(positions), context), raw.streams.classes[positions].numpy())
+        for positions in scored_stretches(raw, subject, repetitions)
+    ]
+    return CalibrationRecording.of(stretches, guard_frames, raw.channel_mask[subject])
 
 
 def scored_row(

@@ -36,7 +36,7 @@ from .logits import RestWindows, write_logits
 from .model_file import write_lda_file
 from .onset_gate import OnsetGate
 from .rest_windows import located, rest_window_starts, window_positions
-from .stream_sampling import stream_training_positions
+from .stream_sampling import guard_width, stream_training_positions
 from .stream_scoring import class_bias, scored_stretches, with_gate
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def train_lda_fold(
     selections = fold_selections(data, fold, fold_name)
     data = training_view(data, fold, selections)  # a zero-shot fold's held-out stretches left out, as networks'
     start = time.perf_counter()
-    guard = round(training.get("guard_ms", 0.0) * data.frame_rate_hz / 1000)
+    guard = guard_width(training.get("guard_ms", 0.0), data.frame_rate_hz)
     x_train, subjects, labels = training_table(data, selections.train, frames, guard)
     models = fit_models(x_train, subjects, labels, fold["scheme"])
     seconds = time.perf_counter() - start

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import torch
 
-from .baseline import SHARED, FittedLDA, fit_lda, score_selection, stream_scores, training_table
-from .dataset import DB23, Normalisation, Selection
+from .baseline import FittedLDA, fit_lda, training_table
+from .dataset import DB23, Normalisation
 from .folds import FoldSelections
 from .models import ModelConfig
 from .stream_sampling import guard_width
@@ -74,11 +73,3 @@ def calibration_lda(raw: DB23, subject: int, repetitions: list[int], guard_ms: f
     selection = raw.select(subjects=[raw.subject_names[subject]], repetitions=repetitions)
     x, _, labels = training_table(raw, selection, "stream", guard_width(guard_ms, raw.frame_rate_hz))
     return fit_lda(x, labels)
-
-
-def lda_segment_logits(model: FittedLDA, raw: DB23, selection: Selection) -> tuple[torch.Tensor, torch.Tensor]:
-    return score_selection(raw, selection, {SHARED: model})
-
-
-def lda_stream_scores(model: FittedLDA, raw: DB23, positions: np.ndarray) -> torch.Tensor:
-    return stream_scores(model, raw, positions)

@@ -44,6 +44,7 @@ from .calibration import RestCalibration, calibrate_rest_bias
 from .dataset import Normalisation
 from .inference import FrameScorer, normalised_frames
 from .models import ContrastiveModel, adapt_batchnorm, build_model
+from .stream_sampling import guard_mask
 
 METHODS = ("adabn", "prototypes", "fine_tune", "fine_tune_network")
 TRAINED = ("fine_tune_network",)  # methods that train the network: the calibration curve's, with the training budget
@@ -87,6 +88,16 @@ class CalibrationRecording:
     stretches: list[tuple[torch.Tensor, np.ndarray]]  # (raw frames [n, (context,) channel], labels [n])
     fit: list[np.ndarray]  # per stretch, [n] True for frames prototypes and fine-tuning read
     live: torch.Tensor  # [channel] electrodes with signal
+
+    @classmethod
+    def of(cls, stretches: list[tuple[torch.Tensor, np.ndarray]], guard_frames: int, live: torch.Tensor):
+        """The recording of ``stretches`` (raw frames, labels), fitting on the frames more than ``guard_frames``
+        from every change of label within their stretch (stream training's guard band)."""
+        fit = [
+            (~guard_mask(torch.from_numpy(labels), torch.zeros(len(labels)), guard_frames)).numpy()
+            for _, labels in stretches
+        ]
+        return cls(stretches, fit, live)
 
     @property
     def frames(self) -> torch.Tensor:

@@ -30,7 +30,7 @@ from .dataset import DB23, Selection
 from .logits import RestWindows
 from .models import adapt_batchnorm
 from .poses import with_subject_codes
-from .stream_sampling import guard_mask
+from .stream_sampling import guard_mask, guard_width
 
 if TYPE_CHECKING:
     from .train import Setting
@@ -135,5 +135,5 @@ def setting_rest_windows(setting: Setting, model: torch.nn.Module) -> RestWindow
         context=setting.config.context,
         limit=settings.adaptation_frames,
         codes=setting.subject_codes,
-        guard_frames=round(settings.guard_ms * setting.data.frame_rate_hz / 1000),
+        guard_frames=guard_width(settings.guard_ms, setting.data.frame_rate_hz),
     )

@@ -39,7 +39,7 @@ from .onset_gate import OnsetGate
 from .poses import fold_codes
 from .rest_windows import setting_rest_windows
 from .sampling import ContrastiveSampler
-from .stream_sampling import StreamSampler
+from .stream_sampling import StreamSampler, guard_width
 from .stream_selection import STREAM_SCORE, movement_accuracy_at
 from .training_settings import HyperParameters, TrainingSettings, sample_hyperparameters
 
@@ -140,7 +140,7 @@ def training_sampler(setting: Setting, seed: int) -> ContrastiveSampler | Stream
     shape = dict(per_subject=setting.adabn, context=setting.config.context, reference_frames=reference)
     train = setting.selections.train
     if settings.frames == "stream":
-        guard = round(settings.guard_ms * setting.data.frame_rate_hz / 1000)
+        guard = guard_width(settings.guard_ms, setting.data.frame_rate_hz)
         return StreamSampler(setting.data, train, settings.groups, seed=seed, guard_frames=guard, **shape)
     return ContrastiveSampler(setting.data, train, settings.groups, seed=seed, **shape)
 

@@ -43,7 +43,7 @@ from ..learning.model_file import load_model_file
 from ..learning.models import batchnorm_layers
 from ..learning.onset_gate import GateState, OnsetGate, frame_amplitude, gated, rest_level
 from ..learning.personalise import CalibrationRecording, CalibrationSettings, personalise, user_rest_bias
-from ..learning.stream_sampling import guard_mask
+from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias
 from .adabn import adapt_to_user, checked_emg, load_batchnorm_state, not_adabn_message, unadapted_message, user_frames
 from .frames import FrameMaker
@@ -215,18 +215,15 @@ class Controller:
         network = self.network
         if network is None:
             raise InputError("an exported network cannot be calibrated: calibrate the model.pt, then export it")
-        stretches, fit = [], []
+        stretches = []
         for emg, names in recordings:
             frames = user_frames(checked_emg(emg, self.spec, network.source), self.spec, self.params, self.context)
             ends = (np.arange(len(frames)) + 1) * self.maker.hop - 1
             unknown = sorted(set(np.asarray(names)[ends].tolist()) - set(self.classes))
             if unknown:
                 raise InputError(f"calibration labels {unknown} are not classes of {network.source}: {self.classes}")
-            labels = torch.tensor([self.classes.index(name) for name in np.asarray(names)[ends]])
-            guard = guard_mask(labels, torch.zeros_like(labels), round(guard_ms * self.params.frame_rate_hz / 1000))
-            stretches.append((frames, labels.numpy()))
-            fit.append((~guard).numpy())
-        recording = CalibrationRecording(stretches, fit, network.live)
+            stretches.append((frames, np.array([self.classes.index(name) for name in np.asarray(names)[ends]])))
+        recording = CalibrationRecording.of(stretches, guard_width(guard_ms, self.params.frame_rate_hz), network.live)
         settings = settings or CalibrationSettings()
         for hook in network.hooks:  # online tracking would move the statistics calibration sets
             hook.remove()
