@@ -46,7 +46,7 @@ def test_real_db1_subject_converts_completely(db1_dir, tmp_path, subject):
 
 @pytest.mark.realdata
 def test_lda_baseline_beats_chance_by_far_on_real_db1(db1_dir, tmp_path):
-    from contrastive_prosthetics.learning.baseline import train_lda_fold
+    from contrastive_prosthetics.learning.lda import train_lda_fold
 
     paths = []
     for subject in (1, 2, 3, 4):

@@ -23,9 +23,9 @@ from contrastive_prosthetics.evaluation.subsets import (
     subset_size_accuracy,
 )
 from contrastive_prosthetics.learning.adaptation import predict
-from contrastive_prosthetics.learning.baseline import train_lda_fold
 from contrastive_prosthetics.learning.dataset import DB23, Selection
 from contrastive_prosthetics.learning.folds import fold_selections
+from contrastive_prosthetics.learning.lda import train_lda_fold
 from contrastive_prosthetics.learning.logits import PER_REST_WINDOW, read_logits
 from contrastive_prosthetics.learning.models import ModelConfig, build_model
 from contrastive_prosthetics.learning.rest_windows import network_rest_windows, rest_window_starts

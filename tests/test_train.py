@@ -11,7 +11,7 @@ import torch
 
 from contrastive_prosthetics.data.ninapro import class_names
 from contrastive_prosthetics.data.tensor_file import payload_from_segments, write_tensor_file
-from contrastive_prosthetics.learning.baseline import train_lda_fold
+from contrastive_prosthetics.learning.lda import train_lda_fold
 from contrastive_prosthetics.learning.logits import read_logits
 from contrastive_prosthetics.learning.model_file import LDA_FIELDS, NETWORK_FIELDS
 from contrastive_prosthetics.learning.train import TrainingSettings, sample_hyperparameters, train_fold

@@ -42,7 +42,7 @@ def command_train(args: argparse.Namespace) -> None:
     tensors, out_dir = [Path(p) for p in args.tensors], Path(args.out_dir)
     # The classical baseline and the networks share the rule's outputs, not their training code.
     if model["kind"] == "lda":
-        from .learning.baseline import train_lda_fold
+        from .learning.lda import train_lda_fold
 
         training = json.loads(args.training_json)
         train_lda_fold(tensors, args.model, args.fold, fold, args.seed, out_dir, window=args.window, training=training)

@@ -13,7 +13,7 @@ Each (method, c) is scored as the rest of the pipeline scores: segments by the v
 scored repetitions' windows, no rest bias, as summary.tsv); the scored repetitions' continuous recording decided by
 the controller's rule with every gesture allowed (k = K), the rest bias added and the same vote (stream accuracy,
 movement accuracy, rest false activation, onset delay, as stream_metrics.tsv). The rest bias is the model's own
-at c = 0 and is set on the calibration recording from c = 1 (:func:`..learning.calibration.calibrate_rest_bias`,
+at c = 0 and is set on the calibration recording from c = 1 (:func:`..learning.rest_bias.calibrate_rest_bias`,
 ``evaluation.rest_false_activation_target``). The onset gate is not applied here.
 """
 
@@ -30,14 +30,14 @@ import torch
 
 from ..core.atomic import atomic_write_frame
 from ..data.ninapro import REST
-from ..learning.baseline import SHARED, score_selection, stream_scores
-from ..learning.calibration import calibrate_rest_bias
 from ..learning.calibration_baselines import calibration_lda, network_on_user
 from ..learning.dataset import DB23, Selection
 from ..learning.inference import FrameScorer
+from ..learning.lda import SHARED, score_selection, stream_scores
 from ..learning.model_file import load_model_file
 from ..learning.models import ContrastiveModel
 from ..learning.personalise import TRAINED, CalibrationRecording, CalibrationSettings, personalise
+from ..learning.rest_bias import calibrate_rest_bias
 from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias, scored_stretches
 from .evaluate import classification_metrics

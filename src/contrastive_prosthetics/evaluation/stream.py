@@ -10,7 +10,7 @@ small k), then majority-voted causally over the last N frames for several N (:fu
 controller restarts (its vote emptied) at the start of every scored stretch of the recording.
 
 The LDA baseline is scored on the same frames from the causal Hudgins features conversion keeps for every stream
-frame (:func:`..learning.baseline.lda_stream_logits`), with its own calibrated rest bias: the same decisions, votes
+frame (:func:`..learning.lda.lda_stream_logits`), with its own calibrated rest bias: the same decisions, votes
 and metrics, so that networks and LDA compare at the same rest false activation.
 
 AdaBN state: ``cross_fitted`` models adapt each test repetition on the subject's recording during the other test
@@ -41,10 +41,10 @@ import torch
 
 from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
-from ..learning.baseline import lda_stream_logits
 from ..learning.dataset import DB23, Selection
 from ..learning.folds import fold_selections
 from ..learning.inference import FrameScorer
+from ..learning.lda import lda_stream_logits
 from ..learning.model_file import load_model_file, read_model_file
 from ..learning.onset_gate import OnsetGate
 from ..learning.poses import fold_codes, with_subject_codes

@@ -16,9 +16,9 @@ from dataclasses import replace
 
 import torch
 
-from .baseline import FittedLDA, fit_lda, training_table
 from .dataset import DB23, Normalisation
 from .folds import FoldSelections
+from .lda import FittedLDA, fit_lda, training_table
 from .models import ModelConfig
 from .stream_sampling import guard_width
 from .train import Device, Setting, train_once

@@ -1,7 +1,7 @@
 """``model.pt``: the one home of its format, for networks and LDA alike: the fields each kind carries (defined once,
 in the order they are saved), their writers and their readers.
 
-Writers: :func:`write_network_file` (:mod:`.train`) and :func:`write_lda_file` (:mod:`.baseline`); each takes the
+Writers: :func:`write_network_file` (:mod:`.train`) and :func:`write_lda_file` (:mod:`.lda`); each takes the
 fields of its schema, no more and no fewer. Readers: :func:`read_model_file` (either kind, as saved),
 :func:`read_network_file` (a network's, as saved: light, for what a controller needs to know before it is built)
 and :func:`load_model_file` (a network's, with its network and normalisation built, for the controller, export and

@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import InputError
-from .calibration import RestCalibration, calibrate_rest_bias
 from .dataset import Normalisation
 from .inference import FrameScorer, normalised_frames
 from .models import ContrastiveModel, adapt_batchnorm, build_model
+from .rest_bias import RestCalibration, calibrate_rest_bias
 from .stream_sampling import guard_mask
 
 METHODS = ("adabn", "prototypes", "fine_tune", "fine_tune_network")
@@ -241,7 +241,7 @@ def user_rest_bias(
     target: float,
 ) -> RestCalibration:
     """The rest bias meeting ``target`` on the calibration recording's stretches, scored by the controller's scorer
-    (:func:`.calibration.calibrate_rest_bias`)."""
+    (:func:`.rest_bias.calibrate_rest_bias`)."""
     scorer = FrameScorer(model, normalisation, recording.live, model.config.n_classes)
     stretches = [(scorer(frames, batch=4096), labels) for frames, labels in recording.stretches]
     return calibrate_rest_bias(stretches, rest, vote_frames, target)

@@ -14,7 +14,7 @@ A window's frames are scored as a segment's: by the same network with the same a
 AdaBN: the subject's recording during the other test repetitions; ``scored_frames`` and ``batch_statistics``: the
 statistics of the subject's scored segments, the latter's shuffled batches having no counterpart for frames outside
 them), the same input (normalised stream frames, of which the segments are exact slices) and context, and, for LDA
-(:func:`..baseline.lda_rest_windows`), the same fitted models on the stream's Hudgins features.
+(:func:`.lda.lda_rest_windows`), the same fitted models on the stream's Hudgins features.
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from ..core.atomic import atomic_write_tsv
 from ..core.errors import InputError
 from ..data.ninapro import REST
 from .adaptation import predict
-from .calibration import RestCalibration, calibrate_rest_bias, validation_streams
 from .dataset import DB23, Normalisation, Selection, choose_device
 from .folds import FoldSelections, fold_selections, training_view
 from .logits import write_logits
@@ -37,6 +36,7 @@ from .model_file import write_network_file
 from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
 from .onset_gate import OnsetGate
 from .poses import fold_codes
+from .rest_bias import RestCalibration, calibrate_rest_bias, validation_streams
 from .rest_windows import setting_rest_windows
 from .sampling import ContrastiveSampler
 from .stream_sampling import StreamSampler, guard_width
@@ -99,7 +99,7 @@ class Setting:
 
     def validation_streams(self, model: torch.nn.Module, gate: OnsetGate | None = None) -> list:
         """(positions, logits, truth) of the validation streams, scored as the controller scores them
-        (:func:`.calibration.validation_streams`): what the rest calibration and stream selection read."""
+        (:func:`.rest_bias.validation_streams`): what the rest calibration and stream selection read."""
         selections = self.selections
         return validation_streams(
             model,
@@ -323,7 +323,7 @@ def fold_setting(
 
 def rest_calibration(setting: Setting, model: torch.nn.Module, gate: OnsetGate | None) -> RestCalibration | None:
     """The rest bias for ``training.rest_false_activation_target`` on the validation selection's streams, with the
-    onset ``gate`` in front (None when no target is set): see :mod:`.calibration`."""
+    onset ``gate`` in front (None when no target is set): see :mod:`.rest_bias`."""
     settings = setting.settings
     if settings.rest_false_activation_target is None:
         return None

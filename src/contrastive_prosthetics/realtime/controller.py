@@ -35,7 +35,6 @@ import torch
 from ..core.errors import InputError
 from ..data.ninapro import REST, DatabaseSpec
 from ..data.preprocess import PreprocessParams
-from ..learning.calibration import RestCalibration
 from ..learning.dataset import Normalisation
 from ..learning.decisions import allowed_classes, decide_latest
 from ..learning.inference import FrameScorer
@@ -43,6 +42,7 @@ from ..learning.model_file import load_model_file
 from ..learning.models import batchnorm_layers
 from ..learning.onset_gate import GateState, OnsetGate, frame_amplitude, gated, rest_level
 from ..learning.personalise import CalibrationRecording, CalibrationSettings, personalise, user_rest_bias
+from ..learning.rest_bias import RestCalibration
 from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias
 from .adabn import adapt_to_user, checked_emg, load_batchnorm_state, not_adabn_message, unadapted_message, user_frames

@@ -20,9 +20,9 @@ import numpy as np
 from ..core.errors import InputError
 from ..data.matfile import load_recording
 from ..data.ninapro import DatabaseSpec, movement_names
-from ..learning.calibration import RestCalibration
 from ..learning.model_file import load_model_file, write_personalised_file
 from ..learning.personalise import CalibrationSettings
+from ..learning.rest_bias import RestCalibration
 from .controller import Controller
 from .replay import recording_exercise, vote_frames
 

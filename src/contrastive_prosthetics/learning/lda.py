@@ -9,7 +9,7 @@ well-conditioned with 48 features and correlated electrodes.
 It is fitted on the frames the networks train on (``training.frames``): every frame of the training repetitions'
 recording outside the guard band (``stream``), or the clean segments (``segments``), so that the baseline stays
 fair; and it gets a rest bias calibrated on the validation streams exactly as the networks do
-(:mod:`.calibration`), so that the stream comparison is at the same rest false activation. Its decision scores
+(:mod:`.rest_bias`), so that the stream comparison is at the same rest false activation. Its decision scores
 over all classes are written to logits.pt like any model's, with the test rest windows' (:func:`lda_rest_windows`,
 from the stream's Hudgins features), so the same voting and subset-size code scores it, and
 :func:`lda_stream_logits` scores the test streams for the stream evaluation.
@@ -29,12 +29,12 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from ..core.atomic import atomic_write_tsv
 from ..data.ninapro import REST
 from ..data.preprocess import HUDGINS_FEATURES
-from .calibration import RestCalibration, calibrate_rest_bias
 from .dataset import DB23, Selection
 from .folds import fold_selections, training_view
 from .logits import RestWindows, write_logits
 from .model_file import write_lda_file
 from .onset_gate import OnsetGate
+from .rest_bias import RestCalibration, calibrate_rest_bias
 from .rest_windows import located, rest_window_starts, window_positions
 from .stream_sampling import guard_width, stream_training_positions
 from .stream_scoring import class_bias, scored_stretches, with_gate

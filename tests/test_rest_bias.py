@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_prosthetics.learning.calibration import calibrate_rest_bias, rest_false_activation
+from contrastive_prosthetics.learning.rest_bias import calibrate_rest_bias, rest_false_activation
 
 REST = 0
 
@@ -65,9 +65,9 @@ def test_the_calibration_reads_only_the_validation_selections_frames(tmp_path, a
     adaptation of an AdaBN model may read the pool's other repetitions, never a test one): no test frame reaches it."""
     from test_dataset import decode, fake_subject
 
-    from contrastive_prosthetics.learning.calibration import validation_streams
     from contrastive_prosthetics.learning.dataset import DB23, Normalisation
     from contrastive_prosthetics.learning.models import ModelConfig, build_model
+    from contrastive_prosthetics.learning.rest_bias import validation_streams
 
     paths = [fake_subject(tmp_path / f"{s}.pt", "db2", s, 6, 12) for s in (1, 2)]
     raw = DB23.load(paths, device="cpu", with_streams=True)
