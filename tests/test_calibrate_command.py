@@ -37,9 +37,11 @@ def test_the_controller_decides_as_the_pipelines_calibration_of_the_same_frames(
 
     path, emg = recording
     model, normalisation = tiny_model(DB2.n_channels)
-    controller = Controller.from_model(model, normalisation, CLASSES, PREPROCESS, DB2, GESTURES, vote_frames=5)
+    controller = Controller.from_model(
+        model, normalisation, CLASSES, PREPROCESS, DB2, GESTURES, vote_frames=5, rest_target=0.1, guard_ms=100
+    )
     calibration_emg, names = labelled_recording(path, DB2, SECONDS)
-    result = controller.calibrate([(calibration_emg, names)], method, rest_target=0.1, guard_ms=100)
+    result = controller.calibrate([(calibration_emg, names)], method)
     assert result is not None and result.false_activation <= 0.1
     decided = [d for part in feed(controller, emg[80000:100000], 200) for d in part]
     # The same frames through learning.personalise and the offline scorer and vote.
@@ -70,9 +72,10 @@ def test_the_calibrate_command_writes_a_personalised_model_the_controller_runs_a
     assert saved["model_config"]["class_encoder"] == "onehot"
     # The written model decides as the controller calibrated in memory (an AdaBN model needs nothing more).
     in_memory = Controller.from_model(
-        model, normalisation, CLASSES, PREPROCESS, DB2, GESTURES, vote_frames=25, adabn=True, rest_bias=0.5
+        model, normalisation, CLASSES, PREPROCESS, DB2, GESTURES, 25, adabn=True, rest_bias=0.5, rest_target=0.1
     )
-    in_memory.calibrate([labelled_recording(path, DB2, SECONDS)], "prototypes", rest_target=0.1)
+    in_memory.guard_ms = 100.0  # the model file's (tests/test_realtime.py network_file)
+    in_memory.calibrate([labelled_recording(path, DB2, SECONDS)], "prototypes")
     from_file = Controller.from_model_file(out, DB2, GESTURES, vote_frames=25)
     assert from_file.push(emg[80000:100000]) == in_memory.push(emg[80000:100000])
 
@@ -82,7 +85,9 @@ def test_calibration_labels_must_be_the_models_classes(recording):
 
     path, _ = recording
     model, normalisation = tiny_model(DB2.n_channels)
-    controller = Controller.from_model(model, normalisation, CLASSES, PREPROCESS, DB2, GESTURES, vote_frames=0)
+    controller = Controller.from_model(
+        model, normalisation, CLASSES, PREPROCESS, DB2, GESTURES, vote_frames=0, guard_ms=100
+    )
     emg, names = labelled_recording(path, DB2, SECONDS)
     with pytest.raises(InputError, match=r"calibration labels \['C7'\] are not classes"):
         controller.calibrate([(emg, np.where(names == "B1", "C7", names))], "adabn")
@@ -96,3 +101,39 @@ def test_calibrating_on_more_seconds_than_recorded_is_refused_and_writes_nothing
     with pytest.raises(InputError, match="--seconds 9999 must be positive and at most the recording's"):
         calibrate_model_file(trained, [path], DB2, out, seconds=9999)
     assert not out.exists()
+
+
+def test_calibrate_uses_the_models_guard_band_and_target_and_records_what_overrides_them(recording, tmp_path):
+    """model.pt carries training.guard_ms and the rest target; --guard-ms and --rest-target override them, and the
+    personalised model.pt records the values it was calibrated with."""
+    path, _ = recording
+    model, normalisation = tiny_model(DB2.n_channels)
+    trained = network_file(tmp_path / "model.pt", model, normalisation)  # guard 100 ms, target 10 %
+    argv = ["calibrate", "--model", str(trained), "--recording", str(path), "--database", "db2", "--seconds"]
+    argv += [str(SECONDS), "--method", "adabn"]
+    assert main([*argv, "--out", str(tmp_path / "own.pt")]) == 0
+    own = load_model_file(tmp_path / "own.pt")
+    assert own["guard_ms"] == 100.0 and own["personalisation"]["guard_ms"] == 100.0
+    assert own["rest_false_activation_target"] == 0.1 and own["calibration"]["target"] == 0.1
+    assert main([*argv, "--guard-ms", "30", "--rest-target", "0.05", "--out", str(tmp_path / "other.pt")]) == 0
+    other = load_model_file(tmp_path / "other.pt")
+    assert other["guard_ms"] == 30.0 and other["rest_false_activation_target"] == 0.05
+    assert other["calibration"]["target"] == 0.05 and other["personalisation"]["guard_ms"] == 30.0
+    assert main([*argv, "--rest-target", "-1", "--out", str(tmp_path / "kept.pt")]) == 0
+    kept = load_model_file(tmp_path / "kept.pt")
+    assert kept["calibration"] is None and kept["rest_bias"] == 0.0 and kept["rest_false_activation_target"] == 0.1
+
+
+def test_a_model_without_its_guard_band_is_calibrated_only_with_one_given(recording, tmp_path, capsys):
+    path, _ = recording
+    model, normalisation = tiny_model(DB2.n_channels)
+    trained = network_file(tmp_path / "model.pt", model, normalisation)
+    saved = torch.load(trained, weights_only=False)
+    del saved["guard_ms"]  # a model.pt written before models recorded training.guard_ms
+    torch.save(saved, trained)
+    argv = ["calibrate", "--model", str(trained), "--recording", str(path), "--database", "db2", "--seconds"]
+    argv += [str(SECONDS), "--method", "adabn", "--out", str(tmp_path / "own.pt")]
+    assert main(argv) == 2
+    assert "guard_ms" in capsys.readouterr().err and not (tmp_path / "own.pt").exists()
+    assert main([*argv, "--guard-ms", "100"]) == 0
+    assert load_model_file(tmp_path / "own.pt")["guard_ms"] == 100.0

@@ -107,8 +107,9 @@ def test_convert_writes_a_tensor_file(tmp_path):
 def test_train_on_missing_tensors_exits_2(tmp_path, capsys):
     args = ["--model", "lda", "--model-json", '{"kind": "lda", "adabn": false}', "--architecture-json", "{}"]
     fold = json.dumps({"scheme": "repetitions", "train": [1], "validation": [2], "test": [3]})
-    args += ["--fold", "f", "--fold-json", fold, "--window", "onset", "--training-json", "{}", "--seed", "0"]
-    args += ["--device", "cpu"]
+    args += ["--fold", "f", "--fold-json", fold, "--window", "onset", "--seed", "0", "--device", "cpu"]
+    args += ["--training-json", json.dumps(DEFAULT_CONFIG["training"])]
+    args += ["--evaluation-json", json.dumps(DEFAULT_CONFIG["evaluation"])]
     args += ["--threads", "1", "--tensors", str(tmp_path / "missing.pt"), "--out-dir", str(tmp_path / "out")]
     assert run("train", *args) == 2
     assert "missing.pt" in error_line(capsys, "train")
@@ -145,3 +146,15 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="a bug"):
         args = ["--inputs", str(tmp_path), "--tables", "metrics", "--out-dir", str(tmp_path)]
         run("aggregate", *args, "--families-json", "{}", "--seed", "0")
+
+
+def test_train_with_a_training_section_missing_a_key_exits_2_naming_it(tmp_path, capsys):
+    args = ["--model", "lda", "--model-json", '{"kind": "lda", "adabn": false}', "--architecture-json", "{}"]
+    fold = json.dumps({"scheme": "repetitions", "train": [1], "validation": [2], "test": [3]})
+    args += ["--fold", "f", "--fold-json", fold, "--window", "onset", "--seed", "0", "--device", "cpu"]
+    training = {key: value for key, value in DEFAULT_CONFIG["training"].items() if key != "guard_ms"}
+    args += ["--training-json", json.dumps(training), "--evaluation-json", json.dumps(DEFAULT_CONFIG["evaluation"])]
+    args += ["--threads", "1", "--tensors", str(tmp_path / "s1.pt"), "--out-dir", str(tmp_path / "out")]
+    assert run("train", *args) == 2
+    assert "training.guard_ms missing" in error_line(capsys, "train")
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train import ARCHITECTURE, TRAINING, model_settings, write_subject
+from test_train import ARCHITECTURE, TRAINING, model_settings, settings_of, write_subject
 
 from contrastive_prosthetics.config import ConfigError, prepare_config
 from contrastive_prosthetics.core.errors import InputError
@@ -41,14 +41,12 @@ CALIBRATION_FOLD = {
     "test": [2, 5],
     "family": "calibration",
 }
-STREAM_TRAINING = TRAINING | {
-    "frames": "stream",
-    "guard_ms": 30,
-    "rest_false_activation_target": 0.1,
-    "calibration_vote_ms": 50,
-    "search": TRAINING["search"] | {"trials": 1},
-    "final": {"epochs": 2},
-}
+STREAM_TRAINING = settings_of(
+    TRAINING
+    | {"frames": "stream", "guard_ms": 30, "search": TRAINING["search"] | {"trials": 1}, "final": {"epochs": 2}},
+    rest_false_activation_target=0.1,
+    vote_window_ms=50,
+)
 SETTINGS = {
     "methods": ["adabn", "prototypes", "fine_tune", "fine_tune_network"],
     "baselines": ["scratch", "lda"],
@@ -128,7 +126,6 @@ def two_runs(tmp_path_factory):
                 CALIBRATION_FOLD,
                 STREAM_TRAINING,
                 SETTINGS,
-                50,
                 0,
                 tmp_path / f"{name}.tsv",
             )

@@ -198,6 +198,8 @@ def network_file(
         seed=0,
         rest_bias=rest_bias,
         calibration=None,
+        rest_false_activation_target=0.1,
+        guard_ms=100.0,
         onset_gate=onset_gate,
     )
     return path
@@ -218,6 +220,8 @@ def lda_file(path):
         seed=0,
         rest_bias=0.0,
         calibration=None,
+        rest_false_activation_target=None,
+        guard_ms=0.0,
         onset_gate=None,
     )
     return path

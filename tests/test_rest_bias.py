@@ -68,6 +68,7 @@ def test_the_calibration_reads_only_the_validation_selections_frames(tmp_path, a
     from contrastive_prosthetics.learning.dataset import DB23, Normalisation
     from contrastive_prosthetics.learning.models import ModelConfig, build_model
     from contrastive_prosthetics.learning.rest_bias import validation_streams
+    from contrastive_prosthetics.learning.stream_scoring import StreamScoring
 
     paths = [fake_subject(tmp_path / f"{s}.pt", "db2", s, 6, 12) for s in (1, 2)]
     raw = DB23.load(paths, device="cpu", with_streams=True)
@@ -76,10 +77,35 @@ def test_the_calibration_reads_only_the_validation_selections_frames(tmp_path, a
     normalisation = Normalisation(torch.zeros(12), torch.full((12,), 1e6), False, torch.full((12,), 1e-7))
     selection = raw.select(subjects=["db2/s2"], repetitions=[6])
     pool = {1: [1, 3, 4, 6]}  # the validation subject may adapt on its training repetitions and its validation one
-    streams = validation_streams(model, raw, raw, normalisation, selection, pool, adabn, "cross_fitted", 100)
+    scoring = StreamScoring(
+        raw=raw,
+        normalised=raw,
+        normalisation=normalisation,
+        adabn=adabn,
+        adaptation="cross_fitted",
+        adaptation_frames=100,
+    )
+    streams = validation_streams(model, scoring=scoring, selection=selection, pool=pool)
     positions = np.concatenate([p for p, _, _ in streams])
     subject, _, repetition, _ = decode(raw.streams.frames[torch.from_numpy(positions)])
     assert set(subject.tolist()) == {2} and set(repetition.tolist()) == {6}
     assert (
         sum(len(logits) for _, logits, _ in streams) == len(positions) == int((raw.streams.repetition == 6).sum()) // 2
     )
+
+
+def test_one_rest_calibration_for_every_model_reads_the_target_and_the_vote_from_the_settings():
+    """rest_calibration (networks and LDA alike): None without a target; else the bisection's bias at the vote
+    evaluation.vote_window_ms gives at the frame rate (30 ms at 100 Hz: 3 frames)."""
+    from test_train import TRAINING, settings_of
+
+    from contrastive_prosthetics.learning.rest_bias import rest_calibration
+
+    rng = np.random.default_rng(0)
+    stretches = [(torch.tensor(rng.normal(0, 1, (40, 3)), dtype=torch.float32), np.zeros(40, dtype=np.int64))]
+    classes = ["rest", "A1", "A2"]
+    assert rest_calibration(stretches, classes, settings_of(TRAINING), 100.0) is None
+    settings = settings_of(TRAINING, rest_false_activation_target=0.25, vote_window_ms=30)
+    calibration = rest_calibration(stretches, classes, settings, 100.0)
+    assert calibration == calibrate_rest_bias(stretches, REST, vote_frames=3, target=0.25)
+    assert calibration != calibrate_rest_bias(stretches, REST, vote_frames=0, target=0.25)

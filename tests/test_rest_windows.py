@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from test_evaluate import all_subsets, grid_payload
-from test_train import FOLD, write_subject
+from test_train import FOLD, settings_of, write_subject
 
 from contrastive_prosthetics.core.atomic import atomic_torch_save
 from contrastive_prosthetics.core.errors import InputError
@@ -213,7 +213,7 @@ def test_a_networks_rest_windows_are_scored_as_its_segments(tmp_path, adabn, ada
 
 def test_lda_writes_its_rest_windows_and_the_evaluation_counts_them(tmp_path):
     paths, out = hand_made_subjects(tmp_path), tmp_path / "out"
-    train_lda_fold(paths, "lda", "reps-2-5", FOLD, 0, out)
+    train_lda_fold(paths, "lda", "reps-2-5", FOLD, 0, out, settings_of())
     payload = read_logits(out / "logits.pt")
     assert payload["rest_window_logits"].shape == (3 * 2, 20, 13)  # subjects x test repetitions
     assert payload["rest_window_repetition"].tolist() == [2, 5] * 3

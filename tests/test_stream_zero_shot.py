@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_train import ARCHITECTURE, CLASSES, TRAINING, write_subject
+from test_train import ARCHITECTURE, CLASSES, TRAINING, settings_of, write_subject
 
 from contrastive_prosthetics.evaluation.stream import evaluate_stream, scored_test_streams, stream_guard, stream_logits
 from contrastive_prosthetics.learning.dataset import DB23
@@ -23,6 +23,7 @@ UNSEEN = "A5"
 FOLD = {"scheme": "repetitions", "train": [2, 3, 5], "validation": [4], "test": [1, 6]}
 ZERO_SHOT = {**FOLD, "unseen": [UNSEEN]}
 POSE = {"kind": "contrastive", "adabn": False, "class_encoder": "pose"}
+GUARD_MS = 30.0
 
 
 def write_own_posed_subject(path, subject: int):
@@ -39,7 +40,8 @@ def write_own_posed_subject(path, subject: int):
 def zero_shot_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("zero-shot")
     paths = [write_own_posed_subject(folder / f"s{s}.pt", s) for s in (1, 2, 3)]
-    train_fold(paths, "pose", POSE, ARCHITECTURE, "zs", ZERO_SHOT, TRAINING, 0, folder / "out", "cpu")
+    settings = settings_of(TRAINING | {"guard_ms": GUARD_MS})  # segments: the guard band only counts in evaluation
+    train_fold(paths, "pose", POSE, ARCHITECTURE, "zs", ZERO_SHOT, settings, 0, folder / "out", "cpu")
     return folder / "out", paths
 
 
@@ -83,9 +85,9 @@ def test_the_guard_band_counted_apart_is_what_training_leaves_out(zero_shot_mode
     every test frame stream_training_positions would leave out for the guard alone); per subject they add up to the
     pooled count, and accuracy is their weighted mean with settled_accuracy."""
     out, paths = zero_shot_model
-    guard_ms = 30.0
+    guard_ms = GUARD_MS  # the model's, from model.pt
     settings = dict(subset_sizes=[2], trials=2, subset_trials=2, vote_ms=[0, 50], seed=0, adaptation_limit=1000)
-    table = evaluate_stream(out / "model.pt", paths, "zs", ZERO_SHOT, tmp_path, guard_ms=guard_ms, **settings)
+    table = evaluate_stream(out / "model.pt", paths, "zs", ZERO_SHOT, tmp_path, **settings)
     raw = DB23.load(paths, device="cpu", with_streams=True)
     streams = raw.streams
     test = torch.isin(streams.repetition, torch.tensor(FOLD["test"]))

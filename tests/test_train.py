@@ -13,7 +13,7 @@ from contrastive_prosthetics.data.ninapro import class_names
 from contrastive_prosthetics.data.tensor_file import payload_from_segments, write_tensor_file
 from contrastive_prosthetics.learning.lda import train_lda_fold
 from contrastive_prosthetics.learning.logits import read_logits
-from contrastive_prosthetics.learning.model_file import LDA_FIELDS, NETWORK_FIELDS
+from contrastive_prosthetics.learning.model_file import LDA_FIELDS, NETWORK_FIELDS, read_model_file
 from contrastive_prosthetics.learning.train import TrainingSettings, sample_hyperparameters, train_fold
 
 CLASSES = class_names(["A"])  # 13 classes
@@ -42,7 +42,11 @@ TRAINING = {
     "adaptation_frames": 10000,
     "reference_frames": 256,
     "threads": 1,
+    "frames": "segments",
+    "guard_ms": 0.0,
 }
+# The evaluation keys training reads (TrainingSettings.from_config): no rest bias unless a test asks for one.
+NO_REST_BIAS = {"rest_false_activation_target": None, "vote_window_ms": 0, "onset_gate": None}
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}
 
 
@@ -75,6 +79,11 @@ def write_subject(path, subject: int, separation: float = 1.0, test_scale: float
     return path
 
 
+def settings_of(training: dict = TRAINING, **evaluation) -> TrainingSettings:
+    """:class:`TrainingSettings` of a training section, with the evaluation keys in ``evaluation`` (default: none)."""
+    return TrainingSettings.from_config(training, NO_REST_BIAS | evaluation)
+
+
 def model_settings(kind: str, adabn: bool, adaptation: str = "cross_fitted") -> dict:
     return {"kind": kind, "adabn": adabn} | ({"adaptation": adaptation} if adabn else {})
 
@@ -83,10 +92,10 @@ def run(tmp_path, name, model="contrastive", adabn=False, test_scale=1.0, seed=0
     paths = [write_subject(tmp_path / name / f"s{s}.pt", s, test_scale=test_scale) for s in (1, 2, 3)]
     out = tmp_path / name / "out"
     if model == "lda":  # the command line chooses between the two trainers, as here
-        train_lda_fold(paths, model, "reps-2-5", fold, seed, out)
+        train_lda_fold(paths, model, "reps-2-5", fold, seed, out, settings_of())
     else:
         train_fold(
-            paths, model, model_settings(model, adabn), ARCHITECTURE, "reps-2-5", fold, TRAINING, seed, out, "cpu"
+            paths, model, model_settings(model, adabn), ARCHITECTURE, "reps-2-5", fold, settings_of(), seed, out, "cpu"
         )
     return out
 
@@ -164,6 +173,7 @@ def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
     data = SimpleNamespace(classes=CLASSES, subject_names=["db2/s1"], window="onset")
     fields = {"estimators": {}, "feature_names": [], "model": "lda", "fold": "f", "fold_spec": {}, "history": []}
     fields |= {"frames": "stream", "rest_bias": 0.0, "calibration": None, "onset_gate": None}
+    fields |= {"rest_false_activation_target": None, "guard_ms": 0.0}
     with pytest.raises(ValueError, match=r"missing \['seed'\], unknown \[\]"):
         write_lda_file(tmp_path / "model.pt", data, **fields)
     with pytest.raises(ValueError, match=r"missing \[\], unknown \['weights'\].*schema"):
@@ -174,9 +184,7 @@ def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
 
 
 def test_hyperparameters_are_drawn_from_their_ranges():
-    settings = TrainingSettings.from_config(
-        {**TRAINING, "search": {**TRAINING["search"], "learning_rate": [1e-6, 1e-1]}}
-    )
+    settings = settings_of({**TRAINING, "search": {**TRAINING["search"], "learning_rate": [1e-6, 1e-1]}})
     drawn = sample_hyperparameters(settings, 200, seed=0)
     rates = np.array([h.learning_rate for h in drawn])
     assert rates.min() >= 1e-6 and rates.max() <= 1e-1
@@ -252,7 +260,7 @@ def zero_shot_run(tmp_path, name, **changes):
     out = tmp_path / name / "out"
     fold = {**FOLD, "unseen": ["A5"]}
     settings = {"kind": "contrastive", "adabn": False, "class_encoder": "pose"}
-    train_fold(paths, "pose", settings, ARCHITECTURE, "zs", fold, TRAINING, 0, out, "cpu")
+    train_fold(paths, "pose", settings, ARCHITECTURE, "zs", fold, settings_of(), 0, out, "cpu")
     return out
 
 
@@ -299,7 +307,7 @@ def test_selecting_on_the_stream_keeps_the_epoch_and_trial_with_the_best_stream_
     ]
     assert kept_row(history)["epoch"] == 2  # not the lowest validation loss (3)
     assert kept_row([{**row, STREAM_SCORE: float("nan")} for row in history])["epoch"] == 3
-    training = TRAINING | {"frames": "stream", "selection": "stream", "rest_false_activation_target": 0.2}
+    training = settings_of(TRAINING | {"frames": "stream", "selection": "stream"}, rest_false_activation_target=0.2)
     paths = [write_subject(tmp_path / f"s{s}.pt", s) for s in (1, 2, 3)]
     out = tmp_path / "out"
     train_fold(paths, "contrastive", model_settings("contrastive", False), ARCHITECTURE, "f", FOLD, training, 0, out)
@@ -307,5 +315,9 @@ def test_selecting_on_the_stream_keeps_the_epoch_and_trial_with_the_best_stream_
     trials = pd.read_csv(out / "search.tsv", sep="\t")
     assert epochs[STREAM_SCORE].notna().all() and trials[STREAM_SCORE].notna().all()
     best = int(epochs.loc[epochs[STREAM_SCORE].idxmax(), "epoch"])
-    assert torch.load(out / "model.pt", weights_only=False)["best_epoch"] == best
+    saved = read_model_file(out / "model.pt")
+    assert saved["best_epoch"] == best
     assert trials.loc[trials[STREAM_SCORE].idxmax(), "chosen"]
+    # The model carries what it was trained and calibrated with: the controller and calibrate read them there.
+    assert saved["rest_false_activation_target"] == saved["calibration"]["target"] == 0.2
+    assert saved["guard_ms"] == TRAINING["guard_ms"]

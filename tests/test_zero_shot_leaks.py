@@ -8,7 +8,7 @@ import types
 
 import pytest
 import torch
-from test_train import ARCHITECTURE, FOLD, TRAINING, digest, write_posed_subject
+from test_train import ARCHITECTURE, FOLD, TRAINING, digest, settings_of, write_posed_subject
 
 from contrastive_prosthetics.learning import train
 from contrastive_prosthetics.learning.adaptation import adaptation_frames
@@ -80,7 +80,7 @@ def positions(frames: torch.Tensor) -> set[int]:
     return set(frames.reshape(-1, frames.shape[-1])[:, 0].round().long().tolist())
 
 
-TRAINING_ON_STREAM = TRAINING | {"frames": "stream", "guard_ms": 10.0, "reference_frames": 64}
+TRAINING_ON_STREAM = settings_of(TRAINING | {"frames": "stream", "guard_ms": 10.0, "reference_frames": 64})
 CROSS_FITTED_POSE = {"kind": "contrastive", "adabn": True, "adaptation": "cross_fitted", "class_encoder": "pose"}
 
 
@@ -213,7 +213,7 @@ def zero_shot_run(tmp_path, name, **changes):
     paths = [write_posed_subject(tmp_path / name / f"s{s}.pt", s, **changes) for s in (1, 2, 3)]
     out = tmp_path / name / "out"
     settings = {"kind": "contrastive", "adabn": True, "adaptation": "cross_fitted", "class_encoder": "pose"}
-    train_fold(paths, "pose", settings, ARCHITECTURE, "zs", {**FOLD, "unseen": ["A5"]}, TRAINING, 0, out, "cpu")
+    train_fold(paths, "pose", settings, ARCHITECTURE, "zs", {**FOLD, "unseen": ["A5"]}, settings_of(), 0, out, "cpu")
     return out
 
 

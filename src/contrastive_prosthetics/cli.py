@@ -36,16 +36,18 @@ def _key_value(text: str) -> tuple[str, str]:
 def command_train(args: argparse.Namespace) -> None:
     import torch
 
+    from .learning.training_settings import TrainingSettings
+
     torch.set_num_threads(args.threads)
     model = json.loads(args.model_json)
     fold = json.loads(args.fold_json)
     tensors, out_dir = [Path(p) for p in args.tensors], Path(args.out_dir)
+    settings = TrainingSettings.from_config(json.loads(args.training_json), json.loads(args.evaluation_json))
     # The classical baseline and the networks share the rule's outputs, not their training code.
     if model["kind"] == "lda":
         from .learning.lda import train_lda_fold
 
-        training = json.loads(args.training_json)
-        train_lda_fold(tensors, args.model, args.fold, fold, args.seed, out_dir, window=args.window, training=training)
+        train_lda_fold(tensors, args.model, args.fold, fold, args.seed, out_dir, settings, window=args.window)
         return
     from .learning.train import train_fold
 
@@ -56,7 +58,7 @@ def command_train(args: argparse.Namespace) -> None:
         json.loads(args.architecture_json),
         args.fold,
         fold,
-        json.loads(args.training_json),
+        settings,
         args.seed,
         out_dir,
         device=args.device,
@@ -95,7 +97,6 @@ def command_stream(args: argparse.Namespace) -> None:
         vote_ms=args.vote_ms,
         seed=args.seed,
         adaptation_limit=args.adaptation_frames,
-        guard_ms=args.guard_ms,
     )
 
 
@@ -129,6 +130,7 @@ def command_calibration_curve(args: argparse.Namespace) -> None:
     import torch
 
     from .evaluation.calibration_curve import calibration_curve
+    from .learning.training_settings import TrainingSettings
 
     torch.set_num_threads(args.threads)
     calibration_curve(
@@ -136,9 +138,8 @@ def command_calibration_curve(args: argparse.Namespace) -> None:
         Path(args.tensor),
         args.fold,
         json.loads(args.fold_json),
-        json.loads(args.training_json),
+        TrainingSettings.from_config(json.loads(args.training_json), json.loads(args.evaluation_json)),
         json.loads(args.calibration_json),
-        args.vote_window_ms,
         args.seed,
         Path(args.out),
     )
@@ -193,6 +194,10 @@ TENSORS = _option("--tensors", "converted subject files", nargs="+")
 FOLD_JSON = _option("--fold-json", "the fold's settings as JSON")
 TORCH_THREADS = _option("--threads", "CPU threads for torch", type=int)
 VOTE_WINDOW_MS = _option("--vote-window-ms", "evaluation.vote_window_ms", type=float)
+TRAINING_JSON = _option("--training-json", "config key 'training' as JSON")
+EVALUATION_JSON = _option(
+    "--evaluation-json", "the keys of config key 'evaluation' that the rest calibration reads, as JSON"
+)
 MODEL_FILE = _option("--model", f"{MODEL_DIR}/model.pt")
 LOGITS = _option("--logits", f"{MODEL_DIR}/logits.pt")
 EVAL_OUT_DIR = _option("--out-dir", EVAL_DIR)
@@ -249,7 +254,8 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         _option("--fold", "the fold's name (config key under 'folds')"),
         FOLD_JSON,
         _option("--window", "the segment window (config key under preprocess.windows)"),
-        _option("--training-json", "config key 'training' as JSON"),
+        TRAINING_JSON,
+        EVALUATION_JSON,
         SEED,
         _option("--device", "auto, cpu, cuda or cuda:N (config key 'device')"),
         TORCH_THREADS,
@@ -275,7 +281,6 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         _option("--vote-ms", "causal vote lengths (0: none)", nargs="+", type=float),
         SEED,
         _option("--adaptation-frames", "training.adaptation_frames", type=int),
-        _option("--guard-ms", "training.guard_ms: its frames are counted on their own", type=float),
         TORCH_THREADS,
         EVAL_OUT_DIR,
     ),
@@ -301,7 +306,17 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         _option("--seconds", "use each recording's first seconds (default: all)", type=float, required=False),
         _option("--vote-ms", "the vote the rest bias is set with", type=float, default=250.0, required=False),
         _option(
-            "--rest-target", "rest false activation (negative: keep the bias)", type=float, default=0.1, required=False
+            "--rest-target",
+            "overrides the model's rest false activation target (negative: keep its bias); the new model records it",
+            type=float,
+            required=False,
+        ),
+        _option(
+            "--guard-ms",
+            "overrides the model's training.guard_ms (frames this close to a change of label are not fitted on); "
+            "the new model records it",
+            type=float,
+            required=False,
         ),
         _option("--out", "the personalised model.pt"),
     ),
@@ -341,9 +356,9 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         _option("--tensor", "the fold's test subject's converted file"),
         _option("--fold", "the fold's name"),
         FOLD_JSON,
-        _option("--training-json", "config key 'training' as JSON, with the rest target (as for train)"),
+        TRAINING_JSON,
+        EVALUATION_JSON,
         _option("--calibration-json", "config key 'calibration' as JSON"),
-        VOTE_WINDOW_MS,
         SEED,
         TORCH_THREADS,
         _option("--out", "results/calibration/{model}/{fold}/{window}/calibration.tsv"),

@@ -19,14 +19,14 @@ rule calibration_curve:
         mem_mb=4000,
     params:
         fold=lambda wildcards: json.dumps(config["folds"][wildcards.fold]),
-        training=training_json,
+        training=json.dumps(config["training"]),
+        evaluation=TRAINING_EVALUATION,
         calibration=json.dumps(config["calibration"]),
-        vote_window_ms=config["evaluation"]["vote_window_ms"],
         seed=config["seed"],
     shell:
         "python -m contrastive_prosthetics calibration-curve --model {input.model} --tensor {input.tensor} "
         "--fold {wildcards.fold} --fold-json {params.fold:q} --training-json {params.training:q} "
-        "--calibration-json {params.calibration:q} --vote-window-ms {params.vote_window_ms} --seed {params.seed} "
+        "--evaluation-json {params.evaluation:q} --calibration-json {params.calibration:q} --seed {params.seed} "
         "--threads {threads} --out {output} > {log} 2>&1"
 
 

@@ -12,6 +12,7 @@ from contrastive_prosthetics.evaluation.artefacts import (
     ZERO_SHOT_TABLES,
 )
 from contrastive_prosthetics.learning.folds import fold_families, fold_runs, fold_subjects
+from contrastive_prosthetics.learning.training_settings import EVALUATION_KEYS
 from contrastive_prosthetics.data.ninapro import DATABASES, database, exercise_from_file_name
 from contrastive_prosthetics.data.download import archive_name
 from contrastive_prosthetics.data.sources import raw_sources, subject_dir, tracked_inputs
@@ -148,11 +149,5 @@ def archive_checksum(wildcards):
     return ["--sha256", checksum] if checksum else []
 
 
-def training_json(wildcards):
-    """The training section, with what the rest calibration at the end of training needs from evaluation's."""
-    calibration = {
-        "rest_false_activation_target": config["evaluation"]["rest_false_activation_target"],
-        "calibration_vote_ms": config["evaluation"]["vote_window_ms"],
-        "onset_gate": config["evaluation"]["onset_gate"],
-    }
-    return json.dumps(config["training"] | calibration)
+# The evaluation keys that training reads: the rest bias set at its end is the one the evaluation decides with.
+TRAINING_EVALUATION = json.dumps({key: config["evaluation"][key] for key in EVALUATION_KEYS})

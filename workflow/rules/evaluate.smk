@@ -82,13 +82,12 @@ rule stream:
         vote_ms=" ".join(map(str, config["evaluation"]["stream_vote_ms"])),
         seed=config["seed"],
         adaptation_frames=config["training"]["adaptation_frames"],
-        guard_ms=config["training"]["guard_ms"],
         out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics stream --model {input.model} --tensors {input.tensors} "
         "--fold {wildcards.fold} --fold-json {params.fold:q} --subset-sizes {params.sizes} --trials {params.trials} "
         "--subset-trials {params.subset_trials} --vote-ms {params.vote_ms} --seed {params.seed} "
-        "--adaptation-frames {params.adaptation_frames} --guard-ms {params.guard_ms} --threads {threads} "
+        "--adaptation-frames {params.adaptation_frames} --threads {threads} "
         "--out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -27,7 +27,8 @@ rule train:
         model=lambda wildcards: json.dumps(config["models"][wildcards.model]),
         architecture=json.dumps(config["architecture"]),
         fold=lambda wildcards: json.dumps(config["folds"][wildcards.fold]),
-        training=training_json,
+        training=json.dumps(config["training"]),
+        evaluation=TRAINING_EVALUATION,
         seed=config["seed"],
         device=config["device"],
         out_dir=output_folder,
@@ -35,7 +36,7 @@ rule train:
         "python -m contrastive_prosthetics train --model {wildcards.model} --model-json {params.model:q} "
         "--architecture-json {params.architecture:q} --fold {wildcards.fold} --fold-json {params.fold:q} "
         "--window {wildcards.window} "
-        "--training-json {params.training:q} --seed {params.seed} --device {params.device} --threads {threads} "
+        "--training-json {params.training:q} --evaluation-json {params.evaluation:q} --seed {params.seed} --device {params.device} --threads {threads} "
         "--tensors {input} --out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -40,6 +40,7 @@ from ..learning.personalise import TRAINED, CalibrationRecording, CalibrationSet
 from ..learning.rest_bias import calibrate_rest_bias
 from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias, scored_stretches
+from ..learning.training_settings import TrainingSettings
 from .evaluate import classification_metrics
 from .stream_metrics import stream_metrics
 from .voting import window_frames_for, window_outcomes
@@ -159,7 +160,7 @@ class NewUser:
     saved: dict
     raw: DB23
     subject: int
-    training: dict
+    training: TrainingSettings
     settings: CalibrationSettings
     seed: int
 
@@ -195,9 +196,7 @@ class NewUser:
             model, own = network_on_user(raw, subject, repetitions, saved, self.training, settings.scratch_epochs, seed)
             out.append(network_candidate("scratch", model, own, raw, subject))
         if "lda" in settings.baselines:
-            out.append(
-                lda_candidate(calibration_lda(raw, subject, repetitions, self.training.get("guard_ms", 0.0)), raw)
-            )
+            out.append(lda_candidate(calibration_lda(raw, subject, repetitions, self.training.guard_ms), raw))
         return out
 
     def methods(self) -> list[str]:
@@ -211,22 +210,21 @@ def calibration_curve(
     tensor_path: Path,
     fold_name: str,
     fold: dict,
-    training: dict,
+    training: TrainingSettings,
     calibration: dict,
-    vote_ms: float,
     seed: int,
     out_path: Path,
 ) -> pd.DataFrame:
     """Write ``calibration.tsv`` for one calibration fold: one row per (method or baseline, c), see the module."""
-    settings = CalibrationSettings.from_config(calibration, training["adaptation_frames"])
+    settings = CalibrationSettings.from_config(calibration, training.adaptation_frames)
     saved = load_model_file(model_path)
     lda = "lda" in settings.baselines
     raw = DB23.load([tensor_path], device="cpu", with_streams=True, with_features=lda, window=saved["window"])
     subject = raw.subject_names.index(fold["test_subject"])
     user = NewUser(saved, raw, subject, training, settings, seed)
-    vote_frames = window_frames_for(vote_ms, raw.frame_rate_hz)
-    guard = guard_width(training.get("guard_ms", 0.0), raw.frame_rate_hz)
-    target = training.get("rest_false_activation_target")
+    vote_frames = window_frames_for(training.vote_window_ms, raw.frame_rate_hz)
+    guard = guard_width(training.guard_ms, raw.frame_rate_hz)
+    target = training.rest_false_activation_target
     # The one place the scored repetitions are read: scoring.
     scored = (
         raw.select(subjects=[fold["test_subject"]], repetitions=fold["test"]),

@@ -45,7 +45,7 @@ from ..learning.dataset import DB23, Selection
 from ..learning.folds import fold_selections
 from ..learning.inference import FrameScorer
 from ..learning.lda import lda_stream_logits
-from ..learning.model_file import load_model_file, read_model_file
+from ..learning.model_file import guard_ms_of, load_model_file, read_model_file
 from ..learning.onset_gate import OnsetGate
 from ..learning.poses import fold_codes, with_subject_codes
 from ..learning.stream_sampling import guard_mask, guard_width
@@ -171,14 +171,14 @@ def evaluate_stream(
     vote_ms: list[float],
     seed: int,
     adaptation_limit: int,
-    guard_ms: float = 0.0,
 ) -> pd.DataFrame:
     """Score the test repetitions' streams with one trained network or LDA model and write ``stream_metrics.tsv``,
     ``stream_tradeoff.tsv`` (:mod:`.stream_tradeoff`) and ``stream_timing.tsv`` (seconds per decision, not
-    bit-identical across runs) into ``out_dir``. The subsets
-    are the first ``trials`` (at most all) of the ``subset_trials`` the subset-size evaluation draws with
-    ``seed``. ``guard_ms`` is ``training.guard_ms``: its guard band's frames are counted on their own."""
+    bit-identical across runs) into ``out_dir``. The subsets are the first ``trials`` (at most all) of the
+    ``subset_trials`` the subset-size evaluation draws with ``seed``. The guard band is the model's
+    (``training.guard_ms``, in model.pt): its frames are counted on their own."""
     saved, raw, logits, seconds = scored_test_streams(model_path, tensor_paths, fold_name, fold, adaptation_limit)
+    guard_ms = guard_ms_of(saved, model_path)
     truth_of = raw.streams.classes.numpy()
     scored = [(subject, positions, scores, truth_of[positions]) for subject, positions, scores in logits]
     n_gestures = len(raw.classes) - 1

@@ -5,7 +5,7 @@
              ``calibration.scratch_epochs`` epochs of the run's training budget per epoch. There is no held-out data
              to select on: the kept epoch is the one with the lowest loss on the calibration repetitions' segments
              (``training.selection: segments`` on them), so it is the best the user's data alone can give.
-``lda``      LDA on the Hudgins features of the same frames (:mod:`.baseline`).
+``lda``      LDA on the Hudgins features of the same frames (:mod:`.lda`).
 
 Both read only the user's calibration repetitions: frames outside the guard band for fitting, as stream training.
 """
@@ -30,7 +30,7 @@ def network_on_user(
     subject: int,
     repetitions: list[int],
     saved: dict,
-    training: dict,
+    training: TrainingSettings,
     epochs: int,
     seed: int,
     start: torch.nn.Module | None = None,
@@ -40,7 +40,7 @@ def network_on_user(
     (``start`` None), with the normalisation of those repetitions (see the module); or fine-tuned from ``start`` (a
     one-hot network of that config: :func:`.personalise.personalise`'s), with the normalisation it was trained
     with."""
-    settings = replace(TrainingSettings.from_config(training), selection="segments")
+    settings = replace(training, selection="segments")
     selection = raw.select(subjects=[raw.subject_names[subject]], repetitions=repetitions)
     if start is None:
         normalisation = raw.normalisation(
@@ -57,7 +57,16 @@ def network_on_user(
     config = ModelConfig(**{**saved["model_config"], "class_encoder": "onehot"})
     device = Device(torch.device("cpu"))
     setting = Setting(
-        data, selections, config, settings, False, "none", device, seed, raw=raw, normalisation=normalisation
+        data=data,
+        selections=selections,
+        config=config,
+        settings=settings,
+        adabn=False,
+        adaptation="none",
+        device=device,
+        seed=seed,
+        raw=raw,
+        normalisation=normalisation,
     )
     initial = None if start is None else start.state_dict()
     name = "scratch" if start is None else "fine-tune"

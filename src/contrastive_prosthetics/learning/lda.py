@@ -27,17 +27,17 @@ import torch
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from ..core.atomic import atomic_write_tsv
-from ..data.ninapro import REST
 from ..data.preprocess import HUDGINS_FEATURES
 from .dataset import DB23, Selection
 from .folds import fold_selections, training_view
 from .logits import RestWindows, write_logits
 from .model_file import write_lda_file
 from .onset_gate import OnsetGate
-from .rest_bias import RestCalibration, calibrate_rest_bias
+from .rest_bias import RestCalibration, rest_calibration
 from .rest_windows import located, rest_window_starts, window_positions
 from .stream_sampling import guard_width, stream_training_positions
 from .stream_scoring import class_bias, scored_stretches, with_gate
+from .training_settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 AMPLITUDE_FEATURES = tuple(HUDGINS_FEATURES.index(name) for name in ("mav", "wl"))  # logarithms
@@ -141,13 +141,12 @@ def lda_rest_calibration(
     data: DB23,
     selection: Selection,
     models: dict[int, FittedLDA],
-    target: float | None,
-    vote_ms: float,
+    settings: TrainingSettings,
     gate: OnsetGate | None,
 ) -> RestCalibration | None:
-    """The rest bias meeting ``target`` on the validation ``selection``'s streams with the onset ``gate`` in front,
-    as the networks' (None: no target)."""
-    if target is None:
+    """The rest bias meeting the target on the validation ``selection``'s streams with the onset ``gate`` in front,
+    as the networks' (:func:`.rest_bias.rest_calibration`; None: no target)."""
+    if settings.rest_false_activation_target is None:
         return None
     stretches = [
         (
@@ -160,10 +159,7 @@ def lda_rest_calibration(
         for repetition in (selection.repetitions + 1).tolist()
         for positions in scored_stretches(data, subject, [repetition])
     ]
-    vote = round(vote_ms * data.frame_rate_hz / 1000)
-    calibration = calibrate_rest_bias(stretches, data.classes.index(REST), vote, target)
-    log.info("rest calibration on the validation streams: %s", calibration)
-    return calibration
+    return rest_calibration(stretches, data.classes, settings, data.frame_rate_hz)
 
 
 def lda_stream_logits(
@@ -199,18 +195,17 @@ def train_lda_fold(
     fold: dict,
     seed: int,
     out_dir: Path,
+    settings: TrainingSettings,
     window: str | None = None,
-    training: dict | None = None,
 ) -> None:
-    """Fit LDA on the fold's training frames (``training``: the training section, see the module); write
-    search.tsv, history.tsv, model.pt and logits.pt."""
-    training = training or {}
-    frames, target = training.get("frames", "segments"), training.get("rest_false_activation_target")
+    """Fit LDA on the fold's training frames (``settings.frames``, see the module); write search.tsv, history.tsv,
+    model.pt and logits.pt."""
+    frames = settings.frames
     data = DB23.load(tensor_paths, device="cpu", with_features=True, with_streams=True, window=window)  # rest windows
     selections = fold_selections(data, fold, fold_name)
     data = training_view(data, fold, selections)  # a zero-shot fold's held-out stretches left out, as networks'
     start = time.perf_counter()
-    guard = guard_width(training.get("guard_ms", 0.0), data.frame_rate_hz)
+    guard = guard_width(settings.guard_ms, data.frame_rate_hz)
     x_train, subjects, labels = training_table(data, selections.train, frames, guard)
     models = fit_models(x_train, subjects, labels, fold["scheme"])
     seconds = time.perf_counter() - start
@@ -223,9 +218,8 @@ def train_lda_fold(
     log.info(
         "%s/%s: train accuracy %.3f, validation accuracy %.3f", model_name, fold_name, train_accuracy, val_accuracy
     )
-    vote_ms = training.get("calibration_vote_ms", 0.0)
-    gate = OnsetGate.from_config(training.get("onset_gate"), data.frame_rate_hz)
-    calibration = lda_rest_calibration(data, selections.validation, models, target, vote_ms, gate)
+    gate = OnsetGate.from_config(settings.onset_gate, data.frame_rate_hz)
+    calibration = lda_rest_calibration(data, selections.validation, models, settings, gate)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # LDA has no hyper-parameters to search: one "trial" records the fixed choice and its validation score.
@@ -257,6 +251,8 @@ def train_lda_fold(
         seed=seed,
         rest_bias=calibration.bias if calibration else 0.0,
         calibration=calibration.as_dict() if calibration else None,
+        rest_false_activation_target=settings.rest_false_activation_target,
+        guard_ms=settings.guard_ms,
         onset_gate=None if gate is None else gate.as_dict(),
     )
     test_logits, test_index = score_selection(data, selections.test, models)  # the one place test data are read

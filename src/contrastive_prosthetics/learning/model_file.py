@@ -42,6 +42,8 @@ NETWORK_FIELDS = {
     "seed": "the seed of the run",
     "rest_bias": "added to rest's logit before every decision, calibrated on validation streams (0.0: none)",
     "calibration": "how rest_bias was chosen: target, validation false activation before and after, frames; or None",
+    "rest_false_activation_target": "evaluation.rest_false_activation_target it was calibrated for (None: no bias)",
+    "guard_ms": "training.guard_ms: frames this close to a change of label were not fitted on (nor calibrated on)",
     "onset_gate": "OnsetGate.as_dict(): the amplitude gate in front of the classifier (calibrated with it), or None",
     "personalisation": "how it was calibrated to one user (method, recordings, frames: the calibrate command), or None",
 }
@@ -62,6 +64,8 @@ LDA_FIELDS = {
     "seed": NETWORK_FIELDS["seed"],
     "rest_bias": NETWORK_FIELDS["rest_bias"],
     "calibration": NETWORK_FIELDS["calibration"],
+    "rest_false_activation_target": NETWORK_FIELDS["rest_false_activation_target"],
+    "guard_ms": NETWORK_FIELDS["guard_ms"],
     "onset_gate": NETWORK_FIELDS["onset_gate"],
 }
 # What running a network needs (controller, export, stream evaluation): files written by hand for a device or a
@@ -174,3 +178,22 @@ def load_model_file(path: Path) -> dict:
             "train again"
         ) from None
     return saved | {"network": model.eval(), "normalisation_": Normalisation.from_state_dict(saved["normalisation"])}
+
+
+def rest_target_of(saved: dict) -> float | None:
+    """The rest false activation target a model.pt was calibrated for (None: no bias). Files written before the
+    field existed say it in their ``calibration`` (None when there was no target)."""
+    if "rest_false_activation_target" in saved:
+        return saved["rest_false_activation_target"]
+    return None if saved.get("calibration") is None else saved["calibration"]["target"]
+
+
+def guard_ms_of(saved: dict, path: Path) -> float:
+    """The ``training.guard_ms`` a model.pt was trained with; an error naming the file for one written before the
+    field existed."""
+    if saved.get("guard_ms") is None:
+        raise InputError(
+            f"{path}: field guard_ms missing: it was written before models recorded training.guard_ms; give the "
+            "guard band explicitly (--guard-ms) or train again"
+        )
+    return saved["guard_ms"]

@@ -15,18 +15,22 @@ controller, replay and the exported model all decide with it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .dataset import DB23, Normalisation, Selection
+from ..data.ninapro import REST
+from .dataset import Selection
 from .decisions import decide
 from .inference import FrameScorer
 from .onset_gate import OnsetGate
 from .poses import with_subject_codes
-from .stream_scoring import adapted_network, scored_stretches, with_gate
+from .stream_scoring import StreamScoring, scored_stretches, with_gate
+from .training_settings import TrainingSettings
 
+log = logging.getLogger(__name__)
 BISECTION_STEPS = 40  # halvings of the bracket: far below any logit's rounding
 
 
@@ -75,32 +79,42 @@ def calibrate_rest_bias(stretches: list, rest: int, vote_frames: int, target: fl
     return RestCalibration(high, target, after, before, frames)
 
 
+def rest_calibration(
+    stretches: list, classes: list[str], settings: TrainingSettings, frame_rate_hz: float
+) -> RestCalibration | None:
+    """The rest bias for ``settings.rest_false_activation_target`` on validation ``stretches`` (logits [frame, class]
+    without a bias, truth [frame]), decided with ``settings.vote_window_ms``; None when no target is set. What the
+    networks and LDA alike are calibrated with at the end of training."""
+    target = settings.rest_false_activation_target
+    if target is None:
+        return None
+    vote = round(settings.vote_window_ms * frame_rate_hz / 1000)
+    calibration = calibrate_rest_bias(stretches, classes.index(REST), vote, target)
+    log.info("rest calibration on the validation streams: %s", calibration)
+    return calibration
+
+
 def validation_streams(
     model: torch.nn.Module,
-    raw: DB23,
-    normalised: DB23,
-    normalisation: Normalisation,
+    *,
+    scoring: StreamScoring,
     selection: Selection,
     pool: dict[int, list[int]],
-    adabn: bool,
-    adaptation: str,
-    limit: int,
-    codes: torch.Tensor | None = None,
     gate: OnsetGate | None = None,
 ) -> list[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
     """(positions, logits, truth) of every stretch of the ``selection``'s subjects' recordings during its
-    repetitions (the validation ones: never a test frame), scored as the stream evaluation scores test streams:
-    the controller's scorer, each repetition with the network's adaptation state from ``pool`` and each subject's
-    class ``codes`` when given (:func:`.adaptation.predict`), the onset ``gate`` in front (if any), no bias. The
-    stretches are those ``raw``'s stream holds in these repetitions: a zero-shot fold's held-out frames are outside
-    every one there (:func:`.folds.training_view`)."""
-    context = model.config.context
+    repetitions (the validation ones: never a test frame), scored as the stream evaluation scores test streams
+    (``scoring``): the controller's scorer, each repetition with the network's adaptation state from ``pool`` and
+    each subject's class codes when given (:func:`.adaptation.predict`), the onset ``gate`` in front (if any), no
+    bias. The stretches are those the raw stream holds in these repetitions: a zero-shot fold's held-out frames are
+    outside every one there (:func:`.folds.training_view`)."""
+    raw, context = scoring.raw, model.config.context
     out = []
     for subject in selection.subjects.tolist():
         for repetition in (selection.repetitions + 1).tolist():
-            network = adapted_network(model, adabn, adaptation, normalised, subject, repetition, pool[subject], limit)
-            network = with_subject_codes(network, codes, subject)
-            scorer = FrameScorer(network, normalisation, raw.channel_mask[subject], len(raw.classes))
+            network = scoring.network(model, subject, repetition, pool[subject])
+            network = with_subject_codes(network, scoring.codes, subject)
+            scorer = FrameScorer(network, scoring.normalisation, raw.channel_mask[subject], len(raw.classes))
             for positions in scored_stretches(raw, subject, [repetition]):
                 index = torch.from_numpy(positions).to(raw.streams.frames.device)
                 logits = with_gate(

@@ -5,15 +5,37 @@ frames, the network with its adaptation state for each repetition, and the class
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..data.ninapro import REST
 from .adaptation import adaptation_frames
-from .dataset import DB23
+from .dataset import DB23, Normalisation
 from .models import adapt_batchnorm
 from .onset_gate import OnsetGate, frame_amplitude, gate_states, gated, rest_level
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamScoring:
+    """How a model's continuous recordings are scored as the controller scores them: the raw frames the controller
+    reads, the same normalised (what AdaBN adapts on), the normalisation the scorer applies, where the network's
+    batch-norm statistics come from, and each subject's class codes (a zero-shot fold's; None: the model's own)."""
+
+    raw: DB23
+    normalised: DB23
+    normalisation: Normalisation
+    adabn: bool
+    adaptation: str  # as logits.pt says: cross_fitted, scored_frames, batch_statistics or none
+    adaptation_frames: int  # training.adaptation_frames: the most frames a cross-fitted adaptation reads
+    codes: torch.Tensor | None = None  # [subject, class, code]
+
+    def network(self, model: torch.nn.Module, subject: int, repetition: int, pool: list[int]) -> torch.nn.Module:
+        """The network with its adaptation state for one subject's repetition (:func:`adapted_network`)."""
+        return adapted_network(
+            model, self.adabn, self.adaptation, self.normalised, subject, repetition, pool, self.adaptation_frames
+        )
 
 
 def class_bias(classes: list[str], rest_bias: float) -> torch.Tensor:

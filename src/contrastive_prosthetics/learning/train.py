@@ -36,10 +36,11 @@ from .model_file import write_network_file
 from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
 from .onset_gate import OnsetGate
 from .poses import fold_codes
-from .rest_bias import RestCalibration, calibrate_rest_bias, validation_streams
+from .rest_bias import RestCalibration, rest_calibration, validation_streams
 from .rest_windows import setting_rest_windows
 from .sampling import ContrastiveSampler
 from .stream_sampling import StreamSampler, guard_width
+from .stream_scoring import StreamScoring
 from .stream_selection import STREAM_SCORE, movement_accuracy_at
 from .training_settings import HyperParameters, TrainingSettings, sample_hyperparameters
 
@@ -64,7 +65,7 @@ def model_losses(model: torch.nn.Module) -> Callable:
     return lambda logits, batch: classifier_loss(logits, batch.present, batch.classes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Setting:
     """What every training run of one model × fold shares."""
 
@@ -97,26 +98,28 @@ class Setting:
             codes=self.subject_codes,
         )
 
+    def stream_scoring(self) -> StreamScoring:
+        """How this setting's streams are scored, as the controller scores them."""
+        return StreamScoring(
+            raw=self.raw,
+            normalised=self.data,
+            normalisation=self.normalisation,
+            adabn=self.adabn,
+            adaptation=self.adaptation,
+            adaptation_frames=self.settings.adaptation_frames,
+            codes=self.subject_codes,
+        )
+
     def validation_streams(self, model: torch.nn.Module, gate: OnsetGate | None = None) -> list:
         """(positions, logits, truth) of the validation streams, scored as the controller scores them
         (:func:`.rest_bias.validation_streams`): what the rest calibration and stream selection read."""
-        selections = self.selections
-        return validation_streams(
-            model,
-            self.raw,
-            self.data,
-            self.normalisation,
-            selections.validation,
-            selections.validation_pool,
-            self.adabn,
-            self.adaptation,
-            self.settings.adaptation_frames,
-            self.subject_codes,
-            gate,
-        )
+        validation = self.selections.validation
+        pool = self.selections.validation_pool
+        return validation_streams(model, scoring=self.stream_scoring(), selection=validation, pool=pool, gate=gate)
 
     def validation_stream_score(self, model: torch.nn.Module) -> float:
-        """:func:`.stream_selection.movement_accuracy_at` on the validation streams, at the calibration's target."""
+        """:func:`.stream_selection.movement_accuracy_at` on the validation streams, at the rest calibration's target
+        (at 10 % without one: the score needs an operating point)."""
         target = self.settings.rest_false_activation_target
         stretches = [(logits, truth) for _, logits, truth in self.validation_streams(model)]
         return movement_accuracy_at(stretches, self.data.classes.index(REST), 0.1 if target is None else target)
@@ -274,14 +277,13 @@ def fold_setting(
     architecture: dict,
     fold_name: str,
     fold: dict,
-    training: dict,
+    settings: TrainingSettings,
     seed: int,
     device: str,
     window: str | None,
 ) -> tuple[Setting, Normalisation]:
     """What every training run of one network model × fold shares, and the normalisation of its training selection:
     the data (normalised), its selections, the model's configuration and, for a pose class encoder, its codes."""
-    settings = TrainingSettings.from_config(training)
     chosen = Device(choose_device(device))
     adabn = bool(model_settings["adabn"])
     adaptation = model_settings.get("adaptation", "cross_fitted") if adabn else "none"  # as logits.pt says
@@ -316,24 +318,31 @@ def fold_setting(
         codes = codes.to(chosen.device)
         subject_codes = None if subject_codes is None else subject_codes.to(chosen.device)
     setting = Setting(
-        data, selections, config, settings, adabn, adaptation, chosen, seed, codes, raw, subject_codes, normalisation
+        data=data,
+        selections=selections,
+        config=config,
+        settings=settings,
+        adabn=adabn,
+        adaptation=adaptation,
+        device=chosen,
+        seed=seed,
+        class_codes=codes,
+        raw=raw,
+        subject_codes=subject_codes,
+        normalisation=normalisation,
     )
     return setting, normalisation
 
 
-def rest_calibration(setting: Setting, model: torch.nn.Module, gate: OnsetGate | None) -> RestCalibration | None:
+def setting_rest_calibration(
+    setting: Setting, model: torch.nn.Module, gate: OnsetGate | None
+) -> RestCalibration | None:
     """The rest bias for ``training.rest_false_activation_target`` on the validation selection's streams, with the
     onset ``gate`` in front (None when no target is set): see :mod:`.rest_bias`."""
-    settings = setting.settings
-    if settings.rest_false_activation_target is None:
+    if setting.settings.rest_false_activation_target is None:
         return None
-    streams = setting.validation_streams(model, gate)
-    vote = round(settings.calibration_vote_ms * setting.data.frame_rate_hz / 1000)
-    rest = setting.data.classes.index(REST)
-    target = settings.rest_false_activation_target
-    calibration = calibrate_rest_bias([(logits, truth) for _, logits, truth in streams], rest, vote, target)
-    log.info("rest calibration on the validation streams: %s", calibration)
-    return calibration
+    streams = [(logits, truth) for _, logits, truth in setting.validation_streams(model, gate)]
+    return rest_calibration(streams, setting.data.classes, setting.settings, setting.data.frame_rate_hz)
 
 
 def train_fold(
@@ -343,7 +352,7 @@ def train_fold(
     architecture: dict,
     fold_name: str,
     fold: dict,
-    training: dict,
+    settings: TrainingSettings,
     seed: int,
     out_dir: Path,
     device: str = "auto",
@@ -353,7 +362,7 @@ def train_fold(
     the segments of ``window`` (default: the tensors' first)."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     setting, normalisation = fold_setting(
-        tensor_paths, model_name, model_settings, architecture, fold_name, fold, training, seed, device, window
+        tensor_paths, model_name, model_settings, architecture, fold_name, fold, settings, seed, device, window
     )
     data, selections, codes = setting.data, setting.selections, setting.class_codes
 
@@ -365,7 +374,7 @@ def train_fold(
             f"hyper-parameters {vars(hyper)}: narrow training.search.learning_rate towards smaller rates"
         )
     gate = OnsetGate.from_config(setting.settings.onset_gate, data.frame_rate_hz)
-    calibration = rest_calibration(setting, model, gate)
+    calibration = setting_rest_calibration(setting, model, gate)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tsv(search_rows, out_dir / "search.tsv")
     atomic_write_tsv(
@@ -390,6 +399,8 @@ def train_fold(
         seed=seed,
         rest_bias=0.0 if calibration is None else calibration.bias,
         calibration=None if calibration is None else calibration.as_dict(),
+        rest_false_activation_target=setting.settings.rest_false_activation_target,
+        guard_ms=setting.settings.guard_ms,
         onset_gate=None if gate is None else gate.as_dict(),
     )
 

@@ -1,5 +1,6 @@
-"""What one training run of a model × fold is told: the training section of the configuration as
-:class:`TrainingSettings`, and the random search's hyper-parameter draws."""
+"""What one training run of a model × fold is told: the training section of the configuration, with the evaluation
+keys the rest calibration at the end of training reads, as :class:`TrainingSettings`; and the random search's
+hyper-parameter draws."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.errors import InputError
+
 STREAM_SCORE = "val_stream_movement_accuracy"  # training.selection: stream's score, a column of history and search
+# The evaluation section's keys that training reads: it sets the rest bias the evaluation then decides with.
+EVALUATION_KEYS = ("rest_false_activation_target", "vote_window_ms", "onset_gate")
 
 
 @dataclass(frozen=True)
@@ -32,17 +37,31 @@ class TrainingSettings:
     log_floor: float  # the log-amplitude floor, a fraction of each channel's training median
     adaptation_frames: int  # most stream frames a cross-fitted AdaBN adaptation reads
     reference_frames: int  # recording frames whose statistics normalise each batch of a cross-fitted AdaBN model
-    frames: str = "segments"  # stream: every frame of the training repetitions' recording; segments: clean windows
-    guard_ms: float = 0.0  # stream frames this close to a change of label are left out
-    rest_false_activation_target: float | None = None  # the rest bias's target on validation streams (None: no bias)
-    calibration_vote_ms: float = 0.0  # the vote the calibration decides with (the evaluation's)
+    frames: str  # stream: every frame of the training repetitions' recording; segments: clean windows
+    guard_ms: float  # training.guard_ms: stream frames this close to a change of label are left out
+    rest_false_activation_target: float | None  # evaluation's: the rest bias's target on validation streams
+    vote_window_ms: float  # evaluation's: the vote the rest calibration decides with
+    onset_gate: dict | None  # evaluation's: the amplitude gate in front of the classifier (None: none)
     log_floor_quanta: float = 0.0  # and at least this many quantisation steps of the channel (0: no such floor)
     selection: str = "segments"  # segments: validation loss and accuracy; stream: see .stream_selection
-    onset_gate: dict | None = None  # evaluation.onset_gate: the amplitude gate in front of the classifier (None: none)
     evaluation_batch: int = 1 << 16
 
     @classmethod
-    def from_config(cls, training: dict) -> TrainingSettings:
+    def from_config(cls, training: dict, evaluation: dict) -> TrainingSettings:
+        """From the configuration's ``training`` section and its ``evaluation`` section (at least
+        :data:`EVALUATION_KEYS`); config.yaml and its schema are the one home of every default, so a key missing
+        here is an error naming it."""
+        try:
+            return cls._from_sections(training, evaluation)
+        except KeyError as error:
+            section = "evaluation" if error.args[0] in EVALUATION_KEYS else "training"
+            raise InputError(
+                f"config key {section}.{error.args[0]} missing from the settings given to training: pass the whole "
+                "validated section (config.yaml has every key)"
+            ) from None
+
+    @classmethod
+    def _from_sections(cls, training: dict, evaluation: dict) -> TrainingSettings:
         search = training["search"]
         return cls(
             groups=training["groups"],
@@ -57,15 +76,18 @@ class TrainingSettings:
             log_floor=training["log_floor"],
             adaptation_frames=training["adaptation_frames"],
             reference_frames=training["reference_frames"],
-            # Absent from a training section written before stream training: the reference's clean segments.
-            frames=training.get("frames", "segments"),
-            guard_ms=training.get("guard_ms", 0.0),
-            rest_false_activation_target=training.get("rest_false_activation_target"),
-            calibration_vote_ms=training.get("calibration_vote_ms", 0.0),
+            frames=training["frames"],
+            guard_ms=training["guard_ms"],
+            rest_false_activation_target=evaluation["rest_false_activation_target"],
+            vote_window_ms=evaluation["vote_window_ms"],
+            onset_gate=evaluation["onset_gate"],
             log_floor_quanta=training.get("log_floor_quanta", 0.0),
-            onset_gate=training.get("onset_gate"),
             selection=training.get("selection", "segments"),
         )
+
+    def evaluation_keys(self) -> dict:
+        """The evaluation keys these settings were made with (what ``from_config`` read from that section)."""
+        return {key: getattr(self, key) for key in EVALUATION_KEYS}
 
 
 def sample_hyperparameters(settings: TrainingSettings, trials: int, seed: int) -> list[HyperParameters]:

@@ -39,6 +39,14 @@ def command_export(args: argparse.Namespace) -> None:
         log.info("wrote %s: %s", kind, path)
 
 
+def calibration_overrides(args: argparse.Namespace) -> dict:
+    """What ``--guard-ms`` and ``--rest-target`` override of the model's own values (a negative target: no bias)."""
+    overrides = {} if args.guard_ms is None else {"guard_ms": args.guard_ms}
+    if args.rest_target is not None:
+        overrides["rest_target"] = None if args.rest_target < 0 else args.rest_target
+    return overrides
+
+
 def command_calibrate(args: argparse.Namespace) -> None:
     from ..data.ninapro import database
     from .personalised import calibrate_model_file
@@ -51,6 +59,6 @@ def command_calibrate(args: argparse.Namespace) -> None:
         method=args.method,
         seconds=args.seconds,
         vote_ms=args.vote_ms,
-        rest_target=None if args.rest_target < 0 else args.rest_target,
+        overrides=calibration_overrides(args),
     )
     log.info("wrote %s (rest calibration: %s)", args.out, calibration)

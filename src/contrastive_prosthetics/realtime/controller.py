@@ -38,7 +38,7 @@ from ..data.preprocess import PreprocessParams
 from ..learning.dataset import Normalisation
 from ..learning.decisions import allowed_classes, decide_latest
 from ..learning.inference import FrameScorer
-from ..learning.model_file import load_model_file
+from ..learning.model_file import load_model_file, rest_target_of
 from ..learning.models import batchnorm_layers
 from ..learning.onset_gate import GateState, OnsetGate, frame_amplitude, gated, rest_level
 from ..learning.personalise import CalibrationRecording, CalibrationSettings, personalise, user_rest_bias
@@ -113,6 +113,10 @@ class Controller:
         self.frames: deque = deque(maxlen=context)  # the latest raw frames, for the encoder's context
         self.scores: deque = deque(maxlen=max(vote_frames, 1))  # the latest frames' logits, for the vote
         self.gate, self.gate_state, self.rest_amplitudes = gate, None, []
+        # What :meth:`calibrate` fits and sets the rest bias with: the model's own (from_model_file reads them from
+        # model.pt); set either to override it, and the calibrated model records the value used.
+        self.rest_target: float | None = None  # the rest false activation target (None: the bias is kept)
+        self.guard_ms: float | None = None  # training.guard_ms (None: unknown, and calibrate asks for it)
         if gate is not None and gate_rest is not None:
             self.set_rest(gate_rest)
         self.choose(gestures)
@@ -136,9 +140,12 @@ class Controller:
         source: str = "the model",
         gate: OnsetGate | None = None,
         gate_rest: np.ndarray | None = None,
+        rest_target: float | None = None,
+        guard_ms: float | None = None,
     ) -> Controller:
         """A controller of a torch model (see the module for ``adabn``, ``adapt_on``, ``batchnorm_state``,
-        ``online_adaptation``, ``gate`` and ``gate_rest``); ``source`` names the model in errors."""
+        ``online_adaptation``, ``gate`` and ``gate_rest``); ``source`` names the model in errors; ``rest_target``
+        and ``guard_ms`` are what :meth:`calibrate` uses (the model's training and calibration values)."""
         if batchnorm_state is not None and adapt_on is not None:
             raise InputError(f"{source}: give batchnorm_state or adapt_on, not both")
         model = copy.deepcopy(model).eval()  # the caller's model is left as it was
@@ -151,6 +158,7 @@ class Controller:
         context = model.config.context
         scorer = network.scorer(len(classes))
         controller = cls(scorer, classes, params, spec, gestures, vote_frames, context, network, gate, gate_rest)
+        controller.rest_target, controller.guard_ms = rest_target, guard_ms
         if adabn and batchnorm_state is None:
             controller.unadapted = unadapted_message(source)
         if adapt_on is not None:
@@ -175,6 +183,8 @@ class Controller:
                 "adabn": bool(saved["adabn"]),
                 "source": str(path),
                 "gate": OnsetGate.from_dict(saved.get("onset_gate")),
+                "rest_target": rest_target_of(saved),
+                "guard_ms": saved.get("guard_ms"),
                 **options,
             },
         )
@@ -203,18 +213,22 @@ class Controller:
         recordings: list[tuple[np.ndarray, np.ndarray]],
         method: str = "prototypes",
         settings: CalibrationSettings | None = None,
-        rest_target: float | None = 0.1,
-        guard_ms: float = 100.0,
     ) -> RestCalibration | None:
         """Personalise the model to its user from a short labelled recording (:mod:`..learning.personalise`): each
         of ``recordings`` is raw EMG [sample, channel] at the recording's rate with each sample's class name (e.g.
         the first repetition or two of every gesture). ``method`` adabn, prototypes or fine_tune; frames within
-        ``guard_ms`` of a change of label are not fitted on. The rest bias is then set on the same recordings for
-        ``rest_target`` (None: kept). An AdaBN model needs no other adaptation afterwards; the vote starts afresh.
-        Returns the rest calibration (None when kept)."""
+        :attr:`guard_ms` of a change of label are not fitted on. The rest bias is then set on the same recordings for
+        :attr:`rest_target` (None: kept). Both are the model's unless set. An AdaBN model needs no other adaptation
+        afterwards; the vote starts afresh. Returns the rest calibration (None when kept)."""
         network = self.network
         if network is None:
             raise InputError("an exported network cannot be calibrated: calibrate the model.pt, then export it")
+        guard_ms, rest_target = self.guard_ms, self.rest_target
+        if guard_ms is None:
+            raise InputError(
+                f"{network.source} does not say the guard band it was trained with: set the controller's guard_ms "
+                "(training.guard_ms; the calibrate command's --guard-ms) before calibrating"
+            )
         stretches = []
         for emg, names in recordings:
             frames = user_frames(checked_emg(emg, self.spec, network.source), self.spec, self.params, self.context)

@@ -20,7 +20,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..data.matfile import load_recording
 from ..data.ninapro import DatabaseSpec, movement_names
-from ..learning.model_file import load_model_file, write_personalised_file
+from ..learning.model_file import load_model_file, rest_target_of, write_personalised_file
 from ..learning.personalise import CalibrationSettings
 from ..learning.rest_bias import RestCalibration
 from .controller import Controller
@@ -50,16 +50,20 @@ def calibrate_model_file(
     method: str = "prototypes",
     seconds: float | None = None,
     vote_ms: float = 250.0,
-    rest_target: float | None = 0.1,
-    guard_ms: float = 100.0,
+    overrides: dict | None = None,
     settings: CalibrationSettings | None = None,
 ) -> RestCalibration | None:
     """Calibrate ``model_path`` to the user of ``recordings`` and write the personalised model.pt (see the module);
-    returns the rest calibration."""
+    returns the rest calibration. The guard band and the rest target are the model's, unless ``overrides`` gives
+    ``guard_ms`` or ``rest_target`` (None: keep the bias); the written model records the values used."""
     saved = load_model_file(model_path)
     controller = Controller.from_model_file(model_path, spec, [], vote_frames(vote_ms, saved["frame_rate_hz"]))
+    for name, value in (overrides or {}).items():
+        if name not in ("guard_ms", "rest_target"):
+            raise ValueError(f"calibrate_model_file overrides guard_ms or rest_target, not {name}")
+        setattr(controller, name, value)
     labelled = [labelled_recording(Path(path), spec, seconds) for path in recordings]
-    calibration = controller.calibrate(labelled, method, settings, rest_target, guard_ms)
+    calibration = controller.calibrate(labelled, method, settings)
     model = controller.network.model
     frames = sum(len(emg) for emg, _ in labelled) // controller.maker.hop
     write_personalised_file(
@@ -71,12 +75,14 @@ def calibrate_model_file(
         adaptation="none",
         rest_bias=saved["rest_bias"] if calibration is None else calibration.bias,
         calibration=saved.get("calibration") if calibration is None else calibration.as_dict(),
+        rest_false_activation_target=rest_target_of(saved) if calibration is None else controller.rest_target,
+        guard_ms=controller.guard_ms,
         personalisation={
             "method": method,
             "recordings": [Path(path).name for path in recordings],
             "seconds": seconds,
             "frames": frames,
-            "guard_ms": guard_ms,
+            "guard_ms": controller.guard_ms,
             "from_model": str(model_path),
         },
     )
