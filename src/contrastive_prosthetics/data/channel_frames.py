@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.signal
 import torch
 
 # Samples per chunk: a chunk's handful of float64 temporaries (256 KiB each) fit in a core's L2 cache, and the
@@ -107,6 +106,8 @@ def filtered_channel_frames(
 
     ``deadband``: the ZC/SSC dead-band in signal units (from the calibration stretch, computed by the caller).
     """
+    import scipy.signal  # here: a module that reads tensor files imports this one, and needs no filter
+
     chunk = CHUNK_SAMPLES
     energy = RunningSum(gathers.energy, counts=False, chunk=chunk)
     magnitude = RunningSum(gathers.magnitude, counts=False, chunk=chunk)

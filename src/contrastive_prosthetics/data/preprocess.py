@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import scipy.signal
 import torch
 
 from ..core.errors import InputError
@@ -90,6 +89,8 @@ def frame_ends(n_samples: int, hop: int) -> np.ndarray:
 
 def bandpass_sos(sampling_rate_hz: float, params: PreprocessParams) -> np.ndarray:
     """Causal Butterworth band-pass as second-order sections (numerically safe at order 4 and above)."""
+    import scipy.signal  # here, not at the top: every job reads tensor files through this module, few filter
+
     return scipy.signal.butter(
         params.filter_order,
         [params.bandpass_low_hz, params.bandpass_high_hz],
@@ -259,6 +260,8 @@ def _channel_frames(column: np.ndarray, settings: _ChannelSettings) -> tuple[np.
     """One channel's frames [frame] and Hudgins features [frame, 4], as float64 (cast by the caller)."""
     raw = np.asarray(column, dtype=np.float64)
     if settings.sos is not None:
+        import scipy.signal
+
         # Band-passed in chunks, so no whole filtered copy of the recording is ever held. The dead-band comes
         # first: the calibration stretch filtered alone is bit for bit the filtered signal's start.
         calibration = scipy.signal.sosfilt(settings.sos, raw[settings.calibration])
@@ -282,6 +285,8 @@ def recording_frames(emg: np.ndarray, sampling_rate_hz: float, params: Preproces
     convolution): the reference that :func:`stream_frames` must reproduce."""
     hop = hop_samples(sampling_rate_hz, params)
     window = round(params.rms_window_ms * sampling_rate_hz / 1000)
+    import scipy.signal
+
     filtered = scipy.signal.sosfilt(bandpass_sos(sampling_rate_hz, params), emg.T, axis=-1)
     padded = np.concatenate((np.zeros((emg.shape[1], window - 1)), filtered), axis=-1)  # zeros before the start
     energy = np.stack([np.convolve(row**2, np.ones(window), mode="valid") for row in padded])

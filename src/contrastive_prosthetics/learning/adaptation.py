@@ -27,7 +27,7 @@ import torch
 
 from ..core.errors import InputError
 from .dataset import DB23, Selection
-from .models import adapt_batchnorm, batchnorm_layers
+from .models import adapt_batchnorm, batchnorm_layers, batchnorm_statistics, set_batchnorm_statistics
 from .poses import with_subject_codes
 
 ADAPTATION_SOURCES = ("cross_fitted", "scored_frames", "batch_statistics")
@@ -56,6 +56,33 @@ def adaptation_frames(
     return data.stream_frames(subject, sources, context, limit)
 
 
+def cross_fitted_network(
+    model: torch.nn.Module,
+    data: DB23,
+    subject: int,
+    scored_repetition: int,
+    pool: list[int],
+    context: int,
+    limit: int | None,
+    batch: int = 1 << 16,
+    memo: dict | None = None,
+) -> torch.nn.Module:
+    """A copy of ``model`` adapted to score one subject's repetition, cross-fitted (:func:`adaptation_frames`).
+
+    ``memo`` (optional, a dict the caller keeps while the model's weights stay the same) keeps the statistics each
+    adaptation gave, so that scoring the same repetition again (the validation segments, then the validation
+    streams; the test segments, then the test rest windows) reuses them: the same bits, one adaptation."""
+    key = (subject, scored_repetition, tuple(pool), context, limit, batch)
+    adapted = copy.deepcopy(model)
+    if memo is not None and key in memo:
+        set_batchnorm_statistics(adapted, memo[key])
+        return adapted
+    adapt_batchnorm(adapted, adaptation_frames(data, subject, scored_repetition, pool, context, limit), batch)
+    if memo is not None:
+        memo[key] = batchnorm_statistics(adapted)
+    return adapted
+
+
 @torch.no_grad()
 def predict(
     model: torch.nn.Module,
@@ -71,6 +98,7 @@ def predict(
     statistics_batch: int = 1024,
     seed: int = 0,
     codes: torch.Tensor | None = None,
+    memo: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits over all classes for every frame of ``selection`` and the frames' (subject, class, rep, frame), in
     that order. With ``adabn``, statistics come from ``adaptation`` (see the module's docstring); ``pool`` maps a
@@ -78,11 +106,11 @@ def predict(
     (evenly spaced over its stretch: neighbouring frames of a 200 ms RMS are nearly equal, so statistics hardly
     move, and the cost of adapting every subject × repetition stays bounded). ``codes`` ([subject, class, code]),
     when given, are the class codes each subject is scored with (a zero-shot fold's pose prototypes, :mod:`.poses`);
-    otherwise the model's own."""
+    otherwise the model's own. ``memo``: cross-fitted statistics to reuse (:func:`cross_fitted_network`)."""
     model.eval()
     if codes is not None:
         settings = dict(adabn=adabn, adaptation=adaptation, pool=pool, batch=batch, context=context, limit=limit)
-        settings |= dict(statistics_batch=statistics_batch, seed=seed)
+        settings |= dict(statistics_batch=statistics_batch, seed=seed, memo=memo)
         outputs, indices = [], []
         for subject in selection.subjects.tolist():
             one = Selection(torch.tensor([subject]), selection.classes, selection.repetitions)
@@ -118,9 +146,8 @@ def predict(
             scored = Selection(torch.tensor([subject]), selection.classes, torch.tensor([repetition]))
             if not data.selection_mask(scored).any():
                 continue
-            scorer = copy.deepcopy(model)
-            frames = adaptation_frames(data, subject, repetition + 1, pool.get(subject, []), context, limit)
-            adapt_batchnorm(scorer, frames, batch)
+            pooled = pool.get(subject, [])
+            scorer = cross_fitted_network(model, data, subject, repetition + 1, pooled, context, limit, batch, memo)
             part = _scores(scorer, data, scored, batch, context)
             outputs += part[0]
             indices += part[1]

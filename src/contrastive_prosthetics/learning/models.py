@@ -347,6 +347,25 @@ def adapt_batchnorm(model: nn.Module, frames: torch.Tensor, batch_size: int = 1 
         chunks = [stage(x) for x in chunks]
 
 
+def batchnorm_statistics(model: nn.Module) -> list[tuple[torch.Tensor, ...]]:
+    """Every batch-norm layer's running mean, variance and batch count: what :func:`adapt_batchnorm` sets."""
+    return [
+        (layer.running_mean.clone(), layer.running_var.clone(), layer.num_batches_tracked.clone())
+        for layer in batchnorm_layers(model)
+    ]
+
+
+@torch.no_grad()
+def set_batchnorm_statistics(model: nn.Module, statistics: list[tuple[torch.Tensor, ...]]) -> None:
+    """Give ``model`` (eval mode) the :func:`batchnorm_statistics` of an adapted copy of it: the same bits as adapting
+    it on the same frames."""
+    model.eval()
+    for layer, (mean, variance, batches) in zip(batchnorm_layers(model), statistics, strict=True):
+        layer.running_mean.copy_(mean)
+        layer.running_var.copy_(variance)
+        layer.num_batches_tracked.copy_(batches)
+
+
 @torch.no_grad()
 def adapt_batchnorm_per_layer(model: nn.Module, frames: torch.Tensor, batch_size: int = 1 << 16) -> None:
     """:func:`adapt_batchnorm` as first written, the reference it is tested and benchmarked against: the whole

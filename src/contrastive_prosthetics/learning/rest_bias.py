@@ -101,18 +101,20 @@ def validation_streams(
     selection: Selection,
     pool: dict[int, list[int]],
     gate: OnsetGate | None = None,
+    memo: dict | None = None,
 ) -> list[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
     """(positions, logits, truth) of every stretch of the ``selection``'s subjects' recordings during its
     repetitions (the validation ones: never a test frame), scored as the stream evaluation scores test streams
     (``scoring``): the controller's scorer, each repetition with the network's adaptation state from ``pool`` and
     each subject's class codes when given (:func:`.adaptation.predict`), the onset ``gate`` in front (if any), no
     bias. The stretches are those the raw stream holds in these repetitions: a zero-shot fold's held-out frames are
-    outside every one there (:func:`.folds.training_view`)."""
+    outside every one there (:func:`.folds.training_view`). ``memo``: cross-fitted statistics of these weights to
+    reuse (:func:`.adaptation.cross_fitted_network`)."""
     raw, context = scoring.raw, model.config.context
     out = []
     for subject in selection.subjects.tolist():
         for repetition in (selection.repetitions + 1).tolist():
-            network = scoring.network(model, subject, repetition, pool[subject])
+            network = scoring.network(model, subject, repetition, pool[subject], memo)
             network = with_subject_codes(network, scoring.codes, subject)
             scorer = FrameScorer(network, scoring.normalisation, raw.channel_mask[subject], len(raw.classes))
             for positions in scored_stretches(raw, subject, [repetition]):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..data.ninapro import REST
-from .adaptation import adaptation_frames
+from .adaptation import cross_fitted_network
 from .dataset import DB23, Selection
 from .logits import RestWindows
 from .models import adapt_batchnorm
@@ -89,6 +89,7 @@ def network_rest_windows(
     limit: int | None,
     codes: torch.Tensor | None,
     guard_frames: int,
+    memo: dict | None = None,
 ) -> RestWindows:
     """The selection's rest windows scored by a network as :func:`.adaptation.predict` scores its segments (see the
     module): ``data`` normalised, the other arguments predict's."""
@@ -107,9 +108,8 @@ def network_rest_windows(
                 adapt_batchnorm(scorer, torch.cat(frames), batch)
         for repetition in windows.repetition[windows.subject == subject].unique().tolist():
             if adabn and adaptation == "cross_fitted":
-                scorer = copy.deepcopy(coded)
-                frames = adaptation_frames(data, subject, repetition, pool.get(subject, []), context, limit)
-                adapt_batchnorm(scorer, frames, batch)
+                pooled = pool.get(subject, [])
+                scorer = cross_fitted_network(coded, data, subject, repetition, pooled, context, limit, batch, memo)
             rows = ((windows.subject == subject) & (windows.repetition == repetition)).nonzero().squeeze(1)
             positions = window_positions(start[rows], length).reshape(-1)
             scores = []
@@ -120,9 +120,9 @@ def network_rest_windows(
     return windows
 
 
-def setting_rest_windows(setting: Setting, model: torch.nn.Module) -> RestWindows:
+def setting_rest_windows(setting: Setting, model: torch.nn.Module, memo: dict | None = None) -> RestWindows:
     """The test selection's rest windows scored by a trained network of ``setting`` (:class:`.train.Setting`), as
-    :meth:`.train.Setting.scores` scores the test segments."""
+    :meth:`.train.Setting.scores` scores the test segments (with their cross-fitted statistics, ``memo``)."""
     settings = setting.settings
     return network_rest_windows(
         model,
@@ -136,4 +136,5 @@ def setting_rest_windows(setting: Setting, model: torch.nn.Module) -> RestWindow
         limit=settings.adaptation_frames,
         codes=setting.subject_codes,
         guard_frames=guard_width(settings.guard_ms, setting.data.frame_rate_hz),
+        memo=memo,
     )

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..data.ninapro import REST
-from .adaptation import adaptation_frames
+from .adaptation import cross_fitted_network
 from .dataset import DB23, Normalisation
 from .models import adapt_batchnorm
 from .onset_gate import OnsetGate, frame_amplitude, gate_states, gated, rest_level
@@ -31,10 +31,12 @@ class StreamScoring:
     adaptation_frames: int  # training.adaptation_frames: the most frames a cross-fitted adaptation reads
     codes: torch.Tensor | None = None  # [subject, class, code]
 
-    def network(self, model: torch.nn.Module, subject: int, repetition: int, pool: list[int]) -> torch.nn.Module:
+    def network(
+        self, model: torch.nn.Module, subject: int, repetition: int, pool: list[int], memo: dict | None = None
+    ) -> torch.nn.Module:
         """The network with its adaptation state for one subject's repetition (:func:`adapted_network`)."""
         return adapted_network(
-            model, self.adabn, self.adaptation, self.normalised, subject, repetition, pool, self.adaptation_frames
+            model, self.adabn, self.adaptation, self.normalised, subject, repetition, pool, self.adaptation_frames, memo
         )
 
 
@@ -58,20 +60,27 @@ def scored_stretches(data: DB23, subject: int, repetitions: list[int]) -> list[n
 
 
 def adapted_network(
-    model, adabn: bool, adaptation: str, normalised: DB23, subject: int, repetition: int, pool: list[int], limit: int
+    model,
+    adabn: bool,
+    adaptation: str,
+    normalised: DB23,
+    subject: int,
+    repetition: int,
+    pool: list[int],
+    limit: int,
+    memo: dict | None = None,
 ):
     """The network with its adaptation state for one subject's repetition: cross-fitted on the subject's stream
-    during the other repetitions of ``pool``, or on the scored repetition's segments."""
+    during the other repetitions of ``pool`` (``memo``: :func:`.adaptation.cross_fitted_network`'s), or on the
+    scored repetition's segments."""
     if not adabn:
         return model
-    adapted = copy.deepcopy(model)
     context = model.config.context
     if adaptation == "cross_fitted":
-        frames = adaptation_frames(normalised, subject, repetition, pool, context, limit)
-    else:  # the scored repetition's segments
-        selection = normalised.select(subjects=[normalised.subject_names[subject]], repetitions=[repetition])
-        frames = torch.cat([x for x, _ in normalised.frames(selection, context=context)])
-    adapt_batchnorm(adapted, frames)
+        return cross_fitted_network(model, normalised, subject, repetition, pool, context, limit, memo=memo).eval()
+    adapted = copy.deepcopy(model)  # on the scored repetition's segments
+    selection = normalised.select(subjects=[normalised.subject_names[subject]], repetitions=[repetition])
+    adapt_batchnorm(adapted, torch.cat([x for x, _ in normalised.frames(selection, context=context)]))
     return adapted.eval()
 
 

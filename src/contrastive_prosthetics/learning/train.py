@@ -82,7 +82,11 @@ class Setting:
     subject_codes: torch.Tensor | None = None  # [subject, class, 22] each subject's prototypes (zero-shot folds)
     normalisation: Normalisation | None = None  # the training selection's, for the controller's scorer
 
-    def scores(self, model: torch.nn.Module, selection: Selection, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def scores(
+        self, model: torch.nn.Module, selection: Selection, pool: dict, memo: dict | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the selection's segment frames (:func:`.adaptation.predict`; ``memo``: its cross-fitted
+        statistics, kept for these weights)."""
         return predict(
             model,
             self.data,
@@ -96,6 +100,7 @@ class Setting:
             statistics_batch=self.settings.groups * len(self.data.classes),
             seed=self.seed,
             codes=self.subject_codes,
+            memo=memo,
         )
 
     def stream_scoring(self) -> StreamScoring:
@@ -110,23 +115,26 @@ class Setting:
             codes=self.subject_codes,
         )
 
-    def validation_streams(self, model: torch.nn.Module, gate: OnsetGate | None = None) -> list:
+    def validation_streams(
+        self, model: torch.nn.Module, gate: OnsetGate | None = None, memo: dict | None = None
+    ) -> list:
         """(positions, logits, truth) of the validation streams, scored as the controller scores them
         (:func:`.rest_bias.validation_streams`): what the rest calibration and stream selection read."""
         validation = self.selections.validation
         pool = self.selections.validation_pool
-        return validation_streams(model, scoring=self.stream_scoring(), selection=validation, pool=pool, gate=gate)
+        scoring = self.stream_scoring()
+        return validation_streams(model, scoring=scoring, selection=validation, pool=pool, gate=gate, memo=memo)
 
-    def validation_stream_score(self, model: torch.nn.Module) -> float:
+    def validation_stream_score(self, model: torch.nn.Module, memo: dict | None = None) -> float:
         """:func:`.stream_selection.movement_accuracy_at` on the validation streams, at the rest calibration's target
         (at 10 % without one: the score needs an operating point)."""
         target = self.settings.rest_false_activation_target
-        stretches = [(logits, truth) for _, logits, truth in self.validation_streams(model)]
+        stretches = [(logits, truth) for _, logits, truth in self.validation_streams(model, memo=memo)]
         return movement_accuracy_at(stretches, self.data.classes.index(REST), 0.1 if target is None else target)
 
-    def validation_scores(self, model: torch.nn.Module) -> tuple[float, float]:
+    def validation_scores(self, model: torch.nn.Module, memo: dict | None = None) -> tuple[float, float]:
         """Cross-entropy and accuracy of per-frame predictions over all classes, on the validation selection."""
-        logits, index = self.scores(model, self.selections.validation, self.selections.validation_pool)
+        logits, index = self.scores(model, self.selections.validation, self.selections.validation_pool, memo)
         labels = index[:, 1]
         loss = torch.nn.functional.cross_entropy(logits, labels).item()
         accuracy = (logits.argmax(1) == labels).float().mean().item()
@@ -172,7 +180,7 @@ def train_once(
     sampler = training_sampler(setting, seed)
     loss_of = model_losses(model)
     history, timings = [], []
-    best_state = None
+    best_state = best_memo = None
     for epoch in range(1, epochs + 1):
         model.train()
         start = time.perf_counter()
@@ -193,9 +201,10 @@ def train_once(
         seconds = time.perf_counter() - start
         train_loss = torch.stack(losses).mean().item()
         diverged = not math.isfinite(train_loss)
-        val_loss, val_accuracy = (math.nan, math.nan) if diverged else setting.validation_scores(model)
+        memo = {}  # this epoch's cross-fitted statistics of the validation repetitions, for both scores
+        val_loss, val_accuracy = (math.nan, math.nan) if diverged else setting.validation_scores(model, memo)
         by_stream = settings.selection == "stream" and not diverged
-        val_stream = setting.validation_stream_score(model) if by_stream else math.nan
+        val_stream = setting.validation_stream_score(model, memo) if by_stream else math.nan
         history.append(
             {
                 "epoch": epoch,
@@ -210,14 +219,15 @@ def train_once(
         timings.append({"seconds": seconds, "frames_per_s": counted / seconds})
         log.info("%s epoch %d: %s", description, epoch, history[-1])
         if kept_row(history) is history[-1]:
-            best_state = copy.deepcopy(model.state_dict())
+            best_state, best_memo = copy.deepcopy(model.state_dict()), memo
         if diverged:
             log.warning("%s: the training loss is not finite in epoch %d; the run stops here", description, epoch)
             break
     if best_state is None:
         return None, history, {"timings": timings, "best_epoch": None}
     model.load_state_dict(best_state)
-    return model, history, {"timings": timings, "best_epoch": kept_row(history)["epoch"]}
+    # best_memo: the kept weights' cross-fitted statistics of the validation repetitions (the rest calibration's)
+    return model, history, {"timings": timings, "best_epoch": kept_row(history)["epoch"], "memo": best_memo}
 
 
 def kept_row(history: list[dict]) -> dict | None:
@@ -335,13 +345,13 @@ def fold_setting(
 
 
 def setting_rest_calibration(
-    setting: Setting, model: torch.nn.Module, gate: OnsetGate | None
+    setting: Setting, model: torch.nn.Module, gate: OnsetGate | None, memo: dict | None = None
 ) -> RestCalibration | None:
     """The rest bias for ``training.rest_false_activation_target`` on the validation selection's streams, with the
     onset ``gate`` in front (None when no target is set): see :mod:`.rest_bias`."""
     if setting.settings.rest_false_activation_target is None:
         return None
-    streams = [(logits, truth) for _, logits, truth in setting.validation_streams(model, gate)]
+    streams = [(logits, truth) for _, logits, truth in setting.validation_streams(model, gate, memo)]
     return rest_calibration(streams, setting.data.classes, setting.settings, setting.data.frame_rate_hz)
 
 
@@ -374,7 +384,7 @@ def train_fold(
             f"hyper-parameters {vars(hyper)}: narrow training.search.learning_rate towards smaller rates"
         )
     gate = OnsetGate.from_config(setting.settings.onset_gate, data.frame_rate_hz)
-    calibration = setting_rest_calibration(setting, model, gate)
+    calibration = setting_rest_calibration(setting, model, gate, extra["memo"])
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tsv(search_rows, out_dir / "search.tsv")
     atomic_write_tsv(
@@ -405,7 +415,8 @@ def train_fold(
     )
 
     # The one place test data are read.
-    logits, index = setting.scores(model, selections.test, selections.test_pool)
+    memo = {}  # the test repetitions' cross-fitted statistics, for their segments and their rest windows
+    logits, index = setting.scores(model, selections.test, selections.test_pool, memo)
     write_logits(
         out_dir / "logits.pt",
         logits,
@@ -416,6 +427,6 @@ def train_fold(
         setting.adabn,
         setting.adaptation,
         fold.get("unseen", []),
-        rest_windows=setting_rest_windows(setting, model),
+        rest_windows=setting_rest_windows(setting, model, memo),
     )
     log.info("wrote %s", out_dir)
