@@ -177,14 +177,16 @@ def evaluate_stream(
     ``stream_tradeoff.tsv`` (:mod:`.stream_tradeoff`) and ``stream_timing.tsv`` (seconds per decision, not
     bit-identical across runs) into ``out_dir``. The subsets
     are the first ``trials`` (at most all) of the ``subset_trials`` the subset-size evaluation draws with
-    ``seed``. ``guard_ms`` is ``training.guard_ms``: its guard band's frames are counted on their own."""
+    ``seed``; at k = K, the one subset of every gesture, scored once. ``guard_ms`` is ``training.guard_ms``: its
+    guard band's frames are counted on their own."""
     saved, raw, logits, seconds = scored_test_streams(model_path, tensor_paths, fold_name, fold, adaptation_limit)
     truth_of = raw.streams.classes.numpy()
     scored = [(subject, positions, scores, truth_of[positions]) for subject, positions, scores in logits]
     n_gestures = len(raw.classes) - 1
     sizes = sorted({k for k in subset_sizes if k <= n_gestures} | {n_gestures})
     drawn = draw_subsets(n_gestures, subset_trials, seed)
-    subsets = {k: chosen[: min(trials, subset_trials)] for k, chosen in drawn.items() if k in sizes}
+    # Every subset drawn at k = K holds every gesture: the one subset there is, scored once.
+    subsets = {k: chosen[: 1 if k == n_gestures else trials] for k, chosen in drawn.items() if k in sizes}
     frame_ms = 1000 / raw.frame_rate_hz
     vote_frames = sorted({round(ms / frame_ms) for ms in vote_ms})
     guard = stream_guard(raw, guard_ms)
