@@ -10,7 +10,7 @@ from conftest import stream_of_segments
 from contrastive_prosthetics.core.atomic import atomic_torch_save
 from contrastive_prosthetics.core.errors import InputError
 from contrastive_prosthetics.data.ninapro import class_names
-from contrastive_prosthetics.learning import adaptation
+from contrastive_prosthetics.learning import adaptation, dataset, personalise
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.models import ContrastiveModel, ModelConfig
 
@@ -107,6 +107,15 @@ def test_a_frame_limit_takes_evenly_spaced_frames_of_the_same_stretch(tmp_path):
     assert len(every) == 5 * 10 and len(some) == 10
     assert torch.equal(some[0], every[0]) and torch.equal(some[-1], every[-1])
     assert all((row == every).all(1).any() for row in some)  # a subset of the same frames
+
+
+def test_a_calibration_recording_is_thinned_by_the_same_rule_as_a_subjects_stream(tmp_path):
+    """personalise's AdaBN reads at most calibration.adaptation_frames frames of the recording, chosen as
+    DB23.stream_frames(limit=) chooses a subject's: one function, not two copies that could drift apart."""
+    assert personalise.evenly_spaced is dataset.evenly_spaced
+    every = load(tmp_path).stream_frames(0, [5])
+    assert torch.equal(dataset.evenly_spaced(every, 10), load(tmp_path).stream_frames(0, [5], limit=10))
+    assert dataset.evenly_spaced(every, len(every)) is every and dataset.evenly_spaced(every, None) is every
 
 
 def test_batch_statistics_score_each_shuffled_batch_with_its_own_statistics(tmp_path):

@@ -1,12 +1,14 @@
 """Configuration checks: a wrong config stops with the key's name before anything runs."""
 
 import copy
+import dataclasses
 
 import pytest
 import yaml
 from conftest import REPO
 
-from contrastive_prosthetics.config import ConfigError, load_config, validate_config
+from contrastive_prosthetics.config import ConfigError, check_schema, load_config, validate_config
+from contrastive_prosthetics.data import ninapro
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -154,6 +156,30 @@ def add_fold_over_a_subject_outside_the_data(config):
 def test_bad_config_is_rejected_with_the_key_named(change, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(edited(change))
+
+
+def test_a_subject_name_is_one_of_a_known_database(monkeypatch):
+    """Fold subjects are checked against data/ninapro.py's databases: a database added there is named in folds
+    without a second edit of the schema; a name of no database is refused with its key."""
+
+    def fold_over(*subjects):
+        def change(config):
+            config["folds"]["new"] = {
+                "scheme": "leave_one_subject_out",
+                "subjects": list(subjects),
+                "train": [1, 2],
+                "validation": [6],
+            }
+
+        return edited(change)
+
+    with pytest.raises(ConfigError, match=r"folds.new: .*'db4/s1'.* is not valid"):
+        check_schema(fold_over("db4/s1", "db4/s2"), "config")
+    monkeypatch.setitem(ninapro.DATABASES, "db4", dataclasses.replace(ninapro.DB3, name="db4"))
+    check_schema(fold_over("db4/s1", "db4/s2"), "config")
+    check_schema(fold_over("db1/s1", "db3/s11"), "config")
+    with pytest.raises(ConfigError, match=r"folds.new: .*'db5/s2'.* is not valid"):
+        check_schema(fold_over("db4/s1", "db5/s2"), "config")
 
 
 def test_default_config_is_valid():

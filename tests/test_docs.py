@@ -96,3 +96,53 @@ def test_readme_diagram_names_every_rule():
     assert diagram, "README.md's 'What runs' section has no diagram"
     named = set(re.findall(r"\w+", diagram.group(0)))
     assert sorted(found - named) == []
+
+
+PACKAGE = REPO / "src" / "contrastive_prosthetics"
+STAGES = {folder.name for folder in PACKAGE.iterdir() if (folder / "__init__.py").exists()}
+MODULE_PATH = re.compile(r"\b([a-z_]+)/([a-z_]+)\.py\b")  # `learning/lda.py`
+DOCSTRING_REFERENCE = re.compile(r":(?:mod|func|class|meth|attr|data):`~?(\.+)([\w.]+)`")  # :mod:`..learning.lda`
+
+
+def referenced_module(path: Path, dots: str, name: str) -> tuple[Path | None, list[str]]:
+    """The module file a relative reference in ``path`` names (the longest prefix that is one) and the names after
+    it; None when no prefix is a module."""
+    base = path.parent
+    for _ in range(len(dots) - 1):
+        base = base.parent
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        target = base.joinpath(*parts[:cut])
+        for module in (target.with_suffix(".py"), target / "__init__.py"):
+            if module.exists():
+                return module, parts[cut:]
+    return None, parts
+
+
+def test_every_module_the_docs_name_exists():
+    """`stage/module.py` in README.md and docs/*.md names a module of the package: a renamed module leaves no line
+    naming the old one."""
+    stale = [
+        f"{page.relative_to(REPO)}: {stage}/{module}.py"
+        for page in PAGES
+        for stage, module in MODULE_PATH.findall(page.read_text())
+        if stage in STAGES and not (PACKAGE / stage / f"{module}.py").exists()
+    ]
+    assert stale == []
+
+
+def test_every_module_and_name_a_docstring_points_to_exists():
+    """Relative references in the package's docstrings (:mod:`..learning.lda`, :func:`.subsets.draw_subsets`) name
+    a module that exists and, after it, a name that module defines or imports."""
+    stale = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for dots, name in DOCSTRING_REFERENCE.findall(path.read_text()):
+            module, names = referenced_module(path, dots, name)
+            text = module.read_text() if module else ""
+            defined = all(
+                re.search(rf"^\s*(def|class) {part}\b|^\s*{part}\s*[:=]|^from .* import .*\b{part}\b", text, re.M)
+                for part in names
+            )
+            if module is None or not defined:
+                stale.append(f"{path.relative_to(REPO)}: {dots}{name}")
+    assert stale == []

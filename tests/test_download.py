@@ -24,6 +24,7 @@ from contrastive_prosthetics.data.download import (
     sha256_of,
     verify_files,
 )
+from contrastive_prosthetics.data.sources import archive_dir, subject_dir
 
 # Large enough to span several read chunks, so a drop really happens mid-file.
 SOURCE = bytes(range(256)) * 1024  # 256 KiB
@@ -311,3 +312,9 @@ def test_corrupt_zip_asks_to_delete_it(tmp_path):
 
     assert str(archive) in str(raised.value)
     assert "Delete it" in str(raised.value)
+
+
+def test_a_subjects_archive_is_kept_beside_its_databases_subject_folders():
+    """The download rule's --archive-dir (workflow/rules/common.smk: archive_folder): one archives/ per database."""
+    assert archive_dir(subject_dir("ninapro", "db2", 7)) == Path("resources/ninapro/db2/archives")
+    assert archive_dir("elsewhere/db3/s1") == Path("elsewhere/db3/archives")

@@ -22,6 +22,7 @@ from contrastive_prosthetics.evaluation.subsets import (
     straightforward_subset_size_accuracy,
     subset_size_accuracy,
 )
+from contrastive_prosthetics.evaluation.zero_shot import restricted, zero_shot_tables
 from contrastive_prosthetics.learning.adaptation import predict
 from contrastive_prosthetics.learning.dataset import DB23, Selection
 from contrastive_prosthetics.learning.folds import fold_selections
@@ -172,6 +173,29 @@ def test_the_exact_rest_false_activation_is_the_mean_over_every_subset():
         atol=1e-12,
     )
     assert (exact["rest_windows"] == 2 * 2 * 6).all() and 0 < exact["rest_false_activation"].iloc[-1] < 1
+
+
+def test_the_zero_shot_subsets_count_the_rest_windows_among_each_subsets_classes():
+    """zero_shot_subsets.tsv scores rest as subset_accuracy does: over the test rest windows, among the subset's
+    classes. Window 5's frames put the unseen B4 above rest, window 7's the seen B1: only subsets holding B4 count
+    a false activation, one of the 12 rest windows."""
+    payload, n_windows = one_false_window()
+    payload["rest_window_logits"][7, :, 0] = 200.0  # rest right again, over every class
+    payload["rest_window_logits"][7, :, 1] = 1000.0  # B1, seen: no subset of the unseen gestures holds it
+    payload["rest_window_logits"][5, :, 4] = 1000.0  # B4, unseen
+    payload["unseen"] = ["B2", "B4"]
+    _, curves = zero_shot_tables(payload, dict(payload), window_frames=10, trials=3, seed=0)
+    holds_b4 = torch.cat([chosen[:, 1] for chosen in draw_subsets(2, 3, seed=0).values()]).double()
+    for _, curve in curves.groupby("scored_by"):
+        assert curve["rest_false_activation"].tolist() == pytest.approx((holds_b4 / n_windows).tolist())
+        assert (curve["rest_windows"] == n_windows).all()
+    # The main evaluation's numbers among the same classes.
+    among = evaluate_payload(
+        restricted(payload, ["rest", "B2", "B4"]), window_frames=10, trials=3, seed=0, include_rest=True
+    )
+    main = among["subset_accuracy"].query("group == 'all'")[["k", "trial", *REST_COLUMNS]].reset_index(drop=True)
+    model = curves[curves["scored_by"] == "model"][["k", "trial", *REST_COLUMNS]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(model, main, check_dtype=False)
 
 
 # ------------------------------------------------------------------------------------------------------------

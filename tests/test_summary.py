@@ -66,6 +66,25 @@ def test_summary_counts_the_rest_windows_behind_the_rest_false_activation():
     assert subsets[subsets["metric"] != "rest_false_activation"]["rest_windows"].isna().all()
 
 
+def test_folds_that_test_the_same_subjects_count_their_rest_windows_once():
+    """A zero-shot family's folds are copies of one base fold: the same subjects on the same rest windows. Its
+    summary rows count each subject's windows once, as the single fold does: 3 subjects x 2 repetitions x 2 rest
+    windows of 10 frames, 2 vote windows each, are 24 vote windows and 120 frames, not three times as many."""
+    payload = grid_payload(n_gestures=5, subjects=3, repetitions=2, frames=10, seed=0, model="m", rest_windows=2)
+    folds = [f"zero-shot-B{g}" for g in (1, 2, 3)]
+    tables = aggregate([evaluate_payload(payload | {"fold": fold, "unseen": [fold[-2:]]}, **OPTIONS) for fold in folds])
+    families = dict.fromkeys(folds, "zero-shot")
+    summary = run_summary(tables["metrics"], families, seed=0).set_index(["level", "metric"])
+    alone = run_summary(evaluate_payload(payload, **OPTIONS)["metrics"], {}, seed=0).set_index(["level", "metric"])
+    for level, counted in (("vote", 24), ("frame", 120)):
+        row = (level, "rest_false_activation")
+        assert summary.loc[row, "rest_windows"] == alone.loc[row, "rest_windows"] == counted
+    assert summary.loc[("vote", "accuracy"), "folds"] == 3 and summary.loc[("vote", "accuracy"), "subjects"] == 3
+    subsets = subset_summary(tables["subset_accuracy"], families, seed=0)
+    rest = subsets[subsets["metric"] == "rest_false_activation"]
+    assert len(rest) == 5 and (rest["rest_windows"] == 24).all()
+
+
 def test_subset_summary_gives_both_bands_for_every_k_and_metric():
     tables = loso_tables()
     summary = subset_summary(tables["subset_accuracy"], FAMILIES, seed=0)

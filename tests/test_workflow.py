@@ -263,6 +263,17 @@ def test_ninapro_source_downloads_verifies_and_converts(tmp_path, mirror):
     assert "differs from" in log and "S1_A1_E1.mat" in log
 
 
+def test_the_download_rule_keeps_the_archive_beside_the_subject_folder_of_its_output(tmp_path):
+    """``--archive-dir`` comes from the rule's output (the database's ``archives/`` beside the subject folder), not
+    from a path the rule types a second time."""
+    workdir = write_config(tmp_path, lambda config: config["data"].update(source="ninapro"))
+    result = snakemake(workdir, "--dry-run", "--printshellcmds", "resources/ninapro/db3/s1/manifest.json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--archive-dir resources/ninapro/db3/archives --dest-dir resources/ninapro/db3/s1 " in result.stdout
+    rule = (REPO / "workflow" / "rules" / "data.smk").read_text().split("rule download:")[1].split("\nrule ")[0]
+    assert "resources/" not in rule.split("shell:")[1] and "archive_dir=archive_folder" in rule
+
+
 def test_a_db1_only_override_plans_only_db1(tmp_path):
     """--configfile merges key by key; null drops the default's synthetic databases and fold."""
     workdir = write_config(tmp_path, lambda config: None)  # config.yaml as in the repository, the merge's base

@@ -8,7 +8,7 @@ import jsonschema
 import yaml
 
 from .core.errors import InputError
-from .data.ninapro import class_names, database
+from .data.ninapro import class_names, database, subject_name_pattern
 from .learning.folds import check_fold, expand_folds
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -44,8 +44,10 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
 
 
 def check_schema(config: dict, source: str, schema_path: Path = SCHEMA_PATH) -> None:
-    """Every schema error at once, each naming its key."""
+    """Every schema error at once, each naming its key. A subject's name is checked against the databases of
+    data/ninapro.py (the schema's ``subject_name`` leaves its pattern to them)."""
     schema = yaml.safe_load(schema_path.read_text())
+    schema["$defs"]["subject_name"]["pattern"] = subject_name_pattern()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

@@ -15,7 +15,7 @@ from contrastive_prosthetics.learning.folds import fold_families, fold_runs, fol
 from contrastive_prosthetics.learning.training_settings import EVALUATION_KEYS
 from contrastive_prosthetics.data.ninapro import DATABASES, database, exercise_from_file_name
 from contrastive_prosthetics.data.download import archive_name
-from contrastive_prosthetics.data.sources import raw_sources, subject_dir, tracked_inputs
+from contrastive_prosthetics.data.sources import archive_dir, raw_sources, subject_dir, tracked_inputs
 from contrastive_prosthetics.data.sources import source_arguments as convert_source_arguments
 
 SOURCE = config["data"]["source"]
@@ -42,6 +42,11 @@ def models_of_kind(wanted):
 def output_folder(wildcards, output):
     """The folder of the rule's first output, where its command writes (``--out-dir``, ``--dest-dir``)."""
     return os.path.dirname(output[0])
+
+
+def archive_folder(wildcards, output):
+    """Where ``download`` keeps the archive: beside the subject folder of its output (``--archive-dir``)."""
+    return str(archive_dir(os.path.dirname(output[0])))
 
 
 def input_folder(wildcards, input):

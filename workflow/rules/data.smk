@@ -40,12 +40,12 @@ rule download:
         retries=config["data"]["download"]["retries"],
         backoff_s=config["data"]["download"]["backoff_s"],
         timeout_s=config["data"]["download"]["timeout_s"],
+        archive_dir=archive_folder,
         dest_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics download --database {wildcards.db} --subject {wildcards.subject} "
         "--exercises {params.exercises} --url {params.url:q} {params.sha256:q} "
-        "--archive-dir resources/ninapro/{wildcards.db}/archives "
-        "--dest-dir {params.dest_dir} "
+        "--archive-dir {params.archive_dir} --dest-dir {params.dest_dir} "
         "--retries {params.retries} --backoff-s {params.backoff_s} --timeout-s {params.timeout_s} > {log} 2>&1"
 
 

@@ -11,6 +11,7 @@ default selection B + C gives the reference's 41 classes whose indices equal DB2
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,6 +236,12 @@ DB3 = DatabaseSpec(
     missing_movements={1: tuple(f"C{i}" for i in range(13, 24))},
 )
 DATABASES: dict[str, DatabaseSpec] = {spec.name: spec for spec in (DB1, DB2, DB3)}
+
+
+def subject_name_pattern() -> str:
+    """The regular expression a subject's name (``db2/s7``: database, then subject number) matches, over every
+    database of :data:`DATABASES`: the configuration schema's, so that a database added here needs no second edit."""
+    return f"^({'|'.join(re.escape(name) for name in DATABASES)})/s[0-9]+$"
 
 
 def database(name: str) -> DatabaseSpec:

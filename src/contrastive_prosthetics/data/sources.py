@@ -21,6 +21,12 @@ def subject_dir(source: str, db: str, subject: int, resources: Path = RESOURCES)
     return resources / source / db / f"s{subject}"
 
 
+def archive_dir(subject_folder: str | Path) -> Path:
+    """Where a downloaded subject's archive is kept: ``archives/`` beside its database's subject folders
+    (``resources/ninapro/{db}/archives``), so that the subject's folder holds only the files extracted from it."""
+    return Path(subject_folder).parent / "archives"
+
+
 def exercise_files(spec: DatabaseSpec, subject: int, exercises: list[str]) -> dict[str, str]:
     """Exercise → NinaPro file name, for the exercises of the run."""
     return {exercise: spec.file_name(subject, exercise) for exercise in exercises}

@@ -11,8 +11,9 @@ when its decided class is not rest. Every table's ``rest_false_activation`` coun
 accuracy, gesture-only accuracy, per-class recall (rest's included) and the confusion counts still count the
 segments, unchanged.
 
-A payload without rest windows (hand-made ones, the zero-shot evaluation's restricted ones) counts its rest
-segments' windows instead, as the evaluation did before; its ``rest_windows`` says so.
+The zero-shot evaluation's subset tables count them too, scored among each subset's classes. A payload without rest
+windows (hand-made ones) counts its rest segments' windows instead, as the evaluation did before; its
+``rest_windows`` says so.
 """
 
 from __future__ import annotations

@@ -175,8 +175,9 @@ def evaluate_stream(
     """Score the test repetitions' streams with one trained network or LDA model and write ``stream_metrics.tsv``,
     ``stream_tradeoff.tsv`` (:mod:`.stream_tradeoff`) and ``stream_timing.tsv`` (seconds per decision, not
     bit-identical across runs) into ``out_dir``. The subsets are the first ``trials`` (at most all) of the
-    ``subset_trials`` the subset-size evaluation draws with ``seed``. The guard band is the model's
-    (``training.guard_ms``, in model.pt): its frames are counted on their own."""
+    ``subset_trials`` the subset-size evaluation draws with ``seed``; at k = K, the one subset of every gesture,
+    scored once. The guard band is the model's (``training.guard_ms``, in model.pt): its frames are counted on their
+    own."""
     saved, raw, logits, seconds = scored_test_streams(model_path, tensor_paths, fold_name, fold, adaptation_limit)
     guard_ms = guard_ms_of(saved, model_path)
     truth_of = raw.streams.classes.numpy()
@@ -184,7 +185,8 @@ def evaluate_stream(
     n_gestures = len(raw.classes) - 1
     sizes = sorted({k for k in subset_sizes if k <= n_gestures} | {n_gestures})
     drawn = draw_subsets(n_gestures, subset_trials, seed)
-    subsets = {k: chosen[: min(trials, subset_trials)] for k, chosen in drawn.items() if k in sizes}
+    # Every subset drawn at k = K holds every gesture: the one subset there is, scored once.
+    subsets = {k: chosen[: 1 if k == n_gestures else trials] for k, chosen in drawn.items() if k in sizes}
     frame_ms = 1000 / raw.frame_rate_hz
     vote_frames = sorted({round(ms / frame_ms) for ms in vote_ms})
     guard = stream_guard(raw, guard_ms)

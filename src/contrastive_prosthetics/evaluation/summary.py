@@ -7,12 +7,19 @@ own) are summarised together, so that leave-one-subject-out results pool their o
     summary.tsv         per model × family × window and metric (accuracy, balanced, gesture-only accuracy, rest
                         false activation; frame and 250 ms-vote level): the value over all test windows (mean over
                         the family's folds), the mean over subjects and its 95 % bootstrap interval over subjects;
-                        rest_windows: the rest windows the rest false activation counts (summed over the family's
-                        folds; frames at the frame level; empty for the other metrics)
+                        rest_windows: the test rest windows the rest false activation counts, each test subject's
+                        once however many of the family's folds test it (frames at the frame level; empty for the
+                        other metrics)
     subset_summary.tsv  per model × family × window × k and metric: the mean over subjects (each subject's mean
                         over the subsets drawn) with its bootstrap interval over subjects, and the mean over the
                         subsets drawn with its Monte-Carlo interval (mean ± 1.96 standard errors over subsets);
                         rest_windows as in summary.tsv, the vote windows each subset's rest false activation counts
+
+The rest windows of a row are its subjects' windows, not its folds': a leave-one-subject-out family tests each
+subject in one fold, but a zero-shot family's folds are copies of one base fold, each testing the same subjects on
+the same rest windows (with other gestures held out), so summing over its folds would count every window once per
+fold. A subject tested by several folds counts its largest count, which is every fold's when, as in every family
+the shorthands make, its folds test the same repetitions.
 """
 
 from __future__ import annotations
@@ -32,6 +39,19 @@ REST_WINDOWS = "rest_windows"  # how many windows the rest false activation coun
 Z_95 = 1.96
 
 
+def subject_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the per-subject groups (``subject:<name>``)."""
+    return table[table["group"].astype(str).str.startswith("subject:")]
+
+
+def rest_windows_once(subjects: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.Series | float:
+    """The rest windows behind a summary row (per ``by``, if given): the sum over its test subjects of each one's
+    count, taken once however many folds test the subject (see the module's docstring). ``subjects``: rows of
+    per-subject groups with a ``rest_windows`` column."""
+    per_subject = subjects.groupby([*by, "group"])[REST_WINDOWS].max()
+    return per_subject.groupby(level=list(by)).sum(min_count=1) if by else per_subject.sum(min_count=1)
+
+
 def with_family(table: pd.DataFrame, families: dict[str, str]) -> pd.DataFrame:
     return table.assign(family=table["fold"].map(lambda fold: families.get(fold, fold)))
 
@@ -43,8 +63,10 @@ def run_summary(metrics: pd.DataFrame, families: dict[str, str], seed: int) -> p
     rows = []
     for key, part in table.groupby([*MODEL_COLUMNS, "level"], sort=False):
         overall = part[part["group"] == "all"].groupby("metric")["value"].mean()
-        counted = part[(part["group"] == "all") & (part["metric"] == REST_WINDOWS)]["value"].sum(min_count=1)
-        subjects = part[part["group"].astype(str).str.startswith("subject:")]
+        subjects = subject_rows(part)
+        counted = rest_windows_once(
+            subjects[subjects["metric"] == REST_WINDOWS].rename(columns={"value": REST_WINDOWS})
+        )
         per_subject = subjects.pivot_table(index="group", columns="metric", values="value", aggfunc="mean")
         per_subject = per_subject.reindex(columns=list(METRICS))
         mean, low, high = subject_interval(per_subject.to_numpy(), seed)
@@ -68,7 +90,7 @@ def run_summary(metrics: pd.DataFrame, families: dict[str, str], seed: int) -> p
 def subset_summary(subset_accuracy: pd.DataFrame, families: dict[str, str], seed: int) -> pd.DataFrame:
     """subset_summary.tsv from the aggregated subset_accuracy table."""
     table = with_family(subset_accuracy, families)
-    subjects = table[table["group"].astype(str).str.startswith("subject:")]
+    subjects = subject_rows(table)
     trials = table[table["group"] == "all"]
     rows = []
     for key, part in subjects.groupby(MODEL_COLUMNS, sort=False):
@@ -79,12 +101,8 @@ def subset_summary(subset_accuracy: pd.DataFrame, families: dict[str, str], seed
         centre, low, high = subject_interval(values, seed)
         drawn = trials.merge(pd.DataFrame([dict(zip(MODEL_COLUMNS, key, strict=True))]), on=MODEL_COLUMNS)
         spread = drawn.groupby("k")[list(METRICS)].agg(["mean", "std", "count"])
-        # Each subset's rest windows (the same for every subset of a fold with rest added), over the folds.
-        counted = (
-            drawn.groupby(["fold", "k"])[REST_WINDOWS].mean().groupby("k").sum()
-            if REST_WINDOWS in drawn
-            else pd.Series(np.nan, index=ks)
-        )
+        # Each subset's rest windows (the same for every subset of a fold with rest added), each subject's once.
+        counted = rest_windows_once(part, ("k",)) if REST_WINDOWS in part else pd.Series(np.nan, index=ks)
         for ki, k in enumerate(ks):
             for mi, metric in enumerate(METRICS):
                 mc_mean, mc_std, mc_count = (spread.loc[k, (metric, stat)] for stat in ("mean", "std", "count"))

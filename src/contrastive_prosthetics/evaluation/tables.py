@@ -101,7 +101,7 @@ OPTIONAL_COLUMNS = {
         "gesture_accuracy",
         "rest_false_activation",
         "n",
-        "rest_windows",  # the rest windows rest_false_activation counts (here the rest segments')
+        "rest_windows",  # the test rest windows rest_false_activation counts, as subset_accuracy's
         "model",
         "adabn",
         "adaptation",

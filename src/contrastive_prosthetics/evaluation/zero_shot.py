@@ -10,7 +10,8 @@ classes, each with rest:
 
 each after the majority vote, against chance (one over the classes of the set) and against the oracle: the same
 model trained with every gesture (the fold the zero-shot fold copies), scored on the same frames and classes. The
-subset-size curve over the unseen gestures (k = 1..their number, rest added) comes with it.
+subset-size curve over the unseen gestures (k = 1..their number, rest added) comes with it, its rest false activation
+over the test rest windows scored among the same classes, as the main evaluation's (:mod:`.rest_windows`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..data.ninapro import REST
 from ..learning.logits import PER_FRAME, read_logits
 from .artefacts import ZERO_SHOT_SETS as SETS
 from .evaluate import classification_metrics
+from .rest_windows import rest_window_payload
 from .subsets import draw_subsets, subset_size_accuracy
 from .voting import checked_scores, window_frames_for, window_outcomes
 
@@ -33,13 +35,16 @@ from .voting import checked_scores, window_frames_for, window_outcomes
 
 
 def restricted(payload: dict, names: list[str]) -> dict:
-    """The payload's frames of the classes ``names`` and their scores over just those classes (relabelled)."""
+    """The payload's frames of the classes ``names`` and their scores over just those classes (relabelled); its rest
+    windows, all of them (they count where rest is among ``names``), scored over just those classes too."""
     columns = torch.tensor([payload["classes"].index(name) for name in names])
     keep = torch.isin(payload["label"], columns)
     relabel = torch.full((len(payload["classes"]),), -1, dtype=torch.long)
     relabel[columns] = torch.arange(len(names))
     out = {key: value[keep] if key in PER_FRAME else value for key, value in payload.items()}
     out["logits"] = out["logits"][:, columns]
+    if "rest_window_logits" in out:
+        out["rest_window_logits"] = out["rest_window_logits"][..., columns]
     out["label"] = relabel[out["label"]]
     out["classes"] = list(names)
     return out
@@ -81,7 +86,8 @@ def zero_shot_tables(
     subsets = draw_subsets(len(unseen), trials, seed)
     curves = []
     for who, source in (("model", payload), ("oracle", oracle)):
-        curve = subset_size_accuracy(restricted(source, [REST, *unseen]), window_frames, subsets)
+        chosen = restricted(source, [REST, *unseen])
+        curve = subset_size_accuracy(chosen, window_frames, subsets, rest_windows=rest_window_payload(chosen))
         curves.append(curve.assign(**leading, scored_by=who))
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
 

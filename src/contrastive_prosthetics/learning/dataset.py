@@ -318,10 +318,16 @@ class DB23:
         streams = self.streams
         wanted = torch.as_tensor(sorted(set(repetitions)), device=streams.repetition.device)
         mask = (streams.subject == subject) & torch.isin(streams.repetition, wanted)
-        position = mask.nonzero().squeeze(1)
-        if limit is not None and len(position) > limit:
-            position = position[torch.linspace(0, len(position) - 1, limit, device=position.device).long()]
+        position = evenly_spaced(mask.nonzero().squeeze(1), limit)
         return self.stream_context(position, context).to(self.device, non_blocking=self.pinned)
+
+
+def evenly_spaced(rows: torch.Tensor, limit: int | None) -> torch.Tensor:
+    """``limit`` evenly spaced rows of ``rows`` in order, the first and the last included; all of them when there
+    are no more (or no limit): the frames that AdaBN reads of a recording, offline and in calibration alike."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    return rows[torch.linspace(0, len(rows) - 1, limit, device=rows.device).long()]
 
 
 def quantisation_step(values: torch.Tensor) -> float:

@@ -3,8 +3,9 @@
 The contrastive model embeds every RMS frame with an EMG encoder and every class with a class encoder into one
 space; logits are a learnable, clamped scale times the cosine similarity (as in CLIP). Training sees groups of
 one frame per class, and the loss is the symmetric cross-entropy over each group's [frame × class] similarity
-matrix. The class encoder takes any per-class vector (one-hot codes now; glove-angle prototypes later), so
-classes unseen in training can be scored from their codes alone.
+matrix. The class encoder takes a per-class vector: a one-hot code, or the hand's pose (``class_encoder: pose``:
+each class's glove-angle prototype, :mod:`.poses`), from which classes unseen in training are scored by their pose
+alone.
 
 The classifier shares the EMG encoder and puts a softmax head over the training classes: restricting its
 logits to a subset of gestures is the same operation as for the contrastive model, which makes it the

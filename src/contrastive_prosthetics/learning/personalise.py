@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import InputError
-from .dataset import Normalisation
+from .dataset import Normalisation, evenly_spaced
 from .inference import FrameScorer, normalised_frames
 from .models import ContrastiveModel, adapt_batchnorm, build_model
 from .rest_bias import RestCalibration, calibrate_rest_bias
@@ -110,12 +110,6 @@ class CalibrationRecording:
         )
         labels = np.concatenate([labels[keep] for (_, labels), keep in zip(self.stretches, self.fit, strict=True)])
         return frames, torch.from_numpy(labels).long()
-
-
-def evenly_spaced(frames: torch.Tensor, limit: int) -> torch.Tensor:
-    if len(frames) <= limit:
-        return frames
-    return frames[torch.linspace(0, len(frames) - 1, limit).long()]
 
 
 def embeddings(model: torch.nn.Module, frames: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ decide them would learn the labelling's noise. Evaluation reports the guard fram
 The batch keeps the segment sampler's shape, one frame of every selected class per group, so that the contrastive
 loss (a similarity matrix over the group's classes) is unchanged; what changes is where each class's frame comes
 from. Rest is one class among K, as before: the stream's larger share of rest is the controller's prior, which the
-calibrated rest bias (:mod:`..evaluation.calibration`) sets on validation streams, not the loss.
+calibrated rest bias (:mod:`.rest_bias`) sets on validation streams, not the loss.
 """
 
 from __future__ import annotations
