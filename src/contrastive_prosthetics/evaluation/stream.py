@@ -41,6 +41,7 @@ import torch
 
 from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from ..learning.dataset import DB23, Selection
 from ..learning.folds import fold_selections
 from ..learning.inference import FrameScorer
@@ -186,7 +187,7 @@ def evaluate_stream(
     drawn = draw_subsets(n_gestures, subset_trials, seed)
     subsets = {k: chosen[: min(trials, subset_trials)] for k, chosen in drawn.items() if k in sizes}
     frame_ms = 1000 / raw.frame_rate_hz
-    vote_frames = sorted({round(ms / frame_ms) for ms in vote_ms})
+    vote_frames = sorted({ms_to_frames(ms, raw.frame_rate_hz) for ms in vote_ms})
     guard = stream_guard(raw, guard_ms)
     table = pd.concat(
         [

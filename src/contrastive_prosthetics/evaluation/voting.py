@@ -16,6 +16,7 @@ import math
 import torch
 
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 
 
@@ -49,7 +50,7 @@ def window_frames_for(window_ms: float, frame_rate_hz: float) -> int:
             f"evaluation.vote_window_ms = {window_ms:g} is shorter than one frame ({period_ms:g} ms at "
             f"{frame_rate_hz:g} Hz): set it to at least {period_ms:g}"
         )
-    return round(window_ms / period_ms)
+    return ms_to_frames(window_ms, frame_rate_hz)
 
 
 def _segments(payload: dict) -> torch.Tensor:

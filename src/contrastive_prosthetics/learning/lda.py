@@ -27,6 +27,7 @@ import torch
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from ..core.atomic import atomic_write_tsv
+from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from ..data.preprocess import HUDGINS_FEATURES
 from .dataset import DB23, Selection
@@ -160,7 +161,7 @@ def lda_rest_calibration(
         for repetition in (selection.repetitions + 1).tolist()
         for positions in scored_stretches(data, subject, [repetition])
     ]
-    vote = round(vote_ms * data.frame_rate_hz / 1000)
+    vote = ms_to_frames(vote_ms, data.frame_rate_hz)
     calibration = calibrate_rest_bias(stretches, data.classes.index(REST), vote, target)
     log.info("rest calibration on the validation streams: %s", calibration)
     return calibration

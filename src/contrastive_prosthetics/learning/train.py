@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..core.atomic import atomic_write_tsv
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from .adaptation import predict
 from .dataset import DB23, Normalisation, Selection, choose_device
@@ -328,7 +329,7 @@ def rest_calibration(setting: Setting, model: torch.nn.Module, gate: OnsetGate |
     if settings.rest_false_activation_target is None:
         return None
     streams = setting.validation_streams(model, gate)
-    vote = round(settings.calibration_vote_ms * setting.data.frame_rate_hz / 1000)
+    vote = ms_to_frames(settings.calibration_vote_ms, setting.data.frame_rate_hz)
     rest = setting.data.classes.index(REST)
     target = settings.rest_false_activation_target
     calibration = calibrate_rest_bias([(logits, truth) for _, logits, truth in streams], rest, vote, target)

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from ..data.matfile import load_recording
 from ..data.ninapro import DatabaseSpec, exercise_from_file_name, movement_names
 from ..evaluation.voting import window_frames_for
@@ -76,7 +77,7 @@ def replay(controller: Controller, recording_path: Path, spec: DatabaseSpec, max
     exercise = recording_exercise(spec, recording_path)
     movements = spec.global_labels(exercise, recording.restimulus, recording.source)
     names = ["rest", *movement_names(exercise)]
-    chunk = max(round(CHUNK_MS * spec.sampling_rate_hz / 1000), 1)
+    chunk = max(ms_to_frames(CHUNK_MS, spec.sampling_rate_hz), 1)
     decided = []
     for start in range(0, len(recording.emg), chunk):
         decided += controller.push(recording.emg[start : start + chunk])
