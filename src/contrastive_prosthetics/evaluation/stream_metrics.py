@@ -30,7 +30,7 @@ import torch
 from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from ..data.preprocess import find_runs
-from ..learning.decisions import decide
+from ..learning.decisions import decide, vote
 
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
@@ -115,8 +115,7 @@ def decide_subsets(
                 # Where several classes share the most votes, the larger summed score wins, then the lower index.
                 subset, frame = (tied.sum(2) > 1).nonzero(as_tuple=True)
                 if len(frame):
-                    best = sums[votes][frame[:, None], columns[subset]].masked_fill(~tied[subset, frame], -torch.inf)
-                    local[subset, frame] = (best == best.amax(1, keepdim=True)).to(torch.uint8).argmax(1)
+                    local[subset, frame] = vote(counts[subset, frame], sums[votes][frame[:, None], columns[subset]])
                 decisions[votes][chosen] = columns.gather(1, local)
     return decisions
 
