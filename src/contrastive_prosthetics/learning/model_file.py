@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ..core.atomic import atomic_torch_save
 from ..core.errors import InputError
+from ..core.torch_file import load_torch_file
 from .dataset import DB23, Normalisation
 from .models import ModelConfig, build_model
 
@@ -132,12 +131,9 @@ def write_lda_file(path: Path, data: DB23, **fields) -> None:
 def read_model_file(path: Path) -> dict:
     """A ``model.pt`` of either kind, as saved; an error naming the file (and the field) if it is not one."""
     path = Path(path)
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; run the train rule that writes it") from None
-    except Exception as error:  # a truncated or foreign file: torch raises several kinds
-        raise InputError(f"{path}: cannot be read as a model.pt ({error}); delete it and train again") from None
+    saved = load_torch_file(
+        path, "a model.pt", "not found; run the train rule that writes it", "delete it and train again"
+    )
     if not isinstance(saved, dict) or not any(key in saved for key in KIND_FIELDS):
         raise InputError(
             f"{path}: not a model.pt (no field {' or '.join(KIND_FIELDS)}); give the model.pt that training wrote"
