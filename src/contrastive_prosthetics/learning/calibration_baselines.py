@@ -5,7 +5,7 @@
              ``calibration.scratch_epochs`` epochs of the run's training budget per epoch. There is no held-out data
              to select on: the kept epoch is the one with the lowest loss on the calibration repetitions' segments
              (``training.selection: segments`` on them), so it is the best the user's data alone can give.
-``lda``      LDA on the Hudgins features of the same frames (:mod:`.baseline`).
+``lda``      LDA on the Hudgins features of the same frames (:mod:`.lda`).
 
 Both read only the user's calibration repetitions: frames outside the guard band for fitting, as stream training.
 """
@@ -17,8 +17,9 @@ from dataclasses import replace
 import torch
 
 from .dataset import DB23, Normalisation
+from .fitted_lda import FittedLDA
 from .folds import FoldSelections
-from .lda import FittedLDA, fit_lda, training_table
+from .lda import fit_lda, training_table
 from .models import ModelConfig
 from .stream_sampling import guard_width
 from .train import Device, Setting, train_once
