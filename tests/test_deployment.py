@@ -289,3 +289,14 @@ def test_export_adapts_on_the_recording_given_on_the_command_line(tmp_path, caps
     assert run(*replay, *adapt) == 2
     assert "export folder carries the batch-norm statistics" in error_line(capsys, "replay")
     assert run(*replay) == 0  # the export carries its adaptation
+
+
+def test_the_replay_command_draws_the_timeline_it_wrote_when_asked(tmp_path):
+    """The figure is the report stage's, drawn by the command line once the real-time stage returned the timeline."""
+    _, model, normalisation = adabn_file(tmp_path)
+    plain = network_file(tmp_path / "plain.pt", model, normalisation)
+    recording, _ = short_recording(tmp_path)
+    replay = ["replay", "--model", str(plain), "--recording", str(recording), "--database", "db2", "--gestures", "B1"]
+    replay += ["--vote-ms", "0", "--out", str(tmp_path / "t.tsv"), "--figure", str(tmp_path / "figure.svg")]
+    assert run(*replay) == 0
+    assert (tmp_path / "t.tsv").exists() and (tmp_path / "figure.svg").exists() and (tmp_path / "figure.png").exists()

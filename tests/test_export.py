@@ -20,7 +20,8 @@ from contrastive_prosthetics.realtime.export import (
     export_model,
     exported_controller,
 )
-from contrastive_prosthetics.realtime.replay import controller_for, replay_to_files
+from contrastive_prosthetics.realtime.replay import controller_for, replay_to_file
+from contrastive_prosthetics.report.replay_figure import timeline_figure
 
 pytest.importorskip("onnxruntime")
 CLASSES = class_names(["A"])
@@ -119,7 +120,8 @@ def test_replay_writes_a_timeline_and_its_figure(tmp_path):
     stream = convert_subject(DB1, 1, {"A": str(recording)}, ["A"], PREPROCESS)["stream"]
     model_file(tmp_path / "model.pt", stream)
     controller = controller_for(tmp_path / "model.pt", DB1, ["A1", "A2"], vote_ms=250, backend="onnx")
-    replay_to_files(controller, recording, DB1, tmp_path / "timeline.tsv", tmp_path / "timeline")
+    timeline = replay_to_file(controller, recording, DB1, tmp_path / "timeline.tsv")
+    timeline_figure(timeline, tmp_path / "timeline", recording.name)
     written = pd.read_csv(tmp_path / "timeline.tsv", sep="\t")
     assert list(written.columns) == ["frame", "time_s", "true", "decided"] and len(written) == len(stream)
     assert set(written["decided"]) <= {"rest", "A1", "A2"} and set(written["true"]) == {"rest", "A1", "A2", "A3"}

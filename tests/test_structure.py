@@ -112,6 +112,19 @@ def test_imports_point_to_the_same_or_a_lower_stage():
     assert not upward, upward
 
 
+def test_the_real_time_stage_imports_nothing_of_the_report():
+    """A controller on a device needs no plotting: realtime sits above report in the stage order, yet never imports
+    it (the replay command draws its figure from cli.py)."""
+    found = [
+        f"{module} imports {imported}"
+        for module in modules()
+        if module.startswith("realtime.")
+        for imported in package_imports(module)
+        if imported.split(".")[0] == "report"
+    ]
+    assert not found, found
+
+
 def test_import_graph_has_no_cycle():
     graph = {module: package_imports(module) & set(modules()) for module in modules()}
     state: dict[str, str] = {}

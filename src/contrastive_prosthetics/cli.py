@@ -21,7 +21,7 @@ from typing import NamedTuple
 from .core.errors import InputError
 from .data.commands import command_convert, command_download, command_synthesize
 from .data.ninapro import DATABASES
-from .realtime.commands import command_calibrate, command_export, command_replay
+from .realtime.commands import command_calibrate, command_export, replay_recording
 
 log = logging.getLogger("contrastive_prosthetics")
 
@@ -149,6 +149,14 @@ def command_calibration_summary(args: argparse.Namespace) -> None:
     from .report.calibration_figure import summarise_calibration
 
     summarise_calibration([Path(p) for p in args.inputs], Path(args.out), Path(args.figure_stem), args.seed)
+
+
+def command_replay(args: argparse.Namespace) -> None:
+    timeline = replay_recording(args)
+    if args.figure:  # drawn here, by the report stage, after the real-time stage returned the timeline
+        from .report.replay_figure import timeline_figure
+
+        timeline_figure(timeline, Path(args.figure).with_suffix(""), Path(args.recording).name)
 
 
 def command_figures(args: argparse.Namespace) -> None:

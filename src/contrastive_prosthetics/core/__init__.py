@@ -1,1 +1,2 @@
-"""Foundations every stage uses: input errors and atomic file writes. Imports nothing of the package."""
+"""Foundations every stage uses: input errors, atomic file writes, the loader of saved torch files and milliseconds
+in frames. Imports nothing of the package."""

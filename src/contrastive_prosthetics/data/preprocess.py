@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from .channel_frames import FrameGathers, filtered_channel_frames
 
 HUDGINS_FEATURES = ("mav", "wl", "zc", "ssc")
@@ -59,7 +60,7 @@ class PreprocessParams:
     max_length_mismatch: int  # samples by which a file's fields may differ before it is rejected
 
     def frames(self, ms: float) -> int:
-        return round(ms * self.frame_rate_hz / 1000)
+        return ms_to_frames(ms, self.frame_rate_hz)
 
     def frame_windows(self) -> dict[str, Window]:
         """Each segment window in frames."""
@@ -218,8 +219,8 @@ def stream_frames(
     ends = frame_ends(len(emg), hop)
     frames = np.empty((len(ends), emg.shape[1]), np.float32)
     features = np.empty((len(ends), emg.shape[1], len(HUDGINS_FEATURES)), np.float32)
-    feature_window = max(round(params.feature_window_ms * sampling_rate_hz / 1000), 3)
-    rms_window = round(params.rms_window_ms * sampling_rate_hz / 1000)
+    feature_window = max(ms_to_frames(params.feature_window_ms, sampling_rate_hz), 3)
+    rms_window = ms_to_frames(params.rms_window_ms, sampling_rate_hz)
     if params.rms_alignment not in ("causal", "centred"):
         raise InputError(f"preprocess.rms_alignment must be causal or centred, not {params.rms_alignment!r}")
     rms_shift = rms_window // 2 if params.rms_alignment == "centred" else 0
@@ -284,7 +285,7 @@ def recording_frames(emg: np.ndarray, sampling_rate_hz: float, params: Preproces
     """Every RMS frame of a 2 kHz recording, the straightforward way (the whole array filtered at once, RMS by a
     convolution): the reference that :func:`stream_frames` must reproduce."""
     hop = hop_samples(sampling_rate_hz, params)
-    window = round(params.rms_window_ms * sampling_rate_hz / 1000)
+    window = ms_to_frames(params.rms_window_ms, sampling_rate_hz)
     import scipy.signal
 
     filtered = scipy.signal.sosfilt(bandpass_sos(sampling_rate_hz, params), emg.T, axis=-1)

@@ -41,6 +41,7 @@ import torch
 
 from ..core.atomic import atomic_torch_save
 from ..core.errors import InputError
+from ..core.torch_file import load_torch_file
 from .preprocess import HUDGINS_FEATURES
 
 # The stream features are four per electrode and frame, 4x the stream itself in float32; bfloat16 keeps float32's
@@ -112,15 +113,12 @@ def read_tensor_file(path: Path) -> dict:
     """The payload of a tensor file, as written; an error that names the file, the field and what to do when it is
     not one, or lacks what every reader uses."""
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file; convert the subject first (the workflow's convert rule)") from None
-    except Exception as error:  # a truncated or foreign file: torch raises several kinds
-        raise InputError(
-            f"{path}: cannot be read as a tensor file ({type(error).__name__}: {error}); it is truncated or not a "
-            f"converted subject: {RECONVERT}"
-        ) from None
+    payload = load_torch_file(
+        path,
+        "a tensor file",
+        "no such file; convert the subject first (the workflow's convert rule)",
+        f"it is truncated or not a converted subject: {RECONVERT}",
+    )
     if not isinstance(payload, dict):
         raise InputError(f"{path}: holds a {type(payload).__name__}, not a converted subject's tensors; {RECONVERT}")
     _require(path, "", payload, READ_KEYS)

@@ -41,6 +41,7 @@ import torch
 
 from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from ..learning.dataset import DB23, Selection
 from ..learning.folds import fold_selections
 from ..learning.inference import FrameScorer
@@ -188,7 +189,7 @@ def evaluate_stream(
     # Every subset drawn at k = K holds every gesture: the one subset there is, scored once.
     subsets = {k: chosen[: 1 if k == n_gestures else trials] for k, chosen in drawn.items() if k in sizes}
     frame_ms = 1000 / raw.frame_rate_hz
-    vote_frames = sorted({round(ms / frame_ms) for ms in vote_ms})
+    vote_frames = sorted({ms_to_frames(ms, raw.frame_rate_hz) for ms in vote_ms})
     guard = stream_guard(raw, guard_ms)
     table = pd.concat(
         [

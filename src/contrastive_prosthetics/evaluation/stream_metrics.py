@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from ..data.preprocess import find_runs
-from ..learning.decisions import decide
+from ..learning.decisions import decide, vote
 
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
@@ -114,8 +115,7 @@ def decide_subsets(
                 # Where several classes share the most votes, the larger summed score wins, then the lower index.
                 subset, frame = (tied.sum(2) > 1).nonzero(as_tuple=True)
                 if len(frame):
-                    best = sums[votes][frame[:, None], columns[subset]].masked_fill(~tied[subset, frame], -torch.inf)
-                    local[subset, frame] = (best == best.amax(1, keepdim=True)).to(torch.uint8).argmax(1)
+                    local[subset, frame] = vote(counts[subset, frame], sums[votes][frame[:, None], columns[subset]])
                 decisions[votes][chosen] = columns.gather(1, local)
     return decisions
 
@@ -239,8 +239,9 @@ def stream_metrics(
     """One row per (k, subset, vote) over every scored stretch ``(subject, positions, logits, truth)``; ``guard``
     ([stream frame] bool, read at each stretch's positions; None: no guard band) marks the guard band."""
     keys, allowed = allowed_masks(classes, subsets)
-    rest, stable, skip = classes.index(REST), round(STABLE_MS / frame_ms), round(STEADY_AFTER_MS / frame_ms)
-    transition = round(TRANSITION_MS / frame_ms)
+    rate_hz = 1000 / frame_ms
+    rest, stable = classes.index(REST), ms_to_frames(STABLE_MS, rate_hz)
+    skip, transition = ms_to_frames(STEADY_AFTER_MS, rate_hz), ms_to_frames(TRANSITION_MS, rate_hz)
     guard = None if guard is None else np.asarray(guard, dtype=bool)
     totals = {votes: {} for votes in vote_frames}
     delays = {votes: [] for votes in vote_frames}
@@ -380,7 +381,7 @@ def straightforward_stream_metrics(
 ) -> pd.DataFrame:
     """The reference :func:`stream_metrics` is tested against: :func:`..learning.decisions.decide` per subset × vote
     × stretch, each movement run walked in Python (``python -m bench stream`` compares their speed)."""
-    rest = classes.index(REST)
+    rest, rate_hz = classes.index(REST), 1000 / frame_ms
     guard = None if guard is None else np.asarray(guard, dtype=bool)
     rows = []
     for k, chosen in subsets.items():
@@ -408,13 +409,13 @@ def straightforward_stream_metrics(
                     movement += int((keep & ~is_rest).sum())
                     rests += int(is_rest.sum())
                     false += int((decisions[is_rest] != rest).sum())
-                    near = _reference_transition_rest(truth, round(TRANSITION_MS / frame_ms))
+                    near = _reference_transition_rest(truth, ms_to_frames(TRANSITION_MS, rate_hz))
                     transition += int(near.sum())
                     transition_false += int((decisions[near] != rest).sum())
                     wrong = (decisions != rest) & is_rest
                     events += int((wrong & ~np.concatenate(([False], wrong[:-1]))).sum())
-                    delays += _reference_onset_delays(decisions, truth, mask, round(STABLE_MS / frame_ms))
-                    c, f = _reference_steady_changes(decisions, truth, mask, round(STEADY_AFTER_MS / frame_ms))
+                    delays += _reference_onset_delays(decisions, truth, mask, ms_to_frames(STABLE_MS, rate_hz))
+                    c, f = _reference_steady_changes(decisions, truth, mask, ms_to_frames(STEADY_AFTER_MS, rate_hz))
                     changes, steady = changes + c, steady + f
                 reached = np.array([d for d in delays if not np.isnan(d)])
                 rows.append(

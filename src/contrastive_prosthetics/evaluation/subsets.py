@@ -30,13 +30,13 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from ..learning.decisions import vote
 from .subset_scores import draw_subsets as draw_subsets
 from .subset_scores import subset_frame, subset_membership, subset_metrics
 from .voting import (
     checked_scores,
     majority_vote,
     rest_index,
-    vote,
     window_frame_matrix,
     window_ids,
     window_score_sums,

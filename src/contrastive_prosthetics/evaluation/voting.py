@@ -5,18 +5,18 @@ lower class index, as ``torch.argmax`` does. A window is ``window_frames`` conse
 class, repetition) segment (of one ``segment``, for payloads that number their segments, as the rest windows'
 of :mod:`.rest_windows` do); an incomplete trailing window is not scored. A window's vote is its most frequent
 frame prediction; a tie is broken by the larger sum of the tied classes' logits over the window's frames, and a
-tie in that sum by the lower class index. Window lengths in frames come from milliseconds and the payload's
-frame rate (:func:`window_frames_for`).
+tie in that sum by the lower class index: the controller's rule, :func:`..learning.decisions.vote`. Window lengths
+in frames come from milliseconds and the payload's frame rate (:func:`window_frames_for`).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from ..data.ninapro import REST
+from ..learning.decisions import vote
 
 
 def rest_index(classes: list[str]) -> int | None:
@@ -49,7 +49,7 @@ def window_frames_for(window_ms: float, frame_rate_hz: float) -> int:
             f"evaluation.vote_window_ms = {window_ms:g} is shorter than one frame ({period_ms:g} ms at "
             f"{frame_rate_hz:g} Hz): set it to at least {period_ms:g}"
         )
-    return round(window_ms / period_ms)
+    return ms_to_frames(window_ms, frame_rate_hz)
 
 
 def _segments(payload: dict) -> torch.Tensor:
@@ -95,18 +95,6 @@ def window_score_sums(scores: torch.Tensor, ids: torch.Tensor, n_windows: int) -
     """
     scored = ids >= 0
     return torch.zeros(n_windows, scores.shape[1], dtype=scores.dtype).index_add_(0, ids[scored], scores[scored])
-
-
-def vote(counts: torch.Tensor, score_sums: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
-    """Most frequent class per row of ``counts``; ties go to the larger score sum, then to the lower index."""
-    if allowed is not None:
-        counts = counts.masked_fill(~allowed, -1)
-    tied = counts == counts.amax(1, keepdim=True)
-    tied_sums = score_sums.masked_fill(~tied, -math.inf)
-    # Comparing against the tied classes' best sum (not taking a plain argmax) keeps the winner among the tied
-    # classes even when their sums are -inf.
-    winners = tied & (tied_sums == tied_sums.amax(1, keepdim=True))
-    return winners.to(torch.uint8).argmax(1)  # argmax returns the first of equal maxima: the lower index
 
 
 def majority_vote(

@@ -17,8 +17,9 @@ from dataclasses import replace
 import torch
 
 from .dataset import DB23, Normalisation
+from .fitted_lda import FittedLDA
 from .folds import FoldSelections
-from .lda import FittedLDA, fit_lda, training_table
+from .lda import fit_lda, training_table
 from .models import ModelConfig
 from .stream_sampling import guard_width
 from .train import Device, Setting, train_once

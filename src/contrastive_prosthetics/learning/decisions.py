@@ -1,8 +1,14 @@
 """The controller's decision rule, shared by the stream evaluation and the real-time controller: each frame's most
 similar class among the chosen gestures + rest, then a causal majority vote over the last ``vote_frames`` decisions
-(ties to the larger summed score, then the lower class index)."""
+(ties to the larger summed score, then the lower class index).
+
+:func:`vote` is the one home of that tie rule: the causal votes here, the stream metrics' many subsets at once and
+the windows of the offline evaluation (:mod:`..evaluation.voting`) all break their ties through it.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -17,6 +23,20 @@ def allowed_classes(classes: list[str], gestures: list[str]) -> torch.Tensor:
     if unknown:
         raise InputError(f"unknown gesture(s) {unknown}; the model knows {classes[1:]}")
     return torch.tensor([name == REST or name in gestures for name in classes])
+
+
+def vote(counts: torch.Tensor, score_sums: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """The class each row of ``counts`` [row, class] (votes) goes to: the most votes among the ``allowed`` classes
+    ([class] or [row, class] mask; None: every class), a tie to the larger of ``score_sums`` [row, class], a tie in
+    that sum to the lower class index. The sums are the caller's, in its own order and precision."""
+    if allowed is not None:
+        counts = counts.masked_fill(~allowed, -1)
+    tied = counts == counts.amax(1, keepdim=True)
+    tied_sums = score_sums.masked_fill(~tied, -math.inf)
+    # Comparing against the tied classes' best sum (not taking a plain argmax) keeps the winner among the tied
+    # classes even when their sums are -inf.
+    winners = tied & (tied_sums == tied_sums.amax(1, keepdim=True))
+    return winners.to(torch.uint8).argmax(1)  # argmax returns the first of equal maxima: the lower index
 
 
 def decide(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int) -> torch.Tensor:
@@ -36,19 +56,18 @@ def decide(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int) -> tor
     scores, sums = logits.double(), torch.zeros((n_frames, n_classes), dtype=torch.float64)
     for back in range(min(n, n_frames) - 1, -1, -1):
         sums[back:] += scores[: n_frames - back]
-    tied = (counts == counts.amax(1, keepdim=True)) & allowed
-    best = sums.masked_fill(~tied, -torch.inf)
-    return (best == best.amax(1, keepdim=True)).to(torch.uint8).argmax(1)
+    return vote(counts, sums, allowed)
 
 
 def decide_latest(latest: np.ndarray, allowed: np.ndarray, vote_frames: int) -> int:
     """:func:`decide`'s decision for the last of the frames ``latest`` [frame, class] (float32 logits, at least
-    the last ``vote_frames``), in numpy: the same arithmetic, in the same order, at a fraction of the cost."""
+    the last ``vote_frames``), in numpy: the same arithmetic, in the same order, at a fraction of the cost; the tie
+    is :func:`vote`'s, on that one row."""
     window = latest[-max(vote_frames, 1) :]
     predictions = np.where(allowed, window, -np.inf).argmax(1)
     counts = np.bincount(predictions, minlength=window.shape[1])
     sums = np.zeros(window.shape[1])
     for row in window:  # oldest first, from zero, in float64: as decide does
         sums += row.astype(np.float64)
-    best = np.where((counts == counts.max()) & allowed, sums, -np.inf)
-    return int(np.argmax(best == best.max()))
+    one = torch.from_numpy(counts)[None], torch.from_numpy(sums)[None]  # views, not copies: one row for vote
+    return int(vote(*one, torch.as_tensor(allowed))[0])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from ..core.atomic import atomic_write_tsv
 from ..data.preprocess import HUDGINS_FEATURES
 from .dataset import DB23, Selection
+from .fitted_lda import FittedLDA
 from .folds import fold_selections, training_view
 from .logits import RestWindows, write_logits
 from .model_file import write_lda_file
@@ -74,27 +74,12 @@ def training_table(
     return x, index[:, 0].numpy(), index[:, 1].numpy()
 
 
-@dataclass
-class FittedLDA:
-    """One LDA with the standardisation of its training features."""
-
-    estimator: LinearDiscriminantAnalysis
-    mean: np.ndarray
-    std: np.ndarray
-
-    def scores(self, x: np.ndarray, n_classes: int) -> torch.Tensor:
-        decision = self.estimator.decision_function((x - self.mean) / self.std)
-        logits = torch.full((len(x), n_classes), -1e9)  # classes never trained on cannot be chosen
-        logits[:, torch.as_tensor(self.estimator.classes_)] = torch.as_tensor(decision, dtype=torch.float32)
-        return logits
-
-
 def fit_lda(x: np.ndarray, labels: np.ndarray) -> FittedLDA:
     mean, std = x.mean(0), x.std(0)
     std[std < 1e-12] = 1.0  # dead or padded channels, and ZC of DB1's rectified signal
     estimator = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
     estimator.fit((x - mean) / std, labels)
-    return FittedLDA(estimator, mean, std)
+    return FittedLDA.from_estimator(estimator, mean, std)
 
 
 def score_selection(

@@ -27,6 +27,7 @@ import torch
 
 from ..core.atomic import atomic_torch_save
 from ..core.errors import InputError
+from ..core.torch_file import load_torch_file
 
 PER_FRAME = ("logits", "label", "subject", "repetition", "frame")
 PER_REST_WINDOW = ("rest_window_logits", "rest_window_subject", "rest_window_repetition", "rest_window_start")
@@ -90,12 +91,9 @@ def write_logits(
 def read_logits(path: Path) -> dict:
     """The payload written by :func:`write_logits`; an error naming the file and the field if it is not one."""
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; run the train rule that writes it") from None
-    except Exception as error:  # a truncated or foreign file: torch raises several kinds
-        raise InputError(f"{path}: cannot be read as a logits file ({error}); delete it and train again") from None
+    payload = load_torch_file(
+        path, "a logits file", "not found; run the train rule that writes it", "delete it and train again"
+    )
     missing = [
         key for key in (*PER_FRAME, *PER_REST_WINDOW, *PER_FILE) if not isinstance(payload, dict) or key not in payload
     ]

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ..core.atomic import atomic_torch_save
 from ..core.errors import InputError
+from ..core.torch_file import load_torch_file
 from .dataset import DB23, Normalisation
+from .fitted_lda import PICKLED_MODULES, FittedLDA
 from .models import ModelConfig, build_model
 
 # Fields of a network's model.pt, in the order they are saved.
@@ -49,7 +49,7 @@ NETWORK_FIELDS = {
 }
 # Fields of an LDA model's model.pt, in the order they are saved.
 LDA_FIELDS = {
-    "estimators": "subject name (or 'all': one LDA for every subject) → FittedLDA",
+    "estimators": "subject name (or 'all': one LDA for every subject) → FittedLDA.as_dict(): its arrays, as tensors",
     "feature_names": "the Hudgins features, in the order of the features' last axis",
     "classes": NETWORK_FIELDS["classes"],
     "subjects": NETWORK_FIELDS["subjects"],
@@ -129,23 +129,29 @@ def write_personalised_file(path: Path, saved: dict, **changes) -> None:
 
 def write_lda_file(path: Path, data: DB23, **fields) -> None:
     """Write an LDA model's ``model.pt``: every field of :data:`LDA_FIELDS` (``adabn`` is False; those that describe
-    the data taken from ``data``); a missing or unknown field is a ``ValueError``."""
+    the data taken from ``data``; ``estimators`` given as FittedLDA, stored as their arrays); a missing or unknown
+    field is a ``ValueError``."""
+    if "estimators" in fields:  # plain tensors: no class of ours is pickled
+        fields["estimators"] = {name: model.as_dict() for name, model in fields["estimators"].items()}
     _write(path, LDA_FIELDS, _described_by(data, LDA_FIELDS) | {"adabn": False, "adaptation": "none"} | fields)
 
 
 def read_model_file(path: Path) -> dict:
-    """A ``model.pt`` of either kind, as saved; an error naming the file (and the field) if it is not one."""
+    """A ``model.pt`` of either kind, as saved (an LDA's ``estimators`` as FittedLDA, from files of every version);
+    an error naming the file (and the field) if it is not one."""
     path = Path(path)
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; run the train rule that writes it") from None
-    except Exception as error:  # a truncated or foreign file: torch raises several kinds
-        raise InputError(f"{path}: cannot be read as a model.pt ({error}); delete it and train again") from None
+    saved = load_torch_file(
+        path, "a model.pt", "not found; run the train rule that writes it", "delete it and train again", PICKLED_MODULES
+    )
     if not isinstance(saved, dict) or not any(key in saved for key in KIND_FIELDS):
         raise InputError(
             f"{path}: not a model.pt (no field {' or '.join(KIND_FIELDS)}); give the model.pt that training wrote"
         )
+    if "estimators" in saved:  # older files pickled FittedLDA itself: it comes back as one already
+        saved["estimators"] = {
+            name: FittedLDA.from_dict(model) if isinstance(model, dict) else model
+            for name, model in saved["estimators"].items()
+        }
     return saved
 
 

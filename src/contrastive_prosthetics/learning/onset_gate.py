@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 
 GATE_MARGIN = 1e4  # far beyond any logit: a closed gate's frame is rest, whatever the scores
 
@@ -40,7 +41,7 @@ class OnsetGate:
         return cls(
             on_ratio=float(gate["on_ratio"]),
             off_ratio=float(gate["off_ratio"]),
-            dwell_frames=max(round(gate["dwell_ms"] * frame_rate_hz / 1000), 1),
+            dwell_frames=max(ms_to_frames(gate["dwell_ms"], frame_rate_hz), 1),
             rest_frames=max(round(gate["rest_s"] * frame_rate_hz), 1),
         )
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from .dataset import Selection
 from .decisions import decide
@@ -88,7 +89,7 @@ def rest_calibration(
     target = settings.rest_false_activation_target
     if target is None:
         return None
-    vote = round(settings.vote_window_ms * frame_rate_hz / 1000)
+    vote = ms_to_frames(settings.vote_window_ms, frame_rate_hz)
     calibration = calibrate_rest_bias(stretches, classes.index(REST), vote, target)
     log.info("rest calibration on the validation streams: %s", calibration)
     return calibration

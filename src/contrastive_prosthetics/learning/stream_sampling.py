@@ -21,13 +21,14 @@ from collections.abc import Iterator
 import torch
 
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from .dataset import DB23, Selection
 from .sampling import ContrastiveBatch
 
 
 def guard_width(guard_ms: float, frame_rate_hz: float) -> int:
     """``training.guard_ms`` in frames: the guard band's width on each side of a change of label."""
-    return round(guard_ms * frame_rate_hz / 1000)
+    return ms_to_frames(guard_ms, frame_rate_hz)
 
 
 def guard_mask(classes: torch.Tensor, subject: torch.Tensor, guard_frames: int) -> torch.Tensor:

@@ -1,29 +1,36 @@
-"""The real-time stage's subcommands (see :mod:`..cli`): replay, export and calibrate, each one call of a package
-function; imports wait for the call, so that ``--help`` stays fast."""
+"""The real-time stage's subcommands (see :mod:`..cli`): replay (its timeline; the command line draws the figure),
+export and calibrate, each one call of a package function; imports wait for the call, so that ``--help`` stays
+fast."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import InputError
 from ..data.ninapro import DATABASES
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger("contrastive_prosthetics")
 
 
-def command_replay(args: argparse.Namespace) -> None:
+def replay_recording(args: argparse.Namespace) -> pd.DataFrame:
+    """The replay subcommand's real-time part: the timeline, written to ``--out`` and returned (the command line
+    draws its ``--figure``: this stage imports nothing of the report's)."""
     from ..data.ninapro import database
     from .adabn import recording_emg
-    from .replay import controller_for, replay_to_files
+    from .replay import controller_for, replay_to_file
 
     spec = database(args.database)
     adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
     controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend, adapt_on)
-    figure = Path(args.figure) if args.figure else None
-    timeline = replay_to_files(controller, Path(args.recording), spec, Path(args.out), figure)
+    timeline = replay_to_file(controller, Path(args.recording), spec, Path(args.out))
     log.info("%d frames, %.1f %% decided right", len(timeline), 100 * (timeline["true"] == timeline["decided"]).mean())
+    return timeline
 
 
 def command_export(args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.signal
 
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from ..data.preprocess import PreprocessParams, bandpass_sos, hop_samples
 
 
@@ -25,7 +26,7 @@ class FrameMaker:
         if not already_rectified:
             self.sos = bandpass_sos(sampling_rate_hz, params)
             self.state = np.zeros((self.sos.shape[0], 2, n_channels))
-            self.window = round(params.rms_window_ms * sampling_rate_hz / 1000)
+            self.window = ms_to_frames(params.rms_window_ms, sampling_rate_hz)
             # Running sums of squares R[i] = sum of the first i squared samples, for i from `base` to `samples`.
             self.running = np.zeros((1, n_channels))
             self.base = 0

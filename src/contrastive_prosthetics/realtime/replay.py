@@ -1,4 +1,4 @@
-"""Replay a recording through the controller: a decision timeline and a figure of true and decided gesture.
+"""Replay a recording through the controller: a decision timeline of true and decided gesture.
 
     contrastive-prosthetics replay --model model.pt --recording S1_E1_A1.mat --database db2 --gestures B1 B6 B13 \
         --vote-ms 100 --out timeline.tsv --adapt-on S1_E1_A1.mat   # an AdaBN model: its first 100 s adapt it
@@ -15,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from ..data.matfile import load_recording
 from ..data.ninapro import DatabaseSpec, exercise_from_file_name, movement_names
 from ..evaluation.voting import window_frames_for
 from ..learning.model_file import read_network_file
-from ..report.plotting import class_sort_key, save_figure, styled
 from .controller import Controller
 
 CHUNK_MS = 10
@@ -76,7 +75,7 @@ def replay(controller: Controller, recording_path: Path, spec: DatabaseSpec, max
     exercise = recording_exercise(spec, recording_path)
     movements = spec.global_labels(exercise, recording.restimulus, recording.source)
     names = ["rest", *movement_names(exercise)]
-    chunk = max(round(CHUNK_MS * spec.sampling_rate_hz / 1000), 1)
+    chunk = max(ms_to_frames(CHUNK_MS, spec.sampling_rate_hz), 1)
     decided = []
     for start in range(0, len(recording.emg), chunk):
         decided += controller.push(recording.emg[start : start + chunk])
@@ -91,37 +90,10 @@ def replay(controller: Controller, recording_path: Path, spec: DatabaseSpec, max
     )
 
 
-@styled
-def timeline_figure(timeline: pd.DataFrame, out_stem: Path, title: str) -> list[Path]:
-    """True (grey) and decided (colour) gesture over time; wrong decisions in red."""
-    classes = sorted(set(timeline["true"]) | set(timeline["decided"]), key=class_sort_key)
-    row = {name: i for i, name in enumerate(classes)}
-    figure = Figure(figsize=(14, max(3.0, 0.3 * len(classes) + 1.5)), layout="constrained")
-    axes = figure.add_subplot()
-    time = timeline["time_s"].to_numpy()
-    truth, decided = timeline["true"].map(row).to_numpy(), timeline["decided"].map(row).to_numpy()
-    axes.step(time, truth, where="post", color="grey", linewidth=4, alpha=0.5, label="true (relabelled)")
-    right = truth == decided
-    axes.scatter(time[right], decided[right], s=2, color="tab:blue", label="decided, right")
-    axes.scatter(time[~right], decided[~right], s=2, color="tab:red", label="decided, wrong")
-    axes.set_yticks(range(len(classes)), classes)
-    axes.set_xlabel("Time (s)")
-    axes.set_title(f"{title}: {100 * right.mean():.1f} % of frames decided right")
-    axes.legend(loc="upper right", markerscale=4)
-    return save_figure(figure, out_stem)
-
-
-def replay_to_files(
-    controller: Controller,
-    recording_path: Path,
-    spec: DatabaseSpec,
-    out_tsv: Path,
-    figure: Path | None,
-    max_length_mismatch: int = 100,
+def replay_to_file(
+    controller: Controller, recording_path: Path, spec: DatabaseSpec, out_tsv: Path, max_length_mismatch: int = 100
 ) -> pd.DataFrame:
-    """:func:`replay`, written as a TSV timeline and (optionally) a figure ``<figure>.svg|png``."""
+    """:func:`replay`, written as a TSV timeline (its figure is the report's: :mod:`..report.replay_figure`)."""
     timeline = replay(controller, Path(recording_path), spec, max_length_mismatch)
     atomic_write_frame(timeline, Path(out_tsv))
-    if figure is not None:
-        timeline_figure(timeline, Path(figure).with_suffix(""), Path(recording_path).name)
     return timeline

@@ -1,0 +1,40 @@
+"""The one tie rule of every vote (learning/decisions.vote): the most votes, then the larger summed score, then the
+lower class index; the controller, the stream metrics and the offline windows all reach it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from contrastive_prosthetics.evaluation.stream_metrics import decide_subsets
+from contrastive_prosthetics.learning.decisions import decide, decide_latest, vote
+
+
+def test_a_tie_in_votes_goes_to_the_larger_sum_then_to_the_lower_index():
+    counts = torch.tensor([[2, 2, 1], [1, 2, 2], [1, 1, 1], [0, 3, 0]])
+    sums = torch.tensor([[1.0, 2.0, 9.0], [5.0, 3.0, 3.0], [0.5, 0.5, 0.5], [9.0, 0.0, 9.0]], dtype=torch.float64)
+    assert vote(counts, sums).tolist() == [1, 1, 0, 1]
+
+
+def test_a_class_not_allowed_never_wins_however_many_votes_it_has():
+    counts, sums = torch.tensor([[5, 1, 1]]), torch.tensor([[9.0, 1.0, 2.0]])
+    assert vote(counts, sums, torch.tensor([False, True, True])).tolist() == [2]
+
+
+def test_a_tie_stays_among_the_tied_classes_when_their_sums_are_minus_infinity():
+    counts = torch.tensor([[1, 2, 2]])
+    sums = torch.tensor([[0.0, -torch.inf, -torch.inf]], dtype=torch.float64)
+    assert vote(counts, sums).tolist() == [1]
+
+
+def test_the_causal_vote_the_controller_and_the_subsets_break_ties_alike():
+    """Integer logits make ties in votes and in sums common: decide, decide_latest (one frame at a time) and
+    decide_subsets (many subsets at once) decide every frame alike."""
+    generator = np.random.default_rng(3)
+    scores = generator.integers(-2, 2, (300, 6)).astype(np.float32)
+    logits, allowed = torch.from_numpy(scores), torch.tensor([True, True, False, True, True, False])
+    for votes in (2, 4, 25):
+        offline = decide(logits, allowed, votes)
+        latest = [decide_latest(scores[max(0, t + 1 - votes) : t + 1], allowed.numpy(), votes) for t in range(300)]
+        assert offline.tolist() == latest
+        assert torch.equal(decide_subsets(logits, allowed[None], [votes])[votes][0], offline)
