@@ -11,11 +11,11 @@ import torch
 from contrastive_prosthetics.data.ninapro import class_names
 from contrastive_prosthetics.evaluation.stream_metrics import (
     allowed_masks,
-    decide_subsets,
     straightforward_stream_metrics,
     stream_metrics,
 )
 from contrastive_prosthetics.evaluation.subsets import draw_subsets
+from contrastive_prosthetics.learning.batched_decisions import decide_subsets
 from contrastive_prosthetics.learning.decisions import decide
 
 CLASSES = class_names(["A"])  # rest + 12 gestures
@@ -75,7 +75,7 @@ def test_decisions_of_many_subsets_are_the_controllers_bit_for_bit():
 
 
 def test_decisions_are_the_same_in_memory_bounded_chunks(monkeypatch):
-    import contrastive_prosthetics.evaluation.stream_metrics as module
+    import contrastive_prosthetics.learning.batched_decisions as module
 
     _, _, logits, _ = random_stretch(np.random.default_rng(4), 9, quantised=False)
     _, allowed = allowed_masks(CLASSES, draw_subsets(len(CLASSES) - 1, 4, 1))

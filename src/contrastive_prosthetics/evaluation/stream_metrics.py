@@ -30,14 +30,14 @@ import torch
 from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from ..data.preprocess import find_runs
-from ..learning.decisions import decide, vote
+from ..learning.batched_decisions import decide_subsets
+from ..learning.decisions import decide
 
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
 # Rest this close to a movement (the release after it, the cue before the relabelled onset) is transition rest;
 # the rest is quiet rest, where a resting hand must stay still.
 TRANSITION_MS = 500
-CHUNK_ELEMENTS = 2**23  # subsets × frames × classes per chunk of the vote: bounds memory on long recordings
 GROUP_FRAMES = 2**16  # frames of short stretches decided together: few calls, and [subset, frame] tensors stay small
 
 
@@ -52,72 +52,6 @@ def allowed_masks(classes: list[str], subsets: dict[int, torch.Tensor]) -> tuple
             keys.append((k, trial))
             masks.append(allowed)
     return keys, torch.stack(masks) if masks else torch.zeros((0, len(classes)), dtype=torch.bool)
-
-
-def stretch_offsets(n_frames: int, starts: torch.Tensor) -> torch.Tensor:
-    """[frame] frames since the start of its stretch, for stretches laid end to end that start at ``starts``."""
-    first = torch.zeros(n_frames, dtype=torch.long)
-    first[starts] = starts
-    return torch.arange(n_frames) - first.cummax(0).values
-
-
-def vote_score_sums(logits: torch.Tensor, vote_frames: int, offsets: torch.Tensor | None = None) -> torch.Tensor:
-    """[frame, class] float64 sums of the last ``vote_frames`` frames' scores (never reaching back before the
-    frame's stretch start, ``offsets`` frames back), added oldest to newest from zero, exactly as
-    :func:`..learning.decisions.decide` adds them (so ties between classes break the same way)."""
-    n = max(vote_frames, 1)
-    n_frames = len(logits)
-    offsets = torch.arange(n_frames) if offsets is None else offsets
-    scores, sums = logits.double(), torch.zeros(logits.shape, dtype=torch.float64)
-    for back in range(min(n, n_frames) - 1, -1, -1):
-        inside = (offsets[back:] >= back)[:, None]  # adding an exact zero elsewhere leaves the sum's bits alone
-        sums[back:] += torch.where(inside, scores[: n_frames - back], 0.0)
-    return sums
-
-
-def decide_subsets(
-    logits: torch.Tensor, allowed: torch.Tensor, vote_frames: list[int], starts: torch.Tensor | None = None
-) -> dict[int, torch.Tensor]:
-    """:func:`..learning.decisions.decide` for many subsets and vote lengths at once: logits [frame, class] and allowed
-    [subset, class] → {vote length: decisions [subset, frame]}. ``starts`` (default: frame 0) are the frames where
-    a stretch starts and the controller restarts, its vote emptied: many short stretches decided in one call.
-
-    Subsets with the same number of allowed classes are decided together on just their classes' columns (in
-    ascending class order, so that the first maximum is still the lowest class index): a subset of k gestures
-    costs k + 1 columns, not every class. The per-frame predictions and their running vote counts are computed
-    once for every vote length, and each vote length's score sums once for every subset."""
-    n_subsets, n_frames = len(allowed), len(logits)
-    starts = torch.zeros(1, dtype=torch.long) if starts is None else starts
-    offsets = stretch_offsets(n_frames, starts)
-    sums = {votes: vote_score_sums(logits, votes, offsets) for votes in vote_frames}
-    # A vote counts the frames from max(t + 1 - n, its stretch start) to t: the difference of two running counts.
-    frame = torch.arange(n_frames)
-    since = {votes: torch.maximum(frame + 1 - max(votes, 1), frame - offsets) for votes in vote_frames}
-    decisions = {votes: torch.empty((n_subsets, n_frames), dtype=torch.long) for votes in vote_frames}
-    sizes = allowed.sum(1)
-    for size in sizes.unique().tolist():
-        rows = (sizes == size).nonzero().squeeze(1)
-        step = max(1, CHUNK_ELEMENTS // max(n_frames * size, 1))
-        for first in range(0, len(rows), step):
-            chosen = rows[first : first + step]
-            # Each subset's classes, ascending: the indices of its True entries in order.
-            columns = allowed[chosen].nonzero()[:, 1].view(len(chosen), size)
-            predictions = logits[:, columns].permute(1, 0, 2).argmax(2)  # [subset, frame] among its columns
-            cumulative = torch.zeros((len(chosen), n_frames + 1, size), dtype=torch.int32)
-            cumulative[:, 1:] = torch.nn.functional.one_hot(predictions, size).cumsum(1, dtype=torch.int32)
-            for votes in vote_frames:
-                if max(votes, 1) == 1:  # a vote of one frame is its prediction (decide's tie-break never acts)
-                    decisions[votes][chosen] = columns.gather(1, predictions)
-                    continue
-                counts = cumulative[:, 1:] - cumulative[:, since[votes]]  # the votes inside the window
-                tied = counts == counts.amax(2, keepdim=True)
-                local = counts.argmax(2)  # the first maximum: the decision wherever the vote has one winner
-                # Where several classes share the most votes, the larger summed score wins, then the lower index.
-                subset, frame = (tied.sum(2) > 1).nonzero(as_tuple=True)
-                if len(frame):
-                    local[subset, frame] = vote(counts[subset, frame], sums[votes][frame[:, None], columns[subset]])
-                decisions[votes][chosen] = columns.gather(1, local)
-    return decisions
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,23 @@ def vote(counts: torch.Tensor, score_sums: torch.Tensor, allowed: torch.Tensor |
     return winners.to(torch.uint8).argmax(1)  # argmax returns the first of equal maxima: the lower index
 
 
+def window_score_sums(
+    logits: torch.Tensor, frames: torch.Tensor, vote_frames: int, offsets: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[frame of ``frames``, class] float64 sums of the scores of the last ``vote_frames`` frames up to each of
+    ``frames`` (never before its stretch's start, ``offsets`` [frame] frames back; default: one stretch from frame
+    0), added oldest to newest from zero: the sums a tied vote is broken by. Only the frames asked for are summed
+    (ties are few); an exact zero added outside the window leaves a sum's bits as they are, so each row is the
+    same bits as summing the whole recording at once."""
+    n = max(vote_frames, 1)
+    reach = frames if offsets is None else offsets[frames]  # how far back the frame's stretch goes
+    sums = torch.zeros((len(frames), logits.shape[1]), dtype=torch.float64)
+    for back in range(n - 1, -1, -1):
+        inside = (reach >= back)[:, None]
+        sums += torch.where(inside, logits[(frames - back).clamp(min=0)].double(), 0.0)
+    return sums
+
+
 def decide(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int) -> torch.Tensor:
     """Decisions of consecutive frames [frame, class] → [frame] class indices: each frame's most similar allowed
     class, then a causal majority vote over the last ``vote_frames`` of them (fewer at the start; 0 or 1: no
@@ -52,11 +69,13 @@ def decide(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int) -> tor
     predictions = logits.masked_fill(~allowed, -torch.inf).argmax(1)
     cumulative = torch.nn.functional.one_hot(predictions, n_classes).cumsum(0)
     before = torch.cat((torch.zeros((n, n_classes), dtype=cumulative.dtype), cumulative))[:n_frames]
-    counts = cumulative - before  # votes over the last n frames
-    scores, sums = logits.double(), torch.zeros((n_frames, n_classes), dtype=torch.float64)
-    for back in range(min(n, n_frames) - 1, -1, -1):
-        sums[back:] += scores[: n_frames - back]
-    return vote(counts, sums, allowed)
+    counts = (cumulative - before).masked_fill(~allowed, -1)  # votes over the last n frames
+    tied = counts == counts.amax(1, keepdim=True)
+    decisions = tied.to(torch.uint8).argmax(1)  # the one winner, where the vote has one
+    rows = (tied.sum(1) > 1).nonzero().squeeze(1)
+    if len(rows):  # the rule's tie-break, on the tied frames' score sums
+        decisions[rows] = vote(counts[rows], window_score_sums(logits, rows, n), allowed)
+    return decisions
 
 
 def decide_latest(latest: np.ndarray, allowed: np.ndarray, vote_frames: int) -> int:

@@ -23,8 +23,8 @@ import torch
 
 from ..core.units import ms_to_frames
 from ..data.ninapro import REST
+from .batched_decisions import decide_stretches
 from .dataset import Selection
-from .decisions import decide
 from .inference import FrameScorer
 from .onset_gate import OnsetGate
 from .poses import with_subject_codes
@@ -47,36 +47,59 @@ class RestCalibration:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+@dataclass(frozen=True)
+class _LaidEndToEnd:
+    """Stretches (logits [frame, class], truth [frame]) laid end to end once, to be decided at many biases: the
+    controller restarts at each stretch (:func:`.batched_decisions.decide_stretches`)."""
+
+    logits: torch.Tensor
+    truth: torch.Tensor
+    starts: torch.Tensor
+
+    @classmethod
+    def of(cls, stretches: list) -> _LaidEndToEnd:
+        lengths = torch.tensor([len(logits) for logits, _ in stretches], dtype=torch.long)
+        starts = torch.cumsum(lengths, 0) - lengths
+        truth = torch.cat([torch.as_tensor(np.asarray(labels)) for _, labels in stretches])
+        return cls(torch.cat([logits for logits, _ in stretches]), truth, starts[lengths > 0])
+
+    def false_activation(self, rest: int, vote_frames: int, bias: float) -> tuple[float, int]:
+        shifted = self.logits.clone()
+        shifted[:, rest] += bias
+        every_class = torch.ones(self.logits.shape[1], dtype=torch.bool)
+        decisions = decide_stretches(shifted, every_class, vote_frames, self.starts)
+        at_rest = self.truth == rest
+        frames = int(at_rest.sum())
+        return int((decisions[at_rest] != rest).sum()) / max(frames, 1), frames
+
+
 def rest_false_activation(stretches: list, rest: int, vote_frames: int, bias: float) -> tuple[float, int]:
     """Rest frames decided as a gesture over every stretch (logits [frame, class], truth [frame]), every class
     allowed, the controller restarting at each stretch; and the number of rest frames."""
-    false = frames = 0
-    for logits, truth in stretches:
-        shifted = logits.clone()
-        shifted[:, rest] += bias
-        decisions = decide(shifted, torch.ones(logits.shape[1], dtype=torch.bool), vote_frames)
-        at_rest = torch.as_tensor(truth) == rest
-        false += int((decisions[at_rest] != rest).sum())
-        frames += int(at_rest.sum())
-    return false / max(frames, 1), frames
+    if not stretches:
+        return 0.0, 0
+    return _LaidEndToEnd.of(stretches).false_activation(rest, vote_frames, bias)
 
 
 def calibrate_rest_bias(stretches: list, rest: int, vote_frames: int, target: float) -> RestCalibration:
     """The smallest rest bias meeting ``target`` on the validation ``stretches`` (see the module), by bisection:
     more bias never decides fewer frames as rest, so the rate falls as the bias grows."""
-    before, frames = rest_false_activation(stretches, rest, vote_frames, 0.0)
+    if not stretches:
+        return RestCalibration(0.0, target, 0.0, 0.0, 0)
+    laid = _LaidEndToEnd.of(stretches)
+    before, frames = laid.false_activation(rest, vote_frames, 0.0)
     if frames == 0:
         return RestCalibration(0.0, target, before, before, 0)
-    margins = [(logits - logits[:, rest : rest + 1]).abs().max() for logits, _ in stretches]
+    margins = [(logits - logits[:, rest : rest + 1]).abs().max() for logits, _ in stretches if len(logits)]
     reach = float(torch.stack(margins).max()) + 1.0  # beyond it rest wins every frame (or loses every one)
     low, high = -reach, reach  # the rate at `high` is 0: every frame decided as rest
     for _ in range(BISECTION_STEPS):
         middle = (low + high) / 2
-        if rest_false_activation(stretches, rest, vote_frames, middle)[0] <= target:
+        if laid.false_activation(rest, vote_frames, middle)[0] <= target:
             high = middle
         else:
             low = middle
-    after, _ = rest_false_activation(stretches, rest, vote_frames, high)
+    after, _ = laid.false_activation(rest, vote_frames, high)
     return RestCalibration(high, target, after, before, frames)
 
 
