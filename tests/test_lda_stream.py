@@ -9,7 +9,7 @@ import torch
 from test_train import CLASSES, FOLD, write_subject
 
 from contrastive_prosthetics.core.errors import InputError
-from contrastive_prosthetics.learning import baseline
+from contrastive_prosthetics.learning import lda
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.folds import fold_selections
 from contrastive_prosthetics.learning.model_file import read_model_file
@@ -24,14 +24,14 @@ def subjects(tmp_path) -> list:
 
 def fit(tmp_path, training=STREAM_TRAINING):
     out = tmp_path / "out"
-    baseline.train_lda_fold(subjects(tmp_path), "lda", "reps-2-5", FOLD, 0, out, training=training)
+    lda.train_lda_fold(subjects(tmp_path), "lda", "reps-2-5", FOLD, 0, out, training=training)
     return out
 
 
 def test_lda_fits_the_training_repetitions_stream_frames_outside_the_guard_band(tmp_path, monkeypatch):
     fitted = []
-    real_fit = baseline.fit_lda
-    monkeypatch.setattr(baseline, "fit_lda", lambda x, labels: fitted.append(len(x)) or real_fit(x, labels))
+    real_fit = lda.fit_lda
+    monkeypatch.setattr(lda, "fit_lda", lambda x, labels: fitted.append(len(x)) or real_fit(x, labels))
     out = fit(tmp_path)
     data = DB23.load(subjects(tmp_path), device="cpu", with_features=True, with_streams=True)
     positions = stream_training_positions(data, fold_selections(data, FOLD, "f").train, guard_frames=3)
@@ -45,8 +45,8 @@ def test_lda_fits_the_training_repetitions_stream_frames_outside_the_guard_band(
 
 def test_segment_training_still_fits_the_clean_segments(tmp_path, monkeypatch):
     fitted = []
-    real_fit = baseline.fit_lda
-    monkeypatch.setattr(baseline, "fit_lda", lambda x, labels: fitted.append(len(x)) or real_fit(x, labels))
+    real_fit = lda.fit_lda
+    monkeypatch.setattr(lda, "fit_lda", lambda x, labels: fitted.append(len(x)) or real_fit(x, labels))
     out = fit(tmp_path, training={"frames": "segments"})
     assert sum(fitted) == 3 * len(CLASSES) * 3 * 20  # subjects x classes x training repetitions x frames
     saved = read_model_file(out / "model.pt")
@@ -55,9 +55,9 @@ def test_segment_training_still_fits_the_clean_segments(tmp_path, monkeypatch):
 
 def test_the_rest_bias_is_calibrated_on_validation_streams_only(tmp_path, monkeypatch):
     scored = []
-    real_scores = baseline.stream_scores
+    real_scores = lda.stream_scores
     monkeypatch.setattr(
-        baseline,
+        lda,
         "stream_scores",
         lambda model, data, positions: scored.append(positions) or real_scores(model, data, positions),
     )
@@ -78,11 +78,11 @@ def test_stream_evaluation_scores_an_lda_model_with_its_rest_bias(tmp_path):
     paths = subjects(tmp_path)
     data = DB23.load(paths, device="cpu", with_features=True, with_streams=True)
     test_pool = fold_selections(data, FOLD, "f").test_pool
-    scored, seconds = baseline.lda_stream_logits(saved, data, test_pool, timed_frames=5)
+    scored, seconds = lda.lda_stream_logits(saved, data, test_pool, timed_frames=5)
     rest = CLASSES.index("rest")
     for subject, positions, logits in scored:
         model = saved["estimators"][data.subject_names[subject]]
-        raw = baseline.stream_scores(model, data, positions)
+        raw = lda.stream_scores(model, data, positions)
         assert torch.allclose(logits[:, rest] - raw[:, rest], torch.tensor(saved["rest_bias"]))
         assert torch.equal(logits[:, 1:], raw[:, 1:])
         assert set(data.streams.repetition[torch.from_numpy(positions)].tolist()) <= {2, 5}
