@@ -136,19 +136,6 @@ def db1_dir() -> Path:
     return DB1_DIR
 
 
-def stream_of_segments(emg, valid) -> dict:
-    """Stream fields for a hand-made converted subject whose recording is its segments back to back, in (class,
-    repetition) order (``data.tensor_file.stream_of_segments``), with those segments as the first window's. For
-    files assembled around them; a whole valid file is ``data.tensor_file.payload_from_segments``."""
-    import torch
-
-    from contrastive_prosthetics.data import tensor_file
-
-    streams = tensor_file.stream_of_segments(emg, valid)
-    segments = {"emg": torch.as_tensor(emg).float(), "segment_start": streams["segment_start"]}
-    return {"segments": {FIRST_WINDOW: segments}, **streams}
-
-
 def first_window(tensors: dict) -> dict:
     """A converted subject with its first window's segments (emg, features, glove, segment_start) at the top."""
     from contrastive_prosthetics.data import tensor_file

@@ -13,7 +13,7 @@ from contrastive_prosthetics.data.ninapro import class_names
 from contrastive_prosthetics.data.tensor_file import payload_from_segments, write_tensor_file
 from contrastive_prosthetics.learning.lda import train_lda_fold
 from contrastive_prosthetics.learning.logits import read_logits
-from contrastive_prosthetics.learning.model_file import LDA_FIELDS, NETWORK_FIELDS
+from contrastive_prosthetics.learning.model_file import LDA_FIELDS, NETWORK_FIELDS, read_model_file
 from contrastive_prosthetics.learning.train import TrainingSettings, sample_hyperparameters, train_fold
 
 CLASSES = class_names(["A"])  # 13 classes
@@ -107,7 +107,7 @@ def test_training_on_separable_data_beats_chance_by_far(tmp_path, model, adabn):
     assert set(logits["repetition"].tolist()) == {2, 5} and logits["adabn"] is adabn
     history = (out / "history.tsv").read_text().splitlines()
     assert "frames_per_s" in history[0] and "val_accuracy" in history[0]
-    saved = torch.load(out / "model.pt", weights_only=False)
+    saved = read_model_file(out / "model.pt")
     assert saved["classes"] == CLASSES and saved["model"] == model
     assert list(saved) == list(LDA_FIELDS if model == "lda" else NETWORK_FIELDS)  # model_file's schema, in order
     if model == "lda":
@@ -153,7 +153,7 @@ def test_leave_one_subject_out_tests_every_repetition_of_the_new_subject(tmp_pat
     out = run(tmp_path, "loso", adabn=True, fold=fold)
     logits = read_logits(out / "logits.pt")
     assert set(logits["subject"].tolist()) == {2} and set(logits["repetition"].tolist()) == set(range(1, 7))
-    assert torch.load(out / "model.pt", weights_only=False)["subjects"] == ["db2/s1", "db2/s2", "db2/s3"]
+    assert read_model_file(out / "model.pt")["subjects"] == ["db2/s1", "db2/s2", "db2/s3"]
 
 
 def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
@@ -170,7 +170,7 @@ def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
         write_lda_file(tmp_path / "model.pt", data, **fields, seed=0, weights=1.0)
     assert not (tmp_path / "model.pt").exists()
     write_lda_file(tmp_path / "model.pt", data, **fields, seed=0)
-    assert list(torch.load(tmp_path / "model.pt", weights_only=False)) == list(LDA_FIELDS)
+    assert list(read_model_file(tmp_path / "model.pt")) == list(LDA_FIELDS)
 
 
 def test_hyperparameters_are_drawn_from_their_ranges():
@@ -264,7 +264,7 @@ def test_held_out_gestures_emg_never_reaches_training_and_their_prototypes_no_te
         assert digest(plain / "model.pt") == digest(other / "model.pt")
         assert digest(plain / "search.tsv") == digest(other / "search.tsv")
     assert digest(plain / "logits.pt") != digest(louder / "logits.pt")  # it is tested, though
-    saved = torch.load(plain / "model.pt", weights_only=False)
+    saved = read_model_file(plain / "model.pt")
     assert saved["unseen"] == ["A5"] and saved["pose_prototypes"].shape == (len(CLASSES), 22)
     logits = read_logits(plain / "logits.pt")
     assert logits["unseen"] == ["A5"] and (logits["label"] == 5).any()  # A5's frames are scored at test
@@ -307,5 +307,5 @@ def test_selecting_on_the_stream_keeps_the_epoch_and_trial_with_the_best_stream_
     trials = pd.read_csv(out / "search.tsv", sep="\t")
     assert epochs[STREAM_SCORE].notna().all() and trials[STREAM_SCORE].notna().all()
     best = int(epochs.loc[epochs[STREAM_SCORE].idxmax(), "epoch"])
-    assert torch.load(out / "model.pt", weights_only=False)["best_epoch"] == best
+    assert read_model_file(out / "model.pt")["best_epoch"] == best
     assert trials.loc[trials[STREAM_SCORE].idxmax(), "chosen"]

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 from conftest import REPO, emg_for, make_protocol, write_mat
 from snakemake_runs import DEFAULT, job_counts, snakemake, write_config
 from tiny_config import tiny
 
+from contrastive_prosthetics.data.tensor_file import read_tensor_file
 from contrastive_prosthetics.evaluation.artefacts import (
     EVALUATION_TABLES,
     FIGURES,
@@ -31,6 +31,7 @@ from contrastive_prosthetics.evaluation.artefacts import (
     ZERO_SHOT_TABLES,
 )
 from contrastive_prosthetics.learning.logits import read_logits
+from contrastive_prosthetics.learning.model_file import read_model_file
 
 pytestmark = pytest.mark.workflow
 
@@ -97,12 +98,12 @@ def test_full_scale_config_plans_every_download_and_a_gpu_job_per_network_and_fo
 def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
     workdir = tiny_run
     for name in ("db2/s1", "db3/s6"):
-        tensors = torch.load(workdir / f"results/tensors/{name}.pt", weights_only=False)
+        tensors = read_tensor_file(workdir / f"results/tensors/{name}.pt")
         assert (
             tensors["segments"]["onset"]["emg"].shape == tensors["segments"]["steady"]["emg"].shape == (18, 6, 50, 12)
         )
         assert tensors["valid"].all()
-    dead = torch.load(workdir / "results/tensors/db3/s6.pt", weights_only=False)["channel_mask"]
+    dead = read_tensor_file(workdir / "results/tensors/db3/s6.pt")["channel_mask"]
     assert dead.tolist() == [True] * 10 + [False] * 2
     assert (workdir / "logs/convert/db2/s1.log").exists() and (workdir / "benchmarks/convert/db2/s1.tsv").exists()
     for model in ("contrastive_adabn", "classifier", "lda"):
@@ -192,7 +193,7 @@ def test_jobs_run_this_checkouts_code_in_an_environment_without_the_package(tmp_
     workdir = write_config(tmp_path / "work", tiny)
     result = snakemake(workdir, "results/tensors/db2/s1.pt", job_bin_dir=job_bin)
     assert result.returncode == 0, result.stderr[-3000:]
-    tensors = torch.load(workdir / "results/tensors/db2/s1.pt", weights_only=False)
+    tensors = read_tensor_file(workdir / "results/tensors/db2/s1.pt")
     assert tensors["segments"]["onset"]["emg"].shape == (18, 6, 50, 12)
 
 
@@ -215,7 +216,7 @@ def test_local_source_reads_real_files_in_place(tmp_path, db1_dir):
     workdir = write_config(tmp_path, local)
     result = snakemake(workdir, "results/tensors/db1/s2.pt")
     assert result.returncode == 0, result.stderr[-3000:]
-    tensors = torch.load(workdir / "results/tensors/db1/s2.pt", weights_only=False)
+    tensors = read_tensor_file(workdir / "results/tensors/db1/s2.pt")
     assert tensors["valid"].all() and tensors["segments"]["onset"]["emg"].shape == (13, 10, 100, 10)
     assert not (workdir / "resources").exists()  # nothing copied
 
@@ -250,7 +251,7 @@ def test_ninapro_source_downloads_verifies_and_converts(tmp_path, mirror):
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((workdir / "resources/ninapro/db1/s1/manifest.json").read_text())
     assert [m["name"] for m in manifest["members"]] == ["S1_A1_E1.mat"]
-    tensors = torch.load(workdir / "results/tensors/db1/s1.pt", weights_only=False)
+    tensors = read_tensor_file(workdir / "results/tensors/db1/s1.pt")
     assert tensors["valid"][:4].all() and not tensors["valid"][4:].any()
     assert tensors["metadata"]["sources"][0]["sha256"] == manifest["members"][0]["sha256"]
 
@@ -315,12 +316,12 @@ def test_every_reference_option_runs_on_synthetic_data(tmp_path):
     # Training and its test logits are where the options act; evaluation is the same code as every other run's.
     result = snakemake(workdir, f"{target}/logits.pt")
     assert result.returncode == 0, result.stderr[-3000:]
-    saved = torch.load(folder / "model.pt", weights_only=False)
+    saved = read_model_file(folder / "model.pt")
     assert saved["adaptation"] == "batch_statistics" and saved["model_config"]["logit_scale"] == 1.0
     assert saved["model_config"]["depth"] == 7 and saved["model_config"]["dropout_layers"] == 4
     logits = read_logits(folder / "logits.pt")
     assert logits["logits"].shape[0] == 2 * 18 * 2 * 13  # 13 frames of 10 ms in the 130 ms window
-    tensors = torch.load(workdir / "results/tensors/db2/s1.pt", weights_only=False)
+    tensors = read_tensor_file(workdir / "results/tensors/db2/s1.pt")
     assert tensors["metadata"]["preprocess"]["rms_alignment"] == "centred"
 
 
@@ -342,7 +343,7 @@ def test_a_local_folder_with_a_space_a_quote_and_a_dollar_is_read_in_place(tmp_p
     workdir = write_config(tmp_path / "run", local)
     result = snakemake(workdir, "results/tensors/db1/s1.pt")
     assert result.returncode == 0, result.stderr[-3000:]
-    tensors = torch.load(workdir / "results/tensors/db1/s1.pt", weights_only=False)
+    tensors = read_tensor_file(workdir / "results/tensors/db1/s1.pt")
     assert tensors["metadata"]["sources"][0]["file"] == str(raw)
     assert hashlib.sha256(raw.read_bytes()).hexdigest() == before
     assert not list(tmp_path.rglob("PWNED")) and not (workdir / "PWNED").exists()
