@@ -4,8 +4,11 @@ one tiny pipeline run that the read-only workflow tests share."""
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -141,3 +144,24 @@ def first_window(tensors: dict) -> dict:
     from contrastive_prosthetics.data import tensor_file
 
     return tensor_file.window_of(tensors, tensor_file.first_window(tensors))
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def check_figure(stem: Path, panels: int, texts: Iterable[str] = ()) -> str:
+    """The figure ``stem``.png and ``stem``.svg as the report shows them: a PNG with something drawn in it, an SVG
+    with ``panels`` axes (matplotlib's ``axes_N`` groups; a colour bar is one too) holding each of ``texts``
+    (the report style writes text as text). Returns the SVG."""
+    from matplotlib.image import imread
+
+    image = imread(stem.with_name(f"{stem.name}.png"))
+    assert image.ndim == 3 and min(image.shape[:2]) >= 200, (stem, image.shape)
+    assert image[..., :3].std() > 0.01, f"{stem}.png is blank"
+    svg = stem.with_name(f"{stem.name}.svg").read_text()
+    groups = ElementTree.fromstring(svg).iter(f"{SVG}g")
+    drawn = sum(bool(re.fullmatch(r"axes_\d+", group.get("id", ""))) for group in groups)
+    assert drawn == panels, f"{stem}.svg has {drawn} axes, not {panels}"
+    missing = [text for text in texts if text not in svg]
+    assert not missing, f"{missing} missing from {stem}.svg"
+    return svg

@@ -21,7 +21,7 @@ from contrastive_prosthetics.evaluation.subsets import (
     straightforward_subset_size_accuracy,
     subset_size_accuracy,
 )
-from contrastive_prosthetics.evaluation.tables import aggregate
+from contrastive_prosthetics.evaluation.tables import aggregate, read_table
 from contrastive_prosthetics.evaluation.voting import majority_vote, window_ids
 from contrastive_prosthetics.learning.logits import PER_FRAME, PER_REST_WINDOW, RestWindows, read_logits, write_logits
 
@@ -559,7 +559,10 @@ def test_vote_window_in_frames_follows_the_logits_frame_rate(tmp_path):
         voting = tables["voting"][tables["voting"]["group"] == "all"]
         assert voting["window_frames"].max() == frames
         assert voting["window_ms"].tolist() == [f * 1000 / rate for f in range(1, frames + 1)]
-        assert (tmp_path / str(rate) / "subset_accuracy.tsv").exists()
+        for name, table in tables.items():  # the files hold the tables returned (an empty text reads back as NaN)
+            written = read_table(tmp_path / str(rate) / f"{name}.tsv")
+            expected = table.reset_index(drop=True).replace("", math.nan)
+            pd.testing.assert_frame_equal(written, expected, check_dtype=False)
 
 
 def test_subset_accuracy_when_every_window_is_certain():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import PREPROCESS, emg_for, first_window, make_protocol, write_mat
+from conftest import PREPROCESS, check_figure, emg_for, first_window, make_protocol, write_mat
 from test_realtime import lda_file, network_file
 
 from contrastive_prosthetics.data.convert import convert_subject
@@ -105,7 +105,8 @@ def test_replay_writes_a_timeline_and_its_figure(tmp_path):
     assert list(written.columns) == ["frame", "time_s", "true", "decided"] and len(written) == len(stream)
     assert set(written["decided"]) <= {"rest", "A1", "A2"} and set(written["true"]) == {"rest", "A1", "A2", "A3"}
     assert written["time_s"].iloc[0] == pytest.approx(0.0) and written["time_s"].diff().iloc[1] == pytest.approx(0.01)
-    assert (tmp_path / "timeline.svg").exists() and (tmp_path / "timeline.png").exists()
+    right = (written["true"] == written["decided"]).mean()  # the title's share, from the timeline written beside it
+    check_figure(tmp_path / "timeline", 1, [f": {100 * right:.1f} % of frames decided right", ">A3<", ">rest<"])
 
 
 def test_a_model_file_with_only_the_running_fields_exports_as_the_full_one(tmp_path):
