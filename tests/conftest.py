@@ -107,7 +107,14 @@ def write_mat(path: Path, protocol: Protocol, signals: np.ndarray, **overrides) 
 # Under pytest-xdist (`make test` runs two workers), the test files that share an expensive fixture go to one worker
 # as one unit, so that the fixture is made once; every other test is scheduled on its own. (xdist's own
 # `--dist loadgroup` marks do not reach its scheduler under pytest 9, whose node ids are no longer strings.)
-SHARED_FIXTURE_GROUPS = {"test_cluster.py": "tiny_run", "test_workflow.py": "tiny_run", "test_odd_configs.py": "raw"}
+SHARED_FIXTURE_GROUPS = {
+    "test_cluster.py": "tiny_run",
+    "test_workflow.py": "tiny_run",
+    "test_odd_configs.py": "raw",
+    "test_personalise.py": "two_runs",  # two models trained and calibrated
+    "test_stream_zero_shot.py": "zero_shot_model",  # a pose model trained
+    "test_figures.py": "figures",  # every figure drawn
+}
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -118,6 +125,17 @@ def pytest_xdist_make_scheduler(config, log):
             return SHARED_FIXTURE_GROUPS.get(Path(nodeid.split("::")[0]).name, nodeid)
 
     return SharedFixtureScheduling(config, log)
+
+
+# Markers whose tests are slow by nature (snakemake runs, the real recordings, SLURM): `-m "not slow"` leaves them out.
+SLOW_MARKERS = ("workflow", "realdata", "cluster")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -141,6 +141,7 @@ def two_runs(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_the_scored_repetitions_never_reach_training_selection_or_calibration(two_runs):
     (plain_model, plain, plain_states), (scaled_model, scaled, scaled_states) = two_runs["plain"], two_runs["scaled"]
     assert plain_model.read_bytes() == scaled_model.read_bytes()  # training and selection: the same bits
@@ -152,6 +153,7 @@ def test_the_scored_repetitions_never_reach_training_selection_or_calibration(tw
     )  # while the scores read the scaled repetitions
 
 
+@pytest.mark.slow
 def test_the_curve_has_every_method_at_every_count_and_the_baselines_from_one_repetition(two_runs):
     _, table, _ = two_runs["plain"]
     methods = table.groupby("repetitions")["method"].apply(set).to_dict()
@@ -176,6 +178,7 @@ def recording_of(tensor, count: int):
     return curve.calibration_recording(raw, 0, [1, 3, 4][:count], 1, 3)
 
 
+@pytest.mark.slow
 def test_prototypes_are_the_mean_embedding_of_the_users_frames_of_each_class(two_runs, tmp_path):
     saved = load_model_file(two_runs["plain"][0])
     tensor = write_subject(tmp_path / "s3.pt", 3)
@@ -192,6 +195,7 @@ def test_prototypes_are_the_mean_embedding_of_the_users_frames_of_each_class(two
     assert torch.equal(personal.emg_encoder.layers[0].weight, saved["network"].emg_encoder.layers[0].weight)
 
 
+@pytest.mark.slow
 def test_fine_tuning_fits_the_users_frames_with_the_encoder_frozen(two_runs, tmp_path):
     saved = load_model_file(two_runs["plain"][0])
     recording = recording_of(write_subject(tmp_path / "s3.pt", 3), 2)
@@ -208,6 +212,7 @@ def test_fine_tuning_fits_the_users_frames_with_the_encoder_frozen(two_runs, tmp
     assert digest(encoder) == digest({k: v for k, v in adapted.state_dict().items() if k.startswith("emg_encoder")})
 
 
+@pytest.mark.slow
 def test_the_summary_gives_subject_means_and_draws_the_curve(two_runs, tmp_path):
     _, table, _ = two_runs["plain"]
     rows = pd.concat([table, table.assign(subject="db2/s9", segment_accuracy=table["segment_accuracy"] / 2)])

@@ -23,6 +23,7 @@ UNSEEN = "A5"
 FOLD = {"scheme": "repetitions", "train": [2, 3, 5], "validation": [4], "test": [1, 6]}
 ZERO_SHOT = {**FOLD, "unseen": [UNSEEN]}
 POSE = {"kind": "contrastive", "adabn": False, "class_encoder": "pose"}
+pytestmark = pytest.mark.slow  # every test reads the pose model the module's fixture trains
 
 
 def write_own_posed_subject(path, subject: int):
