@@ -38,9 +38,10 @@ TEST_WORKERS ?= 2
 test: $(INSTALLED) $(EXPORT_INSTALLED) lint
 	CONTRASTIVE_CLUSTER_TEST=$(CLUSTER_TEST) pytest -n $(TEST_WORKERS)
 
-# The edit-test loop: unit tests only (no snakemake run, no SLURM), about a minute.
+# The edit-test loop: the unit tests, in one process: every test but the slow ones (marker slow: a network trained
+# beyond a few optimiser steps, a snakemake run, the real recordings, SLURM), at most 90 s on two cores.
 test-quick: $(INSTALLED) $(EXPORT_INSTALLED)
-	pytest -q -m "not workflow and not cluster"
+	pytest -q -m "not slow"
 
 test-cluster: $(INSTALLED)
 	CONTRASTIVE_CLUSTER_TEST=1 pytest -s tests/test_cluster.py

@@ -4,8 +4,11 @@ one tiny pipeline run that the read-only workflow tests share."""
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -104,7 +107,14 @@ def write_mat(path: Path, protocol: Protocol, signals: np.ndarray, **overrides) 
 # Under pytest-xdist (`make test` runs two workers), the test files that share an expensive fixture go to one worker
 # as one unit, so that the fixture is made once; every other test is scheduled on its own. (xdist's own
 # `--dist loadgroup` marks do not reach its scheduler under pytest 9, whose node ids are no longer strings.)
-SHARED_FIXTURE_GROUPS = {"test_cluster.py": "tiny_run", "test_workflow.py": "tiny_run", "test_odd_configs.py": "raw"}
+SHARED_FIXTURE_GROUPS = {
+    "test_cluster.py": "tiny_run",
+    "test_workflow.py": "tiny_run",
+    "test_odd_configs.py": "raw",
+    "test_personalise.py": "two_runs",  # two models trained and calibrated
+    "test_stream_zero_shot.py": "zero_shot_model",  # a pose model trained
+    "test_figures.py": "figures",  # every figure drawn
+}
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -115,6 +125,17 @@ def pytest_xdist_make_scheduler(config, log):
             return SHARED_FIXTURE_GROUPS.get(Path(nodeid.split("::")[0]).name, nodeid)
 
     return SharedFixtureScheduling(config, log)
+
+
+# Markers whose tests are slow by nature (snakemake runs, the real recordings, SLURM): `-m "not slow"` leaves them out.
+SLOW_MARKERS = ("workflow", "realdata", "cluster")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -136,21 +157,29 @@ def db1_dir() -> Path:
     return DB1_DIR
 
 
-def stream_of_segments(emg, valid) -> dict:
-    """Stream fields for a hand-made converted subject whose recording is its segments back to back, in (class,
-    repetition) order (``data.tensor_file.stream_of_segments``), with those segments as the first window's. For
-    files assembled around them; a whole valid file is ``data.tensor_file.payload_from_segments``."""
-    import torch
-
-    from contrastive_prosthetics.data import tensor_file
-
-    streams = tensor_file.stream_of_segments(emg, valid)
-    segments = {"emg": torch.as_tensor(emg).float(), "segment_start": streams["segment_start"]}
-    return {"segments": {FIRST_WINDOW: segments}, **streams}
-
-
 def first_window(tensors: dict) -> dict:
     """A converted subject with its first window's segments (emg, features, glove, segment_start) at the top."""
     from contrastive_prosthetics.data import tensor_file
 
     return tensor_file.window_of(tensors, tensor_file.first_window(tensors))
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def check_figure(stem: Path, panels: int, texts: Iterable[str] = ()) -> str:
+    """The figure ``stem``.png and ``stem``.svg as the report shows them: a PNG with something drawn in it, an SVG
+    with ``panels`` axes (matplotlib's ``axes_N`` groups; a colour bar is one too) holding each of ``texts``
+    (the report style writes text as text). Returns the SVG."""
+    from matplotlib.image import imread
+
+    image = imread(stem.with_name(f"{stem.name}.png"))
+    assert image.ndim == 3 and min(image.shape[:2]) >= 200, (stem, image.shape)
+    assert image[..., :3].std() > 0.01, f"{stem}.png is blank"
+    svg = stem.with_name(f"{stem.name}.svg").read_text()
+    groups = ElementTree.fromstring(svg).iter(f"{SVG}g")
+    drawn = sum(bool(re.fullmatch(r"axes_\d+", group.get("id", ""))) for group in groups)
+    assert drawn == panels, f"{stem}.svg has {drawn} axes, not {panels}"
+    missing = [text for text in texts if text not in svg]
+    assert not missing, f"{missing} missing from {stem}.svg"
+    return svg

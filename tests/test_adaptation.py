@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from conftest import stream_of_segments
 
-from contrastive_prosthetics.core.atomic import atomic_torch_save
 from contrastive_prosthetics.core.errors import InputError
+from contrastive_prosthetics.data import tensor_file
 from contrastive_prosthetics.data.ninapro import class_names
 from contrastive_prosthetics.learning import adaptation, dataset, personalise
 from contrastive_prosthetics.learning.dataset import DB23
@@ -18,24 +19,17 @@ CLASSES = class_names(["A"])[:5]
 CONFIG = ModelConfig(kind="contrastive", n_channels=4, n_classes=5, embedding_dim=4, conv_maps=2, width=8, depth=1)
 
 
-def subject_file(path, subject: int, shuffle_labels: bool = False) -> DB23:
+def subject_file(path, subject: int, shuffle_labels: bool = False) -> Path:
+    """A converted subject through the tensor file's writer: its segments back to back as its stream."""
     rng = np.random.default_rng(subject)
     emg = rng.lognormal(0, 0.5, (len(CLASSES), 6, 10, 4)).astype(np.float32)
     valid = torch.ones(len(CLASSES), 6, dtype=torch.bool)
-    streams = stream_of_segments(emg, valid)
+    payload = tensor_file.payload_from_segments(
+        emg, valid, classes=CLASSES, database="db2", subject=subject, glove_mask=torch.zeros(22, dtype=torch.bool)
+    )
     if shuffle_labels:  # labels the adaptation must not read
-        streams["stream_class"] = streams["stream_class"][torch.randperm(len(streams["stream_class"]))]
-    payload = {
-        "emg": torch.tensor(emg),
-        "valid": valid,
-        "channel_mask": torch.ones(4, dtype=torch.bool),
-        "glove": torch.zeros(len(CLASSES), 6, 10, 22),
-        "glove_mask": torch.zeros(22, dtype=torch.bool),
-        "classes": CLASSES,
-        "metadata": {"database": "db2", "subject": subject, "amputee": False, "frame_rate_hz": 100.0},
-        **streams,
-    }
-    atomic_torch_save(payload, path)
+        payload["stream_class"] = payload["stream_class"][torch.randperm(len(payload["stream_class"]))]
+    tensor_file.write_tensor_file(payload, path)
     return path
 
 

@@ -31,7 +31,7 @@ def recording(tmp_path):
     return path, emg
 
 
-@pytest.mark.parametrize("method", ["adabn", "prototypes", "fine_tune"])
+@pytest.mark.parametrize("method", ["adabn", "prototypes", pytest.param("fine_tune", marks=pytest.mark.slow)])
 def test_the_controller_decides_as_the_pipelines_calibration_of_the_same_frames(recording, method):
     from conftest import PREPROCESS
 

@@ -138,7 +138,7 @@ def test_raw_files_are_never_modified(tmp_path):
 def test_output_records_sources_and_parameters(tmp_path):
     path, _, _ = db1_file(tmp_path)
     convert_db1(path, tmp_path / "s1.pt")
-    saved = torch.load(tmp_path / "s1.pt", weights_only=False)
+    saved = read_tensor_file(tmp_path / "s1.pt")
     meta = saved["metadata"]
     assert meta["sources"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert meta["database"] == "db1" and meta["subject"] == 1 and meta["amputee"] is False

@@ -223,9 +223,9 @@ def test_reference_frames_come_from_the_batch_subjects_recording_in_the_selected
 
 
 def changed(path, change):
-    """A valid subject's file at ``path`` whose payload ``change`` then alters by hand."""
-    fake_subject(path, "db2", 2, 6, 12)
-    payload = torch.load(path, weights_only=False)
+    """A valid subject's file at ``path`` whose payload ``change`` then alters: written back by hand, as the writer
+    refuses a payload that is not the format's (an older version's or a damaged file)."""
+    payload = read_tensor_file(fake_subject(path, "db2", 2, 6, 12))
     change(payload)
     atomic_torch_save(payload, path)
     return path
@@ -250,7 +250,7 @@ def bad_files(tmp_path) -> dict:
     truncated = fake_subject(tmp_path / "truncated.pt", "db2", 2, 6, 12)
     truncated.write_bytes(truncated.read_bytes()[:100])
     cases["truncated"] = ([truncated], {}, rf"truncated\.pt: cannot be read as a tensor file .*truncated .*{reconvert}")
-    atomic_torch_save([1, 2], tmp_path / "list.pt")
+    atomic_torch_save([1, 2], tmp_path / "list.pt")  # a foreign file: by hand
     message = rf"list\.pt: holds a list, not a converted subject's tensors; {reconvert}"
     cases["not a dict"] = ([tmp_path / "list.pt"], {}, message)
     old = changed(tmp_path / "no-valid.pt", without("valid"))
@@ -276,7 +276,7 @@ def bad_files(tmp_path) -> dict:
     other = changed(tmp_path / "rate.pt", lambda payload: payload["metadata"].update(frame_rate_hz=50.0))
     message = r"rate\.pt.*: subjects were converted at different frame rates \[50\.0, 100\.0\] Hz; convert them alike"
     cases["other frame rate"] = ([good, other], {}, message)
-    onset = torch.load(good, weights_only=False)["segments"]["onset"]
+    onset = read_tensor_file(good)["segments"]["onset"]
     other = changed(
         tmp_path / "length.pt", lambda payload: payload["segments"]["onset"].update(emg=onset["emg"][..., :5, :])
     )

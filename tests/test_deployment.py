@@ -22,7 +22,7 @@ from contrastive_prosthetics.data.ninapro import DB2
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.decisions import allowed_classes, decide
 from contrastive_prosthetics.learning.inference import FrameScorer
-from contrastive_prosthetics.learning.model_file import load_model_file
+from contrastive_prosthetics.learning.model_file import load_model_file, read_model_file
 from contrastive_prosthetics.learning.models import adapt_batchnorm, batchnorm_layers
 from contrastive_prosthetics.realtime.adabn import batchnorm_state, recording_emg
 from contrastive_prosthetics.realtime.controller import Controller
@@ -132,8 +132,8 @@ def wrong_key(state: dict) -> dict:
 
 def test_a_model_file_with_a_wrong_key_is_refused_naming_the_file(tmp_path):
     path, _, _ = adabn_file(tmp_path)
-    saved = torch.load(path, weights_only=False)
-    torch.save(saved | {"state_dict": wrong_key(saved["state_dict"])}, path)
+    saved = read_model_file(path)
+    torch.save(saved | {"state_dict": wrong_key(saved["state_dict"])}, path)  # an edited file: by hand
     for load in (
         lambda: load_model_file(path),
         lambda: Controller.from_model_file(path, DB2, GESTURES, 5),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -20,9 +21,9 @@ from contrastive_prosthetics.evaluation.subsets import (
     straightforward_subset_size_accuracy,
     subset_size_accuracy,
 )
-from contrastive_prosthetics.evaluation.tables import aggregate
+from contrastive_prosthetics.evaluation.tables import aggregate, read_table
 from contrastive_prosthetics.evaluation.voting import majority_vote, window_ids
-from contrastive_prosthetics.learning.logits import PER_FRAME
+from contrastive_prosthetics.learning.logits import PER_FRAME, PER_REST_WINDOW, RestWindows, read_logits, write_logits
 
 
 def make_payload(
@@ -96,6 +97,24 @@ def grid_payload(
             "rest_window_start": torch.arange(len(cell)) * frames,
         }
     return payload
+
+
+def write_payload(path, payload: dict) -> None:
+    """A payload of :func:`grid_payload` (with rest windows) written through logits.pt's writer: its frames' (subject,
+    class, repetition, frame) and what the writer reads from the training data."""
+    index = torch.stack((payload["subject"], payload["label"], payload["repetition"] - 1, payload["frame"]), 1)
+    data = SimpleNamespace(
+        subject_names=payload["subjects"],
+        subjects=[SimpleNamespace(amputee=amputee) for amputee in payload["amputee"]],
+        classes=payload["classes"],
+        frame_rate_hz=payload["frame_rate_hz"],
+        window=payload["window"],
+    )
+    rest_windows = RestWindows(*(payload[key] for key in PER_REST_WINDOW))
+    options = {key: payload[key] for key in ("adabn", "adaptation")}
+    write_logits(
+        path, payload["logits"], index, data, payload["model"], payload["fold"], **options, rest_windows=rest_windows
+    )
 
 
 def all_subsets(n_gestures: int) -> dict[int, torch.Tensor]:
@@ -527,18 +546,23 @@ def test_aggregate_concatenates_models_and_folds():
 
 def test_vote_window_in_frames_follows_the_logits_frame_rate(tmp_path):
     """250 ms is 25 frames at 100 Hz and 12 (rounded) at 50 Hz: the frame rate is read from logits.pt."""
-    from contrastive_prosthetics.core.atomic import atomic_torch_save
     from contrastive_prosthetics.evaluation.evaluate import evaluate_logits_file
 
     for rate, frames in ((100.0, 25), (50.0, 12)):
         payload = grid_payload(3, 1, 1, 60, seed=0, rest_windows=2) | {"frame_rate_hz": rate}
-        atomic_torch_save(payload, tmp_path / f"{rate}.pt")
+        write_payload(tmp_path / f"{rate}.pt", payload)
+        written = read_logits(tmp_path / f"{rate}.pt")
+        assert all(torch.equal(written[key], payload[key]) for key in (*PER_FRAME, *PER_REST_WINDOW))
+        assert written["frame_rate_hz"] == rate
         options = {"vote_window_ms": 250, "trials": 2, "seed": 0, "include_rest": True}
         tables = evaluate_logits_file(tmp_path / f"{rate}.pt", tmp_path / str(rate), **options)
         voting = tables["voting"][tables["voting"]["group"] == "all"]
         assert voting["window_frames"].max() == frames
         assert voting["window_ms"].tolist() == [f * 1000 / rate for f in range(1, frames + 1)]
-        assert (tmp_path / str(rate) / "subset_accuracy.tsv").exists()
+        for name, table in tables.items():  # the files hold the tables returned (an empty text reads back as NaN)
+            written = read_table(tmp_path / str(rate) / f"{name}.tsv")
+            expected = table.reset_index(drop=True).replace("", math.nan)
+            pd.testing.assert_frame_equal(written, expected, check_dtype=False)
 
 
 def test_subset_accuracy_when_every_window_is_certain():

@@ -11,15 +11,18 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train import ARCHITECTURE, TRAINING, model_settings, settings_of, write_subject
+from conftest import check_figure
+from test_train import ARCHITECTURE, CLASSES, TRAINING, model_settings, settings_of, write_subject
 
 from contrastive_prosthetics.config import ConfigError, prepare_config
 from contrastive_prosthetics.core.errors import InputError
 from contrastive_prosthetics.evaluation import calibration_curve as curve
 from contrastive_prosthetics.evaluation.calibration_summary import METRICS, calibration_table
+from contrastive_prosthetics.evaluation.voting import window_outcomes
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.folds import expand_folds, fold_selections
-from contrastive_prosthetics.learning.model_file import load_model_file
+from contrastive_prosthetics.learning.logits import read_logits
+from contrastive_prosthetics.learning.model_file import load_model_file, read_model_file
 from contrastive_prosthetics.learning.personalise import (
     CalibrationSettings,
     balanced_cross_entropy,
@@ -27,7 +30,7 @@ from contrastive_prosthetics.learning.personalise import (
     personalise,
 )
 from contrastive_prosthetics.learning.train import train_fold
-from contrastive_prosthetics.report.calibration_figure import summarise_calibration
+from contrastive_prosthetics.report.calibration_figure import PANELS, summarise_calibration
 
 SUBJECTS = ["db2/s1", "db2/s2", "db2/s3"]
 CALIBRATION_FOLD = {
@@ -135,6 +138,7 @@ def two_runs(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_the_scored_repetitions_never_reach_training_selection_or_calibration(two_runs):
     (plain_model, plain, plain_states), (scaled_model, scaled, scaled_states) = two_runs["plain"], two_runs["scaled"]
     assert plain_model.read_bytes() == scaled_model.read_bytes()  # training and selection: the same bits
@@ -146,6 +150,7 @@ def test_the_scored_repetitions_never_reach_training_selection_or_calibration(tw
     )  # while the scores read the scaled repetitions
 
 
+@pytest.mark.slow
 def test_the_curve_has_every_method_at_every_count_and_the_baselines_from_one_repetition(two_runs):
     _, table, _ = two_runs["plain"]
     methods = table.groupby("repetitions")["method"].apply(set).to_dict()
@@ -153,8 +158,16 @@ def test_the_curve_has_every_method_at_every_count_and_the_baselines_from_one_re
     assert methods == {0: calibrated, 1: calibrated | {"scratch", "lda"}, 2: calibrated | {"scratch", "lda"}}
     without = table[table["repetitions"] == 0]
     assert without[list(METRICS)].nunique().max() == 1  # nothing of the user: every method is the model as trained
-    assert (table["calibration_frames"] > 0).eq(table["repetitions"] > 0).all()
-    assert table[list(METRICS)[:2]].apply(lambda v: v.between(0, 1)).all().all()
+    # Every frame of the first c calibration repetitions' recording: s3's 13 classes of 20 frames each.
+    assert (table["calibration_frames"] == table["repetitions"] * len(CLASSES) * 20).all()
+    # The scored repetitions 2 and 5, each segment of 20 frames in four 50 ms votes, whatever the method.
+    assert (table["segment_windows"] == len(CLASSES) * 2 * 4).all()
+    # As trained, the model scores the segments as training's own test logits say, with its own rest bias.
+    model = two_runs["plain"][0]
+    logits = read_logits(model.parent / "logits.pt")
+    votes, truth, _ = window_outcomes(logits, 5, logits["logits"].argmax(1))
+    assert without["segment_accuracy"].to_numpy() == pytest.approx((votes == truth).double().mean().item())
+    assert (without["rest_bias"] == read_model_file(model)["rest_bias"]).all()
 
 
 def recording_of(tensor, count: int):
@@ -162,6 +175,7 @@ def recording_of(tensor, count: int):
     return curve.calibration_recording(raw, 0, [1, 3, 4][:count], 1, 3)
 
 
+@pytest.mark.slow
 def test_prototypes_are_the_mean_embedding_of_the_users_frames_of_each_class(two_runs, tmp_path):
     saved = load_model_file(two_runs["plain"][0])
     tensor = write_subject(tmp_path / "s3.pt", 3)
@@ -178,6 +192,7 @@ def test_prototypes_are_the_mean_embedding_of_the_users_frames_of_each_class(two
     assert torch.equal(personal.emg_encoder.layers[0].weight, saved["network"].emg_encoder.layers[0].weight)
 
 
+@pytest.mark.slow
 def test_fine_tuning_fits_the_users_frames_with_the_encoder_frozen(two_runs, tmp_path):
     saved = load_model_file(two_runs["plain"][0])
     recording = recording_of(write_subject(tmp_path / "s3.pt", 3), 2)
@@ -194,6 +209,7 @@ def test_fine_tuning_fits_the_users_frames_with_the_encoder_frozen(two_runs, tmp
     assert digest(encoder) == digest({k: v for k, v in adapted.state_dict().items() if k.startswith("emg_encoder")})
 
 
+@pytest.mark.slow
 def test_the_summary_gives_subject_means_and_draws_the_curve(two_runs, tmp_path):
     _, table, _ = two_runs["plain"]
     rows = pd.concat([table, table.assign(subject="db2/s9", segment_accuracy=table["segment_accuracy"] / 2)])
@@ -207,16 +223,18 @@ def test_the_summary_gives_subject_means_and_draws_the_curve(two_runs, tmp_path)
     original = table[(table["method"] == "lda") & (table["repetitions"] == 1)]["segment_accuracy"].iloc[0]
     assert accuracy["mean"] == pytest.approx(0.75 * original) and accuracy["subjects"] == 2
     assert accuracy["low"] <= accuracy["mean"] <= accuracy["high"]
-    assert (tmp_path / "calibration.svg").stat().st_size > 0 and (tmp_path / "calibration.png").stat().st_size > 0
+    texts = [*PANELS.values(), "LDA on the user's repetitions", "contrastive: AdaBN + prototypes", "(2 subjects)"]
+    check_figure(tmp_path / "calibration", panels=len(PANELS), texts=texts)
     assert len(calibration_table(rows, 0)) == len(summary)
 
 
-def test_prototypes_need_a_contrastive_model(two_runs, tmp_path):
+def test_prototypes_need_a_contrastive_model(tmp_path):
+    from contrastive_prosthetics.learning.dataset import Normalisation
     from contrastive_prosthetics.learning.models import ModelConfig, build_model
 
     classifier = build_model(ModelConfig(kind="classifier", n_channels=6, n_classes=13, embedding_dim=8, width=16))
-    saved = load_model_file(two_runs["plain"][0])
+    normalisation = Normalisation(torch.full((6,), -4.0), torch.ones(6), True, torch.full((6,), 1e-3))
     recording = recording_of(write_subject(tmp_path / "s3.pt", 3), 1)
     settings = CalibrationSettings.from_config(SETTINGS)
     with pytest.raises(InputError, match="prototypes needs a contrastive model"):
-        personalise(classifier, saved["normalisation_"], recording, "prototypes", settings)
+        personalise(classifier, normalisation, recording, "prototypes", settings)

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import PREPROCESS, REPO, first_window
-from snakemake_runs import snakemake, write_config
+from conftest import PREPROCESS, REPO, check_figure, first_window
+from snakemake_runs import check_metrics_recompute_the_logits, snakemake, write_config
+from test_workflow import FIGURE_CONTENTS
 
 from contrastive_prosthetics.data.convert import convert_subject as convert_to_tensors
 from contrastive_prosthetics.data.ninapro import DB1
@@ -17,10 +18,11 @@ from contrastive_prosthetics.evaluation.artefacts import (
     EVALUATION_TABLES,
     FIGURES,
     STREAM_TABLES,
-    SUMMARY_TABLES,
     ZERO_SHOT_TABLES,
 )
 from contrastive_prosthetics.learning.logits import read_logits
+
+FIGURE_PANELS = {figure: panels for figure, (panels, _) in FIGURE_CONTENTS.items()}  # as the tiny run's
 
 
 def convert_subject(*args, **kwargs) -> dict:
@@ -41,6 +43,10 @@ def test_real_db1_subject_converts_completely(db1_dir, tmp_path, subject):
     assert torch.isfinite(tensors["emg"]).all() and (tensors["emg"] >= 0).all()  # rectified envelopes
     # Movement is louder than rest on average: the segments sit on the movements.
     assert tensors["emg"][1:].mean() > 1.25 * tensors["emg"][0].mean()
+    # Each segment is a slice of the stream, every frame of it labelled with the segment's class.
+    frames = tensors["segment_start"][..., None] + torch.arange(100)
+    assert torch.equal(tensors["emg"], tensors["stream"][frames])
+    assert (tensors["stream_class"][frames] == torch.arange(13)[:, None, None]).all()
     assert hashlib.sha256(open(raw, "rb").read()).hexdigest() == before
 
 
@@ -59,7 +65,8 @@ def test_lda_baseline_beats_chance_by_far_on_real_db1(db1_dir, tmp_path):
     accuracy = (logits["logits"].argmax(1) == logits["label"]).float().mean().item()
     chance = 1 / 13
     assert accuracy > 4 * chance, accuracy  # per frame, before any voting
-    assert set(logits["repetition"].tolist()) == {2, 5, 7}
+    assert set(logits["repetition"].tolist()) == {2, 5, 7} and set(logits["subject"].tolist()) == {0, 1, 2, 3}
+    assert logits["logits"].shape == (4 * 13 * 3 * 100, 13)  # subjects × classes × test repetitions × frames
 
 
 def tiny_db1_override(db1_dir: Path) -> dict:
@@ -91,14 +98,20 @@ def test_db1_configuration_runs_end_to_end_on_the_shared_subjects(tmp_path, db1_
     assert result.returncode == 0, result.stderr[-3000:]
     runs = [("contrastive_adabn", "reps-2-5-7"), ("contrastive_pose", "reps-2-5-7"), ("lda", "reps-2-5-7")]
     runs += [("lda", f"loso-db1-s{s}") for s in (1, 2, 3)]
-    for model, fold in runs:
-        for name in ("search.tsv", "model.pt", "history.tsv", "logits.pt"):
-            assert (tmp_path / "results/models" / model / fold / "onset" / name).stat().st_size > 0
-    for table in EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES:
-        assert (tmp_path / f"results/eval/{table}.tsv").stat().st_size > 0
-    for figure in FIGURES:
-        for extension in ("svg", "png"):
-            assert (tmp_path / f"results/figures/{figure}.{extension}").stat().st_size > 0
+    evaluated = check_metrics_recompute_the_logits(tmp_path)  # model.pt and logits.pt read, metrics recomputed
+    zero_shot = {run for run in evaluated if run[1].startswith("zero-shot")}
+    assert set(evaluated) - zero_shot == {(model, fold, "onset") for model, fold in runs} and len(zero_shot) == 1
+    for folder in evaluated.values():
+        search = pd.read_csv(folder / "search.tsv", sep="\t")
+        assert search["chosen"].sum() == 1 and len(pd.read_csv(folder / "history.tsv", sep="\t")) >= 1
+    for table in EVALUATION_TABLES + STREAM_TABLES:
+        rows = pd.read_csv(tmp_path / f"results/eval/{table}.tsv", sep="\t")
+        assert set(rows[["model", "fold", "window"]].itertuples(index=False, name=None)) == set(evaluated), table
+    for table in ZERO_SHOT_TABLES:
+        rows = pd.read_csv(tmp_path / f"results/eval/{table}.tsv", sep="\t")
+        assert set(rows[["model", "fold", "window"]].itertuples(index=False, name=None)) == zero_shot, table
+    for figure in FIGURES:  # three DB1 subjects: one panel of subjects; the figures' own tests check the rest
+        check_figure(tmp_path / "results/figures" / figure, FIGURE_PANELS[figure] - (figure == "per_subject"))
     summary = pd.read_csv(tmp_path / "results/eval/summary.tsv", sep="\t")
     assert set(summary["family"]) == {"reps-2-5-7", "loso", "zero-shot"}
     assert set(summary["window"]) == {"onset"}

@@ -105,7 +105,13 @@ def digest(path):
 
 
 @pytest.mark.parametrize(
-    ("model", "adabn"), [("contrastive", False), ("contrastive", True), ("classifier", False), ("lda", False)]
+    ("model", "adabn"),
+    [
+        pytest.param("contrastive", False, marks=pytest.mark.slow),
+        pytest.param("contrastive", True, marks=pytest.mark.slow),
+        pytest.param("classifier", False, marks=pytest.mark.slow),
+        ("lda", False),  # no network: quick
+    ],
 )
 def test_training_on_separable_data_beats_chance_by_far(tmp_path, model, adabn):
     out = run(tmp_path, "a", model=model, adabn=adabn)
@@ -116,7 +122,7 @@ def test_training_on_separable_data_beats_chance_by_far(tmp_path, model, adabn):
     assert set(logits["repetition"].tolist()) == {2, 5} and logits["adabn"] is adabn
     history = (out / "history.tsv").read_text().splitlines()
     assert "frames_per_s" in history[0] and "val_accuracy" in history[0]
-    saved = torch.load(out / "model.pt", weights_only=False)
+    saved = read_model_file(out / "model.pt")
     assert saved["classes"] == CLASSES and saved["model"] == model
     assert list(saved) == list(LDA_FIELDS if model == "lda" else NETWORK_FIELDS)  # model_file's schema, in order
     if model == "lda":
@@ -126,12 +132,14 @@ def test_training_on_separable_data_beats_chance_by_far(tmp_path, model, adabn):
     assert len(history) == 4 and saved["normalisation"]["mean"].shape == (6,)
 
 
+@pytest.mark.slow
 def test_two_runs_with_one_seed_are_identical(tmp_path):
     first, second = run(tmp_path, "one"), run(tmp_path, "two")
     for name in ("model.pt", "logits.pt", "search.tsv"):
         assert digest(first / name) == digest(second / name), name
 
 
+@pytest.mark.slow
 def test_cross_fitted_training_writes_the_same_files_with_autograds_batch_norm_backward(tmp_path, monkeypatch):
     """The hand-written backward of the reference batch norm (models.reference_norm) changes no bit of a cross-fitted
     AdaBN model's training, scoring or search against autograd's of the written-out form, the first version."""
@@ -144,6 +152,7 @@ def test_cross_fitted_training_writes_the_same_files_with_autograds_batch_norm_b
         assert digest(fused / name) == digest(written_out / name), name
 
 
+@pytest.mark.slow
 def test_changing_test_repetitions_changes_only_the_logits(tmp_path):
     plain, changed = run(tmp_path, "plain"), run(tmp_path, "changed", test_scale=5.0)
     assert digest(plain / "search.tsv") == digest(changed / "search.tsv")
@@ -151,6 +160,7 @@ def test_changing_test_repetitions_changes_only_the_logits(tmp_path):
     assert digest(plain / "logits.pt") != digest(changed / "logits.pt")
 
 
+@pytest.mark.slow
 def test_leave_one_subject_out_tests_every_repetition_of_the_new_subject(tmp_path):
     fold = {
         "scheme": "subjects",
@@ -162,7 +172,7 @@ def test_leave_one_subject_out_tests_every_repetition_of_the_new_subject(tmp_pat
     out = run(tmp_path, "loso", adabn=True, fold=fold)
     logits = read_logits(out / "logits.pt")
     assert set(logits["subject"].tolist()) == {2} and set(logits["repetition"].tolist()) == set(range(1, 7))
-    assert torch.load(out / "model.pt", weights_only=False)["subjects"] == ["db2/s1", "db2/s2", "db2/s3"]
+    assert read_model_file(out / "model.pt")["subjects"] == ["db2/s1", "db2/s2", "db2/s3"]
 
 
 def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
@@ -180,7 +190,7 @@ def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
         write_lda_file(tmp_path / "model.pt", data, **fields, seed=0, weights=1.0)
     assert not (tmp_path / "model.pt").exists()
     write_lda_file(tmp_path / "model.pt", data, **fields, seed=0)
-    assert list(torch.load(tmp_path / "model.pt", weights_only=False)) == list(LDA_FIELDS)
+    assert list(read_model_file(tmp_path / "model.pt")) == list(LDA_FIELDS)
 
 
 def test_hyperparameters_are_drawn_from_their_ranges():
@@ -192,6 +202,7 @@ def test_hyperparameters_are_drawn_from_their_ranges():
     assert drawn == sample_hyperparameters(settings, 200, seed=0)
 
 
+@pytest.mark.slow
 def test_a_diverged_search_trial_is_recorded_and_never_chosen(tmp_path, monkeypatch):
     from contrastive_prosthetics.learning import train as train_module
     from contrastive_prosthetics.learning.train import HyperParameters
@@ -207,6 +218,7 @@ def test_a_diverged_search_trial_is_recorded_and_never_chosen(tmp_path, monkeypa
     assert (second["status"], second["chosen"]) == ("diverged", "False")
 
 
+@pytest.mark.slow
 def test_a_search_where_every_trial_diverges_fails_with_a_clear_message(tmp_path, monkeypatch):
     from contrastive_prosthetics.core.errors import InputError
     from contrastive_prosthetics.learning import train as train_module
@@ -220,6 +232,7 @@ def test_a_search_where_every_trial_diverges_fails_with_a_clear_message(tmp_path
     assert not (tmp_path / "all-nan" / "out" / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_leave_one_subject_out_selects_on_held_out_subjects(tmp_path, monkeypatch):
     """validation_subjects: the subject after the test subject is held out of training and validates."""
     from contrastive_prosthetics.learning import train as train_module
@@ -264,6 +277,7 @@ def zero_shot_run(tmp_path, name, **changes):
     return out
 
 
+@pytest.mark.slow
 def test_held_out_gestures_emg_never_reaches_training_and_their_prototypes_no_test_repetition(tmp_path):
     plain = zero_shot_run(tmp_path, "plain")
     louder = zero_shot_run(tmp_path, "louder", unseen_scale=50.0)  # the held-out gesture's EMG, every repetition
@@ -272,7 +286,7 @@ def test_held_out_gestures_emg_never_reaches_training_and_their_prototypes_no_te
         assert digest(plain / "model.pt") == digest(other / "model.pt")
         assert digest(plain / "search.tsv") == digest(other / "search.tsv")
     assert digest(plain / "logits.pt") != digest(louder / "logits.pt")  # it is tested, though
-    saved = torch.load(plain / "model.pt", weights_only=False)
+    saved = read_model_file(plain / "model.pt")
     assert saved["unseen"] == ["A5"] and saved["pose_prototypes"].shape == (len(CLASSES), 22)
     logits = read_logits(plain / "logits.pt")
     assert logits["unseen"] == ["A5"] and (logits["label"] == 5).any()  # A5's frames are scored at test
@@ -296,6 +310,7 @@ def test_the_stream_score_is_movement_accuracy_at_the_bias_meeting_the_rest_targ
     )  # bias 1: only the last (class 2 scored as 1) is wrong
 
 
+@pytest.mark.slow
 def test_selecting_on_the_stream_keeps_the_epoch_and_trial_with_the_best_stream_score(tmp_path):
     from contrastive_prosthetics.learning.train import kept_row
     from contrastive_prosthetics.learning.training_settings import STREAM_SCORE

@@ -217,6 +217,7 @@ def zero_shot_run(tmp_path, name, **changes):
     return out
 
 
+@pytest.mark.slow
 def test_a_cross_fitted_model_trains_and_selects_the_same_whatever_the_held_out_gestures_emg(tmp_path):
     """The held-out gesture's EMG (segments and stream alike) fifty times louder: the same weights, search and
     kept epoch, though the test frames it scores differ."""
