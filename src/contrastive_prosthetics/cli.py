@@ -67,7 +67,11 @@ def command_train(args: argparse.Namespace) -> None:
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
+    import torch
+
     from .evaluation.evaluate import evaluate_logits_file
+
+    torch.set_num_threads(args.threads)
 
     evaluate_logits_file(
         Path(args.logits),
@@ -114,7 +118,11 @@ def command_concatenate(args: argparse.Namespace) -> None:
 
 
 def command_zero_shot(args: argparse.Namespace) -> None:
+    import torch
+
     from .evaluation.zero_shot import evaluate_zero_shot
+
+    torch.set_num_threads(args.threads)
 
     evaluate_zero_shot(
         Path(args.logits),
@@ -276,6 +284,7 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         _option("--trials", "random subsets per k (evaluation.subset_trials)", type=int),
         SEED,
         _option("--no-rest", "do not add rest to every subset", action="store_true", required=False),
+        TORCH_THREADS,
         EVAL_OUT_DIR,
     ),
     Subcommand("stream", "decide every frame of the test recordings, as the controller", command_stream): (
@@ -355,6 +364,7 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
         VOTE_WINDOW_MS,
         _option("--trials", "evaluation.subset_trials", type=int),
         SEED,
+        TORCH_THREADS,
         EVAL_OUT_DIR,
     ),
     Subcommand(
