@@ -15,6 +15,7 @@ rule calibration_curve:
     conda:
         "../../envs/pipeline.yaml"
     threads: 1
+    priority: 1  # as its network's (train_priority): the run's last jobs are short ones
     resources:
         mem_mb=4000,
     params:

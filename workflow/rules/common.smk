@@ -39,6 +39,15 @@ def models_of_kind(wanted):
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
+def train_priority(wildcards):
+    """The longest chains of jobs start first: an AdaBN network (it adapts to every validation and test repetition
+    as it trains and is scored: twice the others' time), then a calibration fold's network (its calibration curve
+    follows), then the rest."""
+    if config["models"][wildcards.model]["adabn"]:
+        return 2
+    return 1 if "calibration" in config["folds"][wildcards.fold] else 0
+
+
 def output_folder(wildcards, output):
     """The folder of the rule's first output, where its command writes (``--out-dir``, ``--dest-dir``)."""
     return os.path.dirname(output[0])

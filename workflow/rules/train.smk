@@ -20,6 +20,8 @@ rule train:
     conda:
         "../../envs/pipeline.yaml"
     threads: config["training"]["threads"]
+    # The longest jobs first, so that short ones fill the cores at the end of a run.
+    priority: train_priority
     resources:
         mem_mb=8000,
         gpu=1,

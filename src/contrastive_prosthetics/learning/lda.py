@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from ..core.atomic import atomic_write_tsv
 from ..data.preprocess import HUDGINS_FEATURES
@@ -75,6 +74,9 @@ def training_table(
 
 
 def fit_lda(x: np.ndarray, labels: np.ndarray) -> FittedLDA:
+    # scikit-learn is imported here, not at the top: scoring a fitted LDA (the stream evaluation) does not need it.
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
     mean, std = x.mean(0), x.std(0)
     std[std < 1e-12] = 1.0  # dead or padded channels, and ZC of DB1's rectified signal
     estimator = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
