@@ -77,7 +77,7 @@ class TrainingSettings:
             adaptation_frames=training["adaptation_frames"],
             reference_frames=training["reference_frames"],
             frames=training["frames"],
-            guard_ms=training["guard_ms"],
+            guard_ms=float(training["guard_ms"]),  # as the tables print it: 100.0
             rest_false_activation_target=evaluation["rest_false_activation_target"],
             vote_window_ms=evaluation["vote_window_ms"],
             onset_gate=evaluation["onset_gate"],
