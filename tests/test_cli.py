@@ -117,7 +117,18 @@ def test_train_on_missing_tensors_exits_2(tmp_path, capsys):
 
 def test_evaluate_of_a_file_that_is_not_logits_exits_2(tmp_path, capsys):
     (tmp_path / "logits.pt").write_bytes(b"not a torch file")
-    args = ["--logits", str(tmp_path / "logits.pt"), "--vote-window-ms", "250", "--trials", "2", "--seed", "0", "--threads", "1"]
+    args = [
+        "--logits",
+        str(tmp_path / "logits.pt"),
+        "--vote-window-ms",
+        "250",
+        "--trials",
+        "2",
+        "--seed",
+        "0",
+        "--threads",
+        "1",
+    ]
     assert run("evaluate", *args, "--out-dir", str(tmp_path / "eval")) == 2
     assert "logits.pt" in error_line(capsys, "evaluate")
     assert not (tmp_path / "eval").exists()
