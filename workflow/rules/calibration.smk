@@ -12,10 +12,10 @@ rule calibration_curve:
         "logs/calibration/{model}/{fold}/{window}.log",
     benchmark:
         "benchmarks/calibration/{model}/{fold}/{window}.tsv"
+    priority: 1  # as its network's (train_priority): the run's last jobs are short ones
     conda:
         "../../envs/pipeline.yaml"
     threads: 1
-    priority: 1  # as its network's (train_priority): the run's last jobs are short ones
     resources:
         mem_mb=4000,
     params:

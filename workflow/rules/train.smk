@@ -17,11 +17,11 @@ rule train:
         "benchmarks/train/{model}/{fold}/{window}.tsv"
     wildcard_constraints:
         model=models_of_kind(lambda kind: kind != "lda"),
+    # The longest jobs first, so that short ones fill the cores at the end of a run.
+    priority: train_priority
     conda:
         "../../envs/pipeline.yaml"
     threads: config["training"]["threads"]
-    # The longest jobs first, so that short ones fill the cores at the end of a run.
-    priority: train_priority
     resources:
         mem_mb=8000,
         gpu=1,
