@@ -52,6 +52,8 @@ def test_real_db1_subject_converts_completely(db1_dir, tmp_path, subject):
 
 @pytest.mark.realdata
 def test_lda_baseline_beats_chance_by_far_on_real_db1(db1_dir, tmp_path):
+    from test_train import settings_of
+
     from contrastive_prosthetics.learning.lda import train_lda_fold
 
     paths = []
@@ -60,7 +62,7 @@ def test_lda_baseline_beats_chance_by_far_on_real_db1(db1_dir, tmp_path):
         paths.append(tmp_path / f"s{subject}.pt")
         convert_subject(DB1, subject, sources, ["A"], PREPROCESS, paths[-1])
     fold = {"scheme": "repetitions", "train": [1, 3, 4, 8, 9, 10], "validation": [6], "test": [2, 5, 7]}
-    train_lda_fold(paths, "lda", "reps-2-5-7", fold, 0, tmp_path / "lda")
+    train_lda_fold(paths, "lda", "reps-2-5-7", fold, 0, tmp_path / "lda", settings_of())  # segments, no rest bias
     logits = read_logits(tmp_path / "lda" / "logits.pt")
     accuracy = (logits["logits"].argmax(1) == logits["label"]).float().mean().item()
     chance = 1 / 13

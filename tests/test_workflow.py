@@ -163,7 +163,9 @@ def test_every_table_has_a_row_per_run_group_subset_and_vote(tiny_run):
     gestures, groups, subjects = 17, 5, 2  # groups: all, intact, amputee and each of the two subjects
     vote_frames = evaluation["vote_window_ms"] // 10  # 10 ms frames
     stream_sizes = len({k for k in evaluation["stream_subset_sizes"] if k <= gestures} | {gestures})
-    stream_rows = (stream_sizes + subjects) * evaluation["stream_trials"] * len(evaluation["stream_vote_ms"])
+    # Each size's drawn subsets pooled, but k = K once (its one subset), then each subject's own row at k = K.
+    pooled = (stream_sizes - 1) * evaluation["stream_trials"] + 1
+    stream_rows = (pooled + subjects) * len(evaluation["stream_vote_ms"])
     per_run = {
         "subset_accuracy": groups * gestures * evaluation["subset_trials"],
         "subset_exact": groups * gestures,
