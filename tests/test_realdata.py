@@ -83,7 +83,9 @@ def tiny_db1_override(db1_dir: Path) -> dict:
             "reps-2-5-7": {"models": ["contrastive_adabn", "contrastive_pose", "lda"]},
             "loso": {"models": ["lda"]},
             "zero-shot": {"sets": 1},
+            "new-user": {"counts": [0, 1]},  # no calibration and one repetition: every method and baseline runs
         },
+        "calibration": {"scratch_epochs": 1},
         "architecture": {"width": 16, "conv_maps": 4, "depth": 1},
         "training": {"groups": 8, "steps_per_epoch": 3, "search": {"trials": 1, "epochs": 1}, "final": {"epochs": 1}},
         "evaluation": {"subset_trials": 8, "stream_trials": 1, "stream_subset_sizes": [3]},
