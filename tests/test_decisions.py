@@ -75,3 +75,18 @@ def test_the_rest_false_activation_of_stretches_laid_end_to_end_is_each_stretchs
             false += int((decided[torch.from_numpy(truth == 0)] != 0).sum())
             frames += int((truth == 0).sum())
         assert rest_false_activation(stretches, 0, votes, bias) == (false / frames, frames)
+
+
+def test_decide_equals_its_reference_that_sums_every_frame_and_the_controllers_latest_decision():
+    """decide sums scores only where a vote is tied; the reference sums every frame's window; decide_latest skips
+    the sums when one class leads. Integer logits make ties common."""
+    from contrastive_prosthetics.learning.decisions import decide_summing_every_frame
+
+    generator = np.random.default_rng(11)
+    logits = torch.tensor(generator.integers(-2, 3, (300, 6)), dtype=torch.float32)
+    for allowed in (torch.ones(6, dtype=torch.bool), torch.tensor([True, False, True, True, False, True])):
+        for votes in (0, 1, 4, 25):
+            decided = decide(logits, allowed, votes)
+            assert torch.equal(decided, decide_summing_every_frame(logits, allowed, votes)), votes
+            latest = [decide_latest(logits[: t + 1].numpy(), allowed.numpy(), votes) for t in range(len(logits))]
+            assert latest == decided.tolist(), votes

@@ -1,13 +1,12 @@
 """Stream metrics: every scored stretch's causal decisions, for many gesture subsets and vote lengths at once.
 
-The straightforward way (:func:`straightforward_stream_metrics`, kept as the reference the tests compare with)
-calls the controller's :func:`..learning.decisions.decide` once per subset × vote length × stretch and walks each
-movement run in Python. Here many stretches are laid end to end and decided at once (the vote restarting at each),
-the parts that do not depend on the subset are computed once (the per-frame masked argmax is per subset, but the
-vote's float64 score sums depend only on the vote length), the decisions of a chunk of subsets are one tensor
-[subset, frame], and the onset delays and steady-state decision changes are reductions over frames grouped by
-their movement run. The arithmetic is :func:`..learning.decisions.decide`'s, in the same order, so the decisions
-are the same bits and every metric equals the reference's.
+The straightforward way (:func:`straightforward_stream_metrics`, kept as the reference the tests compare with) calls
+the controller's rule as first written (:func:`..learning.decisions.decide_summing_every_frame`) once per subset ×
+vote length × stretch and walks each movement run in Python. Here many stretches are laid end to end and decided at
+once (the vote restarting at each) by :func:`..learning.batched_decisions.decide_subsets` (the vote's float64
+score sums only where a vote is tied), the decisions of a chunk of subsets are one tensor [subset, frame], and the onset delays and steady-state decision changes are
+reductions over frames grouped by their movement run. The arithmetic is :func:`..learning.decisions.decide`'s, in
+the same order, so the decisions are the same bits and every metric equals the reference's.
 
 Metrics per (k, subset, vote) over the frames whose true class is rest or a chosen gesture: accuracy over all of
 them, over movement frames and over rest frames; the rest false-activation rate (rest frames decided as a
@@ -31,7 +30,7 @@ from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from ..data.preprocess import find_runs
 from ..learning.batched_decisions import decide_subsets
-from ..learning.decisions import decide
+from ..learning.decisions import decide_summing_every_frame
 
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
@@ -313,8 +312,9 @@ def straightforward_stream_metrics(
     frame_ms: float,
     guard: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The reference :func:`stream_metrics` is tested against: :func:`..learning.decisions.decide` per subset × vote
-    × stretch, each movement run walked in Python (``python -m bench stream`` compares their speed)."""
+    """The reference :func:`stream_metrics` is tested against: the rule as first written
+    (:func:`..learning.decisions.decide_summing_every_frame`) per subset × vote × stretch, each movement run walked in
+    Python (``python -m bench stream`` compares their speed)."""
     rest, rate_hz = classes.index(REST), 1000 / frame_ms
     guard = None if guard is None else np.asarray(guard, dtype=bool)
     rows = []
@@ -329,7 +329,7 @@ def straightforward_stream_metrics(
                 transition = transition_false = events = guarded = guard_right = settled = settled_right = 0
                 delays = []
                 for _, positions, logits, truth in scored:
-                    decisions = decide(logits, allowed, votes).numpy()
+                    decisions = decide_summing_every_frame(logits, allowed, votes).numpy()
                     keep = mask[truth]
                     in_guard = np.zeros(len(truth), bool) if guard is None else guard[positions]
                     guarded += int((keep & in_guard).sum())
