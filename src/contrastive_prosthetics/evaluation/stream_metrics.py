@@ -3,10 +3,11 @@
 The straightforward way (:func:`straightforward_stream_metrics`, kept as the reference the tests compare with) calls
 the controller's rule as first written (:func:`..learning.decisions.decide_summing_every_frame`) once per subset ×
 vote length × stretch and walks each movement run in Python. Here many stretches are laid end to end and decided at
-once (the vote restarting at each) by :func:`..learning.batched_decisions.decide_subsets` (the vote's float64
-score sums only where a vote is tied), the decisions of a chunk of subsets are one tensor [subset, frame], and the onset delays and steady-state decision changes are
-reductions over frames grouped by their movement run. The arithmetic is :func:`..learning.decisions.decide`'s, in
-the same order, so the decisions are the same bits and every metric equals the reference's.
+once (the vote restarting at each) by :func:`..learning.batched_decisions.decide_subsets` (the vote's float64 score
+sums only where a vote is tied), the decisions of a chunk of subsets are one tensor [subset, frame], and the onset
+delays and steady-state decision changes are reductions over frames grouped by their movement run. The arithmetic is
+:func:`..learning.decisions.decide`'s, in the same order, so the decisions are the same bits and every metric equals
+the reference's.
 
 Metrics per (k, subset, vote) over the frames whose true class is rest or a chosen gesture: accuracy over all of
 them, over movement frames and over rest frames; the rest false-activation rate (rest frames decided as a
