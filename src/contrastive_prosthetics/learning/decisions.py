@@ -56,6 +56,16 @@ def window_score_sums(
     return sums
 
 
+def _window_votes(logits: torch.Tensor, allowed: torch.Tensor, n: int) -> torch.Tensor:
+    """[frame, class] votes over the last ``n`` frames (fewer at the start) for each frame's most similar allowed
+    class."""
+    n_frames, n_classes = logits.shape
+    predictions = logits.masked_fill(~allowed, -torch.inf).argmax(1)
+    cumulative = torch.nn.functional.one_hot(predictions, n_classes).cumsum(0)
+    before = torch.cat((torch.zeros((n, n_classes), dtype=cumulative.dtype), cumulative))[:n_frames]
+    return cumulative - before
+
+
 def decide(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int) -> torch.Tensor:
     """Decisions of consecutive frames [frame, class] → [frame] class indices: each frame's most similar allowed
     class, then a causal majority vote over the last ``vote_frames`` of them (fewer at the start; 0 or 1: no
@@ -65,11 +75,7 @@ def decide(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int) -> tor
     before it are scored in one call (offline) or kept by a controller (the last ``vote_frames`` of them).
     """
     n = max(vote_frames, 1)
-    n_frames, n_classes = logits.shape
-    predictions = logits.masked_fill(~allowed, -torch.inf).argmax(1)
-    cumulative = torch.nn.functional.one_hot(predictions, n_classes).cumsum(0)
-    before = torch.cat((torch.zeros((n, n_classes), dtype=cumulative.dtype), cumulative))[:n_frames]
-    counts = (cumulative - before).masked_fill(~allowed, -1)  # votes over the last n frames
+    counts = _window_votes(logits, allowed, n).masked_fill(~allowed, -1)
     tied = counts == counts.amax(1, keepdim=True)
     decisions = tied.to(torch.uint8).argmax(1)  # the one winner, where the vote has one
     rows = (tied.sum(1) > 1).nonzero().squeeze(1)
@@ -81,15 +87,11 @@ def decide(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int) -> tor
 def decide_summing_every_frame(logits: torch.Tensor, allowed: torch.Tensor, vote_frames: int) -> torch.Tensor:
     """:func:`decide` as first written, the reference it is tested and benchmarked against: the score sums of every
     frame's window, whether its vote is tied or not."""
-    n = max(vote_frames, 1)
-    n_frames, n_classes = logits.shape
-    predictions = logits.masked_fill(~allowed, -torch.inf).argmax(1)
-    cumulative = torch.nn.functional.one_hot(predictions, n_classes).cumsum(0)
-    before = torch.cat((torch.zeros((n, n_classes), dtype=cumulative.dtype), cumulative))[:n_frames]
-    scores, sums = logits.double(), torch.zeros((n_frames, n_classes), dtype=torch.float64)
+    n, n_frames = max(vote_frames, 1), len(logits)
+    scores, sums = logits.double(), torch.zeros(logits.shape, dtype=torch.float64)
     for back in range(min(n, n_frames) - 1, -1, -1):
         sums[back:] += scores[: n_frames - back]
-    return vote(cumulative - before, sums, allowed)
+    return vote(_window_votes(logits, allowed, n), sums, allowed)
 
 
 def decide_latest(latest: np.ndarray, allowed: np.ndarray, vote_frames: int) -> int:

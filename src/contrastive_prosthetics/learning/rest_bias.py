@@ -90,8 +90,8 @@ def calibrate_rest_bias(stretches: list, rest: int, vote_frames: int, target: fl
     before, frames = laid.false_activation(rest, vote_frames, 0.0)
     if frames == 0:
         return RestCalibration(0.0, target, before, before, 0)
-    margins = [(logits - logits[:, rest : rest + 1]).abs().max() for logits, _ in stretches if len(logits)]
-    reach = float(torch.stack(margins).max()) + 1.0  # beyond it rest wins every frame (or loses every one)
+    # Beyond the largest margin, rest wins every frame (or loses every one).
+    reach = float((laid.logits - laid.logits[:, rest : rest + 1]).abs().max()) + 1.0
     low, high = -reach, reach  # the rate at `high` is 0: every frame decided as rest
     for _ in range(BISECTION_STEPS):
         middle = (low + high) / 2
