@@ -19,10 +19,12 @@ from contrastive_prosthetics.core.errors import InputError
 from contrastive_prosthetics.evaluation import calibration_curve as curve
 from contrastive_prosthetics.evaluation.calibration_summary import METRICS, calibration_table
 from contrastive_prosthetics.evaluation.voting import window_outcomes
+from contrastive_prosthetics.learning.adaptation import pooled_network
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.folds import expand_folds, fold_selections
 from contrastive_prosthetics.learning.logits import read_logits
 from contrastive_prosthetics.learning.model_file import load_model_file, read_model_file
+from contrastive_prosthetics.learning.models import batchnorm_statistics
 from contrastive_prosthetics.learning.personalise import (
     CalibrationSettings,
     balanced_cross_entropy,
@@ -46,7 +48,8 @@ CALIBRATION_FOLD = {
 }
 STREAM_TRAINING = settings_of(
     TRAINING
-    | {"frames": "stream", "guard_ms": 30, "search": TRAINING["search"] | {"trials": 1}, "final": {"epochs": 2}},
+    | {"frames": "stream", "guard_ms": 30, "search": TRAINING["search"] | {"trials": 1}, "final": {"epochs": 2}}
+    | {"normalisation": "per_subject"},
     rest_false_activation_target=0.1,
     vote_window_ms=50,
 )
@@ -64,15 +67,15 @@ def digest(state: dict) -> str:
 
 
 def trained(tmp_path, name: str, test_scale: float = 1.0):
-    """A contrastive model trained on s2 (validated on s1) for the new user s3, whose scored repetitions 2 and 5 are
-    scaled by ``test_scale``; (model.pt, s3's tensor file)."""
+    """A contrastive AdaBN model with per-user input normalisation trained on s2 (validated on s1) for the new user
+    s3, whose scored repetitions 2 and 5 are scaled by ``test_scale``; (model.pt, s3's tensor file, s1's)."""
     paths = [
         write_subject(tmp_path / name / f"s{s}.pt", s, test_scale=test_scale if s == 3 else 1.0) for s in (1, 2, 3)
     ]
     out = tmp_path / name / "model"
-    settings = model_settings("contrastive", False)
+    settings = model_settings("contrastive", True)
     train_fold(paths, "contrastive", settings, ARCHITECTURE, "cal", CALIBRATION_FOLD, STREAM_TRAINING, 0, out, "cpu")
-    return out / "model.pt", paths[2]
+    return out / "model.pt", paths[2], paths[0]
 
 
 def test_the_calibration_shorthand_expands_into_one_subjects_fold_per_subject_scoring_its_test_repetitions(tmp_path):
@@ -112,7 +115,7 @@ def two_runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("calibration")
     runs = {}
     for name, scale in (("plain", 1.0), ("scaled", 5.0)):
-        model, tensor = trained(tmp_path, name, scale)
+        model, tensor, validation = trained(tmp_path, name, scale)
         states = []
         real = curve.network_candidate
 
@@ -125,6 +128,7 @@ def two_runs(tmp_path_factory):
             table = curve.calibration_curve(
                 model,
                 tensor,
+                [validation],
                 "cal-db2-s3",
                 CALIBRATION_FOLD,
                 STREAM_TRAINING,
@@ -155,19 +159,48 @@ def test_the_curve_has_every_method_at_every_count_and_the_baselines_from_one_re
     _, table, _ = two_runs["plain"]
     methods = table.groupby("repetitions")["method"].apply(set).to_dict()
     calibrated = {"adabn", "prototypes", "fine_tune", "fine_tune_network"}
-    assert methods == {0: calibrated, 1: calibrated | {"scratch", "lda"}, 2: calibrated | {"scratch", "lda"}}
-    without = table[table["repetitions"] == 0]
-    assert without[list(METRICS)].nunique().max() == 1  # nothing of the user: every method is the model as trained
-    # Every frame of the first c calibration repetitions' recording: s3's 13 classes of 20 frames each.
-    assert (table["calibration_frames"] == table["repetitions"] * len(CLASSES) * 20).all()
+    assert methods == {
+        0: {"none", "unlabelled"},
+        1: calibrated | {"scratch", "lda"},
+        2: calibrated | {"scratch", "lda"},
+    }
+    without = table[table["repetitions"] == 0].set_index("method")
+    # Every frame of the first c calibration repetitions' recording: s3's 13 classes of 20 frames each; the
+    # unlabelled start reads the first one's, the calibration-free none nothing.
+    expected = table["repetitions"].where(table["method"] != "unlabelled", 1) * len(CLASSES) * 20
+    assert (table["calibration_frames"] == expected).all()
     # The scored repetitions 2 and 5, each segment of 20 frames in four 50 ms votes, whatever the method.
     assert (table["segment_windows"] == len(CLASSES) * 2 * 4).all()
-    # As trained, the model scores the segments as training's own test logits say, with its own rest bias.
+    # Neither start reads the user's labels: none's rest bias was set on the validation subject under the pooled
+    # statistics, unlabelled's at training under cross-fitted AdaBN.
+    model, _, states = two_runs["plain"]
+    saved = read_model_file(model)
+    assert without.loc["none", "rest_bias"] == saved["calibration_free"]["rest_bias"]
+    assert without.loc["unlabelled", "rest_bias"] == saved["rest_bias"]
+    assert without["rest_bias_margin"].isna().all()
+    # From one repetition, the rest bias adds a margin learned on the validation subject s1 as a new user.
+    calibrated_rows = table[table["repetitions"] > 0]
+    assert np.isfinite(calibrated_rows["rest_bias_margin"]).all() and (calibrated_rows["rest_bias_margin"] != 0).any()
+
+
+@pytest.mark.slow
+def test_the_calibration_free_start_holds_statistics_pooled_over_the_training_subjects(two_runs):
     model = two_runs["plain"][0]
-    logits = read_logits(model.parent / "logits.pt")
-    votes, truth, _ = window_outcomes(logits, 5, logits["logits"].argmax(1))
-    assert without["segment_accuracy"].to_numpy() == pytest.approx((votes == truth).double().mean().item())
-    assert (without["rest_bias"] == read_model_file(model)["rest_bias"]).all()
+    saved = load_model_file(model)
+    free = saved["calibration_free"]
+    data = DB23.load([model.parent.parent / f"s{s}.pt" for s in (1, 2, 3)], device="cpu", with_streams=True)
+    data = data.normalised(saved["normalisation_"])
+    selections = fold_selections(data, CALIBRATION_FOLD, "cal")
+    pooled = pooled_network(saved["network"], data, selections.train, 1, 10000)
+    for (mean, var, _), (expected_mean, expected_var, _) in zip(
+        free["batchnorm"], batchnorm_statistics(pooled), strict=True
+    ):
+        assert torch.equal(mean, expected_mean) and torch.equal(var, expected_var)
+    # The first batch norm normalises each electrode: its statistics are the input's per channel (six electrodes).
+    assert free["batchnorm"][0][0].shape == (6,) and saved["network"].emg_encoder.input_norm is not None
+    # Not the statistics training left behind (its last batches': one subject's).
+    trained_stats = batchnorm_statistics(saved["network"])
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(trained_stats, free["batchnorm"], strict=True))
 
 
 def recording_of(tensor, count: int):

@@ -144,6 +144,7 @@ def command_calibration_curve(args: argparse.Namespace) -> None:
     calibration_curve(
         Path(args.model),
         Path(args.tensor),
+        [Path(p) for p in args.validation_tensors],
         args.fold,
         json.loads(args.fold_json),
         TrainingSettings.from_config(json.loads(args.training_json), json.loads(args.evaluation_json)),
@@ -372,6 +373,13 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
     ): (
         _helped(MODEL_FILE, "the calibration fold's model.pt (trained on the other subjects)"),
         _option("--tensor", "the fold's test subject's converted file"),
+        _option(
+            "--validation-tensors",
+            "the fold's validation subjects' converted files: new users the rest bias's margin is learned on",
+            nargs="*",
+            default=[],
+            required=False,
+        ),
         _option("--fold", "the fold's name"),
         FOLD_JSON,
         TRAINING_JSON,

@@ -6,6 +6,7 @@ rule calibration_curve:
     input:
         model="results/models/{model}/{fold}/{window}/model.pt",
         tensor=test_subject_tensor,
+        validation=validation_subject_tensors,
     output:
         "results/calibration/{model}/{fold}/{window}/calibration.tsv",
     log:
@@ -26,6 +27,7 @@ rule calibration_curve:
         seed=config["seed"],
     shell:
         "python -m contrastive_prosthetics calibration-curve --model {input.model} --tensor {input.tensor} "
+        "--validation-tensors {input.validation} "
         "--fold {wildcards.fold} --fold-json {params.fold:q} --training-json {params.training:q} "
         "--evaluation-json {params.evaluation:q} --calibration-json {params.calibration:q} --seed {params.seed} "
         "--threads {threads} --out {output} > {log} 2>&1"

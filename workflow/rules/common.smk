@@ -11,7 +11,12 @@ from contrastive_prosthetics.evaluation.artefacts import (
     SUMMARY_TABLES,
     ZERO_SHOT_TABLES,
 )
-from contrastive_prosthetics.learning.folds import fold_families, fold_runs, fold_subjects
+from contrastive_prosthetics.learning.folds import (
+    fold_families,
+    fold_runs,
+    fold_subjects,
+    validation_subjects,
+)
 from contrastive_prosthetics.learning.training_settings import EVALUATION_KEYS
 from contrastive_prosthetics.data.ninapro import DATABASES, database, exercise_from_file_name
 from contrastive_prosthetics.data.download import archive_name
@@ -114,6 +119,12 @@ def calibration_outputs():
 def test_subject_tensor(wildcards):
     """The tensor file of a calibration fold's test subject: all its calibration job reads of the data."""
     return f"results/tensors/{config['folds'][wildcards.fold]['test_subject']}.pt"
+
+
+def validation_subject_tensors(wildcards):
+    """The tensor files of a calibration fold's validation subjects: the new users the rest bias's margin is learned
+    on (never the test subject)."""
+    return [f"results/tensors/{s}.pt" for s in validation_subjects(config["folds"][wildcards.fold])]
 
 
 def oracle_logits(wildcards):

@@ -19,6 +19,7 @@ at c = 0 and is set on the calibration recording from c = 1 (:func:`..learning.r
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,10 +33,11 @@ from ..core.atomic import atomic_write_frame
 from ..data.ninapro import REST
 from ..learning.calibration_baselines import calibration_lda, network_on_user
 from ..learning.dataset import DB23, Selection
+from ..learning.folds import validation_subjects
 from ..learning.inference import FrameScorer
 from ..learning.lda import SHARED, score_selection, stream_scores
 from ..learning.model_file import load_model_file
-from ..learning.models import ContrastiveModel
+from ..learning.models import ContrastiveModel, set_batchnorm_statistics
 from ..learning.personalise import TRAINED, CalibrationRecording, CalibrationSettings, personalise
 from ..learning.rest_bias import calibrate_rest_bias
 from ..learning.stream_sampling import guard_width
@@ -57,6 +59,7 @@ COLUMNS = [
     "repetitions",
     "calibration_frames",
     "rest_bias",
+    "rest_bias_margin",
     "segment_accuracy",
     "segment_balanced_accuracy",
     "segment_rest_false_activation",
@@ -111,24 +114,30 @@ def calibration_recording(
     return CalibrationRecording.of(stretches, guard_frames, raw.channel_mask[subject])
 
 
+def stretch_scores(candidate: Candidate, raw: DB23, stretches: list[np.ndarray]) -> list[tuple]:
+    """(logits, truth) of the candidate on stream ``stretches`` (positions): what a rest bias is set on."""
+    truth = raw.streams.classes.numpy()
+    return [(candidate.stream(p), truth[p]) for p in stretches]
+
+
+def fitted_bias(candidate: Candidate, raw: DB23, stretches: list[np.ndarray], target: float, vote_frames: int):
+    """The rest bias meeting ``target`` on ``stretches`` decided by ``candidate``."""
+    rest = raw.classes.index(REST)
+    return calibrate_rest_bias(stretch_scores(candidate, raw, stretches), rest, vote_frames, target).bias
+
+
 def scored_row(
     candidate: Candidate,
     raw: DB23,
     subject: int,
     scored: tuple[Selection, list[np.ndarray]],
-    calibration: list[np.ndarray],
     bias: float,
-    target: float | None,
     vote_frames: int,
 ) -> dict:
-    """The candidate's metrics on the scored repetitions (see the module); its rest bias set on the ``calibration``
-    stretches when there are any (and a target), else ``bias``."""
+    """The candidate's metrics on the scored repetitions (see the module), deciding the stream with rest bias
+    ``bias``."""
     classes, truth = raw.classes, raw.streams.classes.numpy()
     rest = classes.index(REST)
-    if calibration and target is not None:
-        bias = calibrate_rest_bias(
-            [(candidate.stream(p), truth[p]) for p in calibration], rest, vote_frames, target
-        ).bias
     selection, stretches = scored
     logits, index = candidate.segments(selection)
     payload = {"logits": logits, "label": index[:, 1], "subject": index[:, 0], "repetition": index[:, 2] + 1}
@@ -164,21 +173,31 @@ class NewUser:
     settings: CalibrationSettings
     seed: int
 
-    def candidates(self, repetitions: list[int], recording: CalibrationRecording | None) -> list[Candidate]:
-        """Every method and baseline calibrated on ``repetitions`` (their ``recording``); without any, the model as
-        trained once (every method is it)."""
+    def calibration_free(self, recording: CalibrationRecording) -> list[tuple[Candidate, float]]:
+        """The two starts of a new user, each with its rest bias, neither reading the user's labels: ``none``, the
+        model with the batch-norm statistics pooled over the training subjects (a model without AdaBN: as trained)
+        and their rest bias set on the validation subjects; ``unlabelled``, every batch norm adapted on the user's
+        ``recording`` with its labels unread (AdaBN), and the rest bias set at training on the validation subjects
+        under the same adaptation."""
+        saved, raw, subject = self.saved, self.raw, self.subject
+        network, normalisation = saved["network"], saved["normalisation_"]
+        free = saved.get("calibration_free")
+        pooled = copy.deepcopy(network).eval()
+        if free is not None:
+            set_batchnorm_statistics(pooled, free["batchnorm"])
+        adapted = personalise(network, normalisation, recording, "adabn", self.settings)
+        return [
+            (
+                network_candidate("none", pooled, normalisation, raw, subject),
+                saved["rest_bias"] if free is None else free["rest_bias"],
+            ),
+            (network_candidate("unlabelled", adapted, normalisation, raw, subject), saved["rest_bias"]),
+        ]
+
+    def candidates(self, repetitions: list[int], recording: CalibrationRecording) -> list[Candidate]:
+        """Every method and baseline calibrated on ``repetitions`` (their ``recording``)."""
         saved, raw, subject, settings, seed = self.saved, self.raw, self.subject, self.settings, self.seed
         network, normalisation = saved["network"], saved["normalisation_"]
-        if recording is None:
-            return [
-                network_candidate(
-                    "as trained",
-                    personalise(network, normalisation, None, "adabn", settings),
-                    normalisation,
-                    raw,
-                    subject,
-                )
-            ]
         out = []
         for method in self.methods():
             if method in TRAINED:  # AdaBN and prototypes, then the whole network trained on the user's repetitions
@@ -205,9 +224,40 @@ class NewUser:
         return [m for m in self.settings.methods if m != "prototypes" or contrastive]
 
 
+def rest_bias_margins(
+    users: list[NewUser], fold: dict, count: int, target: float, vote_frames: int, guard: int
+) -> dict:
+    """Per method: how far the rest bias meeting ``target`` on a calibrated user's scored repetitions lies from the
+    one meeting it on the calibration repetitions the method was fitted on, averaged over ``users`` (the fold's
+    validation subjects treated as new users: calibrated on their first ``count`` calibration repetitions, scored on
+    their test ones). A bias set on fitted frames is optimistic (the method has seen them); the test subject's is
+    that bias plus this margin, learned on other people. Empty without validation subjects."""
+    repetitions = fold["calibration"][:count]
+    margins: dict[str, list[float]] = {}
+    for user in users:
+        raw, subject = user.raw, user.subject
+        recording = calibration_recording(raw, subject, repetitions, user.saved["network"].config.context, guard)
+        fitted = scored_stretches(raw, subject, repetitions)
+        held_out = scored_stretches(raw, subject, fold["test"])
+        for candidate in user.candidates(repetitions, recording):
+            margin = fitted_bias(candidate, raw, held_out, target, vote_frames) - fitted_bias(
+                candidate, raw, fitted, target, vote_frames
+            )
+            margins.setdefault(candidate.method, []).append(margin)
+            log.info(
+                "rest bias margin, %s as a new user, c=%d, %s: %+.3f",
+                raw.subject_names[subject],
+                count,
+                candidate.method,
+                margin,
+            )
+    return {method: float(np.mean(values)) for method, values in margins.items()}
+
+
 def calibration_curve(
     model_path: Path,
     tensor_path: Path,
+    validation_paths: list[Path],
     fold_name: str,
     fold: dict,
     training: TrainingSettings,
@@ -219,12 +269,18 @@ def calibration_curve(
     settings = CalibrationSettings.from_config(calibration, training.adaptation_frames)
     saved = load_model_file(model_path)
     lda = "lda" in settings.baselines
-    raw = DB23.load([tensor_path], device="cpu", with_streams=True, with_features=lda, window=saved["window"])
+    raw = DB23.load(
+        [tensor_path, *validation_paths], device="cpu", with_streams=True, with_features=lda, window=saved["window"]
+    )
     subject = raw.subject_names.index(fold["test_subject"])
     user = NewUser(saved, raw, subject, training, settings, seed)
+    # Validation subjects in this database, as new users: they teach the rest bias's margin (never the test subject).
+    others = [raw.subject_names.index(s) for s in validation_subjects(fold) if s in raw.subject_names]
+    validation_users = [NewUser(saved, raw, other, training, settings, seed) for other in others]
     vote_frames = window_frames_for(training.vote_window_ms, raw.frame_rate_hz)
     guard = guard_width(training.guard_ms, raw.frame_rate_hz)
     target = training.rest_false_activation_target
+    context = saved["network"].config.context
     # The one place the scored repetitions are read: scoring.
     scored = (
         raw.select(subjects=[fold["test_subject"]], repetitions=fold["test"]),
@@ -232,14 +288,29 @@ def calibration_curve(
     )
     rows = []
     for count in sorted(fold["counts"]):
+        if count == 0:  # the unlabelled start reads the first calibration repetition's EMG, labels unread
+            first = calibration_recording(raw, subject, fold["calibration"][:1], context, guard)
+            for candidate, bias in user.calibration_free(first):
+                frames = len(first.frames) if candidate.method == "unlabelled" else 0
+                row = scored_row(candidate, raw, subject, scored, bias, vote_frames)
+                rows.append(row | {"repetitions": 0, "calibration_frames": frames, "rest_bias_margin": np.nan})
+                log.info("%s c=0: %s", fold_name, rows[-1])
+            continue
         repetitions = fold["calibration"][:count]
-        recording = calibration_recording(raw, subject, repetitions, saved["network"].config.context, guard)
-        stretches = scored_stretches(raw, subject, repetitions) if repetitions else []
-        frames = 0 if recording is None else len(recording.frames)
+        recording = calibration_recording(raw, subject, repetitions, context, guard)
+        stretches = scored_stretches(raw, subject, repetitions)
+        margins = {} if target is None else rest_bias_margins(validation_users, fold, count, target, vote_frames, guard)
         for candidate in user.candidates(repetitions, recording):
-            row = scored_row(candidate, raw, subject, scored, stretches, saved["rest_bias"], target, vote_frames)
-            same = user.methods() if recording is None else [candidate.method]  # c = 0: every method the same
-            rows += [row | {"method": method, "repetitions": count, "calibration_frames": frames} for method in same]
+            margin = margins.get(candidate.method, 0.0)
+            bias = (
+                saved["rest_bias"]
+                if target is None
+                else fitted_bias(candidate, raw, stretches, target, vote_frames) + margin
+            )
+            row = scored_row(candidate, raw, subject, scored, bias, vote_frames)
+            rows.append(
+                row | {"repetitions": count, "calibration_frames": len(recording.frames), "rest_bias_margin": margin}
+            )
             log.info("%s c=%d: %s", fold_name, count, rows[-1])
     leading = {"family": fold.get("family", fold_name), "model": saved["model"], "fold": fold_name}
     table = pd.DataFrame(rows).assign(**leading, window=saved["window"], subject=fold["test_subject"])[COLUMNS]

@@ -185,3 +185,19 @@ def _ordered(outputs: list[torch.Tensor], indices: list[torch.Tensor]) -> tuple[
         key = key * (int(index[:, column].max()) + 1) + index[:, column]
     order = torch.argsort(key)
     return logits[order], index[order]
+
+
+def pooled_network(
+    model: torch.nn.Module, data: DB23, selection: Selection, context: int, limit: int
+) -> torch.nn.Module:
+    """A copy of ``model`` whose batch-norm statistics are those of the training subjects pooled: every subject of
+    ``selection`` contributes its stream during the selection's repetitions, ``limit`` // subjects frames each (evenly
+    spaced, labels unread). An AdaBN model's running statistics after training are its last batches' (one subject's:
+    no one's); these are what it can use for a person it has read nothing of (a calibration-free start)."""
+    subjects = selection.subjects.tolist()
+    repetitions = (selection.repetitions + 1).tolist()  # Selection holds 0-based repetitions
+    share = max(limit // len(subjects), 1)
+    frames = torch.cat([data.stream_frames(subject, repetitions, context, share) for subject in subjects])
+    pooled = copy.deepcopy(model)
+    adapt_batchnorm(pooled, frames)
+    return pooled

@@ -30,6 +30,7 @@ class InferenceNetwork:
         linears = [m for m in encoder.layers if isinstance(m, torch.nn.Linear)]
         norms = [m for m in encoder.layers if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         with torch.no_grad():
+            self.input = None if encoder.input_norm is None else _affine(encoder.input_norm)
             self.convolutions = [
                 _folded(c.weight, c.bias, n, conv=True) for c, n in zip(convolutions, conv_norms, strict=True)
             ]
@@ -46,6 +47,8 @@ class InferenceNetwork:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(1) if x.dim() == 2 else x
+        if self.input is not None:  # per electrode: not foldable into a convolution shared by every electrode
+            x = torch.addcmul(self.input[1], x, self.input[0])
         for weight, bias in self.convolutions:
             x = torch.relu(torch.nn.functional.conv1d(x, weight, bias, padding=1))
         x = x.flatten(1)
@@ -64,6 +67,12 @@ def _folded(weight: torch.Tensor, bias: torch.Tensor, norm, conv: bool = False) 
     return (weight * scale.view(shape)).detach().clone(), (
         (bias - norm.running_mean) * scale + norm.bias
     ).detach().clone()
+
+
+def _affine(norm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) of a batch norm in eval mode: norm(x) = x * scale + shift."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return scale.detach().clone(), (norm.bias - norm.running_mean * scale).detach().clone()
 
 
 def normalised_frames(frames: torch.Tensor, normalisation: Normalisation, live: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,9 @@ NETWORK_FIELDS = {
     "rest_false_activation_target": "evaluation.rest_false_activation_target it was calibrated for (None: no bias)",
     "guard_ms": "training.guard_ms: frames this close to a change of label were not fitted on (nor calibrated on)",
     "onset_gate": "OnsetGate.as_dict(): the amplitude gate in front of the classifier (calibrated with it), or None",
+    "calibration_free": "an AdaBN model trained on other people (subjects folds): its start for a new user it has read "
+    "nothing of: batchnorm (statistics pooled over the training subjects), rest_bias and calibration (set on the "
+    "validation subjects under them); None otherwise",
     "personalisation": "how it was calibrated to one user (method, recordings, frames: the calibrate command), or None",
 }
 # Fields of an LDA model's model.pt, in the order they are saved.

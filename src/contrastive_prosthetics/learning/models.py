@@ -39,6 +39,7 @@ class ModelConfig:
     logit_scale: float | None = None  # a fixed scale of the cosine logits; None: CLIP's learnable temperature
     class_encoder: str = "onehot"  # "onehot": a linear map of each class's one-hot code; "pose": an MLP of its pose
     code_dim: int = 22  # length of a pose code (the glove's sensors)
+    input_norm: bool = False  # a batch norm of each electrode's input: per-user normalisation under AdaBN
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +139,20 @@ class ReferenceBatchNorm1d(nn.BatchNorm1d):
         return out
 
 
+class InputNorm(ReferenceBatchNorm1d):
+    """Batch norm of each electrode's input (frames [batch, context, channel]): per-channel statistics over the
+    batch and the context frames.
+
+    The input's normalisation (:class:`.dataset.Normalisation`) is pooled over the training subjects, so a new
+    arm's per-electrode gain (a log-amplitude offset) survives it, and the convolutions' batch norms normalise each
+    feature map across every electrode at once, so AdaBN there cannot remove a gain on one electrode. Under AdaBN
+    this layer's statistics are each subject's own (one subject per training batch, the user's unlabelled recording
+    at deployment): per-user input normalisation, re-estimated by the same adaptation as every other batch norm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
 class EMGEncoder(nn.Module):
     """RMS frames [batch, channel], or [batch, context, channel] with the frames before each (oldest first), →
     an embedding [batch, embedding_dim].
@@ -152,6 +167,7 @@ class EMGEncoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         maps = config.conv_maps
+        self.input_norm = InputNorm(config.n_channels) if config.input_norm else None
         self.convolutions = nn.Sequential(
             nn.Conv1d(config.context, maps, kernel_size=3, padding=1),
             ReferenceBatchNorm1d(maps),
@@ -171,8 +187,16 @@ class EMGEncoder(nn.Module):
         layers.append(nn.Linear(width_in, config.embedding_dim))
         self.layers = nn.Sequential(*layers)
 
+    def stages(self) -> list[nn.Module]:
+        """The encoder's modules in the order a frame [batch, context, channel] passes them."""
+        first = [] if self.input_norm is None else [self.input_norm]
+        return [*first, *self.convolutions, nn.Flatten(1), *self.layers]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.convolutions(x.unsqueeze(1) if x.dim() == 2 else x).flatten(1))
+        x = x.unsqueeze(1) if x.dim() == 2 else x
+        if self.input_norm is not None:
+            x = self.input_norm(x)
+        return self.layers(self.convolutions(x).flatten(1))
 
 
 class ContrastiveModel(nn.Module):
@@ -332,7 +356,7 @@ def adapt_batchnorm(model: nn.Module, frames: torch.Tensor, batch_size: int = 1 
     # batch-norm layer: the same operations on the same batches as running it whole each time, so the same bits.
     chunks = [frames[start : start + batch_size] for start in range(0, len(frames), batch_size)]
     chunks = [x.unsqueeze(1) if x.dim() == 2 else x for x in chunks]
-    stages = [*encoder.convolutions, nn.Flatten(1), *encoder.layers]
+    stages = encoder.stages()
     for stage in stages:
         if isinstance(stage, nn.modules.batchnorm._BatchNorm):
             momentum = stage.momentum

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,12 +28,19 @@ from tqdm import tqdm
 from ..core.atomic import atomic_write_tsv
 from ..core.errors import InputError
 from ..data.ninapro import REST
-from .adaptation import predict
+from .adaptation import pooled_network, predict
 from .dataset import DB23, Normalisation, Selection, choose_device
 from .folds import FoldSelections, fold_selections, training_view
 from .logits import write_logits
 from .model_file import write_network_file
-from .models import ModelConfig, build_model, classifier_loss, contrastive_loss, parameter_groups
+from .models import (
+    ModelConfig,
+    batchnorm_statistics,
+    build_model,
+    classifier_loss,
+    contrastive_loss,
+    parameter_groups,
+)
 from .onset_gate import OnsetGate
 from .poses import fold_codes
 from .rest_bias import RestCalibration, rest_calibration, validation_streams
@@ -318,6 +325,8 @@ def fold_setting(
         context=architecture["context_frames"],
         dropout_layers=architecture["dropout_layers"],
         class_encoder=model_settings.get("class_encoder", "onehot"),
+        # Per-user input normalisation needs batch norms whose statistics are one person's: AdaBN's.
+        input_norm=settings.normalisation == "per_subject" and adabn,
         logit_scale=None if architecture["logit_scale"] == "learnable" else float(architecture["logit_scale"]),
     )
     log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
@@ -355,6 +364,23 @@ def setting_rest_calibration(
     return rest_calibration(streams, setting.data.classes, setting.settings, setting.data.frame_rate_hz)
 
 
+def calibration_free(setting: Setting, model: torch.nn.Module, gate: OnsetGate | None, fold: dict) -> dict | None:
+    """How an AdaBN model trained on other people starts for a new user it has read nothing of (``subjects`` folds;
+    None otherwise): batch-norm statistics pooled over the training subjects (:func:`.adaptation.pooled_network`)
+    and the rest bias that meets the target on the validation subjects scored with those statistics as they are
+    (no adaptation: they too are people the model read nothing of)."""
+    if not setting.adabn or fold["scheme"] != "subjects":
+        return None
+    limit = setting.settings.adaptation_frames
+    pooled = pooled_network(model, setting.data, setting.selections.train, setting.config.context, limit)
+    calibration = setting_rest_calibration(replace(setting, adabn=False, adaptation="none"), pooled, gate)
+    return {
+        "batchnorm": batchnorm_statistics(pooled),
+        "rest_bias": 0.0 if calibration is None else calibration.bias,
+        "calibration": None if calibration is None else calibration.as_dict(),
+    }
+
+
 def train_fold(
     tensor_paths: list[Path],
     model_name: str,
@@ -385,6 +411,7 @@ def train_fold(
         )
     gate = OnsetGate.from_config(setting.settings.onset_gate, data.frame_rate_hz)
     calibration = setting_rest_calibration(setting, model, gate, extra["memo"])
+    free = calibration_free(setting, model, gate, fold)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tsv(search_rows, out_dir / "search.tsv")
     atomic_write_tsv(
@@ -412,6 +439,7 @@ def train_fold(
         rest_false_activation_target=setting.settings.rest_false_activation_target,
         guard_ms=setting.settings.guard_ms,
         onset_gate=None if gate is None else gate.as_dict(),
+        calibration_free=free,
     )
 
     # The one place test data are read.

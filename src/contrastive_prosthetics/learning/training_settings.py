@@ -44,6 +44,7 @@ class TrainingSettings:
     onset_gate: dict | None  # evaluation's: the amplitude gate in front of the classifier (None: none)
     log_floor_quanta: float = 0.0  # and at least this many quantisation steps of the channel (0: no such floor)
     selection: str = "segments"  # segments: validation loss and accuracy; stream: see .stream_selection
+    normalisation: str = "pooled"  # per_subject: AdaBN models get a batch norm of each electrode's input
     evaluation_batch: int = 1 << 16
 
     @classmethod
@@ -83,6 +84,7 @@ class TrainingSettings:
             onset_gate=evaluation["onset_gate"],
             log_floor_quanta=training.get("log_floor_quanta", 0.0),
             selection=training.get("selection", "segments"),
+            normalisation=training.get("normalisation", "pooled"),
         )
 
     def evaluation_keys(self) -> dict:
