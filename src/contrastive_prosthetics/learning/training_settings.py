@@ -5,11 +5,12 @@ hyper-parameter draws."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..core.errors import InputError
+from .augmentation import Augmentation
 
 STREAM_SCORE = "val_stream_movement_accuracy"  # training.selection: stream's score, a column of history and search
 # The evaluation section's keys that training reads: it sets the rest bias the evaluation then decides with.
@@ -45,6 +46,7 @@ class TrainingSettings:
     log_floor_quanta: float = 0.0  # and at least this many quantisation steps of the channel (0: no such floor)
     selection: str = "segments"  # segments: validation loss and accuracy; stream: see .stream_selection
     evaluation_batch: int = 1 << 16
+    augmentation: Augmentation = field(default_factory=Augmentation)  # training batches as other arms (off)
 
     @classmethod
     def from_config(cls, training: dict, evaluation: dict) -> TrainingSettings:
@@ -83,6 +85,7 @@ class TrainingSettings:
             onset_gate=evaluation["onset_gate"],
             log_floor_quanta=training.get("log_floor_quanta", 0.0),
             selection=training.get("selection", "segments"),
+            augmentation=Augmentation.from_config(training.get("augmentation")),
         )
 
     def evaluation_keys(self) -> dict:
