@@ -17,12 +17,10 @@ from test_train import ARCHITECTURE, CLASSES, TRAINING, model_settings, settings
 from contrastive_prosthetics.config import ConfigError, prepare_config
 from contrastive_prosthetics.core.errors import InputError
 from contrastive_prosthetics.evaluation import calibration_curve as curve
-from contrastive_prosthetics.evaluation.calibration_summary import METRICS, calibration_table
-from contrastive_prosthetics.evaluation.voting import window_outcomes
+from contrastive_prosthetics.evaluation.calibration_summary import calibration_table
 from contrastive_prosthetics.learning.adaptation import pooled_network
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.folds import expand_folds, fold_selections
-from contrastive_prosthetics.learning.logits import read_logits
 from contrastive_prosthetics.learning.model_file import load_model_file, read_model_file
 from contrastive_prosthetics.learning.models import batchnorm_statistics
 from contrastive_prosthetics.learning.personalise import (
@@ -173,7 +171,7 @@ def test_the_curve_has_every_method_at_every_count_and_the_baselines_from_one_re
     assert (table["segment_windows"] == len(CLASSES) * 2 * 4).all()
     # Neither start reads the user's labels: none's rest bias was set on the validation subject under the pooled
     # statistics, unlabelled's at training under cross-fitted AdaBN.
-    model, _, states = two_runs["plain"]
+    model = two_runs["plain"][0]
     saved = read_model_file(model)
     assert without.loc["none", "rest_bias"] == saved["calibration_free"]["rest_bias"]
     assert without.loc["unlabelled", "rest_bias"] == saved["rest_bias"]
@@ -257,7 +255,8 @@ def test_the_summary_gives_subject_means_and_draws_the_curve(two_runs, tmp_path)
     assert accuracy["mean"] == pytest.approx(0.75 * original) and accuracy["subjects"] == 2
     assert accuracy["low"] <= accuracy["mean"] <= accuracy["high"]
     texts = [*PANELS.values(), "LDA on the user's repetitions", "contrastive: AdaBN + prototypes", "(2 subjects)"]
-    check_figure(tmp_path / "calibration", panels=len(PANELS), texts=texts)
+    texts += ["Paired: minus scratch", "contrastive: calibration-free (pooled statistics)"]
+    check_figure(tmp_path / "calibration", panels=len(PANELS) + 1, texts=texts)
     assert len(calibration_table(rows, 0)) == len(summary)
 
 

@@ -40,6 +40,7 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
     check_vote_window(config, source)
     check_onset_gate(config, source)
     check_bandpass(config, source)
+    check_augmentation(config, source)
     return config
 
 
@@ -193,6 +194,20 @@ def check_bandpass(config: dict, source: str) -> None:
     pre = config["preprocess"]
     if pre["bandpass_low_hz"] >= pre["bandpass_high_hz"]:
         raise ConfigError(f"{source}: preprocess.bandpass_low_hz must be below preprocess.bandpass_high_hz")
+
+
+def check_augmentation(config: dict, source: str) -> None:
+    """The electrode ring of ``training.augmentation`` fits in every selected database's electrodes."""
+    ring = (config["training"].get("augmentation") or {}).get("ring")
+    if ring is None:
+        return
+    for name in config["data"]["databases"]:
+        channels = database(name).n_channels
+        if ring > channels:
+            raise ConfigError(
+                f"{source}: training.augmentation.ring = {ring} is more than the {channels} electrodes of {name}: set "
+                "it to the number of leading electrodes equally spaced around the forearm (DB1, DB2, DB3: 8), or null"
+            )
 
 
 def check_local_folders(data: dict, source: str) -> None:

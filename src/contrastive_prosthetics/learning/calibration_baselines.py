@@ -8,6 +8,8 @@
 ``lda``      LDA on the Hudgins features of the same frames (:mod:`.lda`).
 
 Both read only the user's calibration repetitions: frames outside the guard band for fitting, as stream training.
+Neither draws other arms (``training.augmentation``, for a network trained on other people): they fit the user's
+own arm.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import replace
 
 import torch
 
+from .augmentation import Augmentation
 from .dataset import DB23, Normalisation
 from .fitted_lda import FittedLDA
 from .folds import FoldSelections
@@ -41,7 +44,7 @@ def network_on_user(
     (``start`` None), with the normalisation of those repetitions (see the module); or fine-tuned from ``start`` (a
     one-hot network of that config: :func:`.personalise.personalise`'s), with the normalisation it was trained
     with."""
-    settings = replace(training, selection="segments")
+    settings = replace(training, selection="segments", augmentation=Augmentation())
     selection = raw.select(subjects=[raw.subject_names[subject]], repetitions=repetitions)
     if start is None:
         normalisation = raw.normalisation(

@@ -67,6 +67,13 @@ class Normalisation:
             x = torch.log(x + self.epsilon.to(x.device))
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """The raw amplitude whose :meth:`apply` is ``z`` (up to rounding; never below zero, as an RMS)."""
+        x = z * self.std.to(z.device) + self.mean.to(z.device)
+        if self.log_amplitude:
+            x = torch.exp(x) - self.epsilon.to(z.device)
+        return x.clamp(min=0)
+
     def state_dict(self) -> dict:
         return {
             "mean": self.mean.cpu(),

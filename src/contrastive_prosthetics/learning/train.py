@@ -29,6 +29,7 @@ from ..core.atomic import atomic_write_tsv
 from ..core.errors import InputError
 from ..data.ninapro import REST
 from .adaptation import pooled_network, predict
+from .augmentation import BatchAugmenter
 from .dataset import DB23, Normalisation, Selection, choose_device
 from .folds import FoldSelections, fold_selections, training_view
 from .logits import write_logits
@@ -163,6 +164,12 @@ def training_sampler(setting: Setting, seed: int) -> ContrastiveSampler | Stream
     return ContrastiveSampler(setting.data, train, settings.groups, seed=seed, **shape)
 
 
+def training_augmenter(setting: Setting, seed: int) -> BatchAugmenter:
+    """``training.augmentation`` of the setting's training batches, seeded from the run's seed (off: batches pass as
+    they are): training batches only; everything that scores a model reads the recordings as recorded."""
+    return BatchAugmenter(setting.settings.augmentation, seed, setting.normalisation, setting.data.channel_mask)
+
+
 def train_once(
     setting: Setting,
     hyper: HyperParameters,
@@ -185,6 +192,7 @@ def train_once(
     total_steps = epochs * settings.steps_per_epoch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_steps, 1))
     sampler = training_sampler(setting, seed)
+    augmenter = training_augmenter(setting, seed)
     loss_of = model_losses(model)
     history, timings = [], []
     best_state = best_memo = None
@@ -193,7 +201,7 @@ def train_once(
         start = time.perf_counter()
         losses, correct, counted = [], 0.0, 0.0
         for _ in tqdm(range(settings.steps_per_epoch), desc=f"{description} epoch {epoch}", leave=False, mininterval=5):
-            batch = sampler.draw()
+            batch = augmenter(sampler.draw())
             with device.autocast:
                 logits = model.group_logits(batch.x, batch.classes, batch.present, batch.reference).float()
                 loss = loss_of(logits, batch)

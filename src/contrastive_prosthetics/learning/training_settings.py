@@ -5,11 +5,12 @@ hyper-parameter draws."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..core.errors import InputError
+from .augmentation import Augmentation
 
 STREAM_SCORE = "val_stream_movement_accuracy"  # training.selection: stream's score, a column of history and search
 # The evaluation section's keys that training reads: it sets the rest bias the evaluation then decides with.
@@ -46,6 +47,7 @@ class TrainingSettings:
     selection: str = "segments"  # segments: validation loss and accuracy; stream: see .stream_selection
     normalisation: str = "pooled"  # per_subject: AdaBN models get a batch norm of each electrode's input
     evaluation_batch: int = 1 << 16
+    augmentation: Augmentation = field(default_factory=Augmentation)  # training batches as other arms (off)
 
     @classmethod
     def from_config(cls, training: dict, evaluation: dict) -> TrainingSettings:
@@ -85,6 +87,7 @@ class TrainingSettings:
             log_floor_quanta=training.get("log_floor_quanta", 0.0),
             selection=training.get("selection", "segments"),
             normalisation=training.get("normalisation", "pooled"),
+            augmentation=Augmentation.from_config(training.get("augmentation")),
         )
 
     def evaluation_keys(self) -> dict:

@@ -1,5 +1,7 @@
 """The calibration curve: 250 ms-vote accuracy against the number of calibration repetitions, every calibration
-method and baseline, subject means with 95 % intervals over subjects (``results/eval/calibration.tsv``)."""
+method and baseline, subject means with 95 % intervals over subjects (``results/eval/calibration.tsv``), and each
+method's paired difference from the network trained from scratch on the same repetitions. At c = 0 the two
+calibration-free starts (``none``, ``unlabelled``) are single points."""
 
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ PANELS = {
     "stream_movement_accuracy": "Stream: movement frames",
     "stream_rest_false_activation": "Stream: rest false activation",
 }
+PAIRED_METRIC = "segment_balanced_accuracy"  # the last panel: each method minus scratch, subject by subject
 METHOD_TEXT = {
+    "none": "calibration-free (pooled statistics)",
+    "unlabelled": "unlabelled recording (AdaBN)",
     "adabn": "AdaBN",
     "prototypes": "AdaBN + prototypes",
     "fine_tune": "AdaBN + fine-tuned head",
@@ -32,15 +37,15 @@ METHOD_TEXT = {
 @styled
 def calibration_figure(table: pd.DataFrame, out_stem: Path) -> list[Path]:
     """One panel per metric of :data:`PANELS`; one line per (model, method), a band for its interval."""
-    figure = Figure(figsize=(12, 4.4), layout="constrained")
-    axes = figure.subplots(1, len(PANELS), sharex=True)
+    figure = Figure(figsize=(15, 4.4), layout="constrained")
+    axes = figure.subplots(1, len(PANELS) + 1, sharex=True)
     text = table["method"].map(METHOD_TEXT).fillna(table["method"])
     # LDA is no model's: it is fitted on the user's repetitions alone.
     table = table.assign(
         label=(table["model"] + ": " + text).where(table["method"] != "lda", "LDA on the user's repetitions")
     )
     colours = model_colours(table["label"])
-    for ax, (metric, title) in zip(axes, PANELS.items(), strict=True):
+    for ax, (metric, title) in zip(axes, PANELS.items(), strict=False):
         rows = table[table["metric"] == metric]
         for (label, _family, _window), line in rows.groupby(["label", "family", "window"], sort=True):
             line = line.sort_values("repetitions")
@@ -53,6 +58,7 @@ def calibration_figure(table: pd.DataFrame, out_stem: Path) -> list[Path]:
         percent_axis(ax, "%")
         if not rows.empty:
             ax.set_xticks(sorted(rows["repetitions"].unique()))
+    paired_panel(axes[-1], table, colours)
     subjects = int(table["subjects"].max()) if not table.empty else 0
     figure.suptitle(
         f"A new user's calibration: the model trained on others, calibrated on c repetitions ({subjects} subjects)"
@@ -60,6 +66,25 @@ def calibration_figure(table: pd.DataFrame, out_stem: Path) -> list[Path]:
     handles = model_handles(colours, table["label"])
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), title="Method")
     return save_figure(figure, out_stem)
+
+
+def paired_panel(ax, table: pd.DataFrame, colours: dict) -> None:
+    """Each method's mean paired difference from ``scratch`` at the same c (:data:`PAIRED_METRIC`), with its 95 %
+    interval over subjects as an error bar: above zero where the method beats training from scratch subject by
+    subject."""
+    rows = table[
+        (table["metric"] == PAIRED_METRIC) & table["paired_vs_scratch"].notna() & (table["method"] != "scratch")
+    ]
+    labels = sorted(rows["label"].unique())
+    for i, (label, line) in enumerate(rows.groupby("label", sort=True)):
+        line = line.sort_values("repetitions")
+        x = line["repetitions"] + 0.08 * (i - (len(labels) - 1) / 2)  # side by side at each c
+        middle, low, high = (100 * line[f"paired_vs_scratch{part}"] for part in ("", "_low", "_high"))
+        ax.errorbar(x, middle, yerr=[middle - low, high - middle], marker="o", color=colours[label], capsize=2)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_title("Paired: minus scratch (balanced acc.)", fontsize=10)
+    ax.set_xlabel("calibration repetitions c")
+    ax.set_ylabel("percentage points")
 
 
 def summarise_calibration(inputs: list[Path], out_table: Path, figure_stem: Path, seed: int) -> pd.DataFrame:
