@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import emg_for, make_protocol, write_mat
 from test_realtime import CLASSES, db2_recording, feed, network_file, tiny_model
 
 from contrastive_prosthetics.cli import main
@@ -14,7 +15,12 @@ from contrastive_prosthetics.data.ninapro import DB2
 from contrastive_prosthetics.learning.decisions import allowed_classes, decide
 from contrastive_prosthetics.learning.inference import FrameScorer
 from contrastive_prosthetics.learning.model_file import load_model_file
-from contrastive_prosthetics.learning.personalise import CalibrationRecording, CalibrationSettings, personalise
+from contrastive_prosthetics.learning.personalise import (
+    CalibrationRecording,
+    CalibrationSettings,
+    first_repetitions,
+    personalise,
+)
 from contrastive_prosthetics.learning.stream_sampling import guard_mask
 from contrastive_prosthetics.learning.stream_scoring import class_bias
 from contrastive_prosthetics.realtime.adabn import user_frames
@@ -40,7 +46,7 @@ def test_the_controller_decides_as_the_pipelines_calibration_of_the_same_frames(
     controller = Controller.from_model(
         model, normalisation, CLASSES, PREPROCESS, DB2, GESTURES, vote_frames=5, rest_target=0.1, guard_ms=100
     )
-    calibration_emg, names = labelled_recording(path, DB2, SECONDS)
+    calibration_emg, names, _ = labelled_recording(path, DB2, SECONDS)
     result = controller.calibrate([(calibration_emg, names)], method)
     assert result is not None and result.false_activation <= 0.1
     decided = [d for part in feed(controller, emg[80000:100000], 200) for d in part]
@@ -88,7 +94,7 @@ def test_calibration_labels_must_be_the_models_classes(recording):
     controller = Controller.from_model(
         model, normalisation, CLASSES, PREPROCESS, DB2, GESTURES, vote_frames=0, guard_ms=100
     )
-    emg, names = labelled_recording(path, DB2, SECONDS)
+    emg, names, _ = labelled_recording(path, DB2, SECONDS)
     with pytest.raises(InputError, match=r"calibration labels \['C7'\] are not classes"):
         controller.calibrate([(emg, np.where(names == "B1", "C7", names))], "adabn")
 
@@ -137,3 +143,165 @@ def test_a_model_without_its_guard_band_is_calibrated_only_with_one_given(record
     assert "guard_ms" in capsys.readouterr().err and not (tmp_path / "own.pt").exists()
     assert main([*argv, "--guard-ms", "100"]) == 0
     assert load_model_file(tmp_path / "own.pt")["guard_ms"] == 100.0
+
+
+def first_repetitions_reference(names: np.ndarray, repetition: np.ndarray, count: int) -> np.ndarray:
+    """A sample by sample loop: movement samples of repetition 1..count, and rest samples whose next movement sample
+    is of one (the trailing rest: whose last movement sample was)."""
+    chosen = np.zeros(len(names), bool)
+    following = None
+    for sample in range(len(names) - 1, -1, -1):
+        if names[sample] != "rest":
+            following = repetition[sample]
+        chosen[sample] = following is not None and 1 <= following <= count
+    if following is None:
+        return chosen
+    last = max(i for i in range(len(names)) if names[i] != "rest")
+    chosen[last + 1 :] = 1 <= repetition[last] <= count
+    return chosen
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_repetitions_select_exactly_the_first_c_of_every_gesture_with_the_rest_before_each(recording, count):
+    from conftest import PREPROCESS
+
+    path, emg = recording
+    _, names, repetition = labelled_recording(path, DB2, None)
+    chosen = first_repetitions(names, "rest", repetition, count)
+    assert np.array_equal(chosen, first_repetitions_reference(names, repetition, count))
+    for gesture in GESTURES:  # every gesture's movement samples of repetitions 1..count, and none other
+        moving = names == gesture
+        assert np.array_equal(chosen[moving], repetition[moving] <= count) and chosen[moving].any()
+    # The controller calibrates on those frames, made of the whole recording, one stretch per gesture in time order.
+    model, normalisation = tiny_model(DB2.n_channels)
+    controller = Controller.from_model(model, normalisation, CLASSES, PREPROCESS, DB2, GESTURES, 5, guard_ms=100)
+    stretches = controller.labelled_stretches((emg, names, repetition), count)
+    frames = user_frames(emg, DB2, PREPROCESS, 1)
+    ends = (np.arange(len(frames)) + 1) * 20 - 1
+    expected = np.flatnonzero(chosen[ends])
+    assert len(stretches) == len(GESTURES)
+    assert torch.equal(torch.cat([part for part, _ in stretches]), frames[expected])
+    labels = np.concatenate([labels for _, labels in stretches])
+    assert [CLASSES[i] for i in labels] == names[ends][expected].tolist()
+    assert [CLASSES[labels[-1]] for _, labels in stretches] == GESTURES  # each ends with its gesture's last movement
+
+
+def calibrate_argv(trained, path, out) -> list[str]:
+    return ["calibrate", "--model", str(trained), "--recording", str(path), "--database", "db2", "--out", str(out)]
+
+
+def test_calibrate_prints_the_frames_fitted_on_for_every_class(recording, tmp_path, capsys):
+    path, _ = recording
+    model, normalisation = tiny_model(DB2.n_channels)
+    trained = network_file(tmp_path / "model.pt", model, normalisation)
+    out = tmp_path / "personal.pt"
+    assert main([*calibrate_argv(trained, path, out), "--method", "prototypes", "--repetitions", "1"]) == 0
+    fit_frames = load_model_file(out)["personalisation"]["fit_frames"]
+    assert list(fit_frames) == CLASSES and all(count > 0 for count in fit_frames.values())
+    printed = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(printed) if line.startswith("class"))
+    rows = {line.split()[0]: int(line.split()[1]) for line in printed[header + 1 :]}
+    assert rows == fit_frames
+    assert load_model_file(out)["personalisation"]["repetitions"] == 1
+
+
+def test_a_gesture_without_calibration_frames_is_refused_by_name_and_nothing_is_written(recording, tmp_path, capsys):
+    path, _ = recording
+    model, normalisation = tiny_model(DB2.n_channels)
+    trained = network_file(tmp_path / "model.pt", model, normalisation)
+    out = tmp_path / "personal" / "model.pt"
+    assert main([*calibrate_argv(trained, path, out), "--method", "prototypes", "--seconds", "10"]) == 2  # B1 only
+    error = capsys.readouterr().err
+    assert "['B2', 'B3']" in error and str(path) in error
+    assert "--repetitions" in error and "--keep-trained-gestures" in error
+    assert not out.parent.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("method", ["prototypes", "fine_tune"])
+def test_kept_trained_gestures_keep_their_trained_embeddings(recording, tmp_path, method):
+    path, _ = recording
+    model, normalisation = tiny_model(DB2.n_channels)
+    trained = network_file(tmp_path / "model.pt", model, normalisation)
+    out = tmp_path / "personal.pt"
+    calibrated = calibrate_model_file(trained, [path], DB2, out, method, seconds=10, keep_trained_gestures=True)
+    assert calibrated.fit_frames["B2"] == calibrated.fit_frames["B3"] == 0 < calibrated.fit_frames["B1"]
+    saved = load_model_file(out)
+    assert saved["personalisation"]["kept_trained"] == ["B2", "B3"]
+    personal = Controller.from_model_file(out, DB2, GESTURES, 5).network.model
+    with torch.no_grad():
+        before, after = model.encode_classes(), personal.encode_classes()
+    torch.testing.assert_close(after[2:], before[2:])  # B2, B3: as trained
+    assert not torch.allclose(after[1], before[1], atol=1e-3)  # B1: the user's
+
+
+def test_seconds_and_repetitions_together_are_refused_by_argparse(recording, tmp_path, capsys):
+    path, _ = recording
+    argv = calibrate_argv(tmp_path / "model.pt", path, tmp_path / "personal.pt")
+    with pytest.raises(SystemExit) as exit:
+        main([*argv, "--method", "adabn", "--seconds", "10", "--repetitions", "1"])
+    assert exit.value.code == 2
+    assert "argument --repetitions: not allowed with argument --seconds" in capsys.readouterr().err
+
+
+def batchnorm_statistics(state: dict) -> dict:
+    return {key: value for key, value in state.items() if key.endswith(("running_mean", "running_var"))}
+
+
+def test_unlabelled_calibration_adapts_the_batch_norms_keeps_the_rest_bias_and_reads_no_label(tmp_path):
+    protocol = make_protocol([1, 2, 3], DB2.repetitions, movement_samples=2600, rest_samples=2200, relabel_trim=100)
+    emg = emg_for(protocol, DB2.n_channels, seed=5) * 1e-4 + 2e-6
+    model, normalisation = tiny_model(DB2.n_channels)
+    trained = network_file(tmp_path / "model.pt", model, normalisation, rest_bias=0.5, adabn=True)
+    shuffled = np.random.default_rng(0).permutation(len(emg))
+    files = {
+        "labelled": write_mat(tmp_path / "a" / "S1_E1_A1.mat", protocol, emg),
+        "shuffled": write_mat(
+            tmp_path / "b" / "S1_E1_A1.mat",
+            protocol,
+            emg,
+            restimulus=protocol.restimulus[shuffled],
+            rerepetition=protocol.rerepetition[shuffled],
+        ),
+        "rest": write_mat(tmp_path / "c" / "S1_E1_A1.mat", protocol, emg, restimulus=0 * protocol.restimulus),
+        "none": write_mat(
+            tmp_path / "d" / "S1_E1_A1.mat",
+            protocol,
+            emg,
+            stimulus=None,
+            restimulus=None,
+            repetition=None,
+            rerepetition=None,
+        ),
+    }
+    states = {}
+    for name, path in files.items():
+        out = tmp_path / f"{name}.pt"
+        assert main([*calibrate_argv(trained, path, out), "--unlabelled", "--seconds", "40"]) == 0
+        saved = load_model_file(out)
+        assert saved["rest_bias"] == 0.5 and saved["calibration"] is None and saved["adabn"] is False
+        assert saved["personalisation"]["unlabelled"] is True and saved["personalisation"]["method"] == "adabn"
+        states[name] = batchnorm_statistics(saved["state_dict"])
+    for name in ("shuffled", "rest", "none"):
+        assert all(torch.equal(states[name][key], value) for key, value in states["labelled"].items())
+    trained_statistics = batchnorm_statistics(model.state_dict())
+    assert trained_statistics and all(
+        not torch.equal(states["labelled"][key], value) for key, value in trained_statistics.items()
+    )
+    # The controller's own: the same statistics, the trained bias.
+    controller = Controller.from_model_file(trained, DB2, GESTURES, 5)
+    controller.calibrate_unlabelled([emg[:80000]])
+    state = batchnorm_statistics(controller.network.model.state_dict())
+    assert all(torch.equal(state[key], value) for key, value in states["labelled"].items())
+    assert controller.network.bias[CLASSES.index("rest")] == 0.5
+
+
+def test_unlabelled_calibration_refuses_label_options_and_a_model_trained_without_adabn(recording, tmp_path, capsys):
+    path, _ = recording
+    model, normalisation = tiny_model(DB2.n_channels)
+    adabn = network_file(tmp_path / "adabn.pt", model, normalisation, adabn=True)
+    out = tmp_path / "personal.pt"
+    assert main([*calibrate_argv(adabn, path, out), "--unlabelled", "--repetitions", "1"]) == 2
+    assert "--repetitions cannot apply" in capsys.readouterr().err and not out.exists()
+    plain = network_file(tmp_path / "plain.pt", model, normalisation)
+    assert main([*calibrate_argv(plain, path, out), "--unlabelled"]) == 2
+    assert "trained without AdaBN" in capsys.readouterr().err and not out.exists()

@@ -121,3 +121,31 @@ def test_db1_configuration_runs_end_to_end_on_the_shared_subjects(tmp_path, db1_
     assert set(summary["window"]) == {"onset"}
     assert "What a user gets" in result.stdout + result.stderr  # the end-of-run table
     assert not (tmp_path / "resources").exists()  # read in place
+
+
+@pytest.mark.realdata
+def test_one_repetition_of_a_real_db1_recording_calibrates_every_gesture_and_rest(db1_dir, tmp_path):
+    """calibrate --repetitions 1 on s1: frames to fit on of all 12 DB1 gestures and rest (its first 90 s hold only
+    A1 and A2, which the command refuses)."""
+    from test_realtime import network_file
+
+    from contrastive_prosthetics.cli import main
+    from contrastive_prosthetics.data.ninapro import class_names
+    from contrastive_prosthetics.learning.dataset import Normalisation
+    from contrastive_prosthetics.learning.models import ModelConfig, build_model
+    from contrastive_prosthetics.realtime.personalised import calibrate_model_file
+
+    classes = class_names(["A"])
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("contrastive", DB1.n_channels, len(classes), 8, 4, 16, 1, 0.0)).eval()
+    normalisation = Normalisation(
+        torch.zeros(DB1.n_channels), torch.ones(DB1.n_channels), True, torch.full((10,), 1e-4)
+    )
+    trained = network_file(tmp_path / "model.pt", model, normalisation, classes=classes)
+    source = find_local_files(db1_dir, DB1, 1, ["A"])["A"]
+    calibrated = calibrate_model_file(trained, [source], DB1, tmp_path / "personal.pt", repetitions=1)
+    assert list(calibrated.fit_frames) == classes and len(classes) == 13
+    assert all(count > 0 for count in calibrated.fit_frames.values()), calibrated.fit_frames
+    argv = ["calibrate", "--model", str(trained), "--recording", str(source), "--database", "db1"]
+    assert main([*argv, "--method", "prototypes", "--seconds", "90", "--out", str(tmp_path / "first.pt")]) == 2
+    assert not (tmp_path / "first.pt").exists()

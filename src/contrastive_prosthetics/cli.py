@@ -198,6 +198,20 @@ def _option(flag: str, help: str | None = None, **settings) -> Option:
     return flag, {"required": True, "help": help, **settings}
 
 
+class OneOf(NamedTuple):
+    """Options of which at most one may be given (``required``: exactly one); argparse names the two in error."""
+
+    options: tuple[Option, ...]
+    required: bool = False
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
 def _helped(option: Option, help: str | None) -> Option:
     """``option`` with another help text (the same argument, described for one subcommand)."""
     flag, settings = option
@@ -232,7 +246,7 @@ class Subcommand(NamedTuple):
 
 
 # Each subcommand and its options, in the order --help lists them.
-SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
+SUBCOMMANDS: dict[Subcommand, tuple[Option | OneOf, ...]] = {
     Subcommand("synthesize", "write one synthetic NinaPro-format .mat file", command_synthesize): (
         DATABASE,
         SUBJECT,
@@ -316,12 +330,50 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option, ...]] = {
             "--adapt-seconds", "adapt on its first seconds (default 100)", type=float, default=100.0, required=False
         ),
     ),
-    Subcommand("calibrate", "personalise a model.pt to a user from their labelled recording", command_calibrate): (
+    Subcommand("calibrate", "personalise a model.pt to a user from their recording", command_calibrate): (
         _helped(MODEL_FILE, "a network's model.pt (trained on other people)"),
-        _option("--recording", "the user's NinaPro .mat recording(s), labelled (restimulus)", nargs="+"),
+        _option(
+            "--recording",
+            "the user's NinaPro .mat recording(s): labelled (restimulus; rerepetition for --repetitions), unless "
+            "--unlabelled",
+            nargs="+",
+        ),
         DATABASE,
-        _option("--method", "adabn, prototypes or fine_tune", choices=["adabn", "prototypes", "fine_tune"]),
-        _option("--seconds", "use each recording's first seconds (default: all)", type=float, required=False),
+        OneOf(
+            (
+                _option(
+                    "--method",
+                    "calibrate on the recording's labels: adabn, prototypes or fine_tune",
+                    choices=["adabn", "prototypes", "fine_tune"],
+                ),
+                _option(
+                    "--unlabelled",
+                    "the calibration-free start, reading the user's unlabelled EMG only (the file's labels are not "
+                    "read): an AdaBN model's batch norms adapt to it (method adabn) and the rest bias stays the "
+                    "model's, set in training on validation subjects adapted alike",
+                    action="store_true",
+                ),
+            ),
+            required=True,
+        ),
+        OneOf(
+            (
+                _option("--seconds", "use each recording's first seconds (default: all)", type=float),
+                _option(
+                    "--repetitions",
+                    "use the first C repetitions of every gesture of each recording, each with the rest before it",
+                    type=positive_int,
+                    metavar="C",
+                ),
+            )
+        ),
+        _option(
+            "--keep-trained-gestures",
+            "a gesture with no calibration frame keeps its trained class embedding (classifier: head row) instead of "
+            "refusing the calibration",
+            action="store_true",
+            required=False,
+        ),
         _option("--vote-ms", "the vote the rest bias is set with", type=float, default=250.0, required=False),
         _option(
             "--rest-target",
@@ -414,8 +466,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for subcommand, options in SUBCOMMANDS.items():
         command = commands.add_parser(subcommand.name, help=subcommand.help)
-        for flag, settings in options:
-            command.add_argument(flag, **settings)
+        for option in options:
+            if isinstance(option, OneOf):
+                group = command.add_mutually_exclusive_group(required=option.required)
+                for flag, settings in option.options:  # a group's own required says whether one must be given
+                    group.add_argument(flag, **{**settings, "required": False})
+            else:
+                flag, settings = option
+                command.add_argument(flag, **settings)
         command.set_defaults(run=subcommand.run)
     return parser
 

@@ -235,10 +235,12 @@ def _read_variables(
     return fields, shapes, deferred, sha256, size
 
 
-def _checked_emg(source: str, fields: dict[str, np.ndarray], n_channels: int) -> np.ndarray:
-    """The EMG (samples, channels) float64, once the file is known to hold every required field and as many EMG
+def _checked_emg(
+    source: str, fields: dict[str, np.ndarray], n_channels: int, required: tuple[str, ...] = REQUIRED_FIELDS
+) -> np.ndarray:
+    """The EMG (samples, channels) float64, once the file is known to hold every ``required`` field and as many EMG
     channels as the database has."""
-    missing = [name for name in REQUIRED_FIELDS if name not in fields]
+    missing = [name for name in required if name not in fields]
     if missing:
         present = sorted(k for k in fields if not k.startswith("__"))
         raise MatFileError(
@@ -295,6 +297,17 @@ def _check_finite(source: str, emg: np.ndarray) -> None:
             f"{source}: field 'emg' holds {int(bad.sum())} NaN/Inf values (first at sample {row}, channel {column}); "
             "the recording is damaged: download it again or leave this subject out of the config"
         )
+
+
+def load_emg(source: str | Path, n_channels: int) -> np.ndarray:
+    """A NinaPro-format file's EMG (samples, channels) float64 alone, checked as :func:`load_recording` checks it;
+    the file's labels are not read and need not be there (a user's unlabelled recording)."""
+    source = str(source)
+    mapped = mapped_variables(source, ["emg"]) if ARCHIVE_SEPARATOR not in source else {}
+    fields = mapped or read_fields(source, names=["emg"], hash_file=False)[0]
+    emg = _checked_emg(source, fields, n_channels, required=("emg",))
+    _check_finite(source, emg)
+    return emg
 
 
 def load_glove(recording: Recording) -> np.ndarray:

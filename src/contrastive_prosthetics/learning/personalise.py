@@ -14,6 +14,10 @@ Methods (each a named option of ``calibration.methods``; each builds on the one 
                 steps on the calibration frames, the encoder frozen: its embeddings of the calibration frames are
                 computed once, so a step costs microseconds.
 
+A class with no calibration frame keeps its trained embedding (prototypes) or its trained embedding or head row
+(fine_tune: it would otherwise move, as every other class's negative): the controller refuses such a recording
+unless told to keep them (:meth:`..realtime.controller.Controller.calibrate`, ``keep_trained_gestures``).
+
 ``fine_tune_network`` AdaBN and prototypes, then every weight trained on the calibration repetitions' stream for
                 ``scratch_epochs`` epochs of the run's training budget, as the network trained from scratch is
                 (:func:`.calibration_baselines.network_on_user`): the same budget from the weights learnt on other
@@ -40,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import InputError
+from ..data.segments import run_repetitions
 from .dataset import Normalisation, evenly_spaced
 from .inference import FrameScorer, normalised_frames
 from .models import ContrastiveModel, adapt_batchnorm, build_model
@@ -99,6 +104,19 @@ class CalibrationRecording:
         ]
         return cls(stretches, fit, live)
 
+    @classmethod
+    def unlabelled(cls, stretches: list[torch.Tensor], live: torch.Tensor) -> CalibrationRecording:
+        """A recording of raw frames whose labels are unknown: it adapts the batch norms (method adabn), and fits
+        nothing (every label -1, no frame to fit on)."""
+        labels = [np.full(len(frames), -1) for frames in stretches]
+        return cls(list(zip(stretches, labels, strict=True)), [np.zeros(len(x), bool) for x in labels], live)
+
+    def fit_frames(self, classes: list[str]) -> dict[str, int]:
+        """Each class's frames to fit on (outside the guard band), every class of ``classes`` named (0: none)."""
+        fitted = [labels[keep] for (_, labels), keep in zip(self.stretches, self.fit, strict=True)]
+        counts = np.bincount(np.concatenate([np.zeros(0, np.int64), *fitted]).astype(np.int64), minlength=len(classes))
+        return dict(zip(classes, counts.tolist(), strict=True))
+
     @property
     def frames(self) -> torch.Tensor:
         return torch.cat([frames for frames, _ in self.stretches])
@@ -110,6 +128,27 @@ class CalibrationRecording:
         )
         labels = np.concatenate([labels[keep] for (_, labels), keep in zip(self.stretches, self.fit, strict=True)])
         return frames, torch.from_numpy(labels).long()
+
+
+def frames_table(fit_frames: dict[str, int]) -> str:
+    """Each class's calibration frames to fit on as a small text table, one class a line (a class without any:
+    ``0  (none)``)."""
+    width = max(len("class"), *(len(name) for name in fit_frames))
+    rows = [f"{name:<{width}}  {count:>6}{'  (none)' if count == 0 else ''}" for name, count in fit_frames.items()]
+    return "\n".join([f"{'class':<{width}}  frames", *rows])
+
+
+def first_repetitions(names: np.ndarray, rest: str, repetition: np.ndarray, count: int) -> np.ndarray:
+    """[sample] True for the samples of the first ``count`` repetitions of every gesture of a recording (each
+    sample's class name, ``rest`` the rest class's; ``repetition`` its repetition number, NinaPro's
+    ``rerepetition``), with the rest before each: a rest run belongs to the repetition of the movement after it, as
+    the pipeline's streams assign it (:func:`..data.segments.run_repetitions`; the trailing rest to the last)."""
+    if count < 1:
+        raise InputError(f"calibrate on at least one repetition of every gesture, not {count}")
+    codes = np.unique(np.asarray(names), return_inverse=True)[1].reshape(-1)
+    movements = np.where(np.asarray(names) == rest, 0, codes + 1)
+    starts, stops, _, run_repetition = run_repetitions(movements, np.asarray(repetition), count)
+    return np.repeat(run_repetition > 0, stops - starts)
 
 
 def embeddings(model: torch.nn.Module, frames: torch.Tensor) -> torch.Tensor:
@@ -167,7 +206,8 @@ def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, n_classes
 
 def fine_tuned_model(model: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor, settings, seed: int):
     """The class embeddings (contrastive; the temperature kept) or the head (classifier) trained on the frozen
-    encoder's ``features`` of the calibration frames, full batch, starting from the trained ones."""
+    encoder's ``features`` of the calibration frames, full batch, starting from the trained ones; a class without
+    calibration frames keeps its start (its row would otherwise move, as every other class's negative)."""
     torch.manual_seed(seed)
     contrastive = isinstance(model, ContrastiveModel)
     with torch.no_grad():
@@ -184,12 +224,14 @@ def fine_tuned_model(model: torch.nn.Module, features: torch.Tensor, labels: tor
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+    present = (torch.bincount(labels, minlength=n_classes) > 0)[:, None]
+    weight = torch.where(present, weight.detach(), start.detach())
     if contrastive:
-        return with_class_embeddings(model, F.normalize(weight.detach(), dim=-1))
+        return with_class_embeddings(model, F.normalize(weight, dim=-1))
     personal = copy.deepcopy(model)
     with torch.no_grad():
         personal.head.weight.copy_(weight)
-        personal.head.bias.copy_(bias)
+        personal.head.bias.copy_(torch.where(present[:, 0], bias, model.head.bias))
     return personal.eval()
 
 

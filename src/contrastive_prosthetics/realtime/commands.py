@@ -55,17 +55,44 @@ def calibration_overrides(args: argparse.Namespace) -> dict:
 
 
 def command_calibrate(args: argparse.Namespace) -> None:
+    """Calibrate and write the model; print each class's frames fitted on (the log has them too)."""
     from ..data.ninapro import database
-    from .personalised import calibrate_model_file
+    from ..learning.personalise import frames_table
+    from .personalised import calibrate_model_file, calibrate_unlabelled_model_file
 
-    calibration = calibrate_model_file(
+    recordings, spec, out = [Path(p) for p in args.recording], database(args.database), Path(args.out)
+    if args.unlabelled:
+        given = [flag for flag, value in label_options_given(args).items() if value]
+        if given:
+            raise InputError(
+                f"--unlabelled reads no label, so {', '.join(given)} cannot apply: it adapts on the recording's "
+                "first --seconds (default: all) and keeps the model's rest bias; drop them, or calibrate with labels "
+                "(--method)"
+            )
+        calibrate_unlabelled_model_file(Path(args.model), recordings, spec, out, seconds=args.seconds)
+        log.info("wrote %s (batch norms adapted on the unlabelled recording; the model's rest bias kept)", out)
+        return
+    calibrated = calibrate_model_file(
         Path(args.model),
-        [Path(p) for p in args.recording],
-        database(args.database),
-        Path(args.out),
+        recordings,
+        spec,
+        out,
         method=args.method,
         seconds=args.seconds,
         vote_ms=args.vote_ms,
         overrides=calibration_overrides(args),
+        repetitions=args.repetitions,
+        keep_trained_gestures=args.keep_trained_gestures,
     )
-    log.info("wrote %s (rest calibration: %s)", args.out, calibration)
+    print(f"calibration frames fitted on per class:\n{frames_table(calibrated.fit_frames)}")
+    log.info("wrote %s (rest calibration: %s)", args.out, calibrated.rest)
+
+
+def label_options_given(args: argparse.Namespace) -> dict[str, bool]:
+    """The calibrate options that read labels, and whether each was given."""
+    return {
+        "--repetitions": args.repetitions is not None,
+        "--keep-trained-gestures": args.keep_trained_gestures,
+        "--rest-target": args.rest_target is not None,
+        "--guard-ms": args.guard_ms is not None,
+    }

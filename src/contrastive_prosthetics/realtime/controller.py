@@ -20,11 +20,17 @@ subject, or with given batch-norm statistics (``batchnorm_state``); without eith
 ``online_adaptation`` (a momentum) it then keeps updating running estimates of every batch-norm layer's input mean
 and variance from the stream as it runs (each frame moves them by that fraction): personalisation that needs no
 labels and no backpropagation. A model trained without AdaBN decides with its training statistics.
+
+Calibration to a new user (:meth:`Controller.calibrate`): on a labelled recording (the first repetitions of every
+gesture), each class's embedding fitted and the rest bias set again, a class without frames refused unless its
+trained embedding is kept; or, with no labels (:meth:`Controller.calibrate_unlabelled`), an AdaBN model's batch
+norms adapted and its trained rest bias kept.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,12 +47,29 @@ from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file, rest_target_of
 from ..learning.models import batchnorm_layers
 from ..learning.onset_gate import GateState, OnsetGate, frame_amplitude, gated, rest_level
-from ..learning.personalise import CalibrationRecording, CalibrationSettings, personalise, user_rest_bias
+from ..learning.personalise import (
+    CalibrationRecording,
+    CalibrationSettings,
+    first_repetitions,
+    frames_table,
+    personalise,
+    user_rest_bias,
+)
 from ..learning.rest_bias import RestCalibration
 from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias
-from .adabn import adapt_to_user, checked_emg, load_batchnorm_state, not_adabn_message, unadapted_message, user_frames
+from .adabn import (
+    MIN_ADAPTATION_FRAMES,
+    adapt_to_user,
+    checked_emg,
+    load_batchnorm_state,
+    not_adabn_message,
+    unadapted_message,
+    user_frames,
+)
 from .frames import FrameMaker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -117,6 +140,8 @@ class Controller:
         # model.pt); set either to override it, and the calibrated model records the value used.
         self.rest_target: float | None = None  # the rest false activation target (None: the bias is kept)
         self.guard_ms: float | None = None  # training.guard_ms (None: unknown, and calibrate asks for it)
+        self.fit_frames: dict[str, int] = {}  # each class's frames the last calibrate fitted on
+        self.calibration_frames = 0  # the frames the last calibration read (every one adapts the batch norms)
         if gate is not None and gate_rest is not None:
             self.set_rest(gate_rest)
         self.choose(gestures)
@@ -210,48 +235,131 @@ class Controller:
 
     def calibrate(
         self,
-        recordings: list[tuple[np.ndarray, np.ndarray]],
+        recordings: list[tuple],
         method: str = "prototypes",
         settings: CalibrationSettings | None = None,
+        repetitions: int | None = None,
+        keep_trained_gestures: bool = False,
+        recorded_in: str = "the calibration recording",
     ) -> RestCalibration | None:
         """Personalise the model to its user from a short labelled recording (:mod:`..learning.personalise`): each
         of ``recordings`` is raw EMG [sample, channel] at the recording's rate with each sample's class name (e.g.
-        the first repetition or two of every gesture). ``method`` adabn, prototypes or fine_tune; frames within
-        :attr:`guard_ms` of a change of label are not fitted on. The rest bias is then set on the same recordings for
-        :attr:`rest_target` (None: kept). Both are the model's unless set. An AdaBN model needs no other adaptation
-        afterwards; the vote starts afresh. Returns the rest calibration (None when kept)."""
-        network = self.network
-        if network is None:
-            raise InputError("an exported network cannot be calibrated: calibrate the model.pt, then export it")
+        the first repetition or two of every gesture) and, for ``repetitions``, each sample's repetition number
+        (NinaPro's ``rerepetition``). With ``repetitions`` C only the first C repetitions of every gesture calibrate,
+        each with the rest before it, as stretches of consecutive frames in time order (the frames are made of the
+        whole recording, so each stretch's first frames are those a controller running through it makes).
+        ``method`` adabn, prototypes or fine_tune; frames within :attr:`guard_ms` of a change of label are not
+        fitted on. The rest bias is then set on the same frames for :attr:`rest_target` (None: kept). Both are the
+        model's unless set. An AdaBN model needs no other adaptation afterwards; the vote starts afresh.
+
+        Each class's frames to fit on are logged and kept in :attr:`fit_frames`. A class of the model with none is
+        refused (an error naming the classes and ``recorded_in``), unless ``keep_trained_gestures``: then they keep
+        their trained class embeddings (a classifier: head rows), and the log names them. Returns the rest
+        calibration (None when kept)."""
+        network = self.calibrated_network()
         guard_ms, rest_target = self.guard_ms, self.rest_target
         if guard_ms is None:
             raise InputError(
                 f"{network.source} does not say the guard band it was trained with: set the controller's guard_ms "
                 "(training.guard_ms; the calibrate command's --guard-ms) before calibrating"
             )
-        stretches = []
-        for emg, names in recordings:
-            frames = user_frames(checked_emg(emg, self.spec, network.source), self.spec, self.params, self.context)
-            ends = (np.arange(len(frames)) + 1) * self.maker.hop - 1
-            unknown = sorted(set(np.asarray(names)[ends].tolist()) - set(self.classes))
-            if unknown:
-                raise InputError(f"calibration labels {unknown} are not classes of {network.source}: {self.classes}")
-            stretches.append((frames, np.array([self.classes.index(name) for name in np.asarray(names)[ends]])))
+        stretches = [part for labelled in recordings for part in self.labelled_stretches(labelled, repetitions)]
         recording = CalibrationRecording.of(stretches, guard_width(guard_ms, self.params.frame_rate_hz), network.live)
+        self.fit_frames = recording.fit_frames(self.classes)
+        self.calibration_frames = sum(len(frames) for frames, _ in stretches)
+        log.info(
+            "%s: frames to fit on per class (outside the guard band)\n%s", recorded_in, frames_table(self.fit_frames)
+        )
+        missing = [name for name, count in self.fit_frames.items() if count == 0]
+        if missing and not keep_trained_gestures:
+            raise InputError(
+                f"{recorded_in}: no calibration frame of {missing} (outside the {guard_ms:g} ms guard band), which "
+                f"{network.source} decides; record those gestures, calibrate on the first repetitions of every "
+                "gesture (--repetitions C; repetitions=C) rather than the recording's first seconds, or keep their "
+                "trained class embeddings (--keep-trained-gestures; keep_trained_gestures=True)"
+            )
+        if missing:
+            log.warning(
+                "%s: no calibration frame of %s: they keep their trained class embeddings", recorded_in, missing
+            )
         settings = settings or CalibrationSettings()
         for hook in network.hooks:  # online tracking would move the statistics calibration sets
             hook.remove()
         network.model = personalise(network.model, network.normalisation, recording, method, settings)
         calibration = None
-        if rest_target is not None:
+        if rest_target is not None and REST not in missing:  # without rest frames the trained bias is kept
             rest, votes = self.classes.index(REST), self.vote_frames
             calibration = user_rest_bias(network.model, network.normalisation, recording, rest, votes, rest_target)
             network.bias = class_bias(self.classes, calibration.bias)
+        self.calibrated(network)
+        return calibration
+
+    def calibrate_unlabelled(self, recordings: list[np.ndarray], settings: CalibrationSettings | None = None) -> int:
+        """The calibration-free start: adapt an AdaBN model's batch norms to its user on their unlabelled raw EMG
+        [sample, channel] (each of ``recordings``), the calibration method adabn, no label read; the rest bias stays
+        the model's, set in training on validation subjects adapted alike. Returns the number of frames read."""
+        network = self.calibrated_network()
+        if not network.adabn:
+            raise InputError(
+                f"{network.source}: a model trained without AdaBN (adabn: false) decides with its training statistics "
+                "and its rest bias was set with them: it starts as it is, with no calibration; adapting its batch "
+                "norms without labels would leave a rest bias no evaluation set. Use it as it is, or calibrate with "
+                "labels (--method)"
+            )
+        frames = [
+            user_frames(checked_emg(emg, self.spec, network.source), self.spec, self.params, self.context)
+            for emg in recordings
+        ]
+        n_frames = sum(len(part) for part in frames)
+        if n_frames < MIN_ADAPTATION_FRAMES:
+            raise InputError(
+                f"{network.source}: {n_frames} frames of EMG to adapt on; AdaBN needs at least "
+                f"{MIN_ADAPTATION_FRAMES} (1 s): give more of the user's recording"
+            )
+        for hook in network.hooks:
+            hook.remove()
+        recording = CalibrationRecording.unlabelled(frames, network.live)
+        network.model = personalise(
+            network.model, network.normalisation, recording, "adabn", settings or CalibrationSettings()
+        )
+        self.calibrated(network)
+        self.fit_frames, self.calibration_frames = {}, n_frames
+        return n_frames
+
+    def calibrated_network(self) -> TorchNetwork:
+        """The torch network calibration changes; an exported one cannot be."""
+        if self.network is None:
+            raise InputError("an exported network cannot be calibrated: calibrate the model.pt, then export it")
+        return self.network
+
+    def calibrated(self, network: TorchNetwork) -> None:
+        """Decide with the calibrated ``network`` from now on: tracking restarts, the vote starts afresh."""
         network.track()
         self.scorer = network.scorer(len(self.classes))
         self.unadapted = None
         self.scores.clear()
-        return calibration
+
+    def labelled_stretches(self, labelled: tuple, repetitions: int | None) -> list[tuple[torch.Tensor, np.ndarray]]:
+        """One labelled recording (raw EMG, each sample's class name[, repetition]) as stretches of consecutive
+        frames with their class indices: all of it, or its first ``repetitions`` of every gesture."""
+        source = self.network.source
+        emg, names = labelled[0], np.asarray(labelled[1])
+        frames = user_frames(checked_emg(emg, self.spec, source), self.spec, self.params, self.context)
+        ends = (np.arange(len(frames)) + 1) * self.maker.hop - 1
+        unknown = sorted(set(names[ends].tolist()) - set(self.classes))
+        if unknown:
+            raise InputError(f"calibration labels {unknown} are not classes of {source}: {self.classes}")
+        labels = np.array([self.classes.index(name) for name in names[ends]])
+        if repetitions is None:
+            return [(frames, labels)]
+        if len(labelled) < 3:
+            raise InputError(
+                "calibrating on the first repetitions needs each recording's repetition numbers: give (emg, names, "
+                "repetition), repetition as NinaPro's rerepetition"
+            )
+        chosen = np.flatnonzero(first_repetitions(names, REST, np.asarray(labelled[2]), repetitions)[ends])
+        parts = np.split(chosen, np.flatnonzero(np.diff(chosen) != 1) + 1) if len(chosen) else []
+        return [(frames[part], labels[part]) for part in parts]
 
     def set_rest(self, emg: np.ndarray) -> float:
         """Set the onset gate's threshold from the user's rest: raw EMG [sample, channel] at the recording's rate,
