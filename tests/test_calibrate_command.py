@@ -3,6 +3,8 @@ decisions, a model.pt that says how it was made, and clear refusals."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -305,3 +307,57 @@ def test_unlabelled_calibration_refuses_label_options_and_a_model_trained_withou
     plain = network_file(tmp_path / "plain.pt", model, normalisation)
     assert main([*calibrate_argv(plain, path, out), "--unlabelled"]) == 2
     assert "trained without AdaBN" in capsys.readouterr().err and not out.exists()
+
+
+def pooled_start(model: torch.nn.Module, rest_bias: float) -> dict:
+    """A calibration_free field as training writes it: statistics of some frames, a rest bias."""
+    from contrastive_prosthetics.learning.models import adapt_batchnorm, batchnorm_statistics
+
+    pooled = copy.deepcopy(model)
+    adapt_batchnorm(pooled, torch.randn(500, DB2.n_channels, generator=torch.Generator().manual_seed(3)) + 2.0)
+    return {"batchnorm": batchnorm_statistics(pooled), "rest_bias": rest_bias, "calibration": None}
+
+
+def test_the_calibration_free_start_reads_nothing_of_the_user_and_decides_with_pooled_statistics(recording, tmp_path):
+    from contrastive_prosthetics.learning.models import batchnorm_statistics
+
+    _, emg = recording
+    model, normalisation = tiny_model(DB2.n_channels)
+    free = pooled_start(model, 0.7)
+    trained = network_file(
+        tmp_path / "model.pt", model, normalisation, rest_bias=0.5, adabn=True, calibration_free=free
+    )
+    out = tmp_path / "free" / "model.pt"
+    assert (
+        main(["calibrate", "--model", str(trained), "--database", "db2", "--calibration-free", "--out", str(out)]) == 0
+    )
+    saved = load_model_file(out)
+    assert saved["adabn"] is False and saved["rest_bias"] == 0.7 and saved["personalisation"]["method"] == "none"
+    for (mean, var, _), (expected_mean, expected_var, _) in zip(
+        batchnorm_statistics(saved["network"]), free["batchnorm"], strict=True
+    ):
+        assert torch.equal(mean, expected_mean) and torch.equal(var, expected_var)
+    # The controller's calibration-free start decides at once (no adaptation asked for), as the written file does.
+    started = Controller.from_model_file(trained, DB2, GESTURES, 5, calibration_free=True)
+    written = Controller.from_model_file(out, DB2, GESTURES, 5)
+    assert feed(started, emg[80000:90000], 200) == feed(written, emg[80000:90000], 200)
+    with pytest.raises(
+        InputError, match="adapt it to its user first"
+    ):  # without it, the AdaBN model waits for the user's statistics
+        feed(Controller.from_model_file(trained, DB2, GESTURES, 5), emg[80000:81000], 200)
+
+
+def test_a_calibration_free_start_is_refused_without_the_field_or_with_a_recording(recording, tmp_path, capsys):
+    path, _ = recording
+    model, normalisation = tiny_model(DB2.n_channels)
+    old = network_file(tmp_path / "old.pt", model, normalisation, adabn=True)
+    out = tmp_path / "free" / "model.pt"
+    argv = ["calibrate", "--model", str(old), "--database", "db2", "--calibration-free", "--out", str(out)]
+    assert main(argv) == 2
+    assert "field calibration_free is missing" in capsys.readouterr().err and not out.exists()
+    trained = network_file(
+        tmp_path / "model.pt", model, normalisation, adabn=True, calibration_free=pooled_start(model, 0.2)
+    )
+    assert main([*argv[:2], str(trained), *argv[3:], "--recording", str(path)]) == 2
+    assert "--calibration-free reads nothing of the user, so --recording" in capsys.readouterr().err
+    assert not out.exists()

@@ -179,6 +179,7 @@ def network_file(
     adabn: bool = False,
     onset_gate: dict | None = None,
     classes: list[str] = CLASSES,
+    calibration_free: dict | None = None,
 ):
     """``model.pt`` of ``model`` through training's writer (``adabn``: as an AdaBN model's, cross-fitted)."""
     write_network_file(
@@ -203,6 +204,7 @@ def network_file(
         rest_false_activation_target=0.1,
         guard_ms=100.0,
         onset_gate=onset_gate,
+        calibration_free=calibration_free,
     )
     return path
 

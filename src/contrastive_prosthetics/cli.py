@@ -335,8 +335,9 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option | OneOf, ...]] = {
         _option(
             "--recording",
             "the user's NinaPro .mat recording(s): labelled (restimulus; rerepetition for --repetitions), unless "
-            "--unlabelled",
+            "--unlabelled (none with --calibration-free)",
             nargs="+",
+            required=False,
         ),
         DATABASE,
         OneOf(
@@ -351,6 +352,13 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option | OneOf, ...]] = {
                     "the calibration-free start, reading the user's unlabelled EMG only (the file's labels are not "
                     "read): an AdaBN model's batch norms adapt to it (method adabn) and the rest bias stays the "
                     "model's, set in training on validation subjects adapted alike",
+                    action="store_true",
+                ),
+                _option(
+                    "--calibration-free",
+                    "the start that reads nothing of the user: an AdaBN model trained on other people with its "
+                    "batch-norm statistics pooled over its training subjects and the rest bias set on its "
+                    "validation subjects under them (model.pt's calibration_free); no --recording",
                     action="store_true",
                 ),
             ),

@@ -58,9 +58,23 @@ def command_calibrate(args: argparse.Namespace) -> None:
     """Calibrate and write the model; print each class's frames fitted on (the log has them too)."""
     from ..data.ninapro import database
     from ..learning.personalise import frames_table
-    from .personalised import calibrate_model_file, calibrate_unlabelled_model_file
+    from .personalised import calibrate_model_file, calibrate_unlabelled_model_file, calibration_free_model_file
 
-    recordings, spec, out = [Path(p) for p in args.recording], database(args.database), Path(args.out)
+    out = Path(args.out)
+    if args.calibration_free:
+        given = [flag for flag, value in label_options_given(args).items() if value]
+        given += ["--recording"] * bool(args.recording) + ["--seconds"] * (args.seconds is not None)
+        if given:
+            raise InputError(
+                f"--calibration-free reads nothing of the user, so {', '.join(given)} cannot apply: drop them, or "
+                "start from the user's unlabelled EMG (--unlabelled) or labelled repetitions (--method)"
+            )
+        calibration_free_model_file(Path(args.model), out)
+        log.info("wrote %s (the calibration-free start: pooled statistics, the validation subjects' rest bias)", out)
+        return
+    if not args.recording:
+        raise InputError("calibrate needs the user's --recording (or --calibration-free, which reads none)")
+    recordings, spec = [Path(p) for p in args.recording], database(args.database)
     if args.unlabelled:
         given = [flag for flag, value in label_options_given(args).items() if value]
         if given:

@@ -15,6 +15,10 @@ Unlabelled (``--unlabelled``): the calibration-free start. Only the user's EMG i
 never are): the batch norms of an AdaBN model adapt to it (method adabn) and the rest bias stays the model's, set
 in training on validation subjects adapted alike (:meth:`.controller.Controller.calibrate_unlabelled`).
 
+Calibration-free (``--calibration-free``): nothing of the user is read. An AdaBN model trained on other people
+starts with the batch-norm statistics pooled over its training subjects and the rest bias set on its validation
+subjects under them (model.pt's ``calibration_free``, :func:`.controller.calibration_free_start`).
+
 The written model.pt decides for that user alone: its batch-norm statistics are theirs (``adabn`` false, so it
 needs no further adaptation), its class embeddings or head and its rest bias too, and ``personalisation`` says how
 it was made.
@@ -33,7 +37,7 @@ from ..data.ninapro import DatabaseSpec, movement_names
 from ..learning.model_file import load_model_file, rest_target_of, write_personalised_file
 from ..learning.personalise import CalibrationSettings
 from ..learning.rest_bias import RestCalibration
-from .controller import Controller
+from .controller import Controller, calibration_free_start
 from .replay import recording_exercise, vote_frames
 
 
@@ -160,6 +164,33 @@ def calibrate_unlabelled_model_file(
         },
     )
     return Calibrated(None, {})
+
+
+def calibration_free_model_file(model_path: Path, out_path: Path) -> None:
+    """Write ``model_path``'s calibration-free start (see the module) as a model.pt that needs no adaptation."""
+    saved = calibration_free_start(load_model_file(model_path), str(model_path))
+    free = saved["calibration_free"]
+    write_personalised_file(
+        out_path,
+        saved,
+        state_dict={key: value.cpu() for key, value in saved["network"].state_dict().items()},
+        adabn=False,
+        adaptation="none",
+        rest_bias=free["rest_bias"],
+        calibration=free["calibration"],
+        personalisation={
+            "method": "none",
+            "recordings": [],
+            "seconds": None,
+            "repetitions": None,
+            "frames": 0,
+            "fit_frames": {},
+            "kept_trained": [],
+            "unlabelled": False,
+            "guard_ms": None,
+            "from_model": str(model_path),
+        },
+    )
 
 
 def write_calibrated(out_path: Path, saved: dict, controller: Controller, **changes) -> None:
