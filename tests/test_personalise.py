@@ -52,11 +52,12 @@ STREAM_TRAINING = settings_of(
     vote_window_ms=50,
 )
 SETTINGS = {
-    "methods": ["adabn", "prototypes", "fine_tune", "fine_tune_network"],
+    "methods": ["adabn", "prototypes", "fine_tune", "fine_tune_network", "transfer"],
     "baselines": ["scratch", "lda"],
     "prototype_weight": 1.0,
     "fine_tune": {"steps": 30, "learning_rate": 0.01},
     "scratch_epochs": 1,
+    "transfer": {"learning_rate_scale": [0.1, 1.0], "layers": ["all"], "steps": 5, "anchor": 0.0},
 }
 
 
@@ -122,6 +123,14 @@ def two_runs(tmp_path_factory):
             return real(method, network, *args)
 
         curve.network_candidate = recording
+        validations = []
+        real_of = curve.ValidationUsers.of.__func__
+
+        def of(cls, *args, validations=validations, real_of=real_of):
+            validations.append(real_of(cls, *args))
+            return validations[-1]
+
+        curve.ValidationUsers.of = classmethod(of)
         try:
             table = curve.calibration_curve(
                 model,
@@ -136,13 +145,17 @@ def two_runs(tmp_path_factory):
             )
         finally:
             curve.network_candidate = real
-        runs[name] = (model, table, states)
+            curve.ValidationUsers.of = classmethod(real_of)
+        runs[name] = (model, table, states, validations)
     return runs
 
 
 @pytest.mark.slow
 def test_the_scored_repetitions_never_reach_training_selection_or_calibration(two_runs):
-    (plain_model, plain, plain_states), (scaled_model, scaled, scaled_states) = two_runs["plain"], two_runs["scaled"]
+    (plain_model, plain, plain_states, _), (scaled_model, scaled, scaled_states, _) = (
+        two_runs["plain"],
+        two_runs["scaled"],
+    )
     assert plain_model.read_bytes() == scaled_model.read_bytes()  # training and selection: the same bits
     assert plain_states == scaled_states  # every calibrated network (methods, fine-tuned, scratch) the same bits
     assert {method for method, _ in plain_states} >= {"fine_tune_network", "scratch", "prototypes"}
@@ -154,9 +167,9 @@ def test_the_scored_repetitions_never_reach_training_selection_or_calibration(tw
 
 @pytest.mark.slow
 def test_the_curve_has_every_method_at_every_count_and_the_baselines_from_one_repetition(two_runs):
-    _, table, _ = two_runs["plain"]
+    table = two_runs["plain"][1]
     methods = table.groupby("repetitions")["method"].apply(set).to_dict()
-    calibrated = {"adabn", "prototypes", "fine_tune", "fine_tune_network"}
+    calibrated = {"adabn", "prototypes", "fine_tune", "fine_tune_network", "transfer"}
     assert methods == {
         0: {"none", "unlabelled"},
         1: calibrated | {"scratch", "lda"},
@@ -179,6 +192,14 @@ def test_the_curve_has_every_method_at_every_count_and_the_baselines_from_one_re
     # From one repetition, the rest bias adds a margin learned on the validation subject s1 as a new user.
     calibrated_rows = table[table["repetitions"] > 0]
     assert np.isfinite(calibrated_rows["rest_bias_margin"]).all() and (calibrated_rows["rest_bias_margin"] != 0).any()
+    # Transfer's recipe is the one the validation subject scored best with at that c, each recipe tried there.
+    recipes = CalibrationSettings.from_config(SETTINGS).transfer
+    for count, validation in zip((1, 2), two_runs["plain"][3], strict=True):
+        assert {recipe for method, recipe in validation.scores if method == "transfer"} == {r.name for r in recipes}
+        best = max(recipes, key=lambda r: validation.scores[("transfer", r.name)])
+        chosen = table[(table["method"] == "transfer") & (table["repetitions"] == count)]["recipe"]
+        assert chosen.tolist() == [best.name]
+    assert (table[table["method"] != "transfer"]["recipe"].fillna("") == "").all()
 
 
 @pytest.mark.slow
@@ -242,7 +263,7 @@ def test_fine_tuning_fits_the_users_frames_with_the_encoder_frozen(two_runs, tmp
 
 @pytest.mark.slow
 def test_the_summary_gives_subject_means_and_draws_the_curve(two_runs, tmp_path):
-    _, table, _ = two_runs["plain"]
+    table = two_runs["plain"][1]
     rows = pd.concat([table, table.assign(subject="db2/s9", segment_accuracy=table["segment_accuracy"] / 2)])
     paths = []
     for i, (_, part) in enumerate(rows.groupby("subject")):

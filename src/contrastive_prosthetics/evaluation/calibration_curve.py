@@ -43,6 +43,7 @@ from ..learning.rest_bias import calibrate_rest_bias
 from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias, scored_stretches
 from ..learning.training_settings import TrainingSettings
+from ..learning.transfer import TransferRecipe, transfer_network
 from .evaluate import classification_metrics
 from .stream_metrics import stream_metrics
 from .voting import window_frames_for, window_outcomes
@@ -56,6 +57,7 @@ COLUMNS = [
     "window",
     "subject",
     "method",
+    "recipe",
     "repetitions",
     "calibration_frames",
     "rest_bias",
@@ -79,6 +81,7 @@ class Candidate:
     method: str
     segments: Callable[[Selection], tuple[torch.Tensor, torch.Tensor]]
     stream: Callable[[np.ndarray], torch.Tensor]
+    recipe: str = ""  # transfer's recipe (:mod:`..learning.transfer`)
 
 
 def network_candidate(method: str, model: torch.nn.Module, normalisation, raw: DB23, subject: int) -> Candidate:
@@ -194,16 +197,22 @@ class NewUser:
             (network_candidate("unlabelled", adapted, normalisation, raw, subject), saved["rest_bias"]),
         ]
 
-    def candidates(self, repetitions: list[int], recording: CalibrationRecording) -> list[Candidate]:
-        """Every method and baseline calibrated on ``repetitions`` (their ``recording``)."""
+    def candidates(
+        self, repetitions: list[int], recording: CalibrationRecording, recipes: tuple[TransferRecipe, ...]
+    ) -> list[Candidate]:
+        """Every method and baseline calibrated on ``repetitions`` (their ``recording``); ``transfer`` once per recipe
+        of ``recipes``."""
         saved, raw, subject, settings, seed = self.saved, self.raw, self.subject, self.settings, self.seed
         network, normalisation = saved["network"], saved["normalisation_"]
         out = []
         for method in self.methods():
-            if method in TRAINED:  # AdaBN and prototypes, then the whole network trained on the user's repetitions
+            if method in TRAINED:  # AdaBN and prototypes, then the network trained on the user's repetitions
                 start = personalise(
                     network, normalisation, recording, "fine_tune", replace(settings, fine_tune_steps=0), seed
                 )
+                if method == "transfer":
+                    out += [self.transferred(start, repetitions, recipe) for recipe in recipes]
+                    continue
                 model, own = network_on_user(
                     raw, subject, repetitions, saved, self.training, settings.scratch_epochs, seed, start
                 )
@@ -218,40 +227,78 @@ class NewUser:
             out.append(lda_candidate(calibration_lda(raw, subject, repetitions, self.training.guard_ms), raw))
         return out
 
+    def transferred(self, start: torch.nn.Module, repetitions: list[int], recipe: TransferRecipe) -> Candidate:
+        """``start`` (AdaBN and prototypes) fine-tuned by ``recipe`` (:func:`..learning.transfer.transfer_network`)."""
+        saved, raw, training = self.saved, self.raw, self.training
+        guard = guard_width(training.guard_ms, raw.frame_rate_hz)
+        learning_rate = saved["hyperparameters"]["learning_rate"]
+        model = transfer_network(
+            start,
+            raw,
+            saved["normalisation_"],
+            self.subject,
+            repetitions,
+            recipe,
+            learning_rate,
+            training.groups,
+            guard,
+            self.seed,
+        )
+        candidate = network_candidate("transfer", model, saved["normalisation_"], raw, self.subject)
+        return replace(candidate, recipe=recipe.name)
+
     def methods(self) -> list[str]:
         """The configured methods this model has (a classifier has no class embeddings to replace: no prototypes)."""
         contrastive = isinstance(self.saved["network"], ContrastiveModel)
         return [m for m in self.settings.methods if m != "prototypes" or contrastive]
 
 
-def rest_bias_margins(
-    users: list[NewUser], fold: dict, count: int, target: float, vote_frames: int, guard: int
-) -> dict:
-    """Per method: how far the rest bias meeting ``target`` on a calibrated user's scored repetitions lies from the
-    one meeting it on the calibration repetitions the method was fitted on, averaged over ``users`` (the fold's
-    validation subjects treated as new users: calibrated on their first ``count`` calibration repetitions, scored on
-    their test ones). A bias set on fitted frames is optimistic (the method has seen them); the test subject's is
-    that bias plus this margin, learned on other people. Empty without validation subjects."""
-    repetitions = fold["calibration"][:count]
-    margins: dict[str, list[float]] = {}
-    for user in users:
-        raw, subject = user.raw, user.subject
-        recording = calibration_recording(raw, subject, repetitions, user.saved["network"].config.context, guard)
-        fitted = scored_stretches(raw, subject, repetitions)
-        held_out = scored_stretches(raw, subject, fold["test"])
-        for candidate in user.candidates(repetitions, recording):
-            margin = fitted_bias(candidate, raw, held_out, target, vote_frames) - fitted_bias(
-                candidate, raw, fitted, target, vote_frames
+@dataclass(frozen=True)
+class ValidationUsers:
+    """What the fold's validation subjects, calibrated as new users on their first c calibration repetitions and
+    scored on their test ones, teach about the test subject's calibration at that c (never reading the test
+    subject): per (method, recipe), the rest bias's margin (how far the bias meeting the target on the scored
+    repetitions lies from the one meeting it on the fitted ones: a bias set on fitted frames is optimistic) and
+    the segment balanced accuracy, which chooses transfer's recipe."""
+
+    margins: dict[tuple[str, str], float]
+    scores: dict[tuple[str, str], float]
+
+    @classmethod
+    def of(cls, users: list[NewUser], fold: dict, count: int, target: float | None, vote_frames: int, guard: int):
+        repetitions = fold["calibration"][:count]
+        margins: dict[tuple[str, str], list[float]] = {}
+        scores: dict[tuple[str, str], list[float]] = {}
+        for user in users:
+            raw, subject = user.raw, user.subject
+            context = user.saved["network"].config.context
+            recording = calibration_recording(raw, subject, repetitions, context, guard)
+            fitted = scored_stretches(raw, subject, repetitions)
+            scored = (
+                raw.select(subjects=[raw.subject_names[subject]], repetitions=fold["test"]),
+                scored_stretches(raw, subject, fold["test"]),
             )
-            margins.setdefault(candidate.method, []).append(margin)
-            log.info(
-                "rest bias margin, %s as a new user, c=%d, %s: %+.3f",
-                raw.subject_names[subject],
-                count,
-                candidate.method,
-                margin,
-            )
-    return {method: float(np.mean(values)) for method, values in margins.items()}
+            for candidate in user.candidates(repetitions, recording, user.settings.transfer):
+                key = (candidate.method, candidate.recipe)
+                if target is not None:
+                    margin = fitted_bias(candidate, raw, scored[1], target, vote_frames)
+                    margin -= fitted_bias(candidate, raw, fitted, target, vote_frames)
+                    margins.setdefault(key, []).append(margin)
+                row = scored_row(candidate, raw, subject, scored, 0.0, vote_frames)
+                scores.setdefault(key, []).append(row["segment_balanced_accuracy"])
+                log.info("%s as a new user, c=%d, %s: %s", raw.subject_names[subject], count, key, row)
+        mean = lambda values: {key: float(np.mean(v)) for key, v in values.items()}  # noqa: E731
+        return cls(mean(margins), mean(scores))
+
+    def recipe(self, recipes: tuple[TransferRecipe, ...]) -> TransferRecipe:
+        """The recipe with the best validation score (the first of ties; the first recipe without validation
+        users)."""
+        scored = [(self.scores.get(("transfer", r.name), -np.inf), -i, r) for i, r in enumerate(recipes)]
+        return max(scored, key=lambda item: item[:2])[2]
+
+    def margin(self, candidate: Candidate) -> float:
+        """The candidate's margin (0 without validation users: the bias then stays in-sample)."""
+        return self.margins.get((candidate.method, candidate.recipe), 0.0)
 
 
 def calibration_curve(
@@ -293,23 +340,30 @@ def calibration_curve(
             for candidate, bias in user.calibration_free(first):
                 frames = len(first.frames) if candidate.method == "unlabelled" else 0
                 row = scored_row(candidate, raw, subject, scored, bias, vote_frames)
-                rows.append(row | {"repetitions": 0, "calibration_frames": frames, "rest_bias_margin": np.nan})
+                rows.append(
+                    row | {"repetitions": 0, "calibration_frames": frames, "rest_bias_margin": np.nan, "recipe": ""}
+                )
                 log.info("%s c=0: %s", fold_name, rows[-1])
             continue
         repetitions = fold["calibration"][:count]
         recording = calibration_recording(raw, subject, repetitions, context, guard)
         stretches = scored_stretches(raw, subject, repetitions)
-        margins = {} if target is None else rest_bias_margins(validation_users, fold, count, target, vote_frames, guard)
-        for candidate in user.candidates(repetitions, recording):
-            margin = margins.get(candidate.method, 0.0)
-            bias = (
-                saved["rest_bias"]
-                if target is None
-                else fitted_bias(candidate, raw, stretches, target, vote_frames) + margin
-            )
+        validation = ValidationUsers.of(validation_users, fold, count, target, vote_frames, guard)
+        recipe = validation.recipe(settings.transfer)
+        for candidate in user.candidates(repetitions, recording, (recipe,)):
+            margin = validation.margin(candidate)
+            bias = saved["rest_bias"]
+            if target is not None:
+                bias = fitted_bias(candidate, raw, stretches, target, vote_frames) + margin
             row = scored_row(candidate, raw, subject, scored, bias, vote_frames)
             rows.append(
-                row | {"repetitions": count, "calibration_frames": len(recording.frames), "rest_bias_margin": margin}
+                row
+                | {
+                    "repetitions": count,
+                    "calibration_frames": len(recording.frames),
+                    "rest_bias_margin": margin,
+                    "recipe": candidate.recipe,
+                }
             )
             log.info("%s c=%d: %s", fold_name, count, rows[-1])
     leading = {"family": fold.get("family", fold_name), "model": saved["model"], "fold": fold_name}

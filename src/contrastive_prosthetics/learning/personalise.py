@@ -24,6 +24,9 @@ unless told to keep them (:meth:`..realtime.controller.Controller.calibrate`, ``
                 people instead of random ones. It needs the training settings, so the calibration curve runs it;
                 :func:`personalise` (the controller's) the three above.
 
+``transfer``    AdaBN and prototypes, then the network fine-tuned by a recipe of its own (:mod:`.transfer`), chosen
+                among ``calibration.transfer``'s on the fold's validation subjects as new users. The curve runs it too.
+
 A personalised contrastive model keeps its class embeddings as a one-hot class encoder whose weights are the
 embeddings (exact: the class encoder's output is normalised), whatever encoder it was trained with.
 
@@ -50,9 +53,10 @@ from .inference import FrameScorer, normalised_frames
 from .models import ContrastiveModel, adapt_batchnorm, build_model
 from .rest_bias import RestCalibration, calibrate_rest_bias
 from .stream_sampling import guard_mask
+from .transfer import TransferRecipe, transfer_recipes
 
-METHODS = ("adabn", "prototypes", "fine_tune", "fine_tune_network")
-TRAINED = ("fine_tune_network",)  # methods that train the network: the calibration curve's, with the training budget
+METHODS = ("adabn", "prototypes", "fine_tune", "fine_tune_network", "transfer")
+TRAINED = ("fine_tune_network", "transfer")  # methods that train the network: the calibration curve's
 BASELINES = ("scratch", "lda")  # trained on the user's calibration repetitions alone (evaluation.calibration_curve)
 
 
@@ -67,6 +71,7 @@ class CalibrationSettings:
     fine_tune_learning_rate: float = 0.01
     scratch_epochs: int = 3  # epochs of the network trained from scratch on the calibration repetitions
     adaptation_frames: int = 10000  # at most this many calibration frames adapt the batch norms, evenly spaced
+    transfer: tuple[TransferRecipe, ...] = (TransferRecipe(0.1, "all", 100),)  # chosen among on validation users
 
     @classmethod
     def from_config(cls, section: dict, adaptation_frames: int = 10000) -> CalibrationSettings:
@@ -81,6 +86,7 @@ class CalibrationSettings:
             fine_tune_learning_rate=float(section.get("fine_tune", {}).get("learning_rate", 0.01)),
             scratch_epochs=int(section.get("scratch_epochs", 3)),
             adaptation_frames=adaptation_frames,
+            transfer=transfer_recipes(section.get("transfer", {})),
         )
 
 
