@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -324,3 +326,38 @@ def test_training_with_reference_frames_takes_the_same_steps_as_autograd_of_the_
     assert torch.equal(losses, expected_losses)
     assert all(torch.equal(state[name], expected_state[name]) for name in expected_state)
     assert not torch.equal(state["emg_encoder.layers.0.weight"], initial.state_dict()["emg_encoder.layers.0.weight"])
+
+
+@pytest.mark.parametrize("kind", ["contrastive", "classifier"])
+@pytest.mark.parametrize("context", [1, 3])
+def test_the_input_norm_normalises_each_electrode_and_the_scorer_applies_it_per_electrode(kind, context):
+    from contrastive_prosthetics.learning.inference import InferenceNetwork
+
+    config = ModelConfig(**{**CONFIG.as_dict(), "kind": kind, "context": context, "input_norm": True})
+    model = build_model(config)
+    generator = torch.Generator().manual_seed(context)
+    shape = (400, CONFIG.n_channels) if context == 1 else (400, context, CONFIG.n_channels)
+    # Each electrode its own gain (a log-amplitude offset) and spread: what the input norm takes out per user.
+    frames = torch.randn(shape, generator=generator) * torch.linspace(0.5, 3, 6) + torch.linspace(-4, 4, 6)
+    adapt_batchnorm(model, frames)
+    norm = model.emg_encoder.input_norm
+    per_electrode = frames.reshape(-1, CONFIG.n_channels)
+    torch.testing.assert_close(norm.running_mean, per_electrode.mean(0))
+    torch.testing.assert_close(norm.running_var, per_electrode.var(0), rtol=1e-4, atol=1e-4)
+    # The same frames with another arm's offsets: after AdaBN on them, the same embeddings.
+    shifted = copy.deepcopy(model)
+    adapt_batchnorm(shifted, frames + torch.linspace(2, -1, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(shifted.emg_encoder(frames + torch.linspace(2, -1, 6)), model.emg_encoder(frames))
+        torch.testing.assert_close(InferenceNetwork(model)(frames), model(frames), rtol=1e-4, atol=1e-4)
+    assert batchnorm_layers(model)[0] is norm  # the first statistics AdaBN sets and model.pt stores
+
+
+def test_without_the_input_norm_an_electrode_offset_survives_adabn():
+    model = build_model(CONFIG)
+    frames = torch.randn(400, CONFIG.n_channels, generator=torch.Generator().manual_seed(0))
+    shifted = copy.deepcopy(model)
+    adapt_batchnorm(model, frames)
+    adapt_batchnorm(shifted, frames + torch.linspace(2, -1, 6))
+    with torch.no_grad():
+        assert not torch.allclose(shifted.emg_encoder(frames + torch.linspace(2, -1, 6)), model.emg_encoder(frames))

@@ -336,3 +336,18 @@ def test_selecting_on_the_stream_keeps_the_epoch_and_trial_with_the_best_stream_
     # The model carries what it was trained and calibrated with: the controller and calibrate read them there.
     assert saved["rest_false_activation_target"] == saved["calibration"]["target"] == 0.2
     assert saved["guard_ms"] == TRAINING["guard_ms"]
+
+
+@pytest.mark.parametrize(
+    ("normalisation", "adabn", "input_norm"),
+    [("per_subject", True, True), ("per_subject", False, False), ("pooled", True, False)],
+)
+def test_per_subject_normalisation_gives_adabn_models_an_input_norm(tmp_path, normalisation, adabn, input_norm):
+    from contrastive_prosthetics.learning.train import fold_setting
+
+    paths = [write_subject(tmp_path / f"s{s}.pt", s) for s in (1, 2, 3)]
+    settings = settings_of(TRAINING | {"normalisation": normalisation})
+    setting, _ = fold_setting(
+        paths, "m", model_settings("contrastive", adabn), ARCHITECTURE, "reps-2-5", FOLD, settings, 0, "cpu", None
+    )
+    assert setting.config.input_norm is input_norm
