@@ -192,9 +192,21 @@ def test_a_ring_larger_than_the_channels_is_refused_with_the_key_the_value_and_t
         validate_config(config)
 
 
-def test_db1_rotates_its_eight_ring_electrodes_and_jitters_every_gain():
-    db1 = yaml.safe_load((REPO / "config" / "db1.yaml").read_text())["training"]["augmentation"]
-    assert Augmentation.from_config(db1) == Augmentation(ring=8, ring_shift=1, gain_jitter=0.2)
+def test_db1s_model_for_new_users_rotates_its_eight_ring_electrodes_and_jitters_every_gain():
+    db1 = yaml.safe_load((REPO / "config" / "db1.yaml").read_text())
+    entry = db1["models"]["contrastive_transfer"]
+    assert Augmentation.from_config(entry["augmentation"]) == Augmentation(ring=8, ring_shift=1, gain_jitter=0.2)
+    assert "augmentation" not in db1["training"]  # the within-subject models train on the recordings as recorded
+    settings = settings_of(TRAINING).for_model(entry)
+    assert settings.augmentation == Augmentation(ring=8, ring_shift=1, gain_jitter=0.2)
+    assert settings.normalisation == "per_subject" and settings_of(TRAINING).normalisation == "pooled"
+
+
+def test_a_models_own_ring_is_checked_against_the_electrodes():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["models"]["contrastive_adabn"]["augmentation"] = {"ring": 13, "ring_shift": 1, "gain_jitter": 0.0}
+    with pytest.raises(ConfigError, match=r"models.contrastive_adabn.augmentation.ring = 13 is more than the 12"):
+        validate_config(config)
 
 
 def test_training_with_augmentation_runs_and_trains_other_weights_than_without(tmp_path):

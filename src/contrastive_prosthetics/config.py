@@ -197,17 +197,21 @@ def check_bandpass(config: dict, source: str) -> None:
 
 
 def check_augmentation(config: dict, source: str) -> None:
-    """The electrode ring of ``training.augmentation`` fits in every selected database's electrodes."""
-    ring = (config["training"].get("augmentation") or {}).get("ring")
-    if ring is None:
-        return
-    for name in config["data"]["databases"]:
-        channels = database(name).n_channels
-        if ring > channels:
-            raise ConfigError(
-                f"{source}: training.augmentation.ring = {ring} is more than the {channels} electrodes of {name}: set "
-                "it to the number of leading electrodes equally spaced around the forearm (DB1, DB2, DB3: 8), or null"
-            )
+    """The electrode ring of ``training.augmentation`` (and of each model's own) fits in every selected database's
+    electrodes."""
+    rings = {"training.augmentation": (config["training"].get("augmentation") or {}).get("ring")}
+    for model, entry in config["models"].items():
+        rings[f"models.{model}.augmentation"] = (entry.get("augmentation") or {}).get("ring")
+    for key, ring in rings.items():
+        if ring is None:
+            continue
+        for name in config["data"]["databases"]:
+            channels = database(name).n_channels
+            if ring > channels:
+                raise ConfigError(
+                    f"{source}: {key}.ring = {ring} is more than the {channels} electrodes of {name}: set it to the "
+                    "number of leading electrodes equally spaced around the forearm (DB1, DB2, DB3: 8), or null"
+                )
 
 
 def check_local_folders(data: dict, source: str) -> None:

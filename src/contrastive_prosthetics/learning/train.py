@@ -310,6 +310,7 @@ def fold_setting(
     """What every training run of one network model × fold shares, and the normalisation of its training selection:
     the data (normalised), its selections, the model's configuration and, for a pose class encoder, its codes."""
     chosen = Device(choose_device(device))
+    settings = settings.for_model(model_settings)
     adabn = bool(model_settings["adabn"])
     adaptation = model_settings.get("adaptation", "cross_fitted") if adabn else "none"  # as logits.pt says
     loaded = DB23.load(tensor_paths, device=str(chosen.device), with_streams=True, window=window)

@@ -5,7 +5,7 @@ hyper-parameter draws."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -89,6 +89,16 @@ class TrainingSettings:
             normalisation=training.get("normalisation", "pooled"),
             augmentation=Augmentation.from_config(training.get("augmentation")),
         )
+
+    def for_model(self, model_settings: dict) -> TrainingSettings:
+        """These settings with the training keys a model's entry of ``models`` may set for itself (``normalisation``,
+        ``augmentation``): a model built to serve new users can differ from the run's within-subject models."""
+        changes = {}
+        if "normalisation" in model_settings:
+            changes["normalisation"] = model_settings["normalisation"]
+        if "augmentation" in model_settings:
+            changes["augmentation"] = Augmentation.from_config(model_settings["augmentation"])
+        return replace(self, **changes)
 
     def evaluation_keys(self) -> dict:
         """The evaluation keys these settings were made with (what ``from_config`` read from that section)."""
