@@ -179,23 +179,25 @@ class NewUser:
     def calibration_free(self, recording: CalibrationRecording) -> list[tuple[Candidate, float]]:
         """The two starts of a new user, each with its rest bias, neither reading the user's labels: ``none``, the
         model with the batch-norm statistics pooled over the training subjects (a model without AdaBN: as trained)
-        and their rest bias set on the validation subjects; ``unlabelled``, every batch norm adapted on the user's
-        ``recording`` with its labels unread (AdaBN), and the rest bias set at training on the validation subjects
-        under the same adaptation."""
+        and their rest bias set on the validation subjects; ``unlabelled`` (AdaBN models), every batch norm adapted
+        on the user's ``recording`` with its labels unread, and the rest bias set at training on the validation
+        subjects under the same adaptation."""
         saved, raw, subject = self.saved, self.raw, self.subject
         network, normalisation = saved["network"], saved["normalisation_"]
         free = saved.get("calibration_free")
         pooled = copy.deepcopy(network).eval()
         if free is not None:
             set_batchnorm_statistics(pooled, free["batchnorm"])
-        adapted = personalise(network, normalisation, recording, "adabn", self.settings)
-        return [
+        starts = [
             (
                 network_candidate("none", pooled, normalisation, raw, subject),
                 saved["rest_bias"] if free is None else free["rest_bias"],
-            ),
-            (network_candidate("unlabelled", adapted, normalisation, raw, subject), saved["rest_bias"]),
+            )
         ]
+        if saved["adabn"]:  # a model without AdaBN has no statistics to adapt: none is its only start (as calibrate)
+            adapted = personalise(network, normalisation, recording, "adabn", self.settings)
+            starts.append((network_candidate("unlabelled", adapted, normalisation, raw, subject), saved["rest_bias"]))
+        return starts
 
     def candidates(
         self, repetitions: list[int], recording: CalibrationRecording, recipes: tuple[TransferRecipe, ...]
