@@ -20,7 +20,7 @@ from contrastive_prosthetics.evaluation import calibration_curve as curve
 from contrastive_prosthetics.evaluation.calibration_summary import calibration_table
 from contrastive_prosthetics.learning.adaptation import pooled_network
 from contrastive_prosthetics.learning.dataset import DB23
-from contrastive_prosthetics.learning.folds import expand_folds, fold_selections
+from contrastive_prosthetics.learning.folds import expand_folds, fold_selections, validation_subjects
 from contrastive_prosthetics.learning.model_file import load_model_file, read_model_file
 from contrastive_prosthetics.learning.models import batchnorm_statistics
 from contrastive_prosthetics.learning.personalise import (
@@ -92,6 +92,71 @@ def test_the_calibration_shorthand_expands_into_one_subjects_fold_per_subject_sc
     assert selections.test_pool == {2: [2, 5]}  # cross-fitted AdaBN adapts on the scored repetitions only
 
 
+def test_one_new_user_per_fold_expands_as_it_always_has():
+    shorthand = {"scheme": "calibration", "subjects": ["db2/s1", "db2/s2", "db2/s3"], "train": [1, 2]}
+    shorthand |= {"validation_subjects": 1, "calibration": [1], "counts": [0, 1], "test": [3]}
+    expected = {
+        "scheme": "subjects",
+        "subjects": ["db2/s1", "db2/s2", "db2/s3"],
+        "test_subject": "db2/s2",
+        "train": [1, 2],
+        "validation_subjects": 1,
+        "calibration": [1],
+        "counts": [0, 1],
+        "test": [3],
+        "family": "cal",
+    }
+    for folds in (expand_folds({"cal": shorthand}, []), expand_folds({"cal": shorthand | {"new_users": 1}}, [])):
+        assert list(folds) == ["cal-db2-s1", "cal-db2-s2", "cal-db2-s3"]
+        assert folds["cal-db2-s2"] == expected and list(folds["cal-db2-s2"]) == list(expected)
+        assert validation_subjects(folds["cal-db2-s2"]) == ["db2/s3"]
+
+
+FIVE = ["db2/s1", "db2/s2", "db2/s3", "db2/s4", "db2/s5"]
+
+
+@pytest.mark.parametrize("validating", [1, 2])
+def test_new_users_hold_out_consecutive_blocks_each_validated_after_its_last_new_user(validating):
+    shorthand = {k: v for k, v in CALIBRATION_FOLD.items() if k not in ("test_subject", "family")}
+    shorthand |= {"scheme": "calibration", "subjects": FIVE, "new_users": 2, "validation_subjects": validating}
+    folds = expand_folds({"cal": shorthand}, [])
+    assert list(folds) == ["cal-db2-s1-s2", "cal-db2-s3-s4", "cal-db2-s5"]
+    assert [fold["test_subjects"] for fold in folds.values()] == [FIVE[:2], FIVE[2:4], FIVE[4:]]
+    assert all("test_subject" not in fold and "new_users" not in fold for fold in folds.values())
+    after = {1: [["db2/s3"], ["db2/s5"], ["db2/s1"]], 2: [FIVE[2:4], ["db2/s5", "db2/s1"], FIVE[:2]]}[validating]
+    assert [validation_subjects(fold) for fold in folds.values()] == after  # the next ones, wrapping around
+    for fold in folds.values():
+        assert not set(validation_subjects(fold)) & set(fold["test_subjects"])
+    across = shorthand | {"subjects": ["db2/s40", "db3/s1", "db3/s2", "db3/s3"], "validation_subjects": 1}
+    assert list(expand_folds({"cal": across}, [])) == ["cal-db2-s40-db3-s1", "cal-db3-s2-s3"]
+
+
+def test_new_users_leaving_no_training_subject_are_refused_with_their_key():
+    shorthand = {k: v for k, v in CALIBRATION_FOLD.items() if k not in ("test_subject", "family")}
+    shorthand |= {"scheme": "calibration", "subjects": FIVE, "validation_subjects": 2}
+    assert len(expand_folds({"cal": shorthand | {"new_users": 2}}, [])) == 3  # one subject trains each
+    with pytest.raises(InputError, match=re.escape("folds.cal.new_users: 3 new users per fold leave no training")):
+        expand_folds({"cal": shorthand | {"new_users": 3}}, [])
+
+
+TWO_NEW_USERS = {
+    **{k: v for k, v in CALIBRATION_FOLD.items() if k != "test_subject"},
+    "subjects": ["db2/s1", "db2/s2", "db2/s3", "db2/s4"],
+    "test_subjects": ["db2/s3", "db2/s4"],
+    "counts": [0, 1],
+}
+
+
+def test_every_new_user_of_a_fold_is_held_out_of_training_and_selection_and_scored_on_its_own_pool(tmp_path):
+    paths = [write_subject(tmp_path / f"s{s}.pt", s) for s in (1, 2, 3, 4)]
+    data = DB23.load(paths, device="cpu", with_streams=True)
+    selections = fold_selections(data, TWO_NEW_USERS, "cal-db2-s3-s4")
+    assert selections.train.subjects.tolist() == [1] and selections.validation.subjects.tolist() == [0]
+    assert selections.validation_pool.keys() == {0}
+    assert selections.test.subjects.tolist() == [2, 3] and (selections.test.repetitions + 1).tolist() == [2, 5]
+    assert selections.test_pool == {2: [2, 5], 3: [2, 5]}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -134,7 +199,7 @@ def two_runs(tmp_path_factory):
         try:
             table = curve.calibration_curve(
                 model,
-                tensor,
+                [tensor],
                 [validation],
                 "cal-db2-s3",
                 CALIBRATION_FOLD,
@@ -148,6 +213,62 @@ def two_runs(tmp_path_factory):
             curve.ValidationUsers.of = classmethod(real_of)
         runs[name] = (model, table, states, validations)
     return runs
+
+
+@pytest.fixture(scope="module")
+def two_new_users(tmp_path_factory):
+    """A fold holding out s3 and s4 (trained on s2, validated on s1) trained and calibrated twice, s4's scored
+    repetitions scaled by 5 the second time; per run: (model.pt, table, the ValidationUsers made)."""
+    tmp_path = tmp_path_factory.mktemp("new_users")
+    settings = SETTINGS | {"methods": ["adabn", "prototypes", "transfer"], "baselines": ["lda"]}
+    runs = {}
+    for name, scale in (("plain", 1.0), ("scaled", 5.0)):
+        paths = [
+            write_subject(tmp_path / name / f"s{s}.pt", s, test_scale=scale if s == 4 else 1.0) for s in (1, 2, 3, 4)
+        ]
+        out = tmp_path / name / "model"
+        model = model_settings("contrastive", True)
+        train_fold(paths, "contrastive", model, ARCHITECTURE, "cal", TWO_NEW_USERS, STREAM_TRAINING, 0, out, "cpu")
+        validations = []
+        real_of = curve.ValidationUsers.of.__func__
+
+        def of(cls, *args, validations=validations, real_of=real_of):
+            validations.append(real_of(cls, *args))
+            return validations[-1]
+
+        curve.ValidationUsers.of = classmethod(of)
+        try:
+            table = curve.calibration_curve(
+                out / "model.pt",
+                paths[2:],
+                paths[:1],
+                "cal-db2-s3-s4",
+                TWO_NEW_USERS,
+                STREAM_TRAINING,
+                settings,
+                0,
+                tmp_path / f"{name}.tsv",
+            )
+        finally:
+            curve.ValidationUsers.of = classmethod(real_of)
+        runs[name] = (out / "model.pt", table, validations)
+    return runs
+
+
+@pytest.mark.slow
+def test_each_new_user_of_a_fold_has_its_rows_untouched_by_the_others_scored_repetitions(two_new_users):
+    (plain_model, plain, plain_validations), (scaled_model, scaled, _) = two_new_users.values()
+    assert plain_model.read_bytes() == scaled_model.read_bytes()  # neither new user reaches training or selection
+    rows = {s: set(zip(part["method"], part["repetitions"], strict=True)) for s, part in plain.groupby("subject")}
+    assert rows.keys() == {"db2/s3", "db2/s4"} and rows["db2/s3"] == rows["db2/s4"]
+    assert {0, 1} == {count for _, count in rows["db2/s3"]}
+    assert len(plain_validations) == 1  # one c > 0: the validation subject taught both new users at once
+    s3, s4 = (plain["subject"] == "db2/s3").to_numpy(), (plain["subject"] == "db2/s4").to_numpy()
+    pd.testing.assert_frame_equal(plain[s3], scaled[s3])  # s4's scored repetitions change nothing of s3's rows
+    pd.testing.assert_series_equal(plain[s4]["rest_bias"], scaled[s4]["rest_bias"])  # nor s4's calibration
+    assert not np.allclose(plain[s4]["segment_accuracy"], scaled[s4]["segment_accuracy"]) or not np.allclose(
+        plain[s4]["stream_accuracy"], scaled[s4]["stream_accuracy"]
+    )  # while s4's scores read them
 
 
 @pytest.mark.slow

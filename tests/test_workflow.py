@@ -81,6 +81,22 @@ def test_default_dag_plans_every_subject(tmp_path):
     }
 
 
+def test_a_calibration_family_of_two_new_users_per_fold_plans_a_network_and_a_curve_per_pair(tmp_path):
+    """new_users: 2 over the three subjects: folds of db2/s1 and db2/s2, and of db3/s1; each curve reads its new
+    users' tensors."""
+    result = snakemake(
+        write_config(tmp_path, lambda c: c["folds"]["calibration"].update(new_users=2)), "--dry-run", "--printshellcmds"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_counts(result)
+    networks, sets, folds = 4, 1, 2
+    assert jobs["train"] == str(networks + sets + folds) and jobs["calibration_curve"] == str(folds)
+    planned = result.stdout + result.stderr
+    assert "calibration/contrastive/calibration-db2-s1-s2/onset/calibration.tsv" in planned
+    assert "--tensors results/tensors/db2/s1.pt results/tensors/db2/s2.pt --validation-tensors" in planned
+    assert "calibration/contrastive/calibration-db3-s1/onset/calibration.tsv" in planned
+
+
 def test_full_scale_config_plans_every_download_and_a_gpu_job_per_network_and_fold(tmp_path):
     full = yaml.safe_load((REPO / "config" / "ninapro.yaml").read_text())
     result = snakemake(tmp_path, "--dry-run", "--configfile", str(REPO / "config" / "ninapro.yaml"))
@@ -373,12 +389,17 @@ def test_a_db1_only_override_plans_only_db1(tmp_path):
     windows, models = len(db1["preprocess"]["windows"]), len(DEFAULT["models"] | db1["models"])
     sets = db1["folds"]["zero-shot"]["sets"]  # zero-shot folds train the pose model only
     assert jobs["download"] == jobs["convert"] == str(subjects)
-    # The new-user family trains one model per subject (config.yaml's calibration fold is dropped).
-    assert int(jobs["train"]) + int(jobs["train_lda"]) == (models * folds + sets + subjects) * windows
-    assert jobs["calibration_curve"] == str(subjects * windows)
+    # The new-user family trains each of its models once per two subjects (config.yaml's calibration fold is dropped).
+    new_user = db1["folds"]["new-user"]
+    pairs = -(-subjects // new_user["new_users"])
+    assert (subjects, new_user["new_users"], pairs) == (27, 2, 14)
+    calibrated = len(new_user["models"]) * pairs
+    assert int(jobs["train"]) + int(jobs["train_lda"]) == (models * folds + sets + calibrated) * windows
+    assert jobs["calibration_curve"] == str(calibrated * windows)
     assert "synthesize" not in jobs
     planned = result.stdout + result.stderr
     assert "loso-db1-s27" in planned and "reps-2-5-7" in planned and "db2" not in planned
+    assert "new-user-db1-s1-s2" in planned and "new-user-db1-s27/" in planned
 
 
 def test_reference_protocol_plans_its_subjects_model_and_window(tmp_path):

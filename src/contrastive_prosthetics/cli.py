@@ -143,7 +143,7 @@ def command_calibration_curve(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     calibration_curve(
         Path(args.model),
-        Path(args.tensor),
+        [Path(p) for p in args.tensors],
         [Path(p) for p in args.validation_tensors],
         args.fold,
         json.loads(args.fold_json),
@@ -432,7 +432,11 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option | OneOf, ...]] = {
         "calibration-curve", "calibrate a new user's model with c repetitions, every c", command_calibration_curve
     ): (
         _helped(MODEL_FILE, "the calibration fold's model.pt (trained on the other subjects)"),
-        _option("--tensor", "the fold's test subject's converted file"),
+        _option(
+            "--tensors",
+            "the fold's new users' converted files (its test subject, or each of its new_users), one table for all",
+            nargs="+",
+        ),
         _option(
             "--validation-tensors",
             "the fold's validation subjects' converted files: new users the rest bias's margin is learned on",

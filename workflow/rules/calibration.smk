@@ -1,11 +1,11 @@
-# Calibration folds: the model trained on the other subjects, calibrated to the test subject with the first c of
-# its calibration repetitions (every method and baseline), scored on its test repetitions; then the run's curve.
+# Calibration folds: the model trained on the other subjects, calibrated to each new user of the fold with the first
+# c of its calibration repetitions (every method and baseline), scored on its test repetitions; then the run's curve.
 
 
 rule calibration_curve:
     input:
         model="results/models/{model}/{fold}/{window}/model.pt",
-        tensor=test_subject_tensor,
+        tensors=test_subject_tensors,
         validation=validation_subject_tensors,
     output:
         "results/calibration/{model}/{fold}/{window}/calibration.tsv",
@@ -26,7 +26,7 @@ rule calibration_curve:
         calibration=json.dumps(config["calibration"]),
         seed=config["seed"],
     shell:
-        "python -m contrastive_prosthetics calibration-curve --model {input.model} --tensor {input.tensor} "
+        "python -m contrastive_prosthetics calibration-curve --model {input.model} --tensors {input.tensors} "
         "--validation-tensors {input.validation} "
         "--fold {wildcards.fold} --fold-json {params.fold:q} --training-json {params.training:q} "
         "--evaluation-json {params.evaluation:q} --calibration-json {params.calibration:q} --seed {params.seed} "

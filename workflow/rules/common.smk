@@ -15,6 +15,7 @@ from contrastive_prosthetics.learning.folds import (
     fold_families,
     fold_runs,
     fold_subjects,
+    test_subjects,
     validation_subjects,
 )
 from contrastive_prosthetics.learning.training_settings import EVALUATION_KEYS
@@ -116,14 +117,15 @@ def calibration_outputs():
     return ["results/eval/calibration.tsv", "results/figures/calibration.svg", "results/figures/calibration.png"]
 
 
-def test_subject_tensor(wildcards):
-    """The tensor file of a calibration fold's test subject: all its calibration job reads of the data."""
-    return f"results/tensors/{config['folds'][wildcards.fold]['test_subject']}.pt"
+def test_subject_tensors(wildcards):
+    """The tensor files of a calibration fold's new users (one, or its new_users): with the validation subjects',
+    all its calibration job reads of the data."""
+    return [f"results/tensors/{s}.pt" for s in test_subjects(config["folds"][wildcards.fold])]
 
 
 def validation_subject_tensors(wildcards):
     """The tensor files of a calibration fold's validation subjects: the new users the rest bias's margin is learned
-    on (never the test subject)."""
+    on (never a test subject)."""
     return [f"results/tensors/{s}.pt" for s in validation_subjects(config["folds"][wildcards.fold])]
 
 

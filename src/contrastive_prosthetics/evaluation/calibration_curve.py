@@ -2,11 +2,12 @@
 fold, every calibration method (:mod:`..learning.personalise`) and the baselines trained on those repetitions
 alone (:mod:`..learning.calibration_baselines`).
 
-For one fold (one test subject): the model trained on the other subjects is calibrated on the first c of the
-fold's ``calibration`` repetitions, then scored on its ``test`` repetitions, the same ones for every c (a paired
-curve). Only those two sets of the subject's repetitions are read, each for its own purpose: the calibration
-reads the first c calibration repetitions' recording (and labels), never a scored one; scoring reads the scored
-ones. With c = 0 the model is as trained (nothing of the user is read: calibration-free).
+For one fold and each of its new users (one test subject, or several with ``new_users``, each calibrated alone):
+the model trained on the other subjects is calibrated on the first c of the fold's ``calibration`` repetitions of
+the user, then scored on the user's ``test`` repetitions, the same ones for every c (a paired curve). Only those
+two sets of the user's repetitions are read, each for its own purpose: the calibration reads the first c
+calibration repetitions' recording (and labels), never a scored one; scoring reads the scored ones. With c = 0 the
+model is as trained (nothing of the user is read: calibration-free).
 
 Each (method, c) is scored as the rest of the pipeline scores: segments by the vote over
 ``evaluation.vote_window_ms`` among every class (accuracy, balanced accuracy and rest false activation over the
@@ -33,7 +34,7 @@ from ..core.atomic import atomic_write_frame
 from ..data.ninapro import REST
 from ..learning.calibration_baselines import calibration_lda, network_on_user
 from ..learning.dataset import DB23, Selection
-from ..learning.folds import validation_subjects
+from ..learning.folds import test_subjects, validation_subjects
 from ..learning.inference import FrameScorer
 from ..learning.lda import SHARED, score_selection, stream_scores
 from ..learning.model_file import load_model_file
@@ -166,7 +167,8 @@ def scored_row(
 
 @dataclass(frozen=True)
 class NewUser:
-    """One calibration fold's test subject and what calibrating it reads: the model as trained (``saved``), the
+    """One new user of a calibration fold (or one of its validation subjects, as a new user) and what calibrating it
+    reads: the model as trained (``saved``), the
     subject's data (``raw``, one subject) and the settings."""
 
     saved: dict
@@ -258,10 +260,10 @@ class NewUser:
 @dataclass(frozen=True)
 class ValidationUsers:
     """What the fold's validation subjects, calibrated as new users on their first c calibration repetitions and
-    scored on their test ones, teach about the test subject's calibration at that c (never reading the test
-    subject): per (method, recipe), the rest bias's margin (how far the bias meeting the target on the scored
-    repetitions lies from the one meeting it on the fitted ones: a bias set on fitted frames is optimistic) and
-    the segment balanced accuracy, which chooses transfer's recipe."""
+    scored on their test ones, teach about the new users' calibration at that c (never reading a new user; one for
+    every new user of the fold): per (method, recipe), the rest bias's margin (how far the bias meeting the target
+    on the scored repetitions lies from the one meeting it on the fitted ones: a bias set on fitted frames is
+    optimistic) and the segment balanced accuracy, which chooses transfer's recipe."""
 
     margins: dict[tuple[str, str], float]
     scores: dict[tuple[str, str], float]
@@ -305,7 +307,7 @@ class ValidationUsers:
 
 def calibration_curve(
     model_path: Path,
-    tensor_path: Path,
+    tensor_paths: list[Path],
     validation_paths: list[Path],
     fold_name: str,
     fold: dict,
@@ -314,61 +316,66 @@ def calibration_curve(
     seed: int,
     out_path: Path,
 ) -> pd.DataFrame:
-    """Write ``calibration.tsv`` for one calibration fold: one row per (method or baseline, c), see the module."""
+    """Write ``calibration.tsv`` for one calibration fold: one row per new user, (method or baseline) and c, see the
+    module. ``tensor_paths``: the fold's new users' tensor files; ``validation_paths``: its validation subjects'."""
     settings = CalibrationSettings.from_config(calibration, training.adaptation_frames)
     saved = load_model_file(model_path)
     lda = "lda" in settings.baselines
     raw = DB23.load(
-        [tensor_path, *validation_paths], device="cpu", with_streams=True, with_features=lda, window=saved["window"]
+        [*tensor_paths, *validation_paths], device="cpu", with_streams=True, with_features=lda, window=saved["window"]
     )
-    subject = raw.subject_names.index(fold["test_subject"])
-    user = NewUser(saved, raw, subject, training, settings, seed)
-    # Validation subjects in this database, as new users: they teach the rest bias's margin (never the test subject).
+    users = [
+        NewUser(saved, raw, raw.subject_names.index(name), training, settings, seed) for name in test_subjects(fold)
+    ]
+    # Validation subjects in this database, as new users: they teach the rest bias's margin (never a test subject).
     others = [raw.subject_names.index(s) for s in validation_subjects(fold) if s in raw.subject_names]
     validation_users = [NewUser(saved, raw, other, training, settings, seed) for other in others]
     vote_frames = window_frames_for(training.vote_window_ms, raw.frame_rate_hz)
     guard = guard_width(training.guard_ms, raw.frame_rate_hz)
     target = training.rest_false_activation_target
-    context = saved["network"].config.context
-    # The one place the scored repetitions are read: scoring.
-    scored = (
-        raw.select(subjects=[fold["test_subject"]], repetitions=fold["test"]),
-        scored_stretches(raw, subject, fold["test"]),
-    )
     rows = []
     for count in sorted(fold["counts"]):
-        if count == 0:  # the unlabelled start reads the first calibration repetition's EMG, labels unread
-            first = calibration_recording(raw, subject, fold["calibration"][:1], context, guard)
-            for candidate, bias in user.calibration_free(first):
-                frames = len(first.frames) if candidate.method == "unlabelled" else 0
-                row = scored_row(candidate, raw, subject, scored, bias, vote_frames)
-                rows.append(
-                    row | {"repetitions": 0, "calibration_frames": frames, "rest_bias_margin": np.nan, "recipe": ""}
-                )
-                log.info("%s c=0: %s", fold_name, rows[-1])
-            continue
-        repetitions = fold["calibration"][:count]
-        recording = calibration_recording(raw, subject, repetitions, context, guard)
-        stretches = scored_stretches(raw, subject, repetitions)
-        validation = ValidationUsers.of(validation_users, fold, count, target, vote_frames, guard)
-        recipe = validation.recipe(settings.transfer)
-        for candidate in user.candidates(repetitions, recording, (recipe,)):
-            margin = validation.margin(candidate)
-            bias = saved["rest_bias"]
-            if target is not None:
-                bias = fitted_bias(candidate, raw, stretches, target, vote_frames) + margin
-            row = scored_row(candidate, raw, subject, scored, bias, vote_frames)
-            rows.append(
-                row
-                | {
-                    "repetitions": count,
-                    "calibration_frames": len(recording.frames),
-                    "rest_bias_margin": margin,
-                    "recipe": candidate.recipe,
-                }
-            )
-            log.info("%s c=%d: %s", fold_name, count, rows[-1])
+        # What the validation subjects teach at this c depends on them alone: once for every new user of the fold.
+        validation = ValidationUsers.of(validation_users, fold, count, target, vote_frames, guard) if count else None
+        for user in users:
+            for row in user_rows(user, fold, count, validation, vote_frames, guard):
+                rows.append(row)
+                log.info("%s c=%d: %s", fold_name, count, row)
     leading = {"family": fold.get("family", fold_name), "model": saved["model"], "fold": fold_name}
-    table = pd.DataFrame(rows).assign(**leading, window=saved["window"], subject=fold["test_subject"])[COLUMNS]
+    table = pd.DataFrame(rows).assign(**leading, window=saved["window"])[COLUMNS]
     atomic_write_frame(table, Path(out_path))
     return table
+
+
+def user_rows(
+    user: NewUser, fold: dict, count: int, validation: ValidationUsers | None, vote_frames: int, guard: int
+) -> list[dict]:
+    """One new user's rows at ``count`` calibration repetitions: the two calibration-free starts at 0, else every
+    method and baseline with its rest bias set on the calibration recording plus ``validation``'s margin."""
+    saved, raw, subject = user.saved, user.raw, user.subject
+    target = user.training.rest_false_activation_target
+    context = saved["network"].config.context
+    name = raw.subject_names[subject]
+    # The one place the scored repetitions are read: scoring.
+    scored = (raw.select(subjects=[name], repetitions=fold["test"]), scored_stretches(raw, subject, fold["test"]))
+    rows = []
+    if count == 0:  # the unlabelled start reads the first calibration repetition's EMG, labels unread
+        first = calibration_recording(raw, subject, fold["calibration"][:1], context, guard)
+        for candidate, bias in user.calibration_free(first):
+            frames = len(first.frames) if candidate.method == "unlabelled" else 0
+            row = scored_row(candidate, raw, subject, scored, bias, vote_frames)
+            extra = {"repetitions": 0, "calibration_frames": frames, "rest_bias_margin": np.nan, "recipe": ""}
+            rows.append(row | extra | {"subject": name})
+        return rows
+    repetitions = fold["calibration"][:count]
+    recording = calibration_recording(raw, subject, repetitions, context, guard)
+    stretches = scored_stretches(raw, subject, repetitions)
+    for candidate in user.candidates(repetitions, recording, (validation.recipe(user.settings.transfer),)):
+        margin = validation.margin(candidate)
+        bias = saved["rest_bias"]
+        if target is not None:
+            bias = fitted_bias(candidate, raw, stretches, target, vote_frames) + margin
+        row = scored_row(candidate, raw, subject, scored, bias, vote_frames)
+        extra = {"repetitions": count, "calibration_frames": len(recording.frames), "rest_bias_margin": margin}
+        rows.append(row | extra | {"recipe": candidate.recipe, "subject": name})
+    return rows

@@ -1,4 +1,4 @@
-"""The run's calibration curve: every calibration fold's ``calibration.tsv`` (one test subject each) summarised
+"""The run's calibration curve: every calibration fold's ``calibration.tsv`` (rows for each new user) summarised
 as subject means with 95 % bootstrap intervals over subjects (:mod:`.bootstrap`), per family of folds, model,
 window, method and number of calibration repetitions (its figure: :mod:`..report.calibration_figure`).
 

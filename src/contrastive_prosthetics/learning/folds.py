@@ -16,7 +16,9 @@ validation subject its validation repetitions plus, if it also trains, its train
 test subject's repetitions split in two: ``calibration`` repetitions, of which the first ``c`` (for each ``c`` in
 ``counts``) calibrate the model trained on the other subjects, and ``test`` repetitions, scored for every ``c`` (so
 the curve is paired). Training, selection and the rest calibration at training time never read the test subject;
-the calibration never reads the scored repetitions.
+the calibration never reads the scored repetitions. With ``new_users: N`` a fold holds out N new users at once
+(``test_subjects``; one network per N of them, a cost saving): each is held out and scored as a single test subject
+is, and calibrated alone. :func:`test_subjects` reads a fold's new users, one or several.
 
 Held out means held out: a zero-shot fold's ``unseen`` gestures are left out of the training and validation
 selections by class, and :func:`training_view` leaves their stretches of the recording out of everything else that
@@ -50,14 +52,22 @@ class FoldSelections:
     test_pool: dict[int, list[int]]
 
 
+def test_subjects(fold: dict) -> list[str]:
+    """A ``subjects`` fold's new users, in the group's order: its ``test_subject``, or its ``test_subjects`` (a
+    calibration family holding out several per fold, ``new_users``)."""
+    return list(fold["test_subjects"]) if "test_subjects" in fold else [fold["test_subject"]]
+
+
 def validation_subjects(fold: dict) -> list[str]:
     """The training-group subjects held out for validation in a ``subjects`` fold ([] when validating on
-    repetitions)."""
+    repetitions): the ``validation_subjects`` after its last new user in the group's order, wrapping around, never a
+    new user."""
     if fold["scheme"] != "subjects" or "validation_subjects" not in fold:
         return []
-    group = list(fold["subjects"])
-    start = group.index(fold["test_subject"])
-    return [group[(start + k) % len(group)] for k in range(1, fold["validation_subjects"] + 1)]
+    group, new_users = list(fold["subjects"]), test_subjects(fold)
+    start = max(group.index(subject) for subject in new_users)
+    following = [group[(start + k) % len(group)] for k in range(1, len(group))]
+    return [subject for subject in following if subject not in new_users][: fold["validation_subjects"]]
 
 
 def fold_subjects(fold: dict, all_subjects: list[str]) -> list[str]:
@@ -84,11 +94,11 @@ def check_fold(name: str, fold: dict) -> None:
         if "test" not in fold:
             raise InputError(f"folds.{name}: calibration repetitions need the test repetitions they are scored on")
     if fold["scheme"] == "subjects":
-        if fold["test_subject"] not in fold["subjects"]:
-            raise InputError(
-                f"folds.{name}.test_subject: {fold['test_subject']} is not in folds.{name}.subjects: add it there"
-            )
-        spare = len(fold["subjects"]) - 2
+        key = "test_subjects" if "test_subjects" in fold else "test_subject"
+        for subject in test_subjects(fold):
+            if subject not in fold["subjects"]:
+                raise InputError(f"folds.{name}.{key}: {subject} is not in folds.{name}.subjects: add it there")
+        spare = len(fold["subjects"]) - len(test_subjects(fold)) - 1
         if fold.get("validation_subjects", 0) > spare:
             raise InputError(
                 f"folds.{name}.validation_subjects: {fold['validation_subjects']} leaves no training subject "
@@ -107,7 +117,8 @@ def check_fold(name: str, fold: dict) -> None:
 def expand_folds(folds: dict, all_subjects: list[str], gestures: list[str] | None = None, seed: int = 0) -> dict:
     """Folds with every shorthand expanded: ``leave_one_subject_out`` and ``calibration`` into one ``subjects`` fold
     per subject of its group, named ``{name}-{db}-s{n}`` (``subjects: all`` is every subject of the run), a
-    calibration fold keeping its ``calibration``, ``counts`` and ``test``; ``zero_shot`` into ``sets``
+    calibration fold keeping its ``calibration``, ``counts`` and ``test`` (with ``new_users: N`` > 1, one fold per
+    N consecutive subjects of the group, see :func:`new_user_blocks`); ``zero_shot`` into ``sets``
     copies of its ``base`` fold, each holding out ``size`` gestures drawn (seeded) from ``gestures`` (``all``: the
     run's), named ``{name}-{g1}-{g2}-...``, whose oracle is the base fold."""
     expanded = {}
@@ -124,19 +135,40 @@ def expand_folds(folds: dict, all_subjects: list[str], gestures: list[str] | Non
                 f"folds.{name}: leaves one subject out of {group}, leaving none to train on; select at least two "
                 f"subjects, or drop the fold with `{name}: null` under folds"
             )
-        rest = {key: value for key, value in fold.items() if key not in ("scheme", "subjects")}
-        for subject in group:
-            fold_name = f"{name}-{subject.replace('/', '-')}"
+        rest = {key: value for key, value in fold.items() if key not in ("scheme", "subjects", "new_users")}
+        for block in new_user_blocks(name, fold, group):
+            fold_name = f"{name}-{block_name(block)}"
             if fold_name in folds:
                 raise InputError(f"folds.{name}: expands to {fold_name}, which the configuration already names")
-            expanded[fold_name] = {
-                "scheme": "subjects",
-                "subjects": group,
-                "test_subject": subject,
-                **rest,
-                "family": name,
-            }
+            held_out = {"test_subject": block[0]} if fold.get("new_users", 1) == 1 else {"test_subjects": block}
+            expanded[fold_name] = {"scheme": "subjects", "subjects": group, **held_out, **rest, "family": name}
     return expanded
+
+
+def new_user_blocks(name: str, fold: dict, group: list[str]) -> list[list[str]]:
+    """A calibration family's new users fold by fold: the group, in its order, in consecutive blocks of
+    ``new_users`` (default 1; the last may be shorter). Each block's network trains on the rest of the group less its
+    validation subjects: at least one must remain."""
+    size = fold.get("new_users", 1)
+    trainers = len(group) - size - fold.get("validation_subjects", 0)
+    if size > 1 and trainers < 1:
+        most = len(group) - fold.get("validation_subjects", 0) - 1
+        raise InputError(
+            f"folds.{name}.new_users: {size} new users per fold leave no training subject (the group has "
+            f"{len(group)}, {fold.get('validation_subjects', 0)} validating each fold); use at most {max(most, 1)}"
+        )
+    return [group[start : start + size] for start in range(0, len(group), size)]
+
+
+def block_name(block: list[str]) -> str:
+    """``db1-s3-s4`` for new users db1/s3 and db1/s4: each subject's name, its database left out after the first
+    subject of the same database (``db2-s40-db3-s1`` across databases)."""
+    parts, database = [], None
+    for subject in block:
+        db, number = subject.split("/")
+        parts += [number] if db == database else [db, number]
+        database = db
+    return "-".join(parts)
 
 
 def zero_shot_folds(name: str, fold: dict, folds: dict, gestures: list[str], seed: int) -> dict:
@@ -212,22 +244,23 @@ def _fold_selections(data: DB23, fold: dict, name: str) -> FoldSelections:
             test_pool={i: sorted(fold["test"]) for i in index.values()},
         )
     if fold["scheme"] == "subjects":
-        held_out = validation_subjects(fold)
-        trainers = [s for s in fold["subjects"] if s != fold["test_subject"] and s not in held_out]
+        held_out, new_users = validation_subjects(fold), test_subjects(fold)
+        trainers = [s for s in fold["subjects"] if s not in new_users and s not in held_out]
         if held_out:
             validation = data.select(subjects=held_out, classes=seen)
             validation_pool = {index[s]: list(range(1, n_reps + 1)) for s in held_out}
         else:
             validation = data.select(subjects=trainers, classes=seen, repetitions=fold["validation"])
             validation_pool = {index[s]: sorted(set(fold["validation"]) | set(fold["train"])) for s in trainers}
-        # Every repetition of the new user is scored, or the fold's test repetitions (calibration folds).
+        # Every repetition of each new user is scored, or the fold's test repetitions (calibration folds); each new
+        # user adapts on its own scored repetitions only.
         scored = fold.get("test", list(range(1, n_reps + 1)))
         return FoldSelections(
             train=data.select(subjects=trainers, classes=seen, repetitions=fold["train"]),
             validation=validation,
-            test=data.select(subjects=[fold["test_subject"]], repetitions=scored),
+            test=data.select(subjects=new_users, repetitions=scored),
             validation_pool=validation_pool,
-            test_pool={index[fold["test_subject"]]: sorted(scored)},
+            test_pool={index[s]: sorted(scored) for s in new_users},
         )
     raise InputError(f"folds.{name}.scheme: unknown scheme {fold['scheme']!r}; use 'repetitions' or 'subjects'")
 
