@@ -8,7 +8,11 @@ import json
 import logging
 from pathlib import Path
 
+from ..core.command_line import option
+from .ninapro import DATABASES
+
 log = logging.getLogger("contrastive_prosthetics")
+DATABASE = option("--database", choices=list(DATABASES))  # every subcommand that reads a database's recordings
 
 
 def command_synthesize(args: argparse.Namespace) -> None:

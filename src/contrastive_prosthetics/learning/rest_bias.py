@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from .onset_gate import OnsetGate
 from .poses import with_subject_codes
 from .stream_scoring import StreamScoring, scored_stretches, with_gate
 from .training_settings import TrainingSettings
+
+if TYPE_CHECKING:
+    from .train import Setting
 
 log = logging.getLogger(__name__)
 BISECTION_STEPS = 40  # halvings of the bracket: far below any logit's rounding
@@ -148,3 +152,14 @@ def validation_streams(
                 )
                 out.append((positions, logits, raw.streams.classes[index].cpu().numpy()))
     return out
+
+
+def setting_rest_calibration(
+    setting: Setting, model: torch.nn.Module, gate: OnsetGate | None, memo: dict | None = None
+) -> RestCalibration | None:
+    """The rest bias for ``training.rest_false_activation_target`` on the validation selection's streams, with the
+    onset ``gate`` in front (None when no target is set): see :mod:`.rest_bias`."""
+    if setting.settings.rest_false_activation_target is None:
+        return None
+    streams = [(logits, truth) for _, logits, truth in setting.validation_streams(model, gate, memo)]
+    return rest_calibration(streams, setting.data.classes, setting.settings, setting.data.frame_rate_hz)

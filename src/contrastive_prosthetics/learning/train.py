@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,15 +28,15 @@ from tqdm import tqdm
 from ..core.atomic import atomic_write_tsv
 from ..core.errors import InputError
 from ..data.ninapro import REST
-from .adaptation import pooled_network, predict
+from .adaptation import predict
 from .augmentation import BatchAugmenter
+from .calibration_free import calibration_free
 from .dataset import DB23, Normalisation, Selection, choose_device
 from .folds import FoldSelections, fold_selections, training_view
 from .logits import write_logits
 from .model_file import write_network_file
 from .models import (
     ModelConfig,
-    batchnorm_statistics,
     build_model,
     classifier_loss,
     contrastive_loss,
@@ -44,7 +44,7 @@ from .models import (
 )
 from .onset_gate import OnsetGate
 from .poses import fold_codes
-from .rest_bias import RestCalibration, rest_calibration, validation_streams
+from .rest_bias import setting_rest_calibration, validation_streams
 from .rest_windows import setting_rest_windows
 from .sampling import ContrastiveSampler
 from .stream_sampling import StreamSampler, guard_width
@@ -360,34 +360,6 @@ def fold_setting(
         normalisation=normalisation,
     )
     return setting, normalisation
-
-
-def setting_rest_calibration(
-    setting: Setting, model: torch.nn.Module, gate: OnsetGate | None, memo: dict | None = None
-) -> RestCalibration | None:
-    """The rest bias for ``training.rest_false_activation_target`` on the validation selection's streams, with the
-    onset ``gate`` in front (None when no target is set): see :mod:`.rest_bias`."""
-    if setting.settings.rest_false_activation_target is None:
-        return None
-    streams = [(logits, truth) for _, logits, truth in setting.validation_streams(model, gate, memo)]
-    return rest_calibration(streams, setting.data.classes, setting.settings, setting.data.frame_rate_hz)
-
-
-def calibration_free(setting: Setting, model: torch.nn.Module, gate: OnsetGate | None, fold: dict) -> dict | None:
-    """How an AdaBN model trained on other people starts for a new user it has read nothing of (``subjects`` folds;
-    None otherwise): batch-norm statistics pooled over the training subjects (:func:`.adaptation.pooled_network`)
-    and the rest bias that meets the target on the validation subjects scored with those statistics as they are
-    (no adaptation: they too are people the model read nothing of)."""
-    if not setting.adabn or fold["scheme"] != "subjects":
-        return None
-    limit = setting.settings.adaptation_frames
-    pooled = pooled_network(model, setting.data, setting.selections.train, setting.config.context, limit)
-    calibration = setting_rest_calibration(replace(setting, adabn=False, adaptation="none"), pooled, gate)
-    return {
-        "batchnorm": batchnorm_statistics(pooled),
-        "rest_bias": 0.0 if calibration is None else calibration.bias,
-        "calibration": None if calibration is None else calibration.as_dict(),
-    }
 
 
 def train_fold(
