@@ -351,3 +351,31 @@ def test_per_subject_normalisation_gives_adabn_models_an_input_norm(tmp_path, no
         paths, "m", model_settings("contrastive", adabn), ARCHITECTURE, "reps-2-5", FOLD, settings, 0, "cpu", None
     )
     assert setting.config.input_norm is input_norm
+
+
+@pytest.mark.slow
+def test_the_calibration_free_start_never_reads_the_test_subject(tmp_path):
+    """An AdaBN model trained on s1 (validated on s2) for the new user s3: another s3 altogether leaves model.pt,
+    its pooled statistics and their rest bias included, the same bits."""
+    fold = {
+        "scheme": "subjects",
+        "subjects": ["db2/s1", "db2/s2", "db2/s3"],
+        "test_subject": "db2/s3",
+        "train": [1, 2, 3, 4, 5, 6],
+        "validation_subjects": 1,
+    }
+    settings = settings_of(TRAINING | {"frames": "stream", "guard_ms": 30}, rest_false_activation_target=0.1)
+    files = []
+    for name, separation in (("one", 1.0), ("other", 0.3)):
+        paths = [write_subject(tmp_path / name / f"s{s}.pt", s, separation if s == 3 else 1.0) for s in (1, 2, 3)]
+        out = tmp_path / name / "out"
+        train_fold(paths, "m", model_settings("contrastive", True), ARCHITECTURE, "loso", fold, settings, 0, out, "cpu")
+        files.append(out / "model.pt")
+    assert digest(files[0]) == digest(files[1])
+    from contrastive_prosthetics.learning.model_file import load_model_file
+    from contrastive_prosthetics.learning.models import batchnorm_layers
+
+    saved = load_model_file(files[0])
+    free = saved["calibration_free"]
+    assert free is not None and free["calibration"]["target"] == 0.1
+    assert len(free["batchnorm"]) == len(batchnorm_layers(saved["network"]))  # every batch norm's statistics
