@@ -204,10 +204,11 @@ def test_every_table_has_a_row_per_run_group_subset_and_vote(tiny_run):
     assert set(tables["summary"]["family"]) == {"reps-2-5", "zero-shot"}
     calibration = pd.read_csv(tiny_run / "results/eval/calibration.tsv", sep="\t")
     methods = calibration.groupby("repetitions")["method"].apply(set).to_dict()
-    tuned = {"adabn", "fine_tune", "fine_tune_network"}  # a classifier has no prototypes to replace
-    assert methods == {0: tuned, 1: tuned | {"scratch", "lda"}}
+    tuned = {"adabn", "fine_tune", "fine_tune_network", "transfer"}  # a classifier has no prototypes to replace
+    # c = 0: a model without AdaBN has one start, none (it set its rest bias with its training statistics)
+    assert methods == {0: {"none"}, 1: tuned | {"scratch", "lda"}}
     per_curve = calibration.groupby(["window", "repetitions", "method"])["metric"].apply(sorted)
-    assert len(per_curve) == 2 * (3 + 5) and all(metrics == sorted(METRICS) for metrics in per_curve)
+    assert len(per_curve) == 2 * (1 + 6) and all(metrics == sorted(METRICS) for metrics in per_curve)
     accuracies = calibration[calibration["metric"].str.endswith("accuracy")]  # defined for every subject
     assert (accuracies["subjects"] == subjects).all()
 

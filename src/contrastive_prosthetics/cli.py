@@ -184,7 +184,7 @@ def command_calibration_summary(args: argparse.Namespace) -> None:
 def command_replay(args: argparse.Namespace) -> None:
     timeline = replay_recording(args)
     if args.figure:  # drawn here, by the report stage, after the real-time stage returned the timeline
-        from ..report.replay_figure import timeline_figure
+        from .report.replay_figure import timeline_figure
 
         timeline_figure(timeline, Path(args.figure).with_suffix(""), Path(args.recording).name)
 
