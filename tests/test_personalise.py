@@ -3,6 +3,7 @@ controller's and the calibrate command's personalised model."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 
@@ -173,6 +174,21 @@ def test_a_calibration_fold_that_could_leak_or_cannot_be_drawn_is_refused_with_i
         prepare_config(config, "test")
 
 
+@contextlib.contextmanager
+def recorded_validation_users():
+    """Every ValidationUsers the calibration curve makes, in order (the list yielded)."""
+    made = []
+    real = curve.ValidationUsers.of.__func__
+
+    def of(cls, *args):
+        made.append(real(cls, *args))
+        return made[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(curve.ValidationUsers, "of", classmethod(of))
+        yield made
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     """The same fold trained and calibrated twice, the new user's scored repetitions scaled by 5 the second time."""
@@ -188,29 +204,21 @@ def two_runs(tmp_path_factory):
             return real(method, network, *args)
 
         curve.network_candidate = recording
-        validations = []
-        real_of = curve.ValidationUsers.of.__func__
-
-        def of(cls, *args, validations=validations, real_of=real_of):
-            validations.append(real_of(cls, *args))
-            return validations[-1]
-
-        curve.ValidationUsers.of = classmethod(of)
         try:
-            table = curve.calibration_curve(
-                model,
-                [tensor],
-                [validation],
-                "cal-db2-s3",
-                CALIBRATION_FOLD,
-                STREAM_TRAINING,
-                SETTINGS,
-                0,
-                tmp_path / f"{name}.tsv",
-            )
+            with recorded_validation_users() as validations:
+                table = curve.calibration_curve(
+                    model,
+                    [tensor],
+                    [validation],
+                    "cal-db2-s3",
+                    CALIBRATION_FOLD,
+                    STREAM_TRAINING,
+                    SETTINGS,
+                    0,
+                    tmp_path / f"{name}.tsv",
+                )
         finally:
             curve.network_candidate = real
-            curve.ValidationUsers.of = classmethod(real_of)
         runs[name] = (model, table, states, validations)
     return runs
 
@@ -229,15 +237,7 @@ def two_new_users(tmp_path_factory):
         out = tmp_path / name / "model"
         model = model_settings("contrastive", True)
         train_fold(paths, "contrastive", model, ARCHITECTURE, "cal", TWO_NEW_USERS, STREAM_TRAINING, 0, out, "cpu")
-        validations = []
-        real_of = curve.ValidationUsers.of.__func__
-
-        def of(cls, *args, validations=validations, real_of=real_of):
-            validations.append(real_of(cls, *args))
-            return validations[-1]
-
-        curve.ValidationUsers.of = classmethod(of)
-        try:
+        with recorded_validation_users() as validations:
             table = curve.calibration_curve(
                 out / "model.pt",
                 paths[2:],
@@ -249,8 +249,6 @@ def two_new_users(tmp_path_factory):
                 0,
                 tmp_path / f"{name}.tsv",
             )
-        finally:
-            curve.ValidationUsers.of = classmethod(real_of)
         runs[name] = (out / "model.pt", table, validations)
     return runs
 
