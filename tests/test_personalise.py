@@ -21,7 +21,13 @@ from contrastive_prosthetics.evaluation import calibration_curve as curve
 from contrastive_prosthetics.evaluation.calibration_summary import calibration_table
 from contrastive_prosthetics.learning.adaptation import pooled_network
 from contrastive_prosthetics.learning.dataset import DB23
-from contrastive_prosthetics.learning.folds import expand_folds, fold_selections, validation_subjects
+from contrastive_prosthetics.learning.folds import (
+    check_fold,
+    expand_folds,
+    fold_selections,
+    training_subjects,
+    validation_subjects,
+)
 from contrastive_prosthetics.learning.model_file import load_model_file, read_model_file
 from contrastive_prosthetics.learning.models import batchnorm_statistics
 from contrastive_prosthetics.learning.personalise import (
@@ -156,6 +162,28 @@ def test_every_new_user_of_a_fold_is_held_out_of_training_and_selection_and_scor
     assert selections.validation_pool.keys() == {0}
     assert selections.test.subjects.tolist() == [2, 3] and (selections.test.repetitions + 1).tolist() == [2, 5]
     assert selections.test_pool == {2: [2, 5], 3: [2, 5]}
+
+
+def test_training_subjects_keeps_the_first_n_after_the_validation_subjects():
+    fold = {"scheme": "subjects", "subjects": FIVE, "test_subject": FIVE[1], "train": [1], "validation_subjects": 1}
+    assert validation_subjects(fold) == [FIVE[2]]
+    assert training_subjects(fold) == [FIVE[0], FIVE[3], FIVE[4]]  # every other subject, in the group's order
+    assert training_subjects(fold | {"training_subjects": 2}) == [FIVE[3], FIVE[4]]  # walking on from s3
+    assert training_subjects(fold | {"training_subjects": 3}) == [FIVE[3], FIVE[4], FIVE[0]]
+    shorthand = {k: v for k, v in fold.items() if k != "test_subject"} | {"scheme": "calibration", "counts": [0]}
+    shorthand |= {"calibration": [1], "test": [2], "training_subjects": 1}
+    expanded = expand_folds({"cal": shorthand}, [])
+    assert {name: training_subjects(f) for name, f in expanded.items()}["cal-db2-s1"] == [FIVE[2]]
+    with pytest.raises(InputError, match=re.escape("folds.cal.training_subjects: 4, but the group of 5 leaves 3")):
+        check_fold("cal", fold | {"training_subjects": 4})
+
+
+def test_training_subjects_is_what_training_selects(tmp_path):
+    paths = [write_subject(tmp_path / f"s{s}.pt", s) for s in (1, 2, 3, 4)]
+    data = DB23.load(paths, device="cpu", with_streams=True)
+    fold = {k: v for k, v in CALIBRATION_FOLD.items()} | {"subjects": ["db2/s1", "db2/s2", "db2/s3", "db2/s4"]}
+    assert fold_selections(data, fold, "f").train.subjects.tolist() == [0, 1]  # s4 validates; s1 and s2 train
+    assert fold_selections(data, fold | {"training_subjects": 1}, "f").train.subjects.tolist() == [0]  # after s4: s1
 
 
 @pytest.mark.parametrize(

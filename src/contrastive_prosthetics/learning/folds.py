@@ -70,6 +70,19 @@ def validation_subjects(fold: dict) -> list[str]:
     return [subject for subject in following if subject not in new_users][: fold["validation_subjects"]]
 
 
+def training_subjects(fold: dict) -> list[str]:
+    """The subjects a ``subjects`` fold trains on: every subject of its group but its new users and validation
+    subjects; with ``training_subjects: N``, the first N of them in the group's order after its validation subjects
+    (wrapping around), so that accuracy can be measured against the number of people a model was trained on."""
+    group, new_users, held_out = list(fold["subjects"]), test_subjects(fold), validation_subjects(fold)
+    start = max(group.index(subject) for subject in new_users)
+    following = [group[(start + k) % len(group)] for k in range(1, len(group))]
+    trainers = [subject for subject in following if subject not in new_users and subject not in held_out]
+    if "training_subjects" not in fold:
+        return [subject for subject in group if subject in trainers]  # the group's order, as before
+    return trainers[: fold["training_subjects"]]
+
+
 def fold_subjects(fold: dict, all_subjects: list[str]) -> list[str]:
     """Subject names (``db2/s1``) whose tensors a fold needs."""
     return list(fold["subjects"]) if fold["scheme"] == "subjects" else list(all_subjects)
@@ -106,6 +119,13 @@ def check_fold(name: str, fold: dict) -> None:
             )
         if "validation_subjects" in fold and "validation" in fold:
             raise InputError(f"folds.{name}: give validation_subjects or validation repetitions, not both")
+        available = spare + 1 - fold.get("validation_subjects", 0)
+        if fold.get("training_subjects", available) > available:
+            raise InputError(
+                f"folds.{name}.training_subjects: {fold['training_subjects']}, but the group of "
+                f"{len(fold['subjects'])} leaves {available} besides the new users and validation subjects; use at "
+                f"most {available}"
+            )
     for first, second in pairs:
         shared = sorted(parts[first] & parts[second])
         if shared:
@@ -244,8 +264,7 @@ def _fold_selections(data: DB23, fold: dict, name: str) -> FoldSelections:
             test_pool={i: sorted(fold["test"]) for i in index.values()},
         )
     if fold["scheme"] == "subjects":
-        held_out, new_users = validation_subjects(fold), test_subjects(fold)
-        trainers = [s for s in fold["subjects"] if s not in new_users and s not in held_out]
+        held_out, new_users, trainers = validation_subjects(fold), test_subjects(fold), training_subjects(fold)
         if held_out:
             validation = data.select(subjects=held_out, classes=seen)
             validation_pool = {index[s]: list(range(1, n_reps + 1)) for s in held_out}
