@@ -438,3 +438,22 @@ def test_prototypes_need_a_contrastive_model(tmp_path):
     settings = CalibrationSettings.from_config(SETTINGS)
     with pytest.raises(InputError, match="prototypes needs a contrastive model"):
         personalise(classifier, normalisation, recording, "prototypes", settings)
+
+
+@pytest.mark.slow
+def test_a_curve_without_its_validation_subjects_recordings_is_refused_naming_them(two_runs, tmp_path):
+    model = two_runs["plain"][0]
+    out = tmp_path / "calibration.tsv"
+    with pytest.raises(InputError, match=re.escape("cal-db2-s3: validates on ['db2/s1'], whose converted files")):
+        curve.calibration_curve(
+            model,
+            [model.parent.parent / "s3.pt"],
+            [],
+            "cal-db2-s3",
+            CALIBRATION_FOLD,
+            STREAM_TRAINING,
+            SETTINGS,
+            0,
+            out,
+        )
+    assert not out.exists()

@@ -6,21 +6,24 @@ For one fold and each of its new users (one test subject, or several with ``new_
 the model trained on the other subjects is calibrated on the first c of the fold's ``calibration`` repetitions of
 the user, then scored on the user's ``test`` repetitions, the same ones for every c (a paired curve). Only those
 two sets of the user's repetitions are read, each for its own purpose: the calibration reads the first c
-calibration repetitions' recording (and labels), never a scored one; scoring reads the scored ones. With c = 0 the
-model is as trained (nothing of the user is read: calibration-free).
+calibration repetitions' recording (and labels), never a scored one; scoring reads the scored ones. At c = 0, the
+two starts that read no label of the user: ``none`` (model.pt's calibration-free start,
+:mod:`..learning.calibration_free`; nothing of the user read) and ``unlabelled`` (AdaBN on the first calibration
+repetition's EMG).
 
 Each (method, c) is scored as the rest of the pipeline scores: segments by the vote over
 ``evaluation.vote_window_ms`` among every class (accuracy, balanced accuracy and rest false activation over the
 scored repetitions' windows, no rest bias, as summary.tsv); the scored repetitions' continuous recording decided by
 the controller's rule with every gesture allowed (k = K), the rest bias added and the same vote (stream accuracy,
-movement accuracy, rest false activation, onset delay, as stream_metrics.tsv). The rest bias is the model's own
-at c = 0 and is set on the calibration recording from c = 1 (:func:`..learning.rest_bias.calibrate_rest_bias`,
-``evaluation.rest_false_activation_target``). The onset gate is not applied here.
+movement accuracy, rest false activation, onset delay, as stream_metrics.tsv). The rest bias is set on validation
+subjects at c = 0 (the start's own), and from c = 1 on the calibration recording
+(:func:`..learning.rest_bias.calibrate_rest_bias`, ``evaluation.rest_false_activation_target``) plus a margin the
+fold's validation subjects, calibrated as new users, teach (:class:`ValidationUsers`, which also chooses transfer's
+recipe). The onset gate is not applied here.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,14 +34,16 @@ import pandas as pd
 import torch
 
 from ..core.atomic import atomic_write_frame
+from ..core.errors import InputError
 from ..data.ninapro import REST
 from ..learning.calibration_baselines import calibration_lda, network_on_user
+from ..learning.calibration_free import calibration_free_start
 from ..learning.dataset import DB23, Selection
 from ..learning.folds import test_subjects, validation_subjects
 from ..learning.inference import FrameScorer
 from ..learning.lda import SHARED, score_selection, stream_scores
 from ..learning.model_file import load_model_file
-from ..learning.models import ContrastiveModel, set_batchnorm_statistics
+from ..learning.models import ContrastiveModel
 from ..learning.personalise import TRAINED, CalibrationRecording, CalibrationSettings, personalise
 from ..learning.rest_bias import calibrate_rest_bias
 from ..learning.stream_sampling import guard_width
@@ -130,6 +135,21 @@ def fitted_bias(candidate: Candidate, raw: DB23, stretches: list[np.ndarray], ta
     return calibrate_rest_bias(stretch_scores(candidate, raw, stretches), rest, vote_frames, target).bias
 
 
+def scored_repetitions(raw: DB23, subject: int, fold: dict) -> tuple[Selection, list[np.ndarray]]:
+    """A user's scored (``test``) repetitions: their segments' selection and their stream stretches."""
+    name = raw.subject_names[subject]
+    return raw.select(subjects=[name], repetitions=fold["test"]), scored_stretches(raw, subject, fold["test"])
+
+
+def segment_scores(candidate: Candidate, raw: DB23, selection: Selection, vote_frames: int) -> tuple[dict, int]:
+    """The candidate's segment metrics on ``selection`` (:func:`.evaluate.classification_metrics` of the votes over
+    ``vote_frames``, every class, no rest bias) and how many windows were voted."""
+    logits, index = candidate.segments(selection)
+    payload = {"logits": logits, "label": index[:, 1], "subject": index[:, 0], "repetition": index[:, 2] + 1}
+    votes, labels, _ = window_outcomes(payload | {"frame": index[:, 3]}, vote_frames, logits.argmax(1))
+    return classification_metrics(votes, labels, len(raw.classes)), len(votes)
+
+
 def scored_row(
     candidate: Candidate,
     raw: DB23,
@@ -143,10 +163,7 @@ def scored_row(
     classes, truth = raw.classes, raw.streams.classes.numpy()
     rest = classes.index(REST)
     selection, stretches = scored
-    logits, index = candidate.segments(selection)
-    payload = {"logits": logits, "label": index[:, 1], "subject": index[:, 0], "repetition": index[:, 2] + 1}
-    votes, labels, _ = window_outcomes(payload | {"frame": index[:, 3]}, vote_frames, logits.argmax(1))
-    segment = classification_metrics(votes, labels, len(classes))
+    segment, windows = segment_scores(candidate, raw, selection, vote_frames)
     offset = class_bias(classes, bias)
     decided = [(subject, p, candidate.stream(p) + offset, truth[p]) for p in stretches]
     every_gesture = {len(classes) - 1: torch.ones((1, len(classes) - 1), dtype=torch.bool)}
@@ -157,7 +174,7 @@ def scored_row(
         "segment_accuracy": segment["accuracy"],
         "segment_balanced_accuracy": segment["balanced_accuracy"],
         "segment_rest_false_activation": float(1 - segment["recall"][rest]),
-        "segment_windows": len(votes),
+        "segment_windows": windows,
         "stream_accuracy": stream["accuracy"],
         "stream_movement_accuracy": stream["movement_accuracy"],
         "stream_rest_false_activation": stream["rest_false_activation"],
@@ -186,16 +203,9 @@ class NewUser:
         subjects under the same adaptation."""
         saved, raw, subject = self.saved, self.raw, self.subject
         network, normalisation = saved["network"], saved["normalisation_"]
-        free = saved.get("calibration_free")
-        pooled = copy.deepcopy(network).eval()
-        if free is not None:
-            set_batchnorm_statistics(pooled, free["batchnorm"])
-        starts = [
-            (
-                network_candidate("none", pooled, normalisation, raw, subject),
-                saved["rest_bias"] if free is None else free["rest_bias"],
-            )
-        ]
+        # A model without AdaBN is its own calibration-free start (its statistics pooled by training).
+        start = saved if saved.get("calibration_free") is None else calibration_free_start(saved, "the model")
+        starts = [(network_candidate("none", start["network"], normalisation, raw, subject), start["rest_bias"])]
         if saved["adabn"]:  # a model without AdaBN has no statistics to adapt: none is its only start (as calibrate)
             adapted = personalise(network, normalisation, recording, "adabn", self.settings)
             starts.append((network_candidate("unlabelled", adapted, normalisation, raw, subject), saved["rest_bias"]))
@@ -208,12 +218,13 @@ class NewUser:
         of ``recipes``."""
         saved, raw, subject, settings, seed = self.saved, self.raw, self.subject, self.settings, self.seed
         network, normalisation = saved["network"], saved["normalisation_"]
-        out = []
+        out, start = [], None
         for method in self.methods():
             if method in TRAINED:  # AdaBN and prototypes, then the network trained on the user's repetitions
-                start = personalise(
-                    network, normalisation, recording, "fine_tune", replace(settings, fine_tune_steps=0), seed
-                )
+                if start is None:  # one start for both trained methods (each copies it before training)
+                    start = personalise(
+                        network, normalisation, recording, "fine_tune", replace(settings, fine_tune_steps=0), seed
+                    )
                 if method == "transfer":
                     out += [self.transferred(start, repetitions, recipe) for recipe in recipes]
                     continue
@@ -278,19 +289,23 @@ class ValidationUsers:
             context = user.saved["network"].config.context
             recording = calibration_recording(raw, subject, repetitions, context, guard)
             fitted = scored_stretches(raw, subject, repetitions)
-            scored = (
-                raw.select(subjects=[raw.subject_names[subject]], repetitions=fold["test"]),
-                scored_stretches(raw, subject, fold["test"]),
-            )
+            selection, stretches = scored_repetitions(raw, subject, fold)
             for candidate in user.candidates(repetitions, recording, user.settings.transfer):
                 key = (candidate.method, candidate.recipe)
                 if target is not None:
-                    margin = fitted_bias(candidate, raw, scored[1], target, vote_frames)
+                    margin = fitted_bias(candidate, raw, stretches, target, vote_frames)
                     margin -= fitted_bias(candidate, raw, fitted, target, vote_frames)
                     margins.setdefault(key, []).append(margin)
-                row = scored_row(candidate, raw, subject, scored, 0.0, vote_frames)
-                scores.setdefault(key, []).append(row["segment_balanced_accuracy"])
-                log.info("%s as a new user, c=%d, %s: %s", raw.subject_names[subject], count, key, row)
+                score = segment_scores(candidate, raw, selection, vote_frames)[0]["balanced_accuracy"]
+                scores.setdefault(key, []).append(score)
+                log.info(
+                    "%s as a new user, c=%d, %s: segment balanced accuracy %.4f, rest bias margin %s",
+                    raw.subject_names[subject],
+                    count,
+                    key,
+                    score,
+                    margins.get(key, [None])[-1],
+                )
         mean = lambda values: {key: float(np.mean(v)) for key, v in values.items()}  # noqa: E731
         return cls(mean(margins), mean(scores))
 
@@ -327,9 +342,17 @@ def calibration_curve(
     users = [
         NewUser(saved, raw, raw.subject_names.index(name), training, settings, seed) for name in test_subjects(fold)
     ]
-    # Validation subjects in this database, as new users: they teach the rest bias's margin (never a test subject).
-    others = [raw.subject_names.index(s) for s in validation_subjects(fold) if s in raw.subject_names]
-    validation_users = [NewUser(saved, raw, other, training, settings, seed) for other in others]
+    # The validation subjects as new users: they teach the rest bias's margin and choose transfer's recipe (never a
+    # test subject). Without their recordings the curve would fall back to in-sample biases unannounced: refused.
+    missing = [s for s in validation_subjects(fold) if s not in raw.subject_names]
+    if missing:
+        raise InputError(
+            f"{fold_name}: validates on {missing}, whose converted files were not given: pass them as the validation "
+            "tensors (--validation-tensors), as the calibration_curve rule does"
+        )
+    validation_users = [
+        NewUser(saved, raw, raw.subject_names.index(s), training, settings, seed) for s in validation_subjects(fold)
+    ]
     vote_frames = window_frames_for(training.vote_window_ms, raw.frame_rate_hz)
     guard = guard_width(training.guard_ms, raw.frame_rate_hz)
     target = training.rest_false_activation_target
@@ -356,8 +379,7 @@ def user_rows(
     target = user.training.rest_false_activation_target
     context = saved["network"].config.context
     name = raw.subject_names[subject]
-    # The one place the scored repetitions are read: scoring.
-    scored = (raw.select(subjects=[name], repetitions=fold["test"]), scored_stretches(raw, subject, fold["test"]))
+    scored = scored_repetitions(raw, subject, fold)  # the one place the user's scored repetitions are read: scoring
     rows = []
     if count == 0:  # the unlabelled start reads the first calibration repetition's EMG, labels unread
         first = calibration_recording(raw, subject, fold["calibration"][:1], context, guard)

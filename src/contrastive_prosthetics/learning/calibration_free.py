@@ -9,13 +9,15 @@ for them on people the model was not trained on: the validation subjects, scored
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
 
+from ..core.errors import InputError
 from .adaptation import pooled_network
-from .models import batchnorm_statistics
+from .models import batchnorm_statistics, set_batchnorm_statistics
 from .rest_bias import setting_rest_calibration
 
 if TYPE_CHECKING:
@@ -38,3 +40,22 @@ def calibration_free(setting: Setting, model: torch.nn.Module, gate: OnsetGate |
         "rest_bias": 0.0 if calibration is None else calibration.bias,
         "calibration": None if calibration is None else calibration.as_dict(),
     }
+
+
+def calibration_free_start(saved: dict, source: str) -> dict:
+    """``saved`` (a model.pt as loaded) as its calibration-free start for a user it has read nothing of: the batch-norm
+    statistics pooled over its training subjects and the rest bias set on its validation subjects under them
+    (``calibration_free``, written by :func:`calibration_free` for an AdaBN model on a subjects fold), fixed
+    (``adabn`` false): what the controller, ``calibrate --calibration-free`` and the calibration curve's ``none`` run.
+    ``source`` names the file in the error when it has none."""
+    free = saved.get("calibration_free")
+    if free is None:
+        raise InputError(
+            f"{source}: field calibration_free is missing or None: only an AdaBN model trained on other people (a "
+            "subjects fold) by this version has a calibration-free start; train it again, or adapt it to the user "
+            "(--unlabelled, --adapt-on)"
+        )
+    network = copy.deepcopy(saved["network"])
+    set_batchnorm_statistics(network, free["batchnorm"])
+    fixed = {"adabn": False, "adaptation": "none", "rest_bias": free["rest_bias"], "calibration": free["calibration"]}
+    return saved | {"network": network} | fixed

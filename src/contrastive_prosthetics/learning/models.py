@@ -15,6 +15,7 @@ baseline that tells whether the contrastive head is needed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -323,6 +324,13 @@ def classifier_loss(logits: torch.Tensor, present: torch.Tensor, classes: torch.
     per_frame = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
     weight = present.to(logits.dtype)
     return (per_frame * weight).sum() / weight.sum()
+
+
+def model_losses(model: nn.Module) -> Callable:
+    """The training loss of ``model``'s kind, of (group logits, batch): what training and transfer minimise."""
+    if model.config.kind == "contrastive":
+        return lambda logits, batch: contrastive_loss(logits, batch.present)
+    return lambda logits, batch: classifier_loss(logits, batch.present, batch.classes)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:

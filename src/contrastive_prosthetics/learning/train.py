@@ -18,7 +18,6 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +37,7 @@ from .model_file import write_network_file
 from .models import (
     ModelConfig,
     build_model,
-    classifier_loss,
-    contrastive_loss,
+    model_losses,
     parameter_groups,
 )
 from .onset_gate import OnsetGate
@@ -65,12 +63,6 @@ class Device:
     def autocast(self):
         enabled = self.device.type == "cuda"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def model_losses(model: torch.nn.Module) -> Callable:
-    if model.config.kind == "contrastive":
-        return lambda logits, batch: contrastive_loss(logits, batch.present)
-    return lambda logits, batch: classifier_loss(logits, batch.present, batch.classes)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,7 +30,7 @@ import torch
 
 from ..core.errors import InputError
 from .dataset import DB23, Normalisation
-from .models import batchnorm_layers, classifier_loss, contrastive_loss
+from .models import batchnorm_layers, model_losses
 from .stream_sampling import StreamSampler
 
 LAYERS = ("all", "top")
@@ -102,18 +102,14 @@ def transfer_network(
         parameter.requires_grad_(True)
     anchors = [parameter.detach().clone() for parameter in moving]
     optimiser = torch.optim.Adam(moving, lr=learning_rate * recipe.learning_rate_scale)
-    contrastive = model.config.kind == "contrastive"
+    loss_of = model_losses(model)
     model.train()
     for layer in batchnorm_layers(model):
         layer.eval()  # the user's statistics (AdaBN) stay as they are
     for _ in range(recipe.steps):
         batch = sampler.draw()
         logits = model.group_logits(batch.x, batch.classes, batch.present).float()
-        loss = (
-            contrastive_loss(logits, batch.present)
-            if contrastive
-            else classifier_loss(logits, batch.present, batch.classes)
-        )
+        loss = loss_of(logits, batch)
         if recipe.anchor:
             change = sum(((p - a) ** 2).sum() for p, a in zip(moving, anchors, strict=True))
             loss = loss + recipe.anchor * change / sum(a.numel() for a in anchors)

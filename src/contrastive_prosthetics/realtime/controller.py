@@ -41,11 +41,12 @@ import torch
 from ..core.errors import InputError
 from ..data.ninapro import REST, DatabaseSpec
 from ..data.preprocess import PreprocessParams
+from ..learning.calibration_free import calibration_free_start
 from ..learning.dataset import Normalisation
 from ..learning.decisions import allowed_classes, decide_latest
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file, rest_target_of
-from ..learning.models import batchnorm_layers, set_batchnorm_statistics
+from ..learning.models import batchnorm_layers
 from ..learning.onset_gate import GateState, OnsetGate, frame_amplitude, gated, rest_level
 from ..learning.personalise import (
     CalibrationRecording,
@@ -413,22 +414,6 @@ class Controller:
             latest = decide_latest(np.stack(self.scores), self.allowed_mask, self.vote_frames)
             decisions.append(self.classes[latest])
         return decisions
-
-
-def calibration_free_start(saved: dict, source: str) -> dict:
-    """``saved`` (a model.pt as loaded) as its calibration-free start for a user it has read nothing of: the batch-norm
-    statistics pooled over its training subjects and the rest bias set on its validation subjects under them
-    (``calibration_free``, written by training for an AdaBN model on a subjects fold), fixed (``adabn`` false)."""
-    free = saved.get("calibration_free")
-    if free is None:
-        raise InputError(
-            f"{source}: field calibration_free is missing or None: only an AdaBN model trained on other people (a "
-            "subjects fold) by this version has a calibration-free start; train it again, or adapt it to the user "
-            "(--unlabelled, --adapt-on)"
-        )
-    network = copy.deepcopy(saved["network"])
-    set_batchnorm_statistics(network, free["batchnorm"])
-    return saved | {"network": network, "adabn": False, "adaptation": "none", "rest_bias": free["rest_bias"]}
 
 
 def track_statistics(model: torch.nn.Module, momentum: float) -> list:

@@ -34,10 +34,11 @@ import numpy as np
 from ..core.errors import InputError
 from ..data.matfile import load_emg, load_recording
 from ..data.ninapro import DatabaseSpec, movement_names
+from ..learning.calibration_free import calibration_free_start
 from ..learning.model_file import load_model_file, rest_target_of, write_personalised_file
 from ..learning.personalise import CalibrationSettings
 from ..learning.rest_bias import RestCalibration
-from .controller import Controller, calibration_free_start
+from .controller import Controller
 from .replay import recording_exercise, vote_frames
 
 
@@ -168,16 +169,11 @@ def calibrate_unlabelled_model_file(
 
 def calibration_free_model_file(model_path: Path, out_path: Path) -> None:
     """Write ``model_path``'s calibration-free start (see the module) as a model.pt that needs no adaptation."""
-    saved = calibration_free_start(load_model_file(model_path), str(model_path))
-    free = saved["calibration_free"]
+    saved = calibration_free_start(load_model_file(model_path), str(model_path))  # adabn, rest bias: the start's
     write_personalised_file(
         out_path,
         saved,
         state_dict={key: value.cpu() for key, value in saved["network"].state_dict().items()},
-        adabn=False,
-        adaptation="none",
-        rest_bias=free["rest_bias"],
-        calibration=free["calibration"],
         personalisation={
             "method": "none",
             "recordings": [],
