@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_prosthetics.learning.rest_bias import calibrate_rest_bias, rest_false_activation
+from contrastive_prosthetics.learning.rest_bias import calibrate_rest_bias, rest_false_activation, shared_margin
 
 REST = 0
 
@@ -57,6 +57,33 @@ def test_without_rest_frames_nothing_is_calibrated():
     logits = torch.zeros((5, 3))
     calibration = calibrate_rest_bias([(logits, np.ones(5, dtype=np.int64))], REST, vote_frames=0, target=0.1)
     assert calibration.bias == 0.0 and calibration.frames == 0
+
+
+def test_one_users_shared_margin_is_the_distance_between_their_fitted_and_scored_biases():
+    scored = [rest_frames_with_margins(np.arange(1, 11) / 10)]  # meets 20 % at 0.8
+    assert shared_margin([(scored, 0.5)], REST, vote_frames=0, target=0.2) == pytest.approx(0.3, abs=1e-5)
+
+
+def test_the_shared_margin_meets_the_mean_rate_where_the_mean_of_own_margins_does_not():
+    """User a's scored rest frames beat rest by 1 .. 10, user b's by 0.1 .. 1.0; both fitted biases 0. Their own
+    margins at 20 % are 8.0 and 0.8; the mean of those (4.4) leaves b at 0 % and a at 60 %: a mean rate of 30 %,
+    above the target. The shared margin is the smallest one whose mean rate meets it."""
+    a = [rest_frames_with_margins(np.arange(1, 11).astype(float))]
+    b = [rest_frames_with_margins(np.arange(1, 11) / 10)]
+    own = [calibrate_rest_bias(s, REST, 0, 0.2).bias for s in (a, b)]
+    mean_rate = lambda m: np.mean([rest_false_activation(s, REST, 0, m)[0] for s in (a, b)])  # noqa: E731
+    assert mean_rate(np.mean(own)) > 0.2
+    margin = shared_margin([(a, 0.0), (b, 0.0)], REST, vote_frames=0, target=0.2)
+    assert mean_rate(margin) <= 0.2 < mean_rate(margin - 1e-3)
+    assert margin > np.mean(own)
+
+
+def test_the_shared_margin_counts_each_users_bias_and_leaves_out_users_without_rest():
+    scored = [rest_frames_with_margins(np.arange(1, 11) / 10)]
+    moving = [(torch.zeros((5, 3)), np.ones(5, dtype=np.int64))]
+    # Fitted at 0.8 already: nothing to add; the user without rest frames changes nothing.
+    assert shared_margin([(scored, 0.8), (moving, 3.0)], REST, 0, 0.2) == pytest.approx(0.0, abs=1e-5)
+    assert shared_margin([(moving, 3.0)], REST, 0, 0.2) == 0.0 and shared_margin([], REST, 0, 0.2) == 0.0
 
 
 @pytest.mark.parametrize("adabn", [False, True], ids=["plain", "cross-fitted AdaBN"])

@@ -45,7 +45,7 @@ from ..learning.lda import SHARED, score_selection, stream_scores
 from ..learning.model_file import load_model_file
 from ..learning.models import ContrastiveModel
 from ..learning.personalise import TRAINED, CalibrationRecording, CalibrationSettings, personalise
-from ..learning.rest_bias import calibrate_rest_bias
+from ..learning.rest_bias import calibrate_rest_bias, shared_margin
 from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias, scored_stretches
 from ..learning.training_settings import TrainingSettings
@@ -272,9 +272,10 @@ class NewUser:
 class ValidationUsers:
     """What the fold's validation subjects, calibrated as new users on their first c calibration repetitions and
     scored on their test ones, teach about the new users' calibration at that c (never reading a new user; one for
-    every new user of the fold): per (method, recipe), the rest bias's margin (how far the bias meeting the target
-    on the scored repetitions lies from the one meeting it on the fitted ones: a bias set on fitted frames is
-    optimistic) and the segment balanced accuracy, which chooses transfer's recipe."""
+    every new user of the fold): per (method, recipe), the rest bias's margin (what must be added to the bias
+    meeting the target on each validation user's fitted repetitions for their scored ones' mean rest false activation
+    to meet it, :func:`..learning.rest_bias.shared_margin`: a bias set on fitted frames is optimistic) and the
+    segment balanced accuracy, which chooses transfer's recipe."""
 
     margins: dict[tuple[str, str], float]
     scores: dict[tuple[str, str], float]
@@ -282,7 +283,8 @@ class ValidationUsers:
     @classmethod
     def of(cls, users: list[NewUser], fold: dict, count: int, target: float | None, vote_frames: int, guard: int):
         repetitions = fold["calibration"][:count]
-        margins: dict[tuple[str, str], list[float]] = {}
+        rest = users[0].raw.classes.index(REST) if users else 0
+        scored_users: dict[tuple[str, str], list[tuple[list, float]]] = {}  # (scored stretches' scores, fitted bias)
         scores: dict[tuple[str, str], list[float]] = {}
         for user in users:
             raw, subject = user.raw, user.subject
@@ -293,21 +295,20 @@ class ValidationUsers:
             for candidate in user.candidates(repetitions, recording, user.settings.transfer):
                 key = (candidate.method, candidate.recipe)
                 if target is not None:
-                    margin = fitted_bias(candidate, raw, stretches, target, vote_frames)
-                    margin -= fitted_bias(candidate, raw, fitted, target, vote_frames)
-                    margins.setdefault(key, []).append(margin)
+                    bias = fitted_bias(candidate, raw, fitted, target, vote_frames)
+                    scored_users.setdefault(key, []).append((stretch_scores(candidate, raw, stretches), bias))
                 score = segment_scores(candidate, raw, selection, vote_frames)[0]["balanced_accuracy"]
                 scores.setdefault(key, []).append(score)
                 log.info(
-                    "%s as a new user, c=%d, %s: segment balanced accuracy %.4f, rest bias margin %s",
+                    "%s as a new user, c=%d, %s: segment balanced accuracy %.4f",
                     raw.subject_names[subject],
                     count,
                     key,
                     score,
-                    margins.get(key, [None])[-1],
                 )
-        mean = lambda values: {key: float(np.mean(v)) for key, v in values.items()}  # noqa: E731
-        return cls(mean(margins), mean(scores))
+        margins = {key: shared_margin(u, rest, vote_frames, target) for key, u in scored_users.items()}
+        log.info("c=%d: rest bias margins %s", count, margins)
+        return cls(margins, {key: float(np.mean(v)) for key, v in scores.items()})
 
     def recipe(self, recipes: tuple[TransferRecipe, ...]) -> TransferRecipe:
         """The recipe with the best validation score (the first of ties; the first recipe without validation

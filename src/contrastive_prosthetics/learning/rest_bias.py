@@ -107,6 +107,32 @@ def calibrate_rest_bias(stretches: list, rest: int, vote_frames: int, target: fl
     return RestCalibration(high, target, after, before, frames)
 
 
+def shared_margin(users: list[tuple[list, float]], rest: int, vote_frames: int, target: float) -> float:
+    """The smallest margin that, added to each user's own bias, makes the users' mean rest false activation meet
+    ``target``: ``users`` holds per user (stretches (logits [frame, class], truth [frame]) never fitted, the bias set
+    on the ones fitted). The mean of the rates, not of the users' own margins: the rate is convex in the bias, so
+    a mean margin leaves the mean rate above the target (one user: that user's own margin, up to the bisection).
+    Users without a rest frame are left out; none left: 0."""
+    laid = [(_LaidEndToEnd.of(stretches), bias) for stretches, bias in users if stretches]
+    laid = [(stretches, bias) for stretches, bias in laid if bool((stretches.truth == rest).any())]
+    if not laid:
+        return 0.0
+
+    def mean_rate(margin: float) -> float:
+        return float(np.mean([s.false_activation(rest, vote_frames, bias + margin)[0] for s, bias in laid]))
+
+    # Beyond every user's largest margin from its own bias, rest wins every frame (or loses every one).
+    reach = max(float((s.logits - s.logits[:, rest : rest + 1]).abs().max()) + abs(bias) for s, bias in laid) + 1.0
+    low, high = -reach, reach
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        if mean_rate(middle) <= target:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def rest_calibration(
     stretches: list, classes: list[str], settings: TrainingSettings, frame_rate_hz: float
 ) -> RestCalibration | None:
