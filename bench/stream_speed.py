@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from contrastive_prosthetics.data.ninapro import class_names
-from contrastive_prosthetics.evaluation.stream_metrics import straightforward_stream_metrics, stream_metrics
+from contrastive_prosthetics.evaluation.stream_metrics import stream_metrics
+from contrastive_prosthetics.evaluation.stream_metrics_reference import straightforward_stream_metrics
 from contrastive_prosthetics.evaluation.subsets import draw_subsets
 from contrastive_prosthetics.learning.dataset import Normalisation
 from contrastive_prosthetics.learning.inference import FrameScorer

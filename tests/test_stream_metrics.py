@@ -9,11 +9,8 @@ import pytest
 import torch
 
 from contrastive_prosthetics.data.ninapro import class_names
-from contrastive_prosthetics.evaluation.stream_metrics import (
-    allowed_masks,
-    straightforward_stream_metrics,
-    stream_metrics,
-)
+from contrastive_prosthetics.evaluation.stream_metrics import allowed_masks, stream_metrics
+from contrastive_prosthetics.evaluation.stream_metrics_reference import straightforward_stream_metrics
 from contrastive_prosthetics.evaluation.subsets import draw_subsets
 from contrastive_prosthetics.learning.batched_decisions import decide_subsets
 from contrastive_prosthetics.learning.decisions import decide
