@@ -17,6 +17,12 @@ decision stays correct for ``STABLE_MS``; median and 90th percentile, and the sh
 changes per second during steady movement (from ``STEADY_AFTER_MS`` after the onset to the end: chattering). The
 frames in the guard band (``guard``, :func:`..learning.stream_sampling.guard_mask`): ``guard_frames``, accuracy over
 them (``guard_accuracy``) and over the others (``settled_accuracy``; NaN where there are none).
+
+The field's online metrics beside them (libemg's ``AER`` and ``INS``, docs/realtime.md): ``active_error_rate``, of the
+scored frames decided as a gesture the share decided wrong (NaN where none is); ``instability``, the decision changes
+between consecutive scored frames of a stretch less the truth's, floored at 0 over the row's sum, per scored frame;
+``onset_within_250ms``, the share of chosen movements whose decision is right on some frame fewer than
+``ONSET_EVENT_MS`` after the onset (an event detected, whether or not it stays; NaN where there is no onset).
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
 # Rest this close to a movement (the release after it, the cue before the relabelled onset) is transition rest;
 # the rest is quiet rest, where a resting hand must stay still.
 TRANSITION_MS = 500
+# A movement counts as detected (an event) when some decision in its first 250 ms names it: the field's
+# event-detection window (docs/realtime.md), not a requirement that the decision stays, as the onset delay's.
+ONSET_EVENT_MS = 250
 GROUP_FRAMES = 2**16  # frames of short stretches decided together: few calls, and [subset, frame] tensors stay small
 
 
@@ -114,7 +123,40 @@ def false_activation_starts(false: torch.Tensor, stretch_start: torch.Tensor) ->
     return false & (~previous | stretch_start)
 
 
-def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip, guard):
+def detected_onsets(right: torch.Tensor, runs: _Runs, within: int) -> torch.Tensor:
+    """[subset, run] True where the decision is right on some frame fewer than ``within`` frames after the run starts
+    (within the run): the movement detected as an event, whether or not the decision then stays."""
+    early_hits = (right & (runs.offset < within)).to(torch.int32)
+    hits = torch.zeros((len(right), len(runs.value)), dtype=torch.int32)
+    hits.index_add_(1, runs.of_frame, early_hits)
+    return hits > 0
+
+
+def online_counts(decisions, truth, keep, runs, rest, chosen_movement, within) -> dict:
+    """Per subset: the counts behind the field's online metrics (active error, instability, onsets detected within
+    ``within`` frames) over the scored frames ``keep`` [subset, frame] of one group of stretches."""
+    active = keep & (decisions != rest)
+    # Consecutive frames of one stretch, both scored: between them a change of decision is either needed (the
+    # truth changed too) or an unstable one. A stretch's first frame follows nothing (the controller restarts).
+    pairs = keep.clone()
+    pairs[:, 1:] &= keep[:, :-1]
+    pairs &= ~runs.stretch_start
+    decision_changed = torch.zeros_like(keep)
+    decision_changed[:, 1:] = decisions[:, 1:] != decisions[:, :-1]
+    truth_changed = torch.zeros_like(runs.stretch_start)
+    truth_changed[1:] = truth[1:] != truth[:-1]
+    detected = detected_onsets(decisions == truth, runs, within)
+    return {
+        "active": active.sum(1),
+        "active_wrong": (active & (decisions != truth)).sum(1),
+        "decision_changes": (decision_changed & pairs).sum(1),
+        "truth_changes": (truth_changed & pairs).sum(1),
+        "onsets": chosen_movement.sum(1),
+        "onsets_detected": (detected & chosen_movement).sum(1),
+    }
+
+
+def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip, guard, within):
     """Per subset of one stretch: the frame counts and the onset delays of its chosen movements (``guard``: [frame]
     True inside the guard band)."""
     truth_t = torch.from_numpy(truth)
@@ -146,6 +188,7 @@ def _stretch_counts(decisions, truth, runs, allowed, rest, stable, skip, guard):
         "steady": steady.sum(1),
     }
     chosen_movement = allowed[:, runs.value] & (runs.value != 0)  # [subset, run]
+    counts |= online_counts(decisions, truth_t, keep, runs, rest, chosen_movement, within)
     delays = onset_delays(right, runs, stable).masked_fill(~chosen_movement, -1.0)  # -1: not this user's onset
     return counts, delays
 
@@ -176,6 +219,7 @@ def stream_metrics(
     rate_hz = 1000 / frame_ms
     rest, stable = classes.index(REST), ms_to_frames(STABLE_MS, rate_hz)
     skip, transition = ms_to_frames(STEADY_AFTER_MS, rate_hz), ms_to_frames(TRANSITION_MS, rate_hz)
+    within = ms_to_frames(ONSET_EVENT_MS, rate_hz)
     guard = None if guard is None else np.asarray(guard, dtype=bool)
     totals = {votes: {} for votes in vote_frames}
     delays = {votes: [] for votes in vote_frames}
@@ -198,7 +242,9 @@ def stream_metrics(
         starts = torch.from_numpy(np.concatenate(([0], lengths.cumsum()[:-1])))
         decided = decide_subsets(logits, allowed, vote_frames, starts)
         for votes in vote_frames:
-            counts, stretch_delays = _stretch_counts(decided[votes], truth, runs, allowed, rest, stable, skip, in_guard)
+            counts, stretch_delays = _stretch_counts(
+                decided[votes], truth, runs, allowed, rest, stable, skip, in_guard, within
+            )
             for name, value in counts.items():
                 totals[votes][name] = totals[votes].get(name, 0) + value
             delays[votes].append(stretch_delays)
@@ -221,7 +267,8 @@ def _metric_frame(counts: pd.DataFrame, delays: np.ndarray, frame_ms: float) -> 
     columns = ["k", "trial", "vote_frames", "vote_ms", "accuracy", "movement_accuracy", "rest_accuracy"]
     columns += ["rest_false_activation", "quiet_rest_false_activation", "transition_rest_false_activation"]
     columns += ["false_activations_per_min", "onset_delay_p50_ms", "onset_delay_p90_ms", "onsets_missed"]
-    columns += ["changes_per_s", "frames", "guard_frames", "guard_accuracy", "settled_accuracy"]
+    columns += ["changes_per_s", "active_error_rate", "instability", "onset_within_250ms"]
+    columns += ["frames", "guard_frames", "guard_accuracy", "settled_accuracy"]
     if counts.empty:
         return pd.DataFrame(columns=columns)
     onsets = delays >= 0
@@ -257,6 +304,15 @@ def _metric_frame(counts: pd.DataFrame, delays: np.ndarray, frame_ms: float) -> 
             "onset_delay_p90_ms": [float(p) * frame_ms if n else np.nan for p, n in zip(p90, n_reached, strict=True)],
             "onsets_missed": [(o - n) / max(o, 1) for o, n in zip(n_onsets, n_reached, strict=True)],
             "changes_per_s": [x / max(f, 1) * 1000 / frame_ms for x, f in zip(c["changes"], c["steady"], strict=True)],
+            "active_error_rate": [w / a if a else np.nan for w, a in zip(c["active_wrong"], c["active"], strict=True)],
+            # Summed over every stretch before the floor: the rate of a row's stream, as libemg's over one file.
+            "instability": [
+                max(d - t, 0) / (m + s) if m + s else np.nan
+                for d, t, m, s in zip(c["decision_changes"], c["truth_changes"], c["movement"], c["rests"], strict=True)
+            ],
+            "onset_within_250ms": [
+                d / o if o else np.nan for d, o in zip(c["onsets_detected"], c["onsets"], strict=True)
+            ],
             "frames": [m + s for m, s in zip(c["movement"], c["rests"], strict=True)],
             "guard_frames": c["guard"],
             "guard_accuracy": [r / n if n else np.nan for r, n in zip(c["guard_right"], c["guard"], strict=True)],

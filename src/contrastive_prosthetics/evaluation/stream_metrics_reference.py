@@ -5,6 +5,8 @@ path so that the two share no arithmetic beyond the decision rule and :func:`..d
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import torch
@@ -13,7 +15,7 @@ from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from ..data.preprocess import find_runs
 from ..learning.decisions import decide_summing_every_frame
-from .stream_metrics import STABLE_MS, STEADY_AFTER_MS, TRANSITION_MS
+from .stream_metrics import ONSET_EVENT_MS, STABLE_MS, STEADY_AFTER_MS, TRANSITION_MS
 
 
 def _reference_onset_delays(decisions: np.ndarray, truth: np.ndarray, allowed: np.ndarray, stable: int) -> list:
@@ -55,6 +57,76 @@ def _reference_transition_rest(truth: np.ndarray, span: int) -> np.ndarray:
     return near
 
 
+def _reference_online_counts(decisions: np.ndarray, truth: np.ndarray, keep: np.ndarray, rest: int, within: int):
+    """The counts of the field's online metrics in one stretch, run by run and frame pair by frame pair."""
+    active = keep & (decisions != rest)
+    counts = {"active": int(active.sum()), "active_wrong": int((decisions != truth)[active].sum())}
+    both_scored = keep[1:] & keep[:-1]
+    counts["decision_changes"] = int((decisions[1:] != decisions[:-1])[both_scored].sum())
+    counts["truth_changes"] = int((truth[1:] != truth[:-1])[both_scored].sum())
+    counts["onsets"] = counts["onsets_detected"] = 0
+    starts, stops, values = find_runs(truth)
+    for start, stop, value in zip(starts, stops, values, strict=True):
+        if value == 0 or not keep[start]:
+            continue
+        counts["onsets"] += 1
+        counts["onsets_detected"] += int((decisions[start : min(start + within, stop)] == value).any())
+    return counts
+
+
+def _reference_counts(decisions, truth, mask, in_guard, rest, rate_hz) -> tuple[dict, list]:
+    """One stretch's frame counts and the onset delays of its chosen movements."""
+    keep, right, is_rest = mask[truth], decisions == truth, truth == rest
+    near = _reference_transition_rest(truth, ms_to_frames(TRANSITION_MS, rate_hz))
+    wrong = (decisions != rest) & is_rest
+    changes, steady = _reference_steady_changes(decisions, truth, mask, ms_to_frames(STEADY_AFTER_MS, rate_hz))
+    counts = {
+        "guarded": int((keep & in_guard).sum()),
+        "guard_right": int(right[keep & in_guard].sum()),
+        "settled": int((keep & ~in_guard).sum()),
+        "settled_right": int(right[keep & ~in_guard].sum()),
+        "right": int(right[keep].sum()),
+        "movement_right": int(right[keep & ~is_rest].sum()),
+        "rest_right": int(right[is_rest].sum()),
+        "movement": int((keep & ~is_rest).sum()),
+        "rests": int(is_rest.sum()),
+        "false": int((decisions[is_rest] != rest).sum()),
+        "transition": int(near.sum()),
+        "transition_false": int((decisions[near] != rest).sum()),
+        "events": int((wrong & ~np.concatenate(([False], wrong[:-1]))).sum()),
+        "changes": changes,
+        "steady": steady,
+    }
+    counts |= _reference_online_counts(decisions, truth, keep, rest, ms_to_frames(ONSET_EVENT_MS, rate_hz))
+    return counts, _reference_onset_delays(decisions, truth, mask, ms_to_frames(STABLE_MS, rate_hz))
+
+
+def _reference_metrics(c: Counter, delays: list, frame_ms: float) -> dict:
+    """A row's metrics from its counts summed over every stretch and its onset delays (NaN: missed)."""
+    reached = np.array([d for d in delays if not np.isnan(d)])
+    frames = c["movement"] + c["rests"]
+    return {
+        "accuracy": c["right"] / max(frames, 1),
+        "movement_accuracy": c["movement_right"] / max(c["movement"], 1),
+        "rest_accuracy": c["rest_right"] / max(c["rests"], 1),
+        "rest_false_activation": c["false"] / max(c["rests"], 1),
+        "quiet_rest_false_activation": (c["false"] - c["transition_false"]) / max(c["rests"] - c["transition"], 1),
+        "transition_rest_false_activation": c["transition_false"] / max(c["transition"], 1),
+        "false_activations_per_min": c["events"] / max(c["rests"], 1) * 60000 / frame_ms,
+        "onset_delay_p50_ms": float(np.median(reached)) * frame_ms if reached.size else np.nan,
+        "onset_delay_p90_ms": float(np.percentile(reached, 90)) * frame_ms if reached.size else np.nan,
+        "onsets_missed": (len(delays) - reached.size) / max(len(delays), 1),
+        "changes_per_s": c["changes"] / max(c["steady"], 1) * 1000 / frame_ms,
+        "active_error_rate": c["active_wrong"] / c["active"] if c["active"] else np.nan,
+        "instability": max(c["decision_changes"] - c["truth_changes"], 0) / frames if frames else np.nan,
+        "onset_within_250ms": c["onsets_detected"] / c["onsets"] if c["onsets"] else np.nan,
+        "frames": frames,
+        "guard_frames": c["guarded"],
+        "guard_accuracy": c["guard_right"] / c["guarded"] if c["guarded"] else np.nan,
+        "settled_accuracy": c["settled_right"] / c["settled"] if c["settled"] else np.nan,
+    }
+
+
 def straightforward_stream_metrics(
     scored: list,
     classes: list[str],
@@ -63,7 +135,7 @@ def straightforward_stream_metrics(
     frame_ms: float,
     guard: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The reference :func:`stream_metrics` is tested against: the rule as first written
+    """The reference :func:`.stream_metrics.stream_metrics` is tested against: the rule as first written
     (:func:`..learning.decisions.decide_summing_every_frame`) per subset × vote × stretch, each movement run walked in
     Python (``python -m bench stream`` compares their speed)."""
     rest, rate_hz = classes.index(REST), 1000 / frame_ms
@@ -76,54 +148,13 @@ def straightforward_stream_metrics(
             allowed[rest] = True
             mask = allowed.numpy()
             for votes in vote_frames:
-                right = movement_right = rest_right = movement = rests = false = changes = steady = 0
-                transition = transition_false = events = guarded = guard_right = settled = settled_right = 0
-                delays = []
+                total, delays = Counter(), []
                 for _, positions, logits, truth in scored:
                     decisions = decide_summing_every_frame(logits, allowed, votes).numpy()
-                    keep = mask[truth]
                     in_guard = np.zeros(len(truth), bool) if guard is None else guard[positions]
-                    guarded += int((keep & in_guard).sum())
-                    guard_right += int((decisions == truth)[keep & in_guard].sum())
-                    settled += int((keep & ~in_guard).sum())
-                    settled_right += int((decisions == truth)[keep & ~in_guard].sum())
-                    is_rest = truth == rest
-                    right += int((decisions == truth)[keep].sum())
-                    movement_right += int((decisions == truth)[keep & ~is_rest].sum())
-                    rest_right += int((decisions == truth)[is_rest].sum())
-                    movement += int((keep & ~is_rest).sum())
-                    rests += int(is_rest.sum())
-                    false += int((decisions[is_rest] != rest).sum())
-                    near = _reference_transition_rest(truth, ms_to_frames(TRANSITION_MS, rate_hz))
-                    transition += int(near.sum())
-                    transition_false += int((decisions[near] != rest).sum())
-                    wrong = (decisions != rest) & is_rest
-                    events += int((wrong & ~np.concatenate(([False], wrong[:-1]))).sum())
-                    delays += _reference_onset_delays(decisions, truth, mask, ms_to_frames(STABLE_MS, rate_hz))
-                    c, f = _reference_steady_changes(decisions, truth, mask, ms_to_frames(STEADY_AFTER_MS, rate_hz))
-                    changes, steady = changes + c, steady + f
-                reached = np.array([d for d in delays if not np.isnan(d)])
-                rows.append(
-                    {
-                        "k": k,
-                        "trial": trial,
-                        "vote_frames": votes,
-                        "vote_ms": votes * frame_ms,
-                        "accuracy": right / max(movement + rests, 1),
-                        "movement_accuracy": movement_right / max(movement, 1),
-                        "rest_accuracy": rest_right / max(rests, 1),
-                        "rest_false_activation": false / max(rests, 1),
-                        "quiet_rest_false_activation": (false - transition_false) / max(rests - transition, 1),
-                        "transition_rest_false_activation": transition_false / max(transition, 1),
-                        "false_activations_per_min": events / max(rests, 1) * 60000 / frame_ms,
-                        "onset_delay_p50_ms": float(np.median(reached)) * frame_ms if reached.size else np.nan,
-                        "onset_delay_p90_ms": float(np.percentile(reached, 90)) * frame_ms if reached.size else np.nan,
-                        "onsets_missed": (len(delays) - reached.size) / max(len(delays), 1),
-                        "changes_per_s": changes / max(steady, 1) * 1000 / frame_ms,
-                        "frames": movement + rests,
-                        "guard_frames": guarded,
-                        "guard_accuracy": guard_right / guarded if guarded else np.nan,
-                        "settled_accuracy": settled_right / settled if settled else np.nan,
-                    }
-                )
+                    counts, stretch_delays = _reference_counts(decisions, truth, mask, in_guard, rest, rate_hz)
+                    total.update(counts)
+                    delays += stretch_delays
+                row = {"k": k, "trial": trial, "vote_frames": votes, "vote_ms": votes * frame_ms}
+                rows.append(row | _reference_metrics(total, delays, frame_ms))
     return pd.DataFrame(rows)

@@ -52,6 +52,9 @@ OPTIONAL_COLUMNS = {
         "onset_delay_p90_ms",
         "onsets_missed",
         "changes_per_s",
+        "active_error_rate",  # of the frames decided as a gesture, the share decided wrong (NaN: none)
+        "instability",  # decision changes beyond the truth's, per decision (scored frame)
+        "onset_within_250ms",  # the share of chosen movements decided right within 250 ms of onset (NaN: none)
         "frames",
         "guard_ms",  # training.guard_ms: the guard band's width on each side of a change of label
         "guard_frames",  # of ``frames``, those within guard_ms of a change of label (training leaves them out)
