@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from contrastive_prosthetics.evaluation.stream import scored_stretches
+from contrastive_prosthetics.learning.stream_scoring import scored_stretches
 
 # Subject 0 does gesture 1 three times, then gesture 2 twice (a rest frame carries the next movement's repetition;
 # 0: none), then subject 1 gesture 1 twice.

@@ -47,6 +47,7 @@ TRAINING = {
 }
 # The evaluation keys training reads (TrainingSettings.from_config): no rest bias unless a test asks for one.
 NO_REST_BIAS = {"rest_false_activation_target": None, "vote_window_ms": 0, "onset_gate": None}
+NO_REST_BIAS |= {"adaptation_protocol": "transductive", "adaptation_update_s": 30.0}  # streams as before
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}
 
 

@@ -50,7 +50,7 @@ from ..learning.model_file import guard_ms_of, load_model_file, read_model_file
 from ..learning.onset_gate import OnsetGate
 from ..learning.poses import fold_codes, with_subject_codes
 from ..learning.stream_sampling import guard_mask, guard_width
-from ..learning.stream_scoring import adapted_network, class_bias, scored_stretches, with_gate
+from ..learning.stream_scoring import StreamScoring, class_bias, with_gate
 from .stream_metrics import stream_metrics
 from .stream_tradeoff import tradeoff_table
 from .subsets import draw_subsets
@@ -68,24 +68,15 @@ def stream_logits(
     ([subject, class, code], :func:`subject_codes`), when given, are the class codes each subject is scored with."""
     context = saved["network"].config.context
     gate = OnsetGate.from_dict(saved.get("onset_gate"))
+    scoring = model_scoring(saved, raw, normalised, limit)
     out, seconds, timed = [], [], 0
     for subject, repetitions in test_pool.items():
         live = raw.channel_mask[subject]
         for repetition in repetitions:
-            model = adapted_network(
-                saved["network"],
-                saved["adabn"],
-                saved["adaptation"],
-                normalised,
-                subject,
-                repetition,
-                repetitions,
-                limit,
-            )
-            model = with_subject_codes(model, codes, subject)
-            bias = class_bias(raw.classes, saved.get("rest_bias", 0.0))
-            scorer = FrameScorer(model, saved["normalisation_"], live, len(raw.classes), bias=bias)
-            for positions in scored_stretches(raw, subject, [repetition]):
+            for positions, model in scoring.stretch_networks(saved["network"], subject, repetition, repetitions):
+                model = with_subject_codes(model, codes, subject)
+                bias = class_bias(raw.classes, saved.get("rest_bias", 0.0))
+                scorer = FrameScorer(model, saved["normalisation_"], live, len(raw.classes), bias=bias)
                 frames = raw.stream_context(torch.from_numpy(positions), context)
                 if timed < TIMED_FRAMES:
                     sample = frames[: TIMED_FRAMES - timed]
@@ -96,6 +87,23 @@ def stream_logits(
                 scores = with_gate(scorer(frames, batch=SCORING_BATCH), raw, subject, positions, gate)
                 out.append((subject, positions, scores))
     return out, float(np.median(seconds)) if seconds else float("nan")
+
+
+def model_scoring(saved: dict, raw: DB23, normalised: DB23, limit: int) -> StreamScoring:
+    """How a trained network's test streams are scored: its adaptation under the protocol model.pt was calibrated
+    for (``adaptation_protocol``; files from before it: transductive, as they were), each test stretch free to
+    adapt on any of the user's recording before it."""
+    update_s = saved.get("adaptation_update_s") or 0.0
+    return StreamScoring(
+        raw=raw,
+        normalised=normalised,
+        normalisation=saved["normalisation_"],
+        adabn=saved["adabn"],
+        adaptation=saved["adaptation"],
+        adaptation_frames=limit,
+        protocol=saved.get("adaptation_protocol") or "transductive",
+        update_frames=max(1, ms_to_frames(1000 * update_s, raw.frame_rate_hz)),
+    )
 
 
 def scored_test_streams(model_path: Path, tensor_paths: list[Path], fold_name: str, fold: dict, limit: int):
@@ -200,6 +208,7 @@ def evaluate_stream(
     )
     table = table.assign(guard_ms=guard_ms)
     leading = {key: saved[key] for key in ("model", "adabn", "adaptation", "fold", "window")}
+    leading["adaptation_protocol"] = saved.get("adaptation_protocol") or ("transductive" if saved["adabn"] else "none")
     table = table.assign(**leading)[STREAM_COLUMNS["stream_metrics"]]
     every_gesture = torch.ones((1, n_gestures), dtype=torch.bool)
     tradeoff = tradeoff_table(scored, raw.classes, every_gesture, vote_frames, frame_ms)

@@ -34,6 +34,7 @@ OPTIONAL_COLUMNS = {
         "model",
         "adabn",
         "adaptation",
+        "adaptation_protocol",  # deployable (the recording before each stretch), transductive or none
         "fold",
         "window",
         "subject",  # "all": every test subject's frames pooled; else one subject's (at k = K only)
@@ -65,6 +66,7 @@ OPTIONAL_COLUMNS = {
         "model",
         "adabn",
         "adaptation",
+        "adaptation_protocol",  # deployable (the recording before each stretch), transductive or none
         "fold",
         "window",
         "rest_bias",  # the bias on rest's logit these decisions were taken with: the calibrated one + bias_offset

@@ -16,6 +16,16 @@ frames it scores, nor choose adaptation frames by their labels:
     are shuffled (seeded) into batches of ``statistics_batch`` frames, each normalised by its own statistics. As
     optimistic as ``scored_frames``, and a decision then depends on the other frames in its batch.
 
+The continuous recording (the stream evaluation and the rest calibration, :mod:`.stream_scoring`) is scored under
+one of two protocols (``evaluation.adaptation_protocol``) for a ``cross_fitted`` model:
+
+``deployable`` (the headline)
+    A stretch is scored with statistics from the subject's recording before it, as a controller that updates its
+    statistics every ``evaluation.adaptation_update_s`` of the session would hold them (:func:`past_network`):
+    nothing recorded after the stretch starts, nothing of a left-out repetition.
+``transductive``
+    ``cross_fitted`` as above: the other scored repetitions, later ones included; no controller can do that.
+
 Without AdaBN the model's training statistics score every frame.
 """
 
@@ -26,11 +36,13 @@ import copy
 import torch
 
 from ..core.errors import InputError
-from .dataset import DB23, Selection
+from .dataset import DB23, Selection, evenly_spaced
 from .models import adapt_batchnorm, batchnorm_layers, batchnorm_statistics, set_batchnorm_statistics
 from .poses import with_subject_codes
 
 ADAPTATION_SOURCES = ("cross_fitted", "scored_frames", "batch_statistics")
+ADAPTATION_PROTOCOLS = ("deployable", "transductive")
+MIN_PAST_S = 2.0  # less of a user's recording than this, and no statistics are theirs yet: the stretch waits
 
 
 def _scores(model: torch.nn.Module, data: DB23, selection: Selection, batch: int, context: int) -> tuple:
@@ -78,6 +90,62 @@ def cross_fitted_network(
         set_batchnorm_statistics(adapted, memo[key])
         return adapted
     adapt_batchnorm(adapted, adaptation_frames(data, subject, scored_repetition, pool, context, limit), batch)
+    if memo is not None:
+        memo[key] = batchnorm_statistics(adapted)
+    return adapted
+
+
+def protocol_of(adabn: bool, adaptation: str, protocol: str) -> str:
+    """What a model's streams are scored under: ``none`` without AdaBN (nothing adapts), ``deployable`` for a
+    cross-fitted model under that protocol, else ``transductive`` (``scored_frames`` and ``batch_statistics`` read the
+    scored frames themselves)."""
+    if not adabn:
+        return "none"
+    if protocol not in ADAPTATION_PROTOCOLS:
+        raise InputError(f"evaluation.adaptation_protocol: {protocol!r}; choose from {list(ADAPTATION_PROTOCOLS)}")
+    return "deployable" if adaptation == "cross_fitted" and protocol == "deployable" else "transductive"
+
+
+def past_positions(
+    data: DB23, subject: int, start: int, update_frames: int, left_out: list[int]
+) -> tuple[torch.Tensor, int]:
+    """Stream positions a deployable adaptation of the subject's stretch starting at ``start`` reads: the subject's
+    frames before the last statistics update at or before ``start`` (updates every ``update_frames`` from the
+    subject's first frame), outside the ``left_out`` repetitions (and outside every repetition, 0: a held-out
+    stretch); and that update's position (what the statistics depend on)."""
+    streams = data.streams
+    first = int(streams.offset[subject])
+    cut = first + (start - first) // max(update_frames, 1) * max(update_frames, 1)
+    position = torch.arange(first, cut, device=streams.repetition.device)
+    outside = torch.isin(streams.repetition[first:cut], torch.tensor([0, *left_out], device=position.device))
+    return position[~outside], cut
+
+
+def past_network(
+    model: torch.nn.Module,
+    data: DB23,
+    subject: int,
+    start: int,
+    *,
+    update_frames: int,
+    left_out: list[int],
+    limit: int | None,
+    memo: dict | None = None,
+) -> torch.nn.Module | None:
+    """A copy of ``model`` adapted as a deployed controller would be when the subject's stretch starting at stream
+    position ``start`` begins: on the frames :func:`past_positions` gives (at most ``limit``, evenly spaced); None
+    while they hold less than ``MIN_PAST_S`` (the controller has not heard the user yet). ``memo``: statistics per
+    update, reused by the stretches after the same one."""
+    position, cut = past_positions(data, subject, start, update_frames, left_out)
+    if len(position) < MIN_PAST_S * data.frame_rate_hz:
+        return None
+    key = ("past", subject, cut, tuple(sorted(left_out)), model.config.context, limit)
+    adapted = copy.deepcopy(model)
+    if memo is not None and key in memo:
+        set_batchnorm_statistics(adapted, memo[key])
+        return adapted
+    frames = data.stream_context(evenly_spaced(position, limit), model.config.context).to(data.device)
+    adapt_batchnorm(adapted, frames)
     if memo is not None:
         memo[key] = batchnorm_statistics(adapted)
     return adapted

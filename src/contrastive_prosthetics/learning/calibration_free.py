@@ -57,5 +57,6 @@ def calibration_free_start(saved: dict, source: str) -> dict:
         )
     network = copy.deepcopy(saved["network"])
     set_batchnorm_statistics(network, free["batchnorm"])
-    fixed = {"adabn": False, "adaptation": "none", "rest_bias": free["rest_bias"], "calibration": free["calibration"]}
+    fixed = {"adabn": False, "adaptation": "none", "adaptation_protocol": "none", "rest_bias": free["rest_bias"]}
+    fixed["calibration"] = free["calibration"]
     return saved | {"network": network} | fixed

@@ -29,7 +29,7 @@ from .dataset import Selection
 from .inference import FrameScorer
 from .onset_gate import OnsetGate
 from .poses import with_subject_codes
-from .stream_scoring import StreamScoring, scored_stretches, with_gate
+from .stream_scoring import StreamScoring, with_gate
 from .training_settings import TrainingSettings
 
 if TYPE_CHECKING:
@@ -159,19 +159,18 @@ def validation_streams(
 ) -> list[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
     """(positions, logits, truth) of every stretch of the ``selection``'s subjects' recordings during its
     repetitions (the validation ones: never a test frame), scored as the stream evaluation scores test streams
-    (``scoring``): the controller's scorer, each repetition with the network's adaptation state from ``pool`` and
-    each subject's class codes when given (:func:`.adaptation.predict`), the onset ``gate`` in front (if any), no
-    bias. The stretches are those the raw stream holds in these repetitions: a zero-shot fold's held-out frames are
-    outside every one there (:func:`.folds.training_view`). ``memo``: cross-fitted statistics of these weights to
-    reuse (:func:`.adaptation.cross_fitted_network`)."""
+    (``scoring``): the controller's scorer, each stretch with the network's adaptation state
+    (:meth:`.stream_scoring.StreamScoring.stretch_networks`: from ``pool``, or deployable from the recording before
+    it) and each subject's class codes when given, the onset ``gate`` in front (if any), no bias. The stretches are
+    those the raw stream holds in these repetitions: a zero-shot fold's held-out frames are outside every one there
+    (:func:`.folds.training_view`). ``memo``: adapted statistics of these weights to reuse."""
     raw, context = scoring.raw, model.config.context
     out = []
     for subject in selection.subjects.tolist():
         for repetition in (selection.repetitions + 1).tolist():
-            network = scoring.network(model, subject, repetition, pool[subject], memo)
-            network = with_subject_codes(network, scoring.codes, subject)
-            scorer = FrameScorer(network, scoring.normalisation, raw.channel_mask[subject], len(raw.classes))
-            for positions in scored_stretches(raw, subject, [repetition]):
+            for positions, network in scoring.stretch_networks(model, subject, repetition, pool[subject], memo):
+                network = with_subject_codes(network, scoring.codes, subject)
+                scorer = FrameScorer(network, scoring.normalisation, raw.channel_mask[subject], len(raw.classes))
                 index = torch.from_numpy(positions).to(raw.streams.frames.device)
                 logits = with_gate(
                     scorer(raw.stream_context(index, context), batch=4096).cpu(), raw, subject, positions, gate

@@ -5,16 +5,20 @@ frames, the network with its adaptation state for each repetition, and the class
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..data.ninapro import REST
-from .adaptation import cross_fitted_network
+from .adaptation import cross_fitted_network, past_network, protocol_of
 from .dataset import DB23, Normalisation
 from .models import adapt_batchnorm
 from .onset_gate import OnsetGate, frame_amplitude, gate_states, gated, rest_level
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +34,14 @@ class StreamScoring:
     adaptation: str  # as logits.pt says: cross_fitted, scored_frames, batch_statistics or none
     adaptation_frames: int  # training.adaptation_frames: the most frames a cross-fitted adaptation reads
     codes: torch.Tensor | None = None  # [subject, class, code]
+    protocol: str = "transductive"  # evaluation.adaptation_protocol (:mod:`.adaptation`)
+    update_frames: int = 1  # a deployable controller's statistics update every this many frames
+    left_out: dict[int, list[int]] = field(default_factory=dict)  # subject → repetitions no adaptation reads
+
+    @property
+    def deployable(self) -> bool:
+        """Whether each stretch adapts on the recording before it (a cross-fitted AdaBN model, deployable)."""
+        return protocol_of(self.adabn, self.adaptation, self.protocol) == "deployable"
 
     def network(
         self, model: torch.nn.Module, subject: int, repetition: int, pool: list[int], memo: dict | None = None
@@ -38,6 +50,26 @@ class StreamScoring:
         return adapted_network(
             model, self.adabn, self.adaptation, self.normalised, subject, repetition, pool, self.adaptation_frames, memo
         )
+
+    def stretch_networks(
+        self, model: torch.nn.Module, subject: int, repetition: int, pool: list[int], memo: dict | None = None
+    ) -> Iterator[tuple[np.ndarray, torch.nn.Module]]:
+        """Each stretch of the subject's repetition (its stream positions) with the network that scores it: one
+        per repetition (:meth:`network`), or, deployable, each stretch's own from the recording before it
+        (:func:`.adaptation.past_network`); a stretch a deployed controller could not adapt for yet is left out."""
+        stretches = scored_stretches(self.raw, subject, [repetition])
+        if not self.deployable:
+            network = self.network(model, subject, repetition, pool, memo) if stretches else None
+            yield from ((positions, network) for positions in stretches)
+            return
+        for positions in stretches:
+            settings = dict(update_frames=self.update_frames, limit=self.adaptation_frames, memo=memo)
+            left_out = self.left_out.get(subject, [])
+            network = past_network(model, self.normalised, subject, int(positions[0]), left_out=left_out, **settings)
+            if network is None:
+                log.info("subject %d, stretch at %d: nothing recorded before it, not scored", subject, positions[0])
+                continue
+            yield positions, network.eval()
 
 
 def class_bias(classes: list[str], rest_bias: float) -> torch.Tensor:

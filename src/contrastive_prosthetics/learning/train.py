@@ -26,8 +26,9 @@ from tqdm import tqdm
 
 from ..core.atomic import atomic_write_tsv
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from ..data.ninapro import REST
-from .adaptation import predict
+from .adaptation import predict, protocol_of
 from .augmentation import BatchAugmenter
 from .calibration_free import calibration_free
 from .dataset import DB23, Normalisation, Selection, choose_device
@@ -113,6 +114,9 @@ class Setting:
             adaptation=self.adaptation,
             adaptation_frames=self.settings.adaptation_frames,
             codes=self.subject_codes,
+            protocol=self.settings.adaptation_protocol,
+            update_frames=max(1, ms_to_frames(1000 * self.settings.adaptation_update_s, self.data.frame_rate_hz)),
+            left_out=self.selections.test_pool,  # a test repetition adapts nothing training reads, past or not
         )
 
     def validation_streams(
@@ -400,6 +404,8 @@ def train_fold(
         model=model_name,
         adabn=setting.adabn,
         adaptation=setting.adaptation,
+        adaptation_protocol=protocol_of(setting.adabn, setting.adaptation, setting.settings.adaptation_protocol),
+        adaptation_update_s=setting.settings.adaptation_update_s,
         fold=fold_name,
         fold_spec=fold,
         unseen=fold.get("unseen", []),

@@ -200,5 +200,6 @@ def write_calibrated(out_path: Path, saved: dict, controller: Controller, **chan
         model_config=model.config.as_dict(),
         adabn=False,
         adaptation="none",
+        adaptation_protocol="none",
         **changes,
     )
