@@ -46,7 +46,12 @@ TRAINING = {
     "guard_ms": 0.0,
 }
 # The evaluation keys training reads (TrainingSettings.from_config): no rest bias unless a test asks for one.
-NO_REST_BIAS = {"rest_false_activation_target": None, "vote_window_ms": 0, "onset_gate": None}
+NO_REST_BIAS = {
+    "rest_false_activation_target": None,
+    "vote_window_ms": 0,
+    "onset_gate": None,
+    "decision": {"rule": "vote"},
+}
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}
 
 

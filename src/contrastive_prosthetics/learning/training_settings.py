@@ -14,7 +14,7 @@ from .augmentation import Augmentation
 
 STREAM_SCORE = "val_stream_movement_accuracy"  # training.selection: stream's score, a column of history and search
 # The evaluation section's keys that training reads: it sets the rest bias the evaluation then decides with.
-EVALUATION_KEYS = ("rest_false_activation_target", "vote_window_ms", "onset_gate")
+EVALUATION_KEYS = ("rest_false_activation_target", "vote_window_ms", "onset_gate", "decision")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class TrainingSettings:
     rest_false_activation_target: float | None  # evaluation's: the rest bias's target on validation streams
     vote_window_ms: float  # evaluation's: the vote the rest calibration decides with
     onset_gate: dict | None  # evaluation's: the amplitude gate in front of the classifier (None: none)
+    decision: dict  # evaluation's: the decision rule, its grid chosen among at the end of training (decision_rules)
     log_floor_quanta: float = 0.0  # and at least this many quantisation steps of the channel (0: no such floor)
     selection: str = "segments"  # segments: validation loss and accuracy; stream: see .stream_selection
     normalisation: str = "pooled"  # per_subject: AdaBN models get a batch norm of each electrode's input
@@ -84,6 +85,7 @@ class TrainingSettings:
             rest_false_activation_target=evaluation["rest_false_activation_target"],
             vote_window_ms=evaluation["vote_window_ms"],
             onset_gate=evaluation["onset_gate"],
+            decision=evaluation["decision"],
             log_floor_quanta=training.get("log_floor_quanta", 0.0),
             selection=training.get("selection", "segments"),
             normalisation=training.get("normalisation", "pooled"),
