@@ -187,7 +187,7 @@ def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
 
     data = SimpleNamespace(classes=CLASSES, subject_names=["db2/s1"], window="onset")
     fields = {"estimators": {}, "feature_names": [], "model": "lda", "fold": "f", "fold_spec": {}, "history": []}
-    fields |= {"frames": "stream", "rest_bias": 0.0, "calibration": None, "onset_gate": None}
+    fields |= {"frames": "stream", "rest_bias": 0.0, "calibration": None, "onset_gate": None, "decision": None}
     fields |= {"rest_false_activation_target": None, "guard_ms": 0.0}
     with pytest.raises(ValueError, match=r"missing \['seed'\], unknown \[\]"):
         write_lda_file(tmp_path / "model.pt", data, **fields)
