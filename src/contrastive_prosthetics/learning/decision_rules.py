@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..core.errors import InputError
+
+if TYPE_CHECKING:  # the configuration's check imports this module, and parsing the workflow must not import torch
+    import torch
 
 VOTE, HYSTERESIS = "vote", "hysteresis"
 RULES = (VOTE, HYSTERESIS)
@@ -212,6 +215,8 @@ def decide_rule_subsets(
         rows = np.flatnonzero(allowed.sum(1) == size)
         columns = rest_first_columns(allowed[rows], rest)
         decisions[rows] = np.take_along_axis(columns, _decide_columns(scores, columns, starts, lengths, rule), 1)
+    import torch
+
     return torch.from_numpy(decisions)
 
 

@@ -124,6 +124,16 @@ def fit_models(x: np.ndarray, subjects: np.ndarray, labels: np.ndarray, scheme: 
     return {SHARED: fit_lda(x, labels)}
 
 
+def lda_calibrations(data: DB23, selection: Selection, models: dict[int, FittedLDA], settings: TrainingSettings):
+    """The onset gate, the rest calibration and the decision rule (``model.pt``'s ``decision``: a dict, or None for
+    the vote) on the validation ``selection``'s streams, the gate in front, as the networks'
+    (:func:`.decision_choice.calibrations`)."""
+    gate = OnsetGate.from_config(settings.onset_gate, data.frame_rate_hz)
+    stretches = lda_validation_stretches(data, selection, models, gate)
+    calibration, rule = calibrations(stretches, data.classes, settings, data.frame_rate_hz)
+    return gate, calibration, None if rule is None else rule.as_dict()
+
+
 def lda_validation_stretches(
     data: DB23, selection: Selection, models: dict[int, FittedLDA], gate: OnsetGate | None
 ) -> list[tuple[torch.Tensor, np.ndarray]]:
@@ -198,9 +208,7 @@ def train_lda_fold(
     log.info(
         "%s/%s: train accuracy %.3f, validation accuracy %.3f", model_name, fold_name, train_accuracy, val_accuracy
     )
-    gate = OnsetGate.from_config(settings.onset_gate, data.frame_rate_hz)
-    stretches = lda_validation_stretches(data, selections.validation, models, gate)
-    calibration, decision = calibrations(stretches, data.classes, settings, data.frame_rate_hz)
+    gate, calibration, decision = lda_calibrations(data, selections.validation, models, settings)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # LDA has no hyper-parameters to search: one "trial" records the fixed choice and its validation score.
@@ -235,7 +243,7 @@ def train_lda_fold(
         rest_false_activation_target=settings.rest_false_activation_target,
         guard_ms=settings.guard_ms,
         onset_gate=None if gate is None else gate.as_dict(),
-        decision=None if decision is None else decision.as_dict(),
+        decision=decision,
     )
     test_logits, test_index = score_selection(data, selections.test, models)  # the one place test data are read
     write_logits(
