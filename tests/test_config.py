@@ -147,6 +147,30 @@ def add_fold_over_a_subject_outside_the_data(config):
             id="onset gate closing above its opening level",
         ),
         pytest.param(
+            lambda c: c["evaluation"].update(
+                decision={"rule": "hysteresis", "smoothing_ms": 30, "enter": 0, "leave": 1}
+            ),
+            r"evaluation.decision.enter = 0: must be a number in \(0, 1\]",
+            id="decision rule entering at 0",
+        ),
+        pytest.param(
+            lambda c: c["evaluation"].update(
+                decision={"rule": "hysteresis", "smoothing_ms": -5, "enter": 1, "leave": 1}
+            ),
+            r"evaluation.decision.smoothing_ms = -5: must be a number at least 0",
+            id="negative smoothing",
+        ),
+        pytest.param(
+            lambda c: c["evaluation"].update(decision={"rule": "plurality"}),
+            r"evaluation.decision.rule = 'plurality': unknown; use one of \['vote', 'hysteresis'\]",
+            id="unknown decision rule",
+        ),
+        pytest.param(
+            lambda c: c["evaluation"].update(decision={"rule": "vote", "enter": "high"}),
+            r"evaluation.decision.enter: 'high' is not valid",
+            id="decision setting not a number",
+        ),
+        pytest.param(
             lambda c: c["evaluation"].update(onset_gate={"on_ratio": 2, "off_ratio": 1.5}),
             r"evaluation.onset_gate: 'dwell_ms' is a required property",
             id="onset gate without its dwell",

@@ -15,6 +15,7 @@ from contrastive_prosthetics.core.errors import InputError
 from contrastive_prosthetics.data.convert import convert_subject
 from contrastive_prosthetics.data.ninapro import DB1, DB2, class_names
 from contrastive_prosthetics.learning.dataset import Normalisation
+from contrastive_prosthetics.learning.decision_rules import Hysteresis
 from contrastive_prosthetics.learning.decisions import allowed_classes, decide
 from contrastive_prosthetics.learning.inference import FrameScorer
 from contrastive_prosthetics.learning.model_file import (
@@ -29,6 +30,17 @@ from contrastive_prosthetics.realtime.controller import Controller, FrameMaker
 from contrastive_prosthetics.realtime.replay import controller_for
 
 CLASSES = class_names(["B"])[:4]  # rest, B1, B2, B3
+
+
+RULE = Hysteresis(smoothing_ms=30.0, enter=0.6, leave=0.5, frame_ms=10.0, rest_offset=0.2)
+
+
+def offline_decisions(logits: torch.Tensor, gestures: list[str], votes: int, rule: Hysteresis | None) -> torch.Tensor:
+    """The stream evaluation's decisions of one stretch: the vote's, or the rule's (stream_metrics' call)."""
+    allowed = allowed_classes(CLASSES, gestures)
+    if rule is None:
+        return decide(logits, allowed, votes)
+    return rule.decide_subsets(logits, allowed[None], [votes], None, CLASSES.index("rest"))[votes][0]
 
 
 def db2_recording(tmp_path):
@@ -100,15 +112,18 @@ def tiny_model(n_channels: int, context: int = 1) -> tuple:
     return model, normalisation
 
 
+@pytest.mark.parametrize("rule", [None, RULE], ids=["vote", "hysteresis"])
 @pytest.mark.parametrize("context", [1, 4])
-def test_controller_decisions_do_not_depend_on_chunking_and_equal_offline(tmp_path, context):
+def test_controller_decisions_do_not_depend_on_chunking_and_equal_offline(tmp_path, context, rule):
     path, emg = db2_recording(tmp_path)
     signal = emg[:8000]
     model, normalisation = tiny_model(DB2.n_channels, context)
     gestures = ["B1", "B3"]
 
     def run(chunk):
-        controller = Controller.from_model(model, normalisation, CLASSES, PREPROCESS, DB2, gestures, vote_frames=5)
+        controller = Controller.from_model(
+            model, normalisation, CLASSES, PREPROCESS, DB2, gestures, vote_frames=5, rule=rule
+        )
         return [d for part in feed(controller, signal, chunk) for d in part]
 
     whole, tens, single = run(len(signal)), run(20), run(1)
@@ -119,12 +134,12 @@ def test_controller_decisions_do_not_depend_on_chunking_and_equal_offline(tmp_pa
     frames = stream[positions.clamp(min=0)]
     scorer = FrameScorer(model, normalisation, torch.ones(12, dtype=torch.bool), len(CLASSES))
     logits = scorer(frames if context > 1 else frames[:, 0])
-    offline = decide(logits, allowed_classes(CLASSES, gestures), 5)
+    offline = offline_decisions(logits, gestures, 5, rule)
     assert whole == [CLASSES[i] for i in offline.tolist()]
     # The stream evaluation scores in large batches: the same scores to float rounding, the same decisions here.
     batched = scorer(frames if context > 1 else frames[:, 0], batch=4096)
     torch.testing.assert_close(batched, logits, rtol=0, atol=1e-5)
-    assert torch.equal(decide(batched, allowed_classes(CLASSES, gestures), 5), offline)
+    assert torch.equal(offline_decisions(batched, gestures, 5, rule), offline)
     assert set(whole) <= {"rest", "B1", "B3"}
 
 
@@ -180,6 +195,7 @@ def network_file(
     onset_gate: dict | None = None,
     classes: list[str] = CLASSES,
     calibration_free: dict | None = None,
+    decision: dict | None = None,
 ):
     """``model.pt`` of ``model`` through training's writer (``adabn``: as an AdaBN model's, cross-fitted)."""
     write_network_file(
@@ -206,6 +222,7 @@ def network_file(
         rest_false_activation_target=0.1,
         guard_ms=100.0,
         onset_gate=onset_gate,
+        decision=decision,
         calibration_free=calibration_free,
     )
     return path
@@ -229,6 +246,7 @@ def lda_file(path, classes: list[str] = CLASSES):
         rest_false_activation_target=None,
         guard_ms=0.0,
         onset_gate=None,
+        decision=None,
     )
     return path
 
@@ -279,9 +297,13 @@ def test_a_wrong_model_file_names_the_file_and_what_to_do(tmp_path, make, messag
         assert str(path) in str(error.value)
 
 
-def test_the_rest_bias_of_model_pt_decides_alike_in_the_controller_the_stream_scorer_and_the_exported_model(tmp_path):
+@pytest.mark.parametrize("rule", [None, RULE], ids=["vote", "hysteresis"])
+def test_the_rest_bias_of_model_pt_decides_alike_in_the_controller_the_stream_scorer_and_the_exported_model(
+    tmp_path, rule
+):
     """The calibrated rest bias is part of the model: the controller of the file, the stream evaluation's scorer (the
-    same FrameScorer with the file's bias) and the ONNX export all decide with it, and it changes the decisions."""
+    same FrameScorer with the file's bias) and the ONNX export all decide with it, and it changes the decisions;
+    so is its decision rule (model.pt's decision), which all of them decide with."""
     pytest.importorskip("onnxruntime")
     from contrastive_prosthetics.learning.stream_scoring import class_bias
     from contrastive_prosthetics.realtime.export import export_model, exported_controller
@@ -294,13 +316,14 @@ def test_the_rest_bias_of_model_pt_decides_alike_in_the_controller_the_stream_sc
     frames = torch.from_numpy(FrameMaker(DB2.sampling_rate_hz, PREPROCESS, False, DB2.n_channels).push(emg))
     margin = (scores(frames, batch=256)[:, 1:].amax(1) - scores(frames, batch=256)[:, 0]).median().item()
     bias = margin + 1e-3  # about half of the frames change side
-    path = network_file(tmp_path / "model.pt", model, normalisation, rest_bias=bias)
+    decision = None if rule is None else rule.as_dict()
+    path = network_file(tmp_path / "model.pt", model, normalisation, rest_bias=bias, decision=decision)
     from_file = Controller.from_model_file(path, DB2, ["B1", "B2", "B3"], vote_frames=5).push(emg)
     export_model(path, tmp_path / "deploy")
     exported = exported_controller(tmp_path / "deploy", DB2, ["B1", "B2", "B3"], vote_frames=5).push(emg)
     biased = FrameScorer(
         model, normalisation, torch.ones(DB2.n_channels, dtype=torch.bool), len(CLASSES), bias=class_bias(CLASSES, bias)
     )
-    offline = decide(biased(frames, batch=256), allowed_classes(CLASSES, ["B1", "B2", "B3"]), 5)
+    offline = offline_decisions(biased(frames, batch=256), ["B1", "B2", "B3"], 5, rule)
     assert from_file == exported == [CLASSES[i] for i in offline.tolist()]
     assert from_file.count("rest") > unbiased.count("rest")

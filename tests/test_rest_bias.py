@@ -136,3 +136,72 @@ def test_one_rest_calibration_for_every_model_reads_the_target_and_the_vote_from
     calibration = rest_calibration(stretches, classes, settings, 100.0)
     assert calibration == calibrate_rest_bias(stretches, REST, vote_frames=3, target=0.25)
     assert calibration != calibrate_rest_bias(stretches, REST, vote_frames=0, target=0.25)
+
+
+def movement_stretches(seed: int = 0, n: int = 12) -> list:
+    """Stretches of rest, then a movement of class 1 or 2 whose evidence grows over a few frames, then rest; noisy
+    logits over rest and two gestures."""
+    rng = np.random.default_rng(seed)
+    stretches = []
+    for index in range(n):
+        gesture = 1 + index % 2
+        truth = np.array([0] * 60 + [gesture] * 80 + [0] * 60)
+        logits = rng.normal(0, 1.0, (len(truth), 3)).astype(np.float32)
+        logits[truth == 0, 0] += 2.0
+        logits[truth == gesture, gesture] += np.minimum(np.arange(80) / 4, 3.0).astype(np.float32)
+        stretches.append((torch.from_numpy(logits), truth))
+    return stretches
+
+
+def test_the_decision_choice_keeps_the_fastest_setting_each_at_the_target_on_the_validation_streams():
+    """Every setting of the grid gets its own rest offset for the target; the one with the shortest median onset
+    delay is kept, and on the same streams it meets the target."""
+    from test_train import TRAINING, settings_of
+
+    from contrastive_prosthetics.learning.decision_choice import _scores, choose_decision
+    from contrastive_prosthetics.learning.decision_rules import decide_rule_subsets, rule_grid
+    from contrastive_prosthetics.learning.rest_bias import _LaidEndToEnd
+
+    stretches, classes = movement_stretches(), ["rest", "a", "b"]
+    grid = {"rule": "hysteresis", "smoothing_ms": [0, 40], "enter": [0.5, 0.8], "leave": 0.6}
+    settings = settings_of(TRAINING, rest_false_activation_target=0.05, vote_window_ms=250, decision=grid)
+    chosen = choose_decision(stretches, classes, settings, 100.0, rest_bias=0.0)
+    laid, every = _LaidEndToEnd.of(stretches), torch.ones((1, 3), dtype=torch.bool)
+    delays = {}
+    for rule in rule_grid(grid, 100.0):
+        rule = rule.with_offset(calibrate_rest_bias(stretches, REST, 0, 0.05, rule).bias)
+        scores = _scores(decide_rule_subsets(rule, laid.logits, every, laid.starts, REST)[0], laid, REST, 10, 10.0)
+        assert scores["rest_false_activation"] <= 0.05
+        delays[rule] = scores["onset_delay_p50_ms"]
+    assert chosen in delays and delays[chosen] == min(delays.values())
+    vote = settings_of(TRAINING, rest_false_activation_target=0.05, vote_window_ms=250, decision={"rule": "vote"})
+    assert choose_decision(stretches, classes, vote, 100.0, rest_bias=0.0) is None
+
+
+def test_the_rule_is_chosen_on_the_validation_streams_alone(monkeypatch):
+    """setting_calibrations scores the validation streams once (the rest bias and the rule both read them) and
+    nothing else: a setting whose test scores raise still calibrates."""
+    from types import SimpleNamespace
+
+    from test_train import TRAINING, settings_of
+
+    from contrastive_prosthetics.learning.decision_choice import setting_calibrations
+
+    grid = {"rule": "hysteresis", "smoothing_ms": 30, "enter": [0.6, 0.7], "leave": 0.6}
+    calls = []
+
+    def validation_streams(model, gate, memo):
+        calls.append(model)
+        return [(np.arange(len(t)), logits, t) for logits, t in movement_stretches(1, 4)]
+
+    def never(*_):
+        raise AssertionError("a test frame was read")
+
+    setting = SimpleNamespace(
+        settings=settings_of(TRAINING, rest_false_activation_target=0.1, vote_window_ms=250, decision=grid),
+        data=SimpleNamespace(frame_rate_hz=100.0, classes=["rest", "a", "b"]),
+        validation_streams=validation_streams,
+        scores=never,
+    )
+    calibration, rule = setting_calibrations(setting, "model", None)
+    assert calls == ["model"] and calibration.false_activation <= 0.1 and rule.enter in (0.6, 0.7)

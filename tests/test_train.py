@@ -46,7 +46,12 @@ TRAINING = {
     "guard_ms": 0.0,
 }
 # The evaluation keys training reads (TrainingSettings.from_config): no rest bias unless a test asks for one.
-NO_REST_BIAS = {"rest_false_activation_target": None, "vote_window_ms": 0, "onset_gate": None}
+NO_REST_BIAS = {
+    "rest_false_activation_target": None,
+    "vote_window_ms": 0,
+    "onset_gate": None,
+    "decision": {"rule": "vote"},
+}
 NO_REST_BIAS |= {"adaptation_protocol": "transductive", "adaptation_update_s": 30.0}  # streams as before
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}
 
@@ -183,7 +188,7 @@ def test_a_model_file_writer_refuses_fields_outside_its_schema(tmp_path):
 
     data = SimpleNamespace(classes=CLASSES, subject_names=["db2/s1"], window="onset")
     fields = {"estimators": {}, "feature_names": [], "model": "lda", "fold": "f", "fold_spec": {}, "history": []}
-    fields |= {"frames": "stream", "rest_bias": 0.0, "calibration": None, "onset_gate": None}
+    fields |= {"frames": "stream", "rest_bias": 0.0, "calibration": None, "onset_gate": None, "decision": None}
     fields |= {"rest_false_activation_target": None, "guard_ms": 0.0}
     with pytest.raises(ValueError, match=r"missing \['seed'\], unknown \[\]"):
         write_lda_file(tmp_path / "model.pt", data, **fields)

@@ -9,6 +9,7 @@ import yaml
 
 from .core.errors import InputError
 from .data.ninapro import class_names, database, subject_name_pattern
+from .learning.decision_rules import rule_grid
 from .learning.folds import check_fold, expand_folds
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -39,6 +40,7 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
     check_local_folders(config["data"], source)
     check_vote_window(config, source)
     check_onset_gate(config, source)
+    check_decision(config, source)
     check_bandpass(config, source)
     check_augmentation(config, source)
     return config
@@ -188,6 +190,14 @@ def check_onset_gate(config: dict, source: str) -> None:
             f"{source}: evaluation.onset_gate.off_ratio = {gate['off_ratio']:g} is above on_ratio = "
             f"{gate['on_ratio']:g}: the gate would close above the level it opens at; set off_ratio <= on_ratio"
         )
+
+
+def check_decision(config: dict, source: str) -> None:
+    """``evaluation.decision``: a known rule with its settings in range (:func:`.learning.decision_rules.rule_grid`)."""
+    try:
+        rule_grid(config["evaluation"]["decision"], config["preprocess"]["frame_rate_hz"])
+    except InputError as error:
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def check_bandpass(config: dict, source: str) -> None:

@@ -43,6 +43,7 @@ from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
 from ..core.units import ms_to_frames
 from ..learning.dataset import DB23, Selection
+from ..learning.decision_rules import VOTE, Hysteresis
 from ..learning.folds import fold_selections
 from ..learning.inference import FrameScorer
 from ..learning.lda import lda_stream_logits
@@ -147,17 +148,39 @@ POOLED = "all"  # the subject column of rows over every test subject's frames
 
 
 def per_subject_metrics(
-    scored: list, raw: DB23, subsets: dict, vote_frames: list[int], frame_ms: float, guard: np.ndarray | None = None
+    scored: list,
+    raw: DB23,
+    subsets: dict,
+    vote_frames: list[int],
+    frame_ms: float,
+    guard: np.ndarray | None = None,
+    rule: Hysteresis | None = None,
 ) -> list:
     """Each test subject's own stream metrics (at the subset sizes given: the headline k = K), so that a summary can
-    give subject means with intervals, not only pooled frames."""
+    give subject means with intervals, not only pooled frames; decided by ``rule`` (None: the votes)."""
     subjects = sorted({subject for subject, *_ in scored})
     return [
         stream_metrics(
-            [s for s in scored if s[0] == subject], raw.classes, subsets, vote_frames, frame_ms, guard
+            [s for s in scored if s[0] == subject], raw.classes, subsets, vote_frames, frame_ms, guard, rule=rule
         ).assign(subject=raw.subject_names[subject])
         for subject in subjects
     ]
+
+
+def rule_rows(table: pd.DataFrame, rule: Hysteresis | None) -> pd.DataFrame:
+    """Rows decided by the vote (``rule`` None: as they always were, rule ``vote``) or by the model's rule (its
+    name; vote_frames 0 and vote_ms empty: no vote)."""
+    if rule is None:
+        return table.assign(rule=VOTE)
+    return table.assign(rule=rule.rule, vote_frames=0, vote_ms=np.nan)
+
+
+def decided_rows(scored, raw: DB23, subsets: dict, vote_frames, frame_ms, guard, rule: Hysteresis | None):
+    """The pooled rows of every subset and each subject's at k = K, by the votes or by ``rule``."""
+    n_gestures, votes = len(raw.classes) - 1, vote_frames if rule is None else [0]
+    pooled = stream_metrics(scored, raw.classes, subsets, votes, frame_ms, guard, rule=rule).assign(subject=POOLED)
+    each = per_subject_metrics(scored, raw, {n_gestures: subsets[n_gestures]}, votes, frame_ms, guard, rule)
+    return rule_rows(pd.concat([pooled, *each], ignore_index=True), rule)
 
 
 def stream_guard(raw: DB23, guard_ms: float) -> np.ndarray:
@@ -199,20 +222,25 @@ def evaluate_stream(
     frame_ms = 1000 / raw.frame_rate_hz
     vote_frames = sorted({ms_to_frames(ms, raw.frame_rate_hz) for ms in vote_ms})
     guard = stream_guard(raw, guard_ms)
-    table = pd.concat(
-        [
-            stream_metrics(scored, raw.classes, subsets, vote_frames, frame_ms, guard).assign(subject=POOLED),
-            *per_subject_metrics(scored, raw, {n_gestures: subsets[n_gestures]}, vote_frames, frame_ms, guard),
-        ],
-        ignore_index=True,
-    )
-    table = table.assign(guard_ms=guard_ms)
+    saved_rule = Hysteresis.from_dict(saved.get("decision"))
+    rules = [None] if saved_rule is None else [None, saved_rule]  # the vote's rows always, then the model's rule's
+    table = pd.concat([decided_rows(scored, raw, subsets, vote_frames, frame_ms, guard, r) for r in rules])
+    table = table.reset_index(drop=True).assign(guard_ms=guard_ms)
     leading = {key: saved[key] for key in ("model", "adabn", "adaptation", "fold", "window")}
     leading["adaptation_protocol"] = saved.get("adaptation_protocol") or ("transductive" if saved["adabn"] else "none")
     table = table.assign(**leading)[STREAM_COLUMNS["stream_metrics"]]
     every_gesture = torch.ones((1, n_gestures), dtype=torch.bool)
-    tradeoff = tradeoff_table(scored, raw.classes, every_gesture, vote_frames, frame_ms)
+    tradeoff = pd.concat(
+        [
+            rule_rows(tradeoff_table(scored, raw.classes, every_gesture, [0] if r else vote_frames, frame_ms, r), r)
+            for r in rules
+        ],
+        ignore_index=True,
+    )
     tradeoff = tradeoff.assign(**leading, rest_bias=saved.get("rest_bias", 0.0) + tradeoff["bias_offset"])
+    if saved_rule is not None:  # the rule's rows decided with its own rest offset on top
+        offset = np.where(tradeoff["rule"] == saved_rule.rule, saved_rule.rest_offset, 0.0)
+        tradeoff = tradeoff.assign(rest_bias=tradeoff["rest_bias"] + offset)
     out_dir = Path(out_dir)
     atomic_write_frame(table, out_dir / "stream_metrics.tsv")
     atomic_write_frame(tradeoff[STREAM_COLUMNS["stream_tradeoff"]], out_dir / "stream_tradeoff.tsv")

@@ -212,9 +212,11 @@ def stream_metrics(
     vote_frames: list[int],
     frame_ms: float,
     guard: np.ndarray | None = None,
+    rule=None,
 ) -> pd.DataFrame:
     """One row per (k, subset, vote) over every scored stretch ``(subject, positions, logits, truth)``; ``guard``
-    ([stream frame] bool, read at each stretch's positions; None: no guard band) marks the guard band."""
+    ([stream frame] bool, read at each stretch's positions; None: no guard band) marks the guard band. ``rule``
+    (:class:`..learning.decision_rules.Hysteresis`; None: the vote) decides instead of the vote."""
     keys, allowed = allowed_masks(classes, subsets)
     rate_hz = 1000 / frame_ms
     rest, stable = classes.index(REST), ms_to_frames(STABLE_MS, rate_hz)
@@ -240,7 +242,11 @@ def stream_metrics(
         in_guard = np.zeros(len(truth), bool) if guard is None else np.concatenate([guard[scored[i][1]] for i in group])
         runs = _Runs.of(truth, np.repeat(np.arange(len(group)), lengths), transition)
         starts = torch.from_numpy(np.concatenate(([0], lengths.cumsum()[:-1])))
-        decided = decide_subsets(logits, allowed, vote_frames, starts)
+        decided = (
+            decide_subsets(logits, allowed, vote_frames, starts)
+            if rule is None
+            else rule.decide_subsets(logits, allowed, vote_frames, starts, rest)
+        )
         for votes in vote_frames:
             counts, stretch_delays = _stretch_counts(
                 decided[votes], truth, runs, allowed, rest, stable, skip, in_guard, within

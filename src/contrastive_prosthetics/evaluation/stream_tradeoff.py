@@ -37,16 +37,22 @@ def bias_offsets(scored: list, rest: int) -> np.ndarray:
 
 
 def tradeoff_table(
-    scored: list, classes: list[str], every_gesture: torch.Tensor, vote_frames: list[int], frame_ms: float
+    scored: list,
+    classes: list[str],
+    every_gesture: torch.Tensor,
+    vote_frames: list[int],
+    frame_ms: float,
+    rule=None,
 ) -> pd.DataFrame:
     """One row per (bias offset, vote): the k = K stream metrics (gestures ``every_gesture``: one subset of all)
-    over every scored stretch ``(subject, positions, logits, truth)``, with ``offset`` added to rest's logit."""
+    over every scored stretch ``(subject, positions, logits, truth)``, with ``offset`` added to rest's logit;
+    decided by ``rule`` (:class:`..learning.decision_rules.Hysteresis`, its own rest offset on top) when given."""
     rest = classes.index(REST)
     rows = []
     for offset in bias_offsets(scored, rest):
         shift = torch.zeros(len(classes))
         shift[rest] = float(offset)
         shifted = [(subject, positions, logits + shift, truth) for subject, positions, logits, truth in scored]
-        metrics = stream_metrics(shifted, classes, {len(classes) - 1: every_gesture}, vote_frames, frame_ms)
+        metrics = stream_metrics(shifted, classes, {len(classes) - 1: every_gesture}, vote_frames, frame_ms, rule=rule)
         rows.append(metrics.assign(bias_offset=float(offset), calibrated=bool(offset == 0.0)))
     return pd.concat(rows, ignore_index=True)

@@ -40,6 +40,7 @@ OPTIONAL_COLUMNS = {
         "subject",  # "all": every test subject's frames pooled; else one subject's (at k = K only)
         "k",
         "trial",
+        "rule",  # the decision rule: vote (vote_frames, vote_ms), or the model's saved rule (vote_ms empty)
         "vote_frames",
         "vote_ms",
         "accuracy",
@@ -72,6 +73,7 @@ OPTIONAL_COLUMNS = {
         "rest_bias",  # the bias on rest's logit these decisions were taken with: the calibrated one + bias_offset
         "bias_offset",  # 0: the calibrated bias, the stream evaluation's operating point
         "calibrated",
+        "rule",  # as stream_metrics'
         "vote_ms",
         "accuracy",
         "movement_accuracy",

@@ -27,12 +27,12 @@ import torch
 from ..core.atomic import atomic_write_tsv
 from ..data.preprocess import HUDGINS_FEATURES
 from .dataset import DB23, Selection
+from .decision_choice import calibrations
 from .fitted_lda import FittedLDA
 from .folds import fold_selections, training_view
 from .logits import RestWindows, write_logits
 from .model_file import write_lda_file
 from .onset_gate import OnsetGate
-from .rest_bias import RestCalibration, rest_calibration
 from .rest_windows import located, rest_window_starts, window_positions
 from .stream_sampling import guard_width, stream_training_positions
 from .stream_scoring import class_bias, scored_stretches, with_gate
@@ -124,18 +124,22 @@ def fit_models(x: np.ndarray, subjects: np.ndarray, labels: np.ndarray, scheme: 
     return {SHARED: fit_lda(x, labels)}
 
 
-def lda_rest_calibration(
-    data: DB23,
-    selection: Selection,
-    models: dict[int, FittedLDA],
-    settings: TrainingSettings,
-    gate: OnsetGate | None,
-) -> RestCalibration | None:
-    """The rest bias meeting the target on the validation ``selection``'s streams with the onset ``gate`` in front,
-    as the networks' (:func:`.rest_bias.rest_calibration`; None: no target)."""
-    if settings.rest_false_activation_target is None:
-        return None
-    stretches = [
+def lda_calibrations(data: DB23, selection: Selection, models: dict[int, FittedLDA], settings: TrainingSettings):
+    """The onset gate, the rest calibration and the decision rule (``model.pt``'s ``decision``: a dict, or None for
+    the vote) on the validation ``selection``'s streams, the gate in front, as the networks'
+    (:func:`.decision_choice.calibrations`)."""
+    gate = OnsetGate.from_config(settings.onset_gate, data.frame_rate_hz)
+    stretches = lda_validation_stretches(data, selection, models, gate)
+    calibration, rule = calibrations(stretches, data.classes, settings, data.frame_rate_hz)
+    return gate, calibration, None if rule is None else rule.as_dict()
+
+
+def lda_validation_stretches(
+    data: DB23, selection: Selection, models: dict[int, FittedLDA], gate: OnsetGate | None
+) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """(logits without a bias, truth) of every stretch of the validation ``selection``'s streams, the onset ``gate``
+    in front: what the rest bias and the decision rule are chosen on."""
+    return [
         (
             with_gate(
                 stream_scores(models.get(subject, models.get(SHARED)), data, positions), data, subject, positions, gate
@@ -146,7 +150,6 @@ def lda_rest_calibration(
         for repetition in (selection.repetitions + 1).tolist()
         for positions in scored_stretches(data, subject, [repetition])
     ]
-    return rest_calibration(stretches, data.classes, settings, data.frame_rate_hz)
 
 
 def lda_stream_logits(
@@ -205,8 +208,7 @@ def train_lda_fold(
     log.info(
         "%s/%s: train accuracy %.3f, validation accuracy %.3f", model_name, fold_name, train_accuracy, val_accuracy
     )
-    gate = OnsetGate.from_config(settings.onset_gate, data.frame_rate_hz)
-    calibration = lda_rest_calibration(data, selections.validation, models, settings, gate)
+    gate, calibration, decision = lda_calibrations(data, selections.validation, models, settings)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # LDA has no hyper-parameters to search: one "trial" records the fixed choice and its validation score.
@@ -241,6 +243,7 @@ def train_lda_fold(
         rest_false_activation_target=settings.rest_false_activation_target,
         guard_ms=settings.guard_ms,
         onset_gate=None if gate is None else gate.as_dict(),
+        decision=decision,
     )
     test_logits, test_index = score_selection(data, selections.test, models)  # the one place test data are read
     write_logits(

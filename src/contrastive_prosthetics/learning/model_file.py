@@ -48,6 +48,8 @@ NETWORK_FIELDS = {
     "rest_false_activation_target": "evaluation.rest_false_activation_target it was calibrated for (None: no bias)",
     "guard_ms": "training.guard_ms: frames this close to a change of label were not fitted on (nor calibrated on)",
     "onset_gate": "OnsetGate.as_dict(): the amplitude gate in front of the classifier (calibrated with it), or None",
+    "decision": "Hysteresis.as_dict(): the decision rule chosen on the validation streams, its rest_offset on top of "
+    "rest_bias (evaluation.decision; learning/decision_rules.py), or None: the vote",
     "calibration_free": "an AdaBN model trained on other people (subjects folds): its start for a new user it has read "
     "nothing of: batchnorm (statistics pooled over the training subjects), rest_bias and calibration (set on the "
     "validation subjects under them); None otherwise",
@@ -73,6 +75,7 @@ LDA_FIELDS = {
     "rest_false_activation_target": NETWORK_FIELDS["rest_false_activation_target"],
     "guard_ms": NETWORK_FIELDS["guard_ms"],
     "onset_gate": NETWORK_FIELDS["onset_gate"],
+    "decision": NETWORK_FIELDS["decision"],
 }
 # What running a network needs (controller, export, stream evaluation): files written by hand for a device or a
 # benchmark may carry just these.

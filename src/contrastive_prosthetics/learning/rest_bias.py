@@ -26,6 +26,7 @@ from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from .batched_decisions import decide_stretches
 from .dataset import Selection
+from .decision_rules import Hysteresis, decide_rule_subsets
 from .inference import FrameScorer
 from .onset_gate import OnsetGate
 from .poses import with_subject_codes
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BISECTION_STEPS = 40  # halvings of the bracket: far below any logit's rounding
+RULE_REACH = 50.0  # beyond the largest margin, a rule's softmax gives every gesture below exp(-50): never entered
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,20 @@ class _LaidEndToEnd:
         truth = torch.cat([torch.as_tensor(np.asarray(labels)) for _, labels in stretches])
         return cls(torch.cat([logits for logits, _ in stretches]), truth, starts[lengths > 0])
 
-    def false_activation(self, rest: int, vote_frames: int, bias: float) -> tuple[float, int]:
-        shifted = self.logits.clone()
-        shifted[:, rest] += bias
+    def false_activation(
+        self, rest: int, vote_frames: int, bias: float, rule: Hysteresis | None = None
+    ) -> tuple[float, int]:
+        """With the vote (``rule`` None) the bias is added to rest's float32 logits; with a ``rule`` it is the
+        rule's own rest offset (:mod:`.decision_rules`), the logits as they are."""
         every_class = torch.ones(self.logits.shape[1], dtype=torch.bool)
-        decisions = decide_stretches(shifted, every_class, vote_frames, self.starts)
+        if rule is not None:
+            decisions = decide_rule_subsets(rule.with_offset(bias), self.logits, every_class[None], self.starts, rest)[
+                0
+            ]
+        else:
+            shifted = self.logits.clone()
+            shifted[:, rest] += bias
+            decisions = decide_stretches(shifted, every_class, vote_frames, self.starts)
         at_rest = self.truth == rest
         frames = int(at_rest.sum())
         return int((decisions[at_rest] != rest).sum()) / max(frames, 1), frames
@@ -85,25 +96,29 @@ def rest_false_activation(stretches: list, rest: int, vote_frames: int, bias: fl
     return _LaidEndToEnd.of(stretches).false_activation(rest, vote_frames, bias)
 
 
-def calibrate_rest_bias(stretches: list, rest: int, vote_frames: int, target: float) -> RestCalibration:
+def calibrate_rest_bias(
+    stretches: list, rest: int, vote_frames: int, target: float, rule: Hysteresis | None = None
+) -> RestCalibration:
     """The smallest rest bias meeting ``target`` on the validation ``stretches`` (see the module), by bisection:
-    more bias never decides fewer frames as rest, so the rate falls as the bias grows."""
+    more bias never decides fewer frames as rest, so the rate falls as the bias grows. With a decision ``rule``
+    (None: the vote of ``vote_frames``), the rule's own rest offset, on logits that already hold any bias."""
     if not stretches:
         return RestCalibration(0.0, target, 0.0, 0.0, 0)
     laid = _LaidEndToEnd.of(stretches)
-    before, frames = laid.false_activation(rest, vote_frames, 0.0)
+    before, frames = laid.false_activation(rest, vote_frames, 0.0, rule)
     if frames == 0:
         return RestCalibration(0.0, target, before, before, 0)
     # Beyond the largest margin, rest wins every frame (or loses every one).
     reach = float((laid.logits - laid.logits[:, rest : rest + 1]).abs().max()) + 1.0
+    reach += 0.0 if rule is None else RULE_REACH
     low, high = -reach, reach  # the rate at `high` is 0: every frame decided as rest
     for _ in range(BISECTION_STEPS):
         middle = (low + high) / 2
-        if laid.false_activation(rest, vote_frames, middle)[0] <= target:
+        if laid.false_activation(rest, vote_frames, middle, rule)[0] <= target:
             high = middle
         else:
             low = middle
-    after, _ = laid.false_activation(rest, vote_frames, high)
+    after, _ = laid.false_activation(rest, vote_frames, high, rule)
     return RestCalibration(high, target, after, before, frames)
 
 

@@ -32,6 +32,7 @@ from .adaptation import predict, protocol_of
 from .augmentation import BatchAugmenter
 from .calibration_free import calibration_free
 from .dataset import DB23, Normalisation, Selection, choose_device
+from .decision_choice import setting_calibrations
 from .folds import FoldSelections, fold_selections, training_view
 from .logits import write_logits
 from .model_file import write_network_file
@@ -43,7 +44,7 @@ from .models import (
 )
 from .onset_gate import OnsetGate
 from .poses import fold_codes
-from .rest_bias import setting_rest_calibration, validation_streams
+from .rest_bias import validation_streams
 from .rest_windows import setting_rest_windows
 from .sampling import ContrastiveSampler
 from .stream_sampling import StreamSampler, guard_width
@@ -387,7 +388,7 @@ def train_fold(
             f"hyper-parameters {vars(hyper)}: narrow training.search.learning_rate towards smaller rates"
         )
     gate = OnsetGate.from_config(setting.settings.onset_gate, data.frame_rate_hz)
-    calibration = setting_rest_calibration(setting, model, gate, extra["memo"])
+    calibration, decision = setting_calibrations(setting, model, gate, extra["memo"])
     free = calibration_free(setting, model, gate, fold)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tsv(search_rows, out_dir / "search.tsv")
@@ -418,6 +419,7 @@ def train_fold(
         rest_false_activation_target=setting.settings.rest_false_activation_target,
         guard_ms=setting.settings.guard_ms,
         onset_gate=None if gate is None else gate.as_dict(),
+        decision=None if decision is None else decision.as_dict(),
         calibration_free=free,
     )
 

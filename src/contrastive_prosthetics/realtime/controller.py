@@ -43,6 +43,7 @@ from ..data.ninapro import REST, DatabaseSpec
 from ..data.preprocess import PreprocessParams
 from ..learning.calibration_free import calibration_free_start
 from ..learning.dataset import Normalisation
+from ..learning.decision_rules import Hysteresis, RuleState
 from ..learning.decisions import allowed_classes, decide_latest
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file, rest_target_of
@@ -124,8 +125,10 @@ class Controller:
         network: TorchNetwork | None = None,
         gate: OnsetGate | None = None,
         gate_rest: np.ndarray | None = None,
+        rule: Hysteresis | None = None,
     ):
         self.scorer = scorer
+        self.rule, self.rule_state = rule, None  # the decision rule instead of the vote (None: the vote)
         self.network = network  # None for an exported network, whose statistics were fixed at export
         self.params, self.spec = params, spec
         self.unadapted: str | None = None  # why it refuses to decide until adapted (an AdaBN model), or None
@@ -168,6 +171,7 @@ class Controller:
         gate_rest: np.ndarray | None = None,
         rest_target: float | None = None,
         guard_ms: float | None = None,
+        rule: Hysteresis | None = None,
     ) -> Controller:
         """A controller of a torch model (see the module for ``adabn``, ``adapt_on``, ``batchnorm_state``,
         ``online_adaptation``, ``gate`` and ``gate_rest``); ``source`` names the model in errors; ``rest_target``
@@ -183,7 +187,7 @@ class Controller:
         network.track()
         context = model.config.context
         scorer = network.scorer(len(classes))
-        controller = cls(scorer, classes, params, spec, gestures, vote_frames, context, network, gate, gate_rest)
+        controller = cls(scorer, classes, params, spec, gestures, vote_frames, context, network, gate, gate_rest, rule)
         controller.rest_target, controller.guard_ms = rest_target, guard_ms
         if adabn and batchnorm_state is None:
             controller.unadapted = unadapted_message(source)
@@ -213,6 +217,7 @@ class Controller:
                 "gate": OnsetGate.from_dict(saved.get("onset_gate")),
                 "rest_target": rest_target_of(saved),
                 "guard_ms": saved.get("guard_ms"),
+                "rule": Hysteresis.from_dict(saved.get("decision")),
                 **options,
             },
         )
@@ -233,7 +238,7 @@ class Controller:
         n_frames = network.adapt(self.params, self.spec, emg)
         self.scorer = network.scorer(len(self.classes))
         self.unadapted = None
-        self.scores.clear()  # scored with the old statistics
+        self.restart()  # scored with the old statistics
         return n_frames
 
     def calibrate(
@@ -340,7 +345,7 @@ class Controller:
         network.track()
         self.scorer = network.scorer(len(self.classes))
         self.unadapted = None
-        self.scores.clear()
+        self.restart()
 
     def labelled_stretches(self, labelled: tuple, repetitions: int | None) -> list[tuple[torch.Tensor, np.ndarray]]:
         """One labelled recording (raw EMG, each sample's class name[, repetition]) as stretches of consecutive
@@ -393,7 +398,15 @@ class Controller:
         """The gestures the user wants now (rest is always added); no retraining, the vote starts afresh."""
         self.allowed = allowed_classes(self.classes, gestures)
         self.allowed_mask = self.allowed.numpy()
+        rest = self.classes.index(REST)
+        self.rule_state = None if self.rule is None else RuleState(self.rule, self.allowed_mask, rest)
+        self.restart()
+
+    def restart(self) -> None:
+        """The vote emptied, the decision rule back at rest: decisions start afresh."""
         self.scores.clear()
+        if self.rule_state is not None:
+            self.rule_state.reset()
 
     def push(self, chunk: np.ndarray) -> list[str]:
         """Feed raw EMG [sample, channel] (any number of samples); returns the decisions of completed frames."""
@@ -410,6 +423,9 @@ class Controller:
             scores = self.scorer(window if self.context > 1 else window[:, 0])
             if self.gate is not None:
                 scores = gated(scores, np.array([self.gate_open(frame)]), self.classes.index(REST))
+            if self.rule_state is not None:  # the saved decision rule (learning/decision_rules.py)
+                decisions.append(self.classes[self.rule_state.push(scores[0].numpy())])
+                continue
             self.scores.append(scores[0].numpy())
             latest = decide_latest(np.stack(self.scores), self.allowed_mask, self.vote_frames)
             decisions.append(self.classes[latest])

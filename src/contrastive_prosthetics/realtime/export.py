@@ -29,6 +29,7 @@ from ..core.errors import InputError
 from ..data.ninapro import DatabaseSpec
 from ..data.preprocess import PreprocessParams
 from ..learning.dataset import Normalisation
+from ..learning.decision_rules import Hysteresis
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file
 from ..learning.onset_gate import OnsetGate
@@ -138,6 +139,7 @@ def export_model(
         "window": saved["window"],
         "rest_bias": saved.get("rest_bias", 0.0),
         "onset_gate": saved.get("onset_gate"),
+        "decision": saved.get("decision"),  # the decision rule (None: the vote; learning/decision_rules.py)
         "adabn": bool(saved["adabn"]),
         "batchnorm_statistics": statistics,
         "input": "raw RMS frames [batch, channel] (context 1) or [batch, context, channel], float32",
@@ -194,4 +196,7 @@ def exported_controller(
     params = PreprocessParams(**description["preprocess"])
     gate = OnsetGate.from_dict(description.get("onset_gate"))
     classes, context = description["classes"], description["context"]
-    return Controller(scorer, classes, params, spec, gestures, vote_frames, context, gate=gate, gate_rest=gate_rest)
+    rule = Hysteresis.from_dict(description.get("decision"))
+    return Controller(
+        scorer, classes, params, spec, gestures, vote_frames, context, gate=gate, gate_rest=gate_rest, rule=rule
+    )
