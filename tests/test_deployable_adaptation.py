@@ -110,5 +110,5 @@ def test_the_protocol_a_model_is_scored_under():
     assert protocol_of(True, "cross_fitted", "deployable") == "deployable"
     assert protocol_of(True, "cross_fitted", "transductive") == "transductive"
     assert protocol_of(True, "scored_frames", "deployable") == "transductive"  # it reads the scored frames
-    with pytest.raises(InputError, match="evaluation.adaptation_protocol"):
+    with pytest.raises(InputError, match=r"evaluation\.adaptation_protocol"):
         protocol_of(True, "cross_fitted", "causal")
