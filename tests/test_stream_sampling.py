@@ -33,6 +33,32 @@ def test_guard_mask_covers_the_first_and_last_frames_of_every_run_of_one_label()
     assert not guard_mask(labels, subject, 0).any()
 
 
+def test_an_onset_guard_of_its_own_guards_a_movements_first_frames_alone():
+    """Rest (0), gesture 3, rest: with a guard of 2 and an onset guard of 0, the movement's first two frames are
+    trained on; its last two, and the rest's edges around it, stay guarded. A longer onset guard guards more."""
+    labels = torch.tensor([0, 0, 0, 0, 0, 3, 3, 3, 3, 3, 0, 0, 0, 0])
+    subject = torch.zeros_like(labels)
+    assert guard_mask(labels, subject, 2).int().tolist() == [1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1]
+    assert guard_mask(labels, subject, 2, onset_frames=0).int().tolist() == [1, 1, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    assert guard_mask(labels, subject, 2, onset_frames=3).int().tolist() == [1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert guard_mask(labels, subject, 0, onset_frames=1).int().tolist() == [0] * 5 + [1] + [0] * 8
+
+
+def test_the_sampler_draws_a_movements_onset_only_with_the_onset_guard_off(data):
+    """Class runs span their repetitions (the fixture): with a guard of 2, a movement's first frames (repetition 1,
+    frames 0-1) are drawn only when the onset guard is 0; its last frames never are."""
+    selection = data.select(subjects=["db1/s1"])
+    drawn = {}
+    for onset in (None, 0):
+        x = StreamSampler(data, selection, groups=4096, seed=2, guard_frames=2, onset_guard_frames=onset).draw().x
+        _, label, repetition, frame = decode(x)
+        movement = label != 0
+        onset_frames = (movement & (repetition == 1) & (frame < 2)).sum().item()
+        release = (movement & (repetition == 10) & (frame >= 5)).sum().item()
+        drawn[onset] = onset_frames, release
+    assert drawn[None] == (0, 0) and drawn[0][0] > 0 and drawn[0][1] == 0
+
+
 def test_every_group_holds_each_selected_class_once_with_its_own_label(data):
     selection = data.select(subjects=["db1/s1", "db2/s2"], repetitions=[1, 3, 4])
     batch = StreamSampler(data, selection, groups=256, seed=1).draw()

@@ -58,11 +58,11 @@ def feature_table(data: DB23, selection: Selection) -> tuple[np.ndarray, torch.T
 
 
 def training_table(
-    data: DB23, selection: Selection, frames: str, guard_frames: int
+    data: DB23, selection: Selection, frames: str, guard_frames: int, onset_guard_frames: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features, subject, class) of the frames LDA is fitted on: see the module."""
     if frames == "stream":
-        positions = stream_training_positions(data, selection, guard_frames)
+        positions = stream_training_positions(data, selection, guard_frames, onset_guard_frames)
         streams = data.streams
         return (
             design_matrix(streams.features[positions]),
@@ -196,7 +196,7 @@ def train_lda_fold(
     data = training_view(data, fold, selections)  # a zero-shot fold's held-out stretches left out, as networks'
     start = time.perf_counter()
     guard = guard_width(settings.guard_ms, data.frame_rate_hz)
-    x_train, subjects, labels = training_table(data, selections.train, frames, guard)
+    x_train, subjects, labels = training_table(data, selections.train, frames, guard, settings.onset_guard(data))
     models = fit_models(x_train, subjects, labels, fold["scheme"])
     seconds = time.perf_counter() - start
 

@@ -22,6 +22,7 @@ import torch
 
 from ..core.errors import InputError
 from ..core.units import ms_to_frames
+from ..data.ninapro import REST
 from .dataset import DB23, Selection
 from .sampling import ContrastiveBatch
 
@@ -31,11 +32,16 @@ def guard_width(guard_ms: float, frame_rate_hz: float) -> int:
     return ms_to_frames(guard_ms, frame_rate_hz)
 
 
-def guard_mask(classes: torch.Tensor, subject: torch.Tensor, guard_frames: int) -> torch.Tensor:
+def guard_mask(
+    classes: torch.Tensor, subject: torch.Tensor, guard_frames: int, onset_frames: int | None = None, rest: int = 0
+) -> torch.Tensor:
     """[frame] True for frames within ``guard_frames`` of a change of label (or of subject) on either side: the
-    first and the last ``guard_frames`` frames of every run of one label."""
+    first and the last ``guard_frames`` frames of every run of one label; with ``onset_frames``, the first frames of a
+    movement run (a class other than ``rest``) are guarded for that many instead, so that the onset's ramp can be
+    trained on (0) while the release and the rest around it stay guarded."""
     n = len(classes)
-    if guard_frames <= 0 or n == 0:
+    onset_frames = guard_frames if onset_frames is None else onset_frames
+    if max(guard_frames, onset_frames) <= 0 or n == 0:
         return torch.zeros(n, dtype=torch.bool, device=classes.device)
     position = torch.arange(n, device=classes.device)
     starts = torch.ones(n, dtype=torch.bool, device=classes.device)
@@ -44,12 +50,15 @@ def guard_mask(classes: torch.Tensor, subject: torch.Tensor, guard_frames: int) 
     ends[-1] = True
     run_start = torch.where(starts, position, 0).cummax(0).values
     run_end = torch.where(ends, position, n).flip(0).cummin(0).values.flip(0)  # the run's last frame
-    return (position - run_start < guard_frames) | (run_end - position < guard_frames)
+    head = torch.where(classes == rest, guard_frames, onset_frames)  # a run's first frames: its own class decides
+    return (position - run_start < head) | (run_end - position < guard_frames)
 
 
-def stream_training_positions(data: DB23, selection: Selection, guard_frames: int) -> torch.Tensor:
+def stream_training_positions(
+    data: DB23, selection: Selection, guard_frames: int, onset_frames: int | None = None
+) -> torch.Tensor:
     """Stream positions training draws from (the sampler below, and the LDA baseline): the selection's subjects
-    during its repetitions, labelled with one of its classes, outside the guard band."""
+    during its repetitions, labelled with one of its classes, outside the guard band (:func:`guard_mask`)."""
     streams = data.streams
     device = streams.frames.device
     repetitions = (selection.repetitions + 1).to(device)  # the stream's repetitions are 1-based
@@ -57,7 +66,7 @@ def stream_training_positions(data: DB23, selection: Selection, guard_frames: in
         torch.isin(streams.subject, selection.subjects.to(device))
         & torch.isin(streams.repetition, repetitions)
         & torch.isin(streams.classes, selection.classes.to(device))
-        & ~guard_mask(streams.classes, streams.subject, guard_frames)
+        & ~guard_mask(streams.classes, streams.subject, guard_frames, onset_frames, data.classes.index(REST))
     )
     return eligible.nonzero().squeeze(1)
 
@@ -77,6 +86,7 @@ class StreamSampler:
         context: int = 1,
         reference_frames: int = 0,
         guard_frames: int = 0,
+        onset_guard_frames: int | None = None,
     ):
         if data.streams is None:
             raise InputError("training on the stream needs the streams: load DB23 with with_streams=True")
@@ -88,7 +98,7 @@ class StreamSampler:
         subjects, classes = selection.subjects.to(device), selection.classes.to(device)
         repetitions = (selection.repetitions + 1).to(device)  # the stream's repetitions are 1-based
         timely = torch.isin(streams.subject, subjects) & torch.isin(streams.repetition, repetitions)
-        positions = stream_training_positions(data, selection, guard_frames)
+        positions = stream_training_positions(data, selection, guard_frames, onset_guard_frames)
         # Each eligible frame's (subject row, class column) among the selection's, as one sort key.
         subject_row = torch.full((len(data.subject_names),), -1, dtype=torch.long, device=device)
         subject_row[subjects] = torch.arange(len(subjects), device=device)

@@ -157,7 +157,10 @@ def training_sampler(setting: Setting, seed: int) -> ContrastiveSampler | Stream
     train = setting.selections.train
     if settings.frames == "stream":
         guard = guard_width(settings.guard_ms, setting.data.frame_rate_hz)
-        return StreamSampler(setting.data, train, settings.groups, seed=seed, guard_frames=guard, **shape)
+        onset = settings.onset_guard(setting.data)
+        return StreamSampler(
+            setting.data, train, settings.groups, seed=seed, guard_frames=guard, onset_guard_frames=onset, **shape
+        )
     return ContrastiveSampler(setting.data, train, settings.groups, seed=seed, **shape)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.units import ms_to_frames
 from .augmentation import Augmentation
 
 STREAM_SCORE = "val_stream_movement_accuracy"  # training.selection: stream's score, a column of history and search
@@ -56,6 +57,7 @@ class TrainingSettings:
     log_floor_quanta: float = 0.0  # and at least this many quantisation steps of the channel (0: no such floor)
     selection: str = "segments"  # segments: validation loss and accuracy; stream: see .stream_selection
     normalisation: str = "pooled"  # per_subject: AdaBN models get a batch norm of each electrode's input
+    onset_guard_ms: float | None = None  # the guard at a movement's start (None: guard_ms): 0 trains on the onset
     evaluation_batch: int = 1 << 16
     augmentation: Augmentation = field(default_factory=Augmentation)  # training batches as other arms (off)
 
@@ -100,18 +102,29 @@ class TrainingSettings:
             log_floor_quanta=training.get("log_floor_quanta", 0.0),
             selection=training.get("selection", "segments"),
             normalisation=training.get("normalisation", "pooled"),
+            onset_guard_ms=training.get("onset_guard_ms"),
             augmentation=Augmentation.from_config(training.get("augmentation")),
         )
 
     def for_model(self, model_settings: dict) -> TrainingSettings:
         """These settings with the training keys a model's entry of ``models`` may set for itself (``normalisation``,
-        ``augmentation``): a model built to serve new users can differ from the run's within-subject models."""
+        ``augmentation``, ``onset_guard_ms``): a model built to serve new users, or to be measured against the
+        others, can differ from the run's other models."""
         changes = {}
         if "normalisation" in model_settings:
             changes["normalisation"] = model_settings["normalisation"]
+        if "onset_guard_ms" in model_settings:
+            changes["onset_guard_ms"] = model_settings["onset_guard_ms"]
         if "augmentation" in model_settings:
             changes["augmentation"] = Augmentation.from_config(model_settings["augmentation"])
         return replace(self, **changes)
+
+    def onset_guard(self, data) -> int | None:
+        """``onset_guard_ms`` in frames at the data's frame rate (None: the guard band is ``guard_ms`` on every side,
+        :func:`.stream_sampling.guard_mask`)."""
+        if self.onset_guard_ms is None:
+            return None
+        return ms_to_frames(self.onset_guard_ms, data.frame_rate_hz)
 
     def evaluation_keys(self) -> dict:
         """The evaluation keys these settings were made with (what ``from_config`` read from that section)."""
