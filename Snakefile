@@ -42,6 +42,7 @@ localrules:
     download,
     aggregate,
     aggregate_stream,
+    stream_summary,
     aggregate_zero_shot,
     figures,
     calibration_summary,
@@ -53,7 +54,8 @@ rule all:
         tensors=all_tensors(),
         logits=all_logits(),
         tables=expand(
-            "results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES
+            "results/eval/{table}.tsv",
+            table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + STREAM_SUMMARY_TABLES + ZERO_SHOT_TABLES,
         ),
         figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),
         calibration=calibration_outputs(),

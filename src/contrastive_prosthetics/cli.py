@@ -138,6 +138,17 @@ def command_concatenate(args: argparse.Namespace) -> None:
     aggregate_optional_folders([Path(folder) for folder in args.inputs or []], args.tables, Path(args.out_dir))
 
 
+def command_stream_summary(args: argparse.Namespace) -> None:
+    from .core.atomic import atomic_write_frame
+    from .evaluation.stream_summary import stream_summary
+    from .evaluation.tables import read_table
+
+    table = stream_summary(
+        read_table(Path(args.stream_metrics)), json.loads(args.families_json), args.target, args.seed
+    )
+    atomic_write_frame(table, Path(args.out))
+
+
 def command_zero_shot(args: argparse.Namespace) -> None:
     import torch
 
@@ -302,6 +313,15 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option | OneOf, ...]] = {
         option("--inputs", f"{EVAL_DIR} folders", nargs="*", required=False),
         helped(TABLES, "stream_metrics, zero_shot, ..."),
         RUN_OUT_DIR,
+    ),
+    Subcommand(
+        "stream-summary", "the stream metrics over users, and the rest promise user by user", command_stream_summary
+    ): (
+        option("--stream-metrics", "results/eval/stream_metrics.tsv"),
+        helped(FAMILIES_JSON, "fold → family, as for aggregate"),
+        option("--target", "evaluation.rest_false_activation_target (omit: none)", type=float, required=False),
+        helped(SEED, "config key 'seed' (bootstrap over subjects)"),
+        option("--out", "results/eval/stream_summary.tsv"),
     ),
     Subcommand("zero-shot", "unseen, seen and all gestures of a zero-shot fold", command_zero_shot): (
         helped(LOGITS, "the zero-shot fold's logits.pt"),

@@ -8,6 +8,7 @@ from contrastive_prosthetics.evaluation.artefacts import (
     FIGURES,
     FULL_TABLES,
     STREAM_TABLES,
+    STREAM_SUMMARY_TABLES,
     SUMMARY_TABLES,
     ZERO_SHOT_TABLES,
 )
@@ -67,6 +68,12 @@ def archive_folder(wildcards, output):
 def input_folder(wildcards, input):
     """The folder of the rule's first input, where its command reads (``--eval-dir``)."""
     return os.path.dirname(input[0])
+
+
+def target_option():
+    """--target of evaluation.rest_false_activation_target, or nothing when it is null (no rest promise)."""
+    target = config["evaluation"]["rest_false_activation_target"]
+    return "" if target is None else f"--target {target}"
 
 
 def run_table(table):

@@ -115,6 +115,27 @@ rule aggregate_stream:
         "--out-dir {params.out_dir} > {log} 2>&1"
 
 
+# The stream metrics over users (subject means with intervals) and the rest promise user by user.
+rule stream_summary:
+    input:
+        "results/eval/stream_metrics.tsv",
+    output:
+        run_table("stream_summary"),
+    log:
+        "logs/stream_summary.log",
+    benchmark:
+        "benchmarks/stream_summary.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        families=json.dumps(FAMILIES),
+        target=target_option(),
+        seed=config["seed"],
+    shell:
+        "python -m contrastive_prosthetics stream-summary --stream-metrics {input} --families-json {params.families:q} "
+        "{params.target} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
 # Zero-shot folds: the held-out gestures, the trained ones and all, against the same model trained on every gesture.
 rule zero_shot:
     input:

@@ -4,7 +4,8 @@
 rule figures:
     input:
         tables=expand(
-            "results/eval/{table}.tsv", table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES
+            "results/eval/{table}.tsv",
+            table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + STREAM_SUMMARY_TABLES + ZERO_SHOT_TABLES,
         ),
         histories=per_run("results/models/{model}/{fold}/{window}/history.tsv"),
         searches=per_run("results/models/{model}/{fold}/{window}/search.tsv"),

@@ -7,6 +7,8 @@ EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "co
 SUMMARY_TABLES = ("summary", "subset_summary")
 # Tables of the continuous-stream evaluation (rule stream, per network × fold × window; then aggregate_stream).
 STREAM_TABLES = ("stream_metrics", "stream_tradeoff", "stream_timing")
+# The stream metrics over users and the rest promise user by user (rule stream_summary, stream_summary.py).
+STREAM_SUMMARY_TABLES = ("stream_summary",)
 # Tables of zero-shot folds (rule zero_shot, per model × zero-shot fold × window; then aggregate_zero_shot).
 ZERO_SHOT_TABLES = ("zero_shot", "zero_shot_subsets")
 # Run-level tables that stay files beside the report instead of being embedded in it: one row per random subset
