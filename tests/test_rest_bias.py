@@ -86,6 +86,43 @@ def test_the_shared_margin_counts_each_users_bias_and_leaves_out_users_without_r
     assert shared_margin([(moving, 3.0)], REST, 0, 0.2) == 0.0 and shared_margin([], REST, 0, 0.2) == 0.0
 
 
+def test_each_user_gets_their_own_bias_never_below_the_pooled_one():
+    """User a's rest frames beat rest by 1 .. 10 (their own bias for 20 %: 8.0), user b's by 0.1 .. 1.0 (0.8); with
+    the pooled bias 2.0 as the floor, the restless user gets more and the quiet one keeps the population's."""
+    from contrastive_prosthetics.learning.rest_bias import per_user_biases
+
+    a = rest_frames_with_margins(np.arange(1, 11).astype(float))
+    b = rest_frames_with_margins(np.arange(1, 11) / 10)
+    biases = per_user_biases([a, b, a], ["s1", "s2", "s1"], REST, vote_frames=0, target=0.2, floor=2.0)
+    assert biases.keys() == {"s1", "s2"} and biases["s2"] == 2.0
+    assert biases["s1"] == pytest.approx(8.0, abs=1e-5)
+
+
+def test_a_subject_decides_with_their_own_bias_where_the_model_has_one():
+    from contrastive_prosthetics.learning.rest_bias import subject_rest_bias
+
+    saved = {"rest_bias": 1.5, "calibration": {"bias": 1.5, "per_subject": {"db1/s1": 3.0}}}
+    assert subject_rest_bias(saved, "db1/s1") == 3.0 and subject_rest_bias(saved, "db1/s2") == 1.5
+    assert subject_rest_bias({"rest_bias": 0.5, "calibration": None}, "db1/s1") == 0.5  # older files: one bias
+
+
+@pytest.mark.parametrize("promise", ["average", "per_user"])
+def test_the_end_of_training_calibrates_per_user_only_when_asked(promise):
+    from test_train import TRAINING, settings_of
+
+    from contrastive_prosthetics.learning.decision_choice import calibrations
+
+    quiet, restless = rest_frames_with_margins(np.arange(1, 11) / 10), rest_frames_with_margins(np.arange(1, 11) * 1.0)
+    settings = settings_of(TRAINING, rest_false_activation_target=0.2, rest_promise=promise)
+    calibration, rule = calibrations([quiet, restless], ["rest", "a", "b"], settings, 100.0, ["q", "r"])
+    assert rule is None and calibration.false_activation <= 0.2
+    if promise == "average":
+        assert calibration.per_subject == {}
+    else:
+        assert calibration.per_subject["q"] == calibration.bias < calibration.per_subject["r"]
+        assert calibration.as_dict()["per_subject"] == calibration.per_subject  # what model.pt keeps
+
+
 @pytest.mark.parametrize("adabn", [False, True], ids=["plain", "cross-fitted AdaBN"])
 def test_the_calibration_reads_only_the_validation_selections_frames(tmp_path, adabn):
     """Every stream frame the rest calibration scores belongs to a validation subject's validation repetition (the

@@ -53,6 +53,7 @@ NO_REST_BIAS = {
     "decision": {"rule": "vote"},
 }
 NO_REST_BIAS |= {"adaptation_protocol": "transductive", "adaptation_update_s": 30.0}  # streams as before
+NO_REST_BIAS |= {"rest_promise": "average"}
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}
 
 

@@ -50,6 +50,7 @@ from ..learning.lda import lda_stream_logits
 from ..learning.model_file import guard_ms_of, load_model_file, read_model_file
 from ..learning.onset_gate import OnsetGate
 from ..learning.poses import fold_codes, with_subject_codes
+from ..learning.rest_bias import subject_rest_bias
 from ..learning.stream_sampling import guard_mask, guard_width
 from ..learning.stream_scoring import StreamScoring, class_bias, with_gate
 from .stream_metrics import stream_metrics
@@ -76,7 +77,7 @@ def stream_logits(
         for repetition in repetitions:
             for positions, model in scoring.stretch_networks(saved["network"], subject, repetition, repetitions):
                 model = with_subject_codes(model, codes, subject)
-                bias = class_bias(raw.classes, saved.get("rest_bias", 0.0))
+                bias = class_bias(raw.classes, subject_rest_bias(saved, raw.subject_names[subject]))
                 scorer = FrameScorer(model, saved["normalisation_"], live, len(raw.classes), bias=bias)
                 frames = raw.stream_context(torch.from_numpy(positions), context)
                 if timed < TIMED_FRAMES:

@@ -14,6 +14,7 @@ the start of a movement run to the first frame from which the decision stays rig
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,7 +24,7 @@ from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from .batched_decisions import decide_stretches
 from .decision_rules import Hysteresis, decide_rule_subsets, rule_grid
-from .rest_bias import RestCalibration, _LaidEndToEnd, calibrate_rest_bias, rest_calibration
+from .rest_bias import RestCalibration, _LaidEndToEnd, calibrate_rest_bias, per_user_biases, rest_calibration
 from .training_settings import TrainingSettings
 
 if TYPE_CHECKING:
@@ -97,11 +98,20 @@ def choose_decision(
 
 
 def calibrations(
-    stretches: list, classes: list[str], settings: TrainingSettings, frame_rate_hz: float
+    stretches: list, classes: list[str], settings: TrainingSettings, frame_rate_hz: float, subjects: list[str]
 ) -> tuple[RestCalibration | None, Hysteresis | None]:
-    """The rest calibration (:func:`.rest_bias.rest_calibration`) and the decision rule (:func:`choose_decision`)
-    of validation ``stretches``: what the end of training saves in model.pt, networks and LDA alike."""
+    """The rest calibration (:func:`.rest_bias.rest_calibration`; with ``evaluation.rest_promise: per_user`` each
+    validation subject's own bias too, ``subjects`` naming each stretch's, :func:`.rest_bias.per_user_biases`) and
+    the decision rule (:func:`choose_decision`, on top of the pooled bias) of validation ``stretches``: what the end
+    of training saves in model.pt, networks and LDA alike."""
     calibration = rest_calibration(stretches, classes, settings, frame_rate_hz)
+    if calibration is not None and settings.rest_promise == "per_user":
+        vote_frames = ms_to_frames(settings.vote_window_ms, frame_rate_hz)
+        own = per_user_biases(
+            stretches, subjects, classes.index(REST), vote_frames, calibration.target, calibration.bias
+        )
+        calibration = replace(calibration, per_subject=own)
+        log.info("per-user rest biases (never below the pooled %.4f): %s", calibration.bias, own)
     bias = 0.0 if calibration is None else calibration.bias
     return calibration, choose_decision(stretches, classes, settings, frame_rate_hz, bias)
 
@@ -114,5 +124,8 @@ def setting_calibrations(
     settings, rate = setting.settings, setting.data.frame_rate_hz
     if settings.rest_false_activation_target is None and not rule_grid(settings.decision, rate):
         return None, None
-    streams = [(logits, truth) for _, logits, truth in setting.validation_streams(model, gate, memo)]
-    return calibrations(streams, setting.data.classes, settings, rate)
+    scored = setting.validation_streams(model, gate, memo)
+    names = [""] * len(scored)  # whose each stretch is: what a per-user promise reads
+    if settings.rest_promise == "per_user":
+        names = [setting.data.subject_names[int(setting.data.streams.subject[int(p[0])])] for p, _, _ in scored]
+    return calibrations([(logits, truth) for _, logits, truth in scored], setting.data.classes, settings, rate, names)

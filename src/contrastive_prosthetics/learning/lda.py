@@ -33,6 +33,7 @@ from .folds import fold_selections, training_view
 from .logits import RestWindows, write_logits
 from .model_file import write_lda_file
 from .onset_gate import OnsetGate
+from .rest_bias import subject_rest_bias
 from .rest_windows import located, rest_window_starts, window_positions
 from .stream_sampling import guard_width, stream_training_positions
 from .stream_scoring import class_bias, scored_stretches, with_gate
@@ -130,21 +131,29 @@ def lda_calibrations(data: DB23, selection: Selection, models: dict[int, FittedL
     (:func:`.decision_choice.calibrations`)."""
     gate = OnsetGate.from_config(settings.onset_gate, data.frame_rate_hz)
     stretches = lda_validation_stretches(data, selection, models, gate)
-    calibration, rule = calibrations(stretches, data.classes, settings, data.frame_rate_hz)
+    names = [data.subject_names[subject] for subject, _ in stretches]
+    calibration, rule = calibrations([s for _, s in stretches], data.classes, settings, data.frame_rate_hz, names)
     return gate, calibration, None if rule is None else rule.as_dict()
 
 
 def lda_validation_stretches(
     data: DB23, selection: Selection, models: dict[int, FittedLDA], gate: OnsetGate | None
 ) -> list[tuple[torch.Tensor, np.ndarray]]:
-    """(logits without a bias, truth) of every stretch of the validation ``selection``'s streams, the onset ``gate``
-    in front: what the rest bias and the decision rule are chosen on."""
+    """(subject, (logits without a bias, truth)) of every stretch of the validation ``selection``'s streams, the
+    onset ``gate`` in front: what the rest bias and the decision rule are chosen on."""
     return [
         (
-            with_gate(
-                stream_scores(models.get(subject, models.get(SHARED)), data, positions), data, subject, positions, gate
+            subject,
+            (
+                with_gate(
+                    stream_scores(models.get(subject, models.get(SHARED)), data, positions),
+                    data,
+                    subject,
+                    positions,
+                    gate,
+                ),
+                data.streams.classes[positions].numpy(),
             ),
-            data.streams.classes[positions].numpy(),
         )
         for subject in selection.subjects.tolist()
         for repetition in (selection.repetitions + 1).tolist()
@@ -158,11 +167,11 @@ def lda_stream_logits(
     """The stream evaluation's scores for an LDA model.pt: per test subject and scored stretch (subject, positions,
     logits with the rest bias), and the median seconds per frame of scoring one frame at a time (on the first
     ``timed_frames``; the features come from conversion, so their computation is not in it)."""
-    bias = class_bias(data.classes, saved["rest_bias"])
     gate = OnsetGate.from_dict(saved.get("onset_gate"))
     out, seconds = [], []
     for subject, repetitions in test_pool.items():
         model = saved["estimators"].get(data.subject_names[subject], saved["estimators"].get("all"))
+        bias = class_bias(data.classes, subject_rest_bias(saved, data.subject_names[subject]))
         for positions in scored_stretches(data, subject, repetitions):
             for one in positions[: max(timed_frames - len(seconds), 0), None]:  # one frame at a time
                 start = time.perf_counter()

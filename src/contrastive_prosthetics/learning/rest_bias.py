@@ -16,7 +16,7 @@ controller, replay and the exported model all decide with it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +48,8 @@ class RestCalibration:
     false_activation: float  # on the validation streams, with the bias
     false_activation_before: float  # on the validation streams, without it
     frames: int  # rest frames the rates count
+    # evaluation.rest_promise per_user: each validation subject's own bias (never below ``bias``), by name
+    per_subject: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -146,6 +148,29 @@ def shared_margin(users: list[tuple[list, float]], rest: int, vote_frames: int, 
         else:
             low = middle
     return high
+
+
+def per_user_biases(
+    stretches: list, subjects: list[str], rest: int, vote_frames: int, target: float, floor: float
+) -> dict[str, float]:
+    """Each subject's own rest bias: the smallest meeting ``target`` on their own stretches (``subjects`` names each
+    stretch's), never below ``floor`` (the bias meeting it on every subject's pooled): one repetition's rest shows a
+    user's quiet moments better than their restless ones, so a quiet user keeps the population's bias and a restless
+    one gets more (evaluation.rest_promise: per_user)."""
+    by_subject: dict[str, list] = {}
+    for stretch, subject in zip(stretches, subjects, strict=True):
+        by_subject.setdefault(subject, []).append(stretch)
+    return {
+        subject: max(calibrate_rest_bias(own, rest, vote_frames, target).bias, floor)
+        for subject, own in sorted(by_subject.items())
+    }
+
+
+def subject_rest_bias(saved: dict, subject: str) -> float:
+    """The rest bias a model.pt decides a subject's recording with: their own (a per_user promise, for a subject it
+    validated on), else the model's."""
+    own = (saved.get("calibration") or {}).get("per_subject") or {}
+    return float(own.get(subject, saved.get("rest_bias", 0.0)))
 
 
 def rest_calibration(

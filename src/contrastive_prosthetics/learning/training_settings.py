@@ -22,6 +22,7 @@ EVALUATION_KEYS = (
     "adaptation_protocol",
     "adaptation_update_s",
     "decision",
+    "rest_promise",
 )
 
 
@@ -53,6 +54,7 @@ class TrainingSettings:
     onset_gate: dict | None  # evaluation's: the amplitude gate in front of the classifier (None: none)
     adaptation_protocol: str  # evaluation's: deployable or transductive streams (.adaptation)
     adaptation_update_s: float  # evaluation's: how often a deployable controller updates its statistics
+    rest_promise: str  # evaluation's: average (one bias) or per_user (each validation subject's own too)
     decision: dict  # evaluation's: the decision rule, its grid chosen among at the end of training (decision_rules)
     log_floor_quanta: float = 0.0  # and at least this many quantisation steps of the channel (0: no such floor)
     selection: str = "segments"  # segments: validation loss and accuracy; stream: see .stream_selection
@@ -99,6 +101,7 @@ class TrainingSettings:
             adaptation_protocol=evaluation["adaptation_protocol"],
             adaptation_update_s=float(evaluation["adaptation_update_s"]),
             decision=evaluation["decision"],
+            rest_promise=evaluation["rest_promise"],
             log_floor_quanta=training.get("log_floor_quanta", 0.0),
             selection=training.get("selection", "segments"),
             normalisation=training.get("normalisation", "pooled"),
