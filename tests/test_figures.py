@@ -136,6 +136,11 @@ def write_run(
                     | {"accuracy": 0.7, "movement_accuracy": skill(model) - 0.1 * offset}
                     | {"rest_false_activation": 0.3 - 0.1 * offset, "false_activations_per_min": 20 - 5 * offset}
                     | {"onset_delay_p50_ms": 200 + 20 * offset, "onset_delay_p90_ms": 500 + 50 * offset}
+                    | {"rule": "vote"}
+                )
+                stream_tradeoff.append(  # the model's hysteresis rule beside its vote: faster at the same rest
+                    stream_tradeoff[-1]
+                    | {"rule": "hysteresis", "vote_ms": np.nan, "onset_delay_p50_ms": 120 + 20 * offset}
                 )
             for group in groups:
                 for level, bonus in (("frame", 0.0), ("vote", 0.05)):
@@ -263,6 +268,7 @@ def test_every_figure_written_as_svg_and_png(figures):
         ("windows", ["onset", "steady", "Gesture-only accuracy", "Rest false activation", "classifier_adabn"]),
         ("per_class_recall", ["Recall per gesture", "Thumb up", "classifier_adabn (bars)", "contrastive"]),
         ("stream", ["Controller delay (ms)", "Onset delay", "Rest false activation", "usual limit", "contrastive"]),
+        ("stream_tradeoff", ["Movement accuracy", "calibrated", "decision rule", "contrastive"]),
         ("zero_shot", ["unseen gestures", "generalised", "oracle", "2 held-out set(s)", "Unseen gestures chosen, k"]),
         ("voting", ["Voting window (ms", "Accuracy over all classes (%)", "classifier_adabn", "250 ms"]),
         ("confusion", ["Predicted class", "True class", "B6", "Thumb up", "rest"]),

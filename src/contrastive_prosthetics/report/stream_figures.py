@@ -84,9 +84,14 @@ def stream_tradeoff_figure(
 ) -> list[Path]:
     """Movement accuracy and onset delay against rest false activation as the rest bias moves, every model (LDA
     included) on one plot, each at the ``vote_ms`` vote (k = K): one curve per model, fold and window, the
-    calibrated operating point (chosen on validation streams) marked."""
+    calibrated operating point (chosen on validation streams) marked; a model's own decision rule (``rule`` other
+    than ``vote``, :mod:`..learning.decision_rules`) dashed beside its vote, at the same rest false activation."""
     title = f"What a quieter rest costs: the rest bias's trade-off on the test streams ({vote_ms:g} ms vote)"
-    rows = tradeoff[tradeoff["vote_ms"] == vote_ms] if not tradeoff.empty else tradeoff
+    if not tradeoff.empty:
+        rule = tradeoff["rule"].fillna("vote") if "rule" in tradeoff else pd.Series("vote", index=tradeoff.index)
+        tradeoff = tradeoff.assign(rule=rule)
+        tradeoff = tradeoff[(tradeoff["vote_ms"] == vote_ms) | (tradeoff["rule"] != "vote")]
+    rows = tradeoff
     if rows.empty:
         return save_figure(
             no_data_figure(title, "No stream evaluation (a centred RMS reads ahead: not causal)."), out_stem
@@ -95,10 +100,11 @@ def stream_tradeoff_figure(
     colours = extend_colours(colours, rows["label"])
     figure = Figure(figsize=(12, 4.8), layout="constrained")
     movement_axes, onset_axes = figure.subplots(1, 2, sharex=True)
-    for (label, _, _), curve in rows.groupby(["label", "fold", "window"]):
+    for (label, _, _, rule), curve in rows.groupby(["label", "fold", "window", "rule"]):
         curve = curve.sort_values("rest_false_activation")
         rest = 100 * curve["rest_false_activation"]
         style = {"color": colours[label], "linewidth": 1.5, "marker": ".", "markersize": 4}
+        style["linestyle"] = "-" if rule == "vote" else "--"
         movement_axes.plot(rest, 100 * curve["movement_accuracy"], **style)
         onset_axes.plot(rest, curve["onset_delay_p50_ms"], **style)
         chosen = curve[curve["calibrated"].astype(str) == "True"]
@@ -125,4 +131,6 @@ def stream_tradeoff_figure(
             label="calibrated\n(validation streams)",
         ),
     ]
+    if (rows["rule"] != "vote").any():
+        key.append(Line2D([], [], color="grey", linestyle="--", label="the model's decision rule\n(hysteresis)"))
     return finished(figure, title, model_handles(colours, rows["label"]), key, out_stem)
