@@ -196,6 +196,7 @@ def network_file(
     classes: list[str] = CLASSES,
     calibration_free: dict | None = None,
     decision: dict | None = None,
+    calibration: dict | None = None,
 ):
     """``model.pt`` of ``model`` through training's writer (``adabn``: as an AdaBN model's, cross-fitted)."""
     write_network_file(
@@ -218,7 +219,7 @@ def network_file(
         history=[],
         seed=0,
         rest_bias=rest_bias,
-        calibration=None,
+        calibration=calibration,
         rest_false_activation_target=0.1,
         guard_ms=100.0,
         onset_gate=onset_gate,
@@ -295,6 +296,31 @@ def test_a_wrong_model_file_names_the_file_and_what_to_do(tmp_path, make, messag
         with pytest.raises(InputError, match=message) as error:
             load()
         assert str(path) in str(error.value)
+
+
+def test_a_user_the_model_validated_on_decides_with_their_own_rest_bias_as_the_stream_evaluation(tmp_path):
+    """A per-user promise (calibration.per_subject in model.pt): the controller told whose recording it decides uses
+    that user's bias, as the stream evaluation does (subject_rest_bias); anyone else, or no one named, the model's."""
+    from contrastive_prosthetics.learning.rest_bias import subject_rest_bias
+    from contrastive_prosthetics.learning.stream_scoring import class_bias
+
+    emg = np.random.default_rng(1).normal(0, 1e-4, (4000, DB2.n_channels))
+    model, normalisation = tiny_model(DB2.n_channels)
+    scores = FrameScorer(model, normalisation, torch.ones(DB2.n_channels, dtype=torch.bool), len(CLASSES))
+    frames = torch.from_numpy(FrameMaker(DB2.sampling_rate_hz, PREPROCESS, False, DB2.n_channels).push(emg))
+    logits = scores(frames, batch=256)
+    margin = (logits[:, 1:].amax(1) - logits[:, 0]).median().item()
+    calibration = {"bias": margin - 1.0, "per_subject": {"db2/s1": margin + 1e-3}}
+    path = network_file(tmp_path / "model.pt", model, normalisation, rest_bias=margin - 1.0, calibration=calibration)
+    saved = {"rest_bias": margin - 1.0, "calibration": calibration}
+    decided = {}
+    for subject in ("db2/s1", "db2/s2", None):
+        controller = Controller.from_model_file(path, DB2, ["B1", "B2", "B3"], vote_frames=5, subject=subject)
+        decided[subject] = controller.push(emg)
+        bias = saved["rest_bias"] if subject is None else subject_rest_bias(saved, subject)
+        offline = offline_decisions(logits + class_bias(CLASSES, bias), ["B1", "B2", "B3"], 5, None)
+        assert decided[subject] == [CLASSES[i] for i in offline.tolist()]
+    assert decided["db2/s2"] == decided[None] and decided["db2/s1"].count("rest") > decided[None].count("rest")
 
 
 @pytest.mark.parametrize("rule", [None, RULE], ids=["vote", "hysteresis"])

@@ -23,11 +23,12 @@ def replay_recording(args: argparse.Namespace) -> pd.DataFrame:
     draws its ``--figure``: this stage imports nothing of the report's)."""
     from ..data.ninapro import database
     from .adabn import recording_emg
-    from .replay import controller_for, replay_to_file
+    from .replay import controller_for, recording_subject, replay_to_file
 
     spec = database(args.database)
     adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
-    controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend, adapt_on)
+    subject = recording_subject(spec, Path(args.recording))  # their own rest bias, where the model has one
+    controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend, adapt_on, subject)
     timeline = replay_to_file(controller, Path(args.recording), spec, Path(args.out))
     log.info("%d frames, %.1f %% decided right", len(timeline), 100 * (timeline["true"] == timeline["decided"]).mean())
     return timeline

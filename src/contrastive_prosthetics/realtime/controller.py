@@ -57,7 +57,7 @@ from ..learning.personalise import (
     personalise,
     user_rest_bias,
 )
-from ..learning.rest_bias import RestCalibration
+from ..learning.rest_bias import RestCalibration, subject_rest_bias
 from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias
 from .adabn import (
@@ -198,10 +198,14 @@ class Controller:
     @classmethod
     def from_model_file(cls, path: Path, spec: DatabaseSpec, gestures: list[str], vote_frames: int, **options):
         """A controller of a ``model.pt`` written by training (networks only); an AdaBN one (``adabn`` in the file)
-        decides once adapted (``adapt_on=`` or :meth:`adapt`, or ``batchnorm_state=``)."""
+        decides once adapted (``adapt_on=`` or :meth:`adapt`, or ``batchnorm_state=``). ``subject=`` (``db1/s3``):
+        whose recording it decides, so that a user the model validated on decides with their own rest bias, as the
+        stream evaluation does (``evaluation.rest_promise: per_user``); anyone else with the model's."""
         saved = load_model_file(path)
         if options.pop("calibration_free", False):
             saved = calibration_free_start(saved, str(path))
+        subject = options.pop("subject", None)
+        rest_bias = saved.get("rest_bias", 0.0) if subject is None else subject_rest_bias(saved, subject)
         return cls.from_model(
             saved["network"],
             saved["normalisation_"],
@@ -211,7 +215,7 @@ class Controller:
             gestures,
             vote_frames,
             **{
-                "rest_bias": saved.get("rest_bias", 0.0),
+                "rest_bias": rest_bias,
                 "adabn": bool(saved["adabn"]),
                 "source": str(path),
                 "gate": OnsetGate.from_dict(saved.get("onset_gate")),

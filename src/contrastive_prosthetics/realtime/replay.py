@@ -28,12 +28,22 @@ from .controller import Controller
 CHUNK_MS = 10
 
 
-def recording_exercise(spec: DatabaseSpec, path: Path) -> str:
-    """The exercise a NinaPro file name holds (``S1_E2_A1.mat``: exercise C of DB2)."""
+def subject_number(path: Path) -> int:
+    """The subject number a NinaPro file name starts with (``S3_...``)."""
     found = re.match(r"S(\d+)_", Path(path).name)
     if not found:
         raise InputError(f"{path}: not a NinaPro file name (S<subject>_...); rename it as NinaPro names it")
-    return exercise_from_file_name(spec, int(found.group(1)), Path(path).name)
+    return int(found.group(1))
+
+
+def recording_exercise(spec: DatabaseSpec, path: Path) -> str:
+    """The exercise a NinaPro file name holds (``S1_E2_A1.mat``: exercise C of DB2)."""
+    return exercise_from_file_name(spec, subject_number(path), Path(path).name)
+
+
+def recording_subject(spec: DatabaseSpec, path: Path) -> str:
+    """The subject a NinaPro file name names, as the pipeline names subjects (``S3_A1_E1.mat`` of DB1: ``db1/s3``)."""
+    return f"{spec.name}/s{subject_number(path)}"
 
 
 def controller_for(
@@ -43,10 +53,12 @@ def controller_for(
     vote_ms: float,
     backend: str,
     adapt_on: np.ndarray | None = None,
+    subject: str | None = None,
 ) -> Controller:
     """The controller of a network's ``model.pt``, or of an export folder run by ``backend``; the vote spans
     ``vote_ms`` at the model's frame rate (0: no vote). An AdaBN ``model.pt`` is adapted on ``adapt_on`` (the
-    user's raw EMG, :func:`.adabn.recording_emg`), and refused now, before anything is replayed, without it."""
+    user's raw EMG, :func:`.adabn.recording_emg`), and refused now, before anything is replayed, without it. A
+    ``model.pt`` decides ``subject``'s recording with their own rest bias where it has one."""
     model = Path(model)
     if model.is_dir():
         from .export import DEPLOYMENT_NAME, exported_controller
@@ -59,7 +71,8 @@ def controller_for(
         rate = json.loads((model / DEPLOYMENT_NAME).read_text())["frame_rate_hz"]
         return exported_controller(model, spec, gestures, vote_frames(vote_ms, rate), backend)
     rate = read_network_file(model)["frame_rate_hz"]
-    controller = Controller.from_model_file(model, spec, gestures, vote_frames(vote_ms, rate), adapt_on=adapt_on)
+    options = {"adapt_on": adapt_on, "subject": subject}
+    controller = Controller.from_model_file(model, spec, gestures, vote_frames(vote_ms, rate), **options)
     if controller.unadapted is not None:
         raise InputError(controller.unadapted)
     return controller
