@@ -75,6 +75,7 @@ def test_default_dag_plans_every_subject(tmp_path):
         "zero_shot": str(sets * windows),
         "aggregate": "1",
         "aggregate_stream": "1",
+        "stream_summary": "1",
         "aggregate_zero_shot": "1",
         "figures": "1",
         "all": "1",
