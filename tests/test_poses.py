@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import PREPROCESS, emg_for, make_protocol, write_mat
-from test_evaluate import brute_force_subset, grid_payload
+from test_evaluate import brute_force_subset, grid_payload, make_payload
 
 from contrastive_prosthetics.data.convert import convert_subject
 from contrastive_prosthetics.data.ninapro import DB1
+from contrastive_prosthetics.evaluation.tables import OPTIONAL_COLUMNS
 from contrastive_prosthetics.evaluation.zero_shot import restricted, zero_shot_tables
 from contrastive_prosthetics.learning.dataset import DB23, SubjectInfo
 from contrastive_prosthetics.learning.poses import pose_prototypes
@@ -94,8 +96,8 @@ def test_zero_shot_tables_compare_each_set_with_its_oracle_and_chance():
     oracle = grid_payload(n_gestures=6, subjects=2, repetitions=2, frames=10, seed=1, boost=3.0)
     for p in (payload, oracle):
         p.update(unseen=["B2", "B5"], window="onset")
-    table, curves = zero_shot_tables(payload, oracle, window_frames=5, trials=4, seed=0)
-    table = table.set_index("set")
+    tables = zero_shot_tables(payload, oracle, window_frames=5, trials=4, seed=0)
+    table, curves = tables["zero_shot"].set_index("set"), tables["zero_shot_subsets"]
     assert list(table.index) == ["unseen", "seen", "all"]
     assert table.loc["unseen", "classes"] == 3 and table.loc["unseen", "chance"] == pytest.approx(1 / 3)
     assert table.loc["seen", "gestures"] == "B1 B3 B4 B6" and table.loc["all", "classes"] == 7
@@ -111,6 +113,131 @@ def test_zero_shot_tables_compare_each_set_with_its_oracle_and_chance():
     whole = curves[curves["k"] == 2].set_index("scored_by")["accuracy"]
     assert (whole["model"] == table.loc["unseen", "accuracy"]).all()
     assert (whole["oracle"] == table.loc["unseen", "oracle_accuracy"]).all()
+    gesture_curve = curves[curves["k"] == 2].set_index("scored_by")["gesture_accuracy"]
+    assert (gesture_curve["model"] == table.loc["unseen", "gesture_accuracy"]).all()
     without = dict(payload, unseen=[])
     with pytest.raises(ValueError, match="not a zero-shot fold"):
         zero_shot_tables(without, oracle, window_frames=5, trials=4, seed=0)
+
+
+# Hand-worked windows for the zero-shot numbers: (true class, {class: logit}; the others 0), each window two frames
+# alike. Classes rest, B1..B4; B2 and B4 unseen. The decision among a set's classes is the argmax over its columns.
+HAND_WORKED = [
+    ("B2", {"B2": 2}),  # unseen: B2, right     all: B2, right
+    ("B2", {"rest": 2}),  # unseen: rest          all: rest
+    ("B2", {"B4": 2}),  # unseen: B4            all: B4
+    ("B2", {"rest": 2, "B3": 3}),  # unseen: rest   all: B3 (a seen gesture)
+    ("B4", {"B4": 2, "B1": 3}),  # unseen: B4, right  all: B1 (a seen gesture)
+    ("B4", {"B2": 2}),  # unseen: B2            all: B2
+    ("rest", {"rest": 2}),  # rest, right in every set
+    ("rest", {"rest": 2}),
+    ("B1", {"B1": 2}),  # seen: B1, right       all: B1, right
+    ("B3", {"rest": 2}),  # seen: rest           all: rest
+]
+
+
+def hand_worked_payload(perfect: bool = False) -> dict:
+    """:data:`HAND_WORKED` as a payload (``perfect``: every window's true class far ahead, an oracle that knows)."""
+    classes = ["rest", "B1", "B2", "B3", "B4"]
+    logits, label, repetition = [], [], []
+    for w, (true, scores) in enumerate(HAND_WORKED):
+        row = torch.zeros(len(classes))
+        for name, value in ({true: 10.0} if perfect else scores).items():
+            row[classes.index(name)] = value
+        logits += [row, row]
+        label += [classes.index(true)] * 2
+        repetition += [w + 1] * 2  # each window its own segment
+    frames = len(label)
+    payload = make_payload(
+        torch.stack(logits),
+        torch.tensor(label),
+        torch.zeros(frames, dtype=torch.long),
+        torch.tensor(repetition),
+        torch.tensor([0, 1] * (frames // 2)),
+        n_gestures=4,
+    )
+    return payload | {"unseen": ["B2", "B4"], "fold": "zs"}
+
+
+def test_the_zero_shot_table_leads_with_the_unseen_gestures_own_windows():
+    """Among rest, B2 and B4 (unseen), the six gesture windows are decided B2, rest, B4, rest, B4, B2: two right,
+    gesture accuracy 2/6 = 1/3, at its chance 1/3 (three classes); two decided as rest, 2/6. The balanced accuracy
+    is the mean of the recalls: rest 2/2, B2 1/4, B4 1/2, so 7/12 = 0.583, well above chance: rest carries it;
+    accuracy (2 + 2)/8 = 1/2. Among rest, B1 and B3 (seen): B1 right, B3 as rest: 1/2, 1/2; balanced (1 + 1 + 0)/3;
+    accuracy 3/4. Among all five: right are B2's first and B1's window, 2 of 8; rest decided for B2's second and
+    B3's, 2/8; balanced (1 + 1 + 1/4 + 0 + 0)/5 = 0.45; accuracy 4/10; chance 1/5. The oracle decides all right."""
+    tables = zero_shot_tables(hand_worked_payload(), hand_worked_payload(perfect=True), 2, trials=2, seed=0)
+    table = tables["zero_shot"]
+    assert list(table.columns) == OPTIONAL_COLUMNS["zero_shot"]
+    assert list(table.columns[5:12]) == [
+        "set",
+        "gesture_accuracy",
+        "gesture_chance",
+        "gesture_windows_as_rest",
+        "balanced_accuracy",
+        "accuracy",
+        "chance",
+    ]
+    table = table.set_index("set")
+    expected = {
+        "unseen": (1 / 3, 1 / 3, 1 / 3, 7 / 12, 1 / 2, 6),
+        "seen": (1 / 2, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 2),
+        "all": (2 / 8, 1 / 5, 2 / 8, 9 / 20, 4 / 10, 8),
+    }
+    columns = ["gesture_accuracy", "gesture_chance", "gesture_windows_as_rest", "balanced_accuracy", "accuracy"]
+    for name, (*numbers, gesture_windows) in expected.items():
+        assert table.loc[name, columns].tolist() == pytest.approx(numbers), name
+        assert table.loc[name, "gesture_windows"] == gesture_windows
+        assert table.loc[name, "chance"] == table.loc[name, "gesture_chance"] == 1 / table.loc[name, "classes"]
+    oracle = [
+        "oracle_gesture_accuracy",
+        "oracle_gesture_windows_as_rest",
+        "oracle_balanced_accuracy",
+        "oracle_accuracy",
+    ]
+    assert table[oracle].to_numpy().tolist() == [[1.0, 0.0, 1.0, 1.0]] * 3
+    # The subset curve at k = 2 (both unseen gestures) is the unseen row again.
+    curve = tables["zero_shot_subsets"].query("k == 2 and scored_by == 'model'")
+    assert curve["gesture_accuracy"].tolist() == pytest.approx([1 / 3] * len(curve))
+
+
+def test_the_zero_shot_confusion_counts_each_sets_windows_by_true_and_decided_class():
+    """The counts of :func:`test_the_zero_shot_table_leads_with_the_unseen_gestures_own_windows`'s decisions, zero
+    counts omitted: among the unseen gestures B2 is decided B2 once, rest twice and B4 once; B4 is decided B4 once
+    and B2 once; rest is rest twice. Among all, B2's fourth window and B4's first go to the seen B3 and B1."""
+    tables = zero_shot_tables(hand_worked_payload(), hand_worked_payload(perfect=True), 2, trials=2, seed=0)
+    confusion = tables["zero_shot_confusion"]
+    assert list(confusion.columns) == OPTIONAL_COLUMNS["zero_shot_confusion"]
+    assert (confusion["fold"] == "zs").all() and (confusion["window"] == "onset").all()
+
+    def counts(name: str, who: str = "model") -> dict:
+        part = confusion[(confusion["set"] == name) & (confusion["scored_by"] == who)]
+        return {(row.true, row.decided): row.windows for row in part.itertuples()}
+
+    assert counts("unseen") == {
+        ("rest", "rest"): 2,
+        ("B2", "rest"): 2,
+        ("B2", "B2"): 1,
+        ("B2", "B4"): 1,
+        ("B4", "B2"): 1,
+        ("B4", "B4"): 1,
+    }
+    assert counts("seen") == {("rest", "rest"): 2, ("B1", "B1"): 1, ("B3", "rest"): 1}
+    assert counts("all") == {
+        ("rest", "rest"): 2,
+        ("B1", "B1"): 1,
+        ("B2", "rest"): 1,
+        ("B2", "B2"): 1,
+        ("B2", "B3"): 1,
+        ("B2", "B4"): 1,
+        ("B3", "rest"): 1,
+        ("B4", "B1"): 1,
+        ("B4", "B2"): 1,
+    }
+    assert counts("unseen", "oracle") == {("rest", "rest"): 2, ("B2", "B2"): 4, ("B4", "B4"): 2}
+    # The table's shares are these counts': B2 and B4's windows decided as rest, of theirs.
+    unseen = pd.Series(counts("unseen"))
+    gestures = unseen.drop("rest", level=0)
+    assert gestures.xs("rest", level=1).sum() / gestures.sum() == pytest.approx(
+        tables["zero_shot"].set_index("set").loc["unseen", "gesture_windows_as_rest"]
+    )

@@ -184,7 +184,7 @@ def test_the_zero_shot_subsets_count_the_rest_windows_among_each_subsets_classes
     payload["rest_window_logits"][7, :, 1] = 1000.0  # B1, seen: no subset of the unseen gestures holds it
     payload["rest_window_logits"][5, :, 4] = 1000.0  # B4, unseen
     payload["unseen"] = ["B2", "B4"]
-    _, curves = zero_shot_tables(payload, dict(payload), window_frames=10, trials=3, seed=0)
+    curves = zero_shot_tables(payload, dict(payload), window_frames=10, trials=3, seed=0)["zero_shot_subsets"]
     holds_b4 = torch.cat([chosen[:, 1] for chosen in draw_subsets(2, 3, seed=0).values()]).double()
     for _, curve in curves.groupby("scored_by"):
         assert curve["rest_false_activation"].tolist() == pytest.approx((holds_b4 / n_windows).tolist())

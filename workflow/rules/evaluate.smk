@@ -136,7 +136,8 @@ rule stream_summary:
         "{params.target} --seed {params.seed} --out {output} > {log} 2>&1"
 
 
-# Zero-shot folds: the held-out gestures, the trained ones and all, against the same model trained on every gesture.
+# Zero-shot folds: the held-out gestures, the trained ones and all, against the same model trained on every gesture
+# (the table, its subset-size curve and its confusion counts).
 rule zero_shot:
     input:
         logits="results/models/{model}/{fold}/{window}/logits.pt",
@@ -144,6 +145,7 @@ rule zero_shot:
     output:
         table="results/eval/{model}/{fold}/{window}/zero_shot.tsv",
         subsets="results/eval/{model}/{fold}/{window}/zero_shot_subsets.tsv",
+        confusion="results/eval/{model}/{fold}/{window}/zero_shot_confusion.tsv",
     log:
         "logs/zero_shot/{model}/{fold}/{window}.log",
     benchmark:
@@ -166,6 +168,7 @@ rule aggregate_zero_shot:
     input:
         per_run("results/eval/{model}/{fold}/{window}/zero_shot.tsv", zero_shot_only=True),
         per_run("results/eval/{model}/{fold}/{window}/zero_shot_subsets.tsv", zero_shot_only=True),
+        per_run("results/eval/{model}/{fold}/{window}/zero_shot_confusion.tsv", zero_shot_only=True),
     output:
         [run_table(table) for table in ZERO_SHOT_TABLES],
     log:

@@ -83,22 +83,38 @@ OPTIONAL_COLUMNS = {
         "onset_delay_p90_ms",
     ],
     "stream_timing": ["model", "adabn", "adaptation", "fold", "window", "compute_ms", "rms_window_ms", "frame_ms"],
-    "zero_shot": [
+    "zero_shot": [  # led by the set's gesture windows (their own numbers; zero_shot.py), then all its windows
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "set",  # unseen, seen or all: the gestures decided among, with rest
+        "gesture_accuracy",  # of the set's gesture windows (true class not rest), the share decided right
+        "gesture_chance",  # its chance: 1 / classes (the set's gestures + rest); a decision of rest is a miss
+        "gesture_windows_as_rest",  # of the set's gesture windows, the share decided as rest
+        "balanced_accuracy",  # mean recall over the set's gestures and rest
+        "accuracy",  # over all the set's windows, rest's included
+        "chance",  # 1 / classes
+        "oracle_gesture_accuracy",  # the same, by the model trained on every gesture
+        "oracle_gesture_windows_as_rest",
+        "oracle_balanced_accuracy",
+        "oracle_accuracy",
+        "gestures",
+        "classes",
+        "gesture_windows",  # the windows gesture_accuracy and gesture_windows_as_rest count
+    ],
+    "zero_shot_confusion": [  # the voted windows' counts among each set's classes, zero counts omitted
         "model",
         "adabn",
         "adaptation",
         "fold",
         "window",
         "set",
-        "gestures",
-        "classes",
-        "chance",
-        "accuracy",
-        "balanced_accuracy",
-        "gesture_accuracy",
-        "oracle_accuracy",
-        "oracle_balanced_accuracy",
-        "oracle_gesture_accuracy",
+        "scored_by",  # model, or oracle (the model trained on every gesture)
+        "true",
+        "decided",
+        "windows",
     ],
     "zero_shot_subsets": [
         "k",

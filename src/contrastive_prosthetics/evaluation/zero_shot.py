@@ -8,10 +8,21 @@ classes, each with rest:
     seen    the gestures trained on
     all     every gesture: generalised zero-shot, where unseen gestures compete with the trained ones
 
-each after the majority vote, against chance (one over the classes of the set) and against the oracle: the same
-model trained with every gesture (the fold the zero-shot fold copies), scored on the same frames and classes. The
-subset-size curve over the unseen gestures (k = 1..their number, rest added) comes with it, its rest false activation
-over the test rest windows scored among the same classes, as the main evaluation's (:mod:`.rest_windows`).
+each after the majority vote, against chance and against the oracle: the same model trained with every gesture
+(the fold the zero-shot fold copies), scored on the same frames and classes. Each set's row (``zero_shot.tsv``) leads
+with the numbers of the set's own gesture windows (windows whose true class is one of its gestures, not rest):
+
+    gesture_accuracy         the share of them decided as their gesture (a decision of rest is a miss)
+    gesture_chance           1 / (the set's gestures + rest): a decision drawn at random among the classes decided
+                             among is right that often, whatever the window
+    gesture_windows_as_rest  the share of them decided as rest: a gesture the user made and the hand did not
+
+then the balanced accuracy (mean recall over the set's gestures and rest: rest's recall weighs as much as every
+gesture's, and can carry it), the accuracy over all its windows (rest's too) and their chance, one over the set's
+classes. ``zero_shot_confusion.tsv`` holds the voted windows' [true, decided] counts among each set's classes, rest
+included, by the model and by the oracle (``scored_by``). The subset-size curve over the unseen gestures (k =
+1..their number, rest added) comes with it, its rest false activation over the test rest windows scored among the
+same classes, as the main evaluation's (:mod:`.rest_windows`).
 """
 
 from __future__ import annotations
@@ -29,9 +40,8 @@ from .artefacts import ZERO_SHOT_SETS as SETS
 from .evaluate import classification_metrics
 from .rest_windows import rest_window_payload
 from .subsets import draw_subsets, subset_size_accuracy
+from .tables import OPTIONAL_COLUMNS
 from .voting import checked_scores, window_frames_for, window_outcomes
-
-# The sets of classes each zero-shot fold is scored among (each with rest; see above), in the order of its table.
 
 
 def restricted(payload: dict, names: list[str]) -> dict:
@@ -50,20 +60,46 @@ def restricted(payload: dict, names: list[str]) -> dict:
     return out
 
 
-def voted_metrics(payload: dict, window_frames: int) -> dict:
-    """Accuracy, balanced accuracy and gesture-only accuracy of the voted windows over all the payload's classes."""
+def voted_metrics(payload: dict, window_frames: int) -> tuple[dict, torch.Tensor]:
+    """The numbers of the voted windows among all the payload's classes, rest first (see above): gesture accuracy,
+    the share of gesture windows decided as rest, balanced accuracy and accuracy; and their [true, decided] counts."""
+    if payload["classes"][0] != REST:
+        raise InputError(f"the classes {payload['classes']} do not lead with {REST}")
     predictions = checked_scores(payload).argmax(1)
     votes, truth, _ = window_outcomes(payload, window_frames, predictions)
     metrics = classification_metrics(votes, truth, len(payload["classes"]))
-    gestures = truth != 0
-    gesture_accuracy = float((votes[gestures] == truth[gestures]).double().mean()) if gestures.any() else float("nan")
-    return {k: metrics[k] for k in ("accuracy", "balanced_accuracy")} | {"gesture_accuracy": gesture_accuracy}
+    confusion = metrics["confusion"]
+    gesture_windows = int(confusion[1:].sum())
+
+    def share(windows: torch.Tensor) -> float:
+        return int(windows) / gesture_windows if gesture_windows else float("nan")
+
+    numbers = {
+        "gesture_accuracy": share(confusion[1:, 1:].diagonal().sum()),
+        "gesture_windows_as_rest": share(confusion[1:, 0].sum()),
+        "balanced_accuracy": metrics["balanced_accuracy"],
+        "accuracy": metrics["accuracy"],
+    }
+    return numbers, confusion
+
+
+def confusion_rows(confusion: torch.Tensor, classes: list[str]) -> pd.DataFrame:
+    """Long-format [true, decided] window counts, zero counts omitted."""
+    true, decided = confusion.nonzero(as_tuple=True)
+    return pd.DataFrame(
+        {
+            "true": [classes[i] for i in true.tolist()],
+            "decided": [classes[i] for i in decided.tolist()],
+            "windows": confusion[true, decided].numpy(),
+        }
+    )
 
 
 def zero_shot_tables(
     payload: dict, oracle: dict, window_frames: int, trials: int, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(zero_shot, zero_shot_subsets) of one zero-shot fold's logits against its oracle's."""
+) -> dict[str, pd.DataFrame]:
+    """The tables of one zero-shot fold's logits against its oracle's, by name (zero_shot, zero_shot_subsets and
+    zero_shot_confusion)."""
     unseen = list(payload.get("unseen") or [])
     if not unseen:
         raise InputError(f"{payload['model']}/{payload['fold']}: not a zero-shot fold (no unseen gestures)")
@@ -72,32 +108,40 @@ def zero_shot_tables(
     gestures = [name for name in payload["classes"] if name != REST]
     sets = dict(zip(SETS, (unseen, [g for g in gestures if g not in unseen], gestures), strict=True))
     leading = {key: payload[key] for key in ("model", "adabn", "adaptation", "fold", "window")}
-    rows = []
+    rows, confusions = [], []
     for name, chosen in sets.items():
         names = [REST, *chosen]
-        model = voted_metrics(restricted(payload, names), window_frames)
-        best = voted_metrics(restricted(oracle, names), window_frames)
-        rows.append(
-            leading
-            | {"set": name, "gestures": " ".join(chosen), "classes": len(names), "chance": 1 / len(names)}
-            | model
-            | {f"oracle_{key}": value for key, value in best.items()}
-        )
+        model, model_confusion = voted_metrics(restricted(payload, names), window_frames)
+        best, best_confusion = voted_metrics(restricted(oracle, names), window_frames)
+        chance = {"gesture_chance": 1 / len(names), "chance": 1 / len(names)}
+        described = {
+            "gestures": " ".join(chosen),
+            "classes": len(names),
+            "gesture_windows": int(model_confusion[1:].sum()),
+        }
+        oracle_numbers = {f"oracle_{key}": value for key, value in best.items()}
+        rows.append(leading | {"set": name} | model | chance | oracle_numbers | described)
+        for who, confusion in (("model", model_confusion), ("oracle", best_confusion)):
+            confusions.append(confusion_rows(confusion, names).assign(**leading, set=name, scored_by=who))
     subsets = draw_subsets(len(unseen), trials, seed)
     curves = []
     for who, source in (("model", payload), ("oracle", oracle)):
         chosen = restricted(source, [REST, *unseen])
         curve = subset_size_accuracy(chosen, window_frames, subsets, rest_windows=rest_window_payload(chosen))
         curves.append(curve.assign(**leading, scored_by=who))
-    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+    return {
+        "zero_shot": pd.DataFrame(rows)[OPTIONAL_COLUMNS["zero_shot"]],  # in the order of its columns
+        "zero_shot_subsets": pd.concat(curves, ignore_index=True),
+        "zero_shot_confusion": pd.concat(confusions, ignore_index=True)[OPTIONAL_COLUMNS["zero_shot_confusion"]],
+    }
 
 
 def evaluate_zero_shot(
     logits_path: Path, oracle_path: Path, out_dir: Path, *, vote_window_ms: float, trials: int, seed: int
 ) -> None:
-    """Write ``zero_shot.tsv`` and ``zero_shot_subsets.tsv`` of one zero-shot fold into ``out_dir``."""
+    """Write ``zero_shot.tsv``, ``zero_shot_subsets.tsv`` and ``zero_shot_confusion.tsv`` of one zero-shot fold into
+    ``out_dir``."""
     payload, oracle = read_logits(logits_path), read_logits(oracle_path)
     window_frames = window_frames_for(vote_window_ms, payload["frame_rate_hz"])
-    table, curves = zero_shot_tables(payload, oracle, window_frames, trials, seed)
-    atomic_write_frame(table, Path(out_dir) / "zero_shot.tsv")
-    atomic_write_frame(curves, Path(out_dir) / "zero_shot_subsets.tsv")
+    for name, table in zero_shot_tables(payload, oracle, window_frames, trials, seed).items():
+        atomic_write_frame(table, Path(out_dir) / f"{name}.tsv")
