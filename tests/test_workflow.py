@@ -143,6 +143,7 @@ def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
     zero_shot = pd.read_csv(workdir / "results/eval/zero_shot.tsv", sep="\t")
     assert set(zero_shot["set"]) == {"unseen", "seen", "all"} and set(zero_shot["model"]) == {"contrastive_pose"}
     assert (zero_shot["chance"] == 1 / zero_shot["classes"]).all() and zero_shot["oracle_accuracy"].notna().all()
+    assert list(zero_shot.columns[5:9]) == ["set", "gesture_accuracy", "gesture_chance", "gesture_windows_as_rest"]
     stream = pd.read_csv(workdir / "results/eval/stream_metrics.tsv", sep="\t")
     # Every model, LDA from its stream features.
     assert set(stream["model"]) == {"contrastive_adabn", "classifier", "contrastive_pose", "lda"}
@@ -200,6 +201,9 @@ def test_every_table_has_a_row_per_run_group_subset_and_vote(tiny_run):
     size = config["folds"]["zero-shot"]["size"]  # unseen gestures: k = 1..size, model and oracle
     for name, rows in (("zero_shot", 3), ("zero_shot_subsets", 2 * size * evaluation["subset_trials"])):
         assert tables[name].groupby(["model", "fold", "window"]).size().to_dict() == dict.fromkeys(zero_shot_runs, rows)
+    # The confusion counts every voted window of each set once, by the model and by its oracle.
+    counted = tables["zero_shot_confusion"].groupby(["model", "fold", "window", "set", "scored_by"])["windows"].sum()
+    assert counted.groupby(level=[0, 1, 2, 3]).nunique().eq(1).all() and len(counted) == len(zero_shot_runs) * 3 * 2
     summary = tables["subset_summary"]
     assert (summary["subjects"] == subjects).all() and (summary["subsets"] == evaluation["subset_trials"]).all()
     assert set(tables["summary"]["family"]) == {"reps-2-5", "zero-shot"}
@@ -231,7 +235,7 @@ FIGURE_CONTENTS = {
     "per_class_recall": (1, [*NETWORKS, "lda (bars)", "B17  Wrist extension with closed hand"]),
     "stream": (3, [*NETWORKS, ">lda<", "Onset delay: median (solid), 90th percentile (dashed)"]),
     "stream_tradeoff": (2, [*NETWORKS, ">lda<", "Movement accuracy", "Onset delay", "(250 ms vote)"]),
-    "zero_shot": (2, [">contrastive_pose<", "1 held-out set(s)", "Among k unseen gestures + rest"]),
+    "zero_shot": (3, [">contrastive_pose<", "1 held-out set(s)", "Among k unseen gestures + rest", "Gesture accuracy"]),
 }
 
 
