@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,9 @@ from test_evaluate import brute_force_subset, grid_payload, make_payload
 
 from contrastive_prosthetics.data.convert import convert_subject
 from contrastive_prosthetics.data.ninapro import DB1
-from contrastive_prosthetics.evaluation.tables import OPTIONAL_COLUMNS
+from contrastive_prosthetics.evaluation import zero_shot
+from contrastive_prosthetics.evaluation.artefacts import ZERO_SHOT_TABLES
+from contrastive_prosthetics.evaluation.tables import OPTIONAL_COLUMNS, read_table
 from contrastive_prosthetics.evaluation.zero_shot import restricted, zero_shot_tables
 from contrastive_prosthetics.learning.dataset import DB23, SubjectInfo
 from contrastive_prosthetics.learning.poses import pose_prototypes
@@ -241,3 +245,16 @@ def test_the_zero_shot_confusion_counts_each_sets_windows_by_true_and_decided_cl
     assert gestures.xs("rest", level=1).sum() / gestures.sum() == pytest.approx(
         tables["zero_shot"].set_index("set").loc["unseen", "gesture_windows_as_rest"]
     )
+
+
+def test_evaluate_zero_shot_writes_its_three_tables(tmp_path, monkeypatch):
+    """One file per table of ZERO_SHOT_TABLES, as the rule zero_shot names them, read back as written."""
+    payloads = {"model.pt": hand_worked_payload(), "oracle.pt": hand_worked_payload(perfect=True)}
+    monkeypatch.setattr(zero_shot, "read_logits", lambda path: payloads[str(path)])
+    zero_shot.evaluate_zero_shot(  # a 20 ms vote at 100 Hz: the two frames of each window
+        Path("model.pt"), Path("oracle.pt"), tmp_path, vote_window_ms=20, trials=2, seed=0
+    )
+    written = {name: read_table(tmp_path / f"{name}.tsv") for name in ZERO_SHOT_TABLES}
+    assert list(written["zero_shot"].columns) == OPTIONAL_COLUMNS["zero_shot"]
+    assert written["zero_shot"]["gesture_accuracy"].tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 4])
+    assert written["zero_shot_confusion"]["windows"].sum() == 2 * (8 + 4 + 10)  # model and oracle, every set
