@@ -1,6 +1,7 @@
-"""The deployable adaptation protocol: a stretch of the continuous recording adapts on the user's recording before it
-(as a controller updating its statistics every so often holds them), never on a later frame nor on a left-out
-repetition; the transductive protocol (the other scored repetitions) stays available."""
+"""The deployable adaptation protocols: ``setup`` adapts a user on the repetitions recorded before use (their training
+ones), ``past`` each stretch of the continuous recording on the user's recording before it (as a controller updating
+its statistics every so often holds them); neither reads a later frame nor a left-out repetition; the transductive
+protocol (the other scored repetitions) stays available."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def model(raw: DB23) -> torch.nn.Module:
     return build_model(ModelConfig("contrastive", N_CHANNELS, len(raw.classes), 8, 4, 16, 1, 0.0, 1)).eval()
 
 
-def scoring(raw: DB23, protocol: str, update_frames: int = 1, left_out: dict | None = None) -> StreamScoring:
+def scoring(
+    raw: DB23, protocol: str, update_frames: int = 1, left_out: dict | None = None, setup: dict | None = None
+) -> StreamScoring:
     normalisation = Normalisation(torch.zeros(N_CHANNELS), torch.full((N_CHANNELS,), 1e6), False, torch.ones(12))
     return StreamScoring(
         raw=raw,
@@ -46,6 +49,7 @@ def scoring(raw: DB23, protocol: str, update_frames: int = 1, left_out: dict | N
         protocol=protocol,
         update_frames=update_frames,
         left_out=left_out or {},
+        setup=setup or {},
     )
 
 
@@ -83,7 +87,7 @@ def test_no_later_frame_and_no_left_out_repetition_reaches_a_deployable_stretchs
     left_out = torch.isin(raw.streams.repetition, torch.tensor([2, 5])) & (raw.streams.subject == subject)
     frames[later | left_out] *= 5
     changed.streams = replace(raw.streams, frames=frames)
-    assert torch.equal(statistics("deployable", raw), statistics("deployable", changed))
+    assert torch.equal(statistics("past", raw), statistics("past", changed))
     assert not torch.equal(statistics("transductive", raw), statistics("transductive", changed))
 
 
@@ -95,20 +99,58 @@ def test_a_stretch_with_too_little_recording_before_it_is_not_scored(raw):
     every = [p for r in stretches for p in stretches[r]]
     earliest = min(every, key=lambda positions: positions[0])
     network = model(raw)
-    deployable = [p for r in stretches for p, _ in scoring(raw, "deployable").stretch_networks(network, subject, r, [])]
+    past = [p for r in stretches for p, _ in scoring(raw, "past").stretch_networks(network, subject, r, [])]
     transductive = [
         p for r in stretches for p, _ in scoring(raw, "transductive").stretch_networks(network, subject, r, [1, 2])
     ]
-    assert len(transductive) == len(every) > len(deployable) > 0
-    assert not any(np.array_equal(p, earliest) for p in deployable)
+    assert len(transductive) == len(every) > len(past) > 0
+    assert not any(np.array_equal(p, earliest) for p in past)
     first = int(raw.streams.offset[subject])
-    assert all(p[0] - first >= adaptation.MIN_PAST_S * raw.frame_rate_hz for p in deployable)
+    assert all(p[0] - first >= adaptation.MIN_PAST_S * raw.frame_rate_hz for p in past)
 
 
 def test_the_protocol_a_model_is_scored_under():
-    assert protocol_of(False, "none", "deployable") == "none"
-    assert protocol_of(True, "cross_fitted", "deployable") == "deployable"
+    assert protocol_of(False, "none", "setup") == "none"
+    assert protocol_of(True, "cross_fitted", "past") == "past"
+    assert protocol_of(True, "cross_fitted", "setup") == "setup"
     assert protocol_of(True, "cross_fitted", "transductive") == "transductive"
-    assert protocol_of(True, "scored_frames", "deployable") == "transductive"  # it reads the scored frames
+    assert protocol_of(True, "scored_frames", "setup") == "transductive"  # it reads the scored frames
     with pytest.raises(InputError, match=r"evaluation\.adaptation_protocol"):
         protocol_of(True, "cross_fitted", "causal")
+
+
+def test_setup_adapts_a_user_on_their_setup_repetitions_alone_and_a_user_without_any_on_their_past(raw):
+    """Every stretch of a user with setup repetitions is scored by one network adapted on exactly those: scaling
+    every other frame of theirs leaves it as it was, scaling a setup repetition moves it. A user without setup
+    repetitions is scored as past (their first stretches left out)."""
+    subject, setup = 1, {1: [1, 3, 4]}
+
+    def networks(data: DB23, protocol: str = "setup") -> list:
+        by_repetition = [
+            list(scoring(data, protocol, setup=setup).stretch_networks(model(data), s, r, [2, 5]))
+            for s in (0, 1)
+            for r in (2, 5)
+        ]
+        return by_repetition
+
+    def statistics(network) -> torch.Tensor:
+        return torch.cat([torch.cat(layer[:2]) for layer in batchnorm_statistics(network)])
+
+    plain = networks(raw)
+    user = [statistics(n) for rows in plain[2:] for _, n in rows]  # subject 1, repetitions 2 and 5
+    assert all(torch.equal(user[0], other) for other in user)
+    every_stretch = sum(len(scored_stretches(raw, 0, [r])) for r in (2, 5))
+    assert 0 < sum(len(rows) for rows in plain[:2]) < every_stretch  # subject 0: past, the earliest left out
+
+    def scaled(where: torch.Tensor) -> DB23:
+        changed, frames = copy.copy(raw), raw.streams.frames.clone()
+        frames[where] *= 5
+        changed.streams = replace(raw.streams, frames=frames)
+        return changed
+
+    mine = raw.streams.subject == subject
+    in_setup = torch.isin(raw.streams.repetition, torch.tensor(setup[subject]))
+    others = networks(scaled(mine & ~in_setup))
+    assert torch.equal(statistics(others[2][0][1]), user[0])
+    moved = networks(scaled(mine & in_setup))
+    assert not torch.equal(statistics(moved[2][0][1]), user[0])

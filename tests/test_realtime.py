@@ -209,7 +209,7 @@ def network_file(
         model="tiny",
         adabn=adabn,
         adaptation="cross_fitted" if adabn else "none",
-        adaptation_protocol="deployable" if adabn else "none",
+        adaptation_protocol="setup" if adabn else "none",
         adaptation_update_s=30.0,
         fold="f",
         fold_spec={},

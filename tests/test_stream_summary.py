@@ -10,7 +10,7 @@ from contrastive_prosthetics.evaluation.stream_summary import COLUMNS, METRICS, 
 
 
 def rows(fold: str, subject: str, k: int, rest_false_activation: float, accuracy: float, rule="vote", vote_ms=250.0):
-    leading = {"model": "m", "adabn": True, "adaptation": "cross_fitted", "adaptation_protocol": "deployable"}
+    leading = {"model": "m", "adabn": True, "adaptation": "cross_fitted", "adaptation_protocol": "setup"}
     metrics = {metric: 0.5 for metric in METRICS} | {"accuracy": accuracy}
     metrics["rest_false_activation"] = rest_false_activation
     where = {"fold": fold, "window": "onset", "subject": subject, "k": k, "rule": rule, "vote_ms": vote_ms}

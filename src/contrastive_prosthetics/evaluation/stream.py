@@ -44,7 +44,7 @@ from ..core.errors import InputError
 from ..core.units import ms_to_frames
 from ..learning.dataset import DB23, Selection
 from ..learning.decision_rules import VOTE, Hysteresis
-from ..learning.folds import fold_selections
+from ..learning.folds import fold_selections, setup_repetitions
 from ..learning.inference import FrameScorer
 from ..learning.lda import lda_stream_logits
 from ..learning.model_file import guard_ms_of, load_model_file, read_model_file
@@ -63,14 +63,20 @@ SCORING_BATCH = 4096  # frames per network call for the rest: the same arithmeti
 
 
 def stream_logits(
-    saved: dict, raw: DB23, normalised: DB23, test_pool: dict, limit: int, codes: torch.Tensor | None = None
+    saved: dict,
+    raw: DB23,
+    normalised: DB23,
+    test_pool: dict,
+    limit: int,
+    codes: torch.Tensor | None = None,
+    setup: dict | None = None,
 ) -> tuple[list, float]:
     """Per test subject and scored stretch: (subject, positions, logits); and the median seconds per frame that the
     controller's one-frame-at-a-time scoring takes (timed on the first ``TIMED_FRAMES`` frames). ``codes``
     ([subject, class, code], :func:`subject_codes`), when given, are the class codes each subject is scored with."""
     context = saved["network"].config.context
     gate = OnsetGate.from_dict(saved.get("onset_gate"))
-    scoring = model_scoring(saved, raw, normalised, limit)
+    scoring = model_scoring(saved, raw, normalised, limit, setup)
     out, seconds, timed = [], [], 0
     for subject, repetitions in test_pool.items():
         live = raw.channel_mask[subject]
@@ -91,10 +97,11 @@ def stream_logits(
     return out, float(np.median(seconds)) if seconds else float("nan")
 
 
-def model_scoring(saved: dict, raw: DB23, normalised: DB23, limit: int) -> StreamScoring:
+def model_scoring(saved: dict, raw: DB23, normalised: DB23, limit: int, setup: dict | None = None) -> StreamScoring:
     """How a trained network's test streams are scored: its adaptation under the protocol model.pt was calibrated
-    for (``adaptation_protocol``; files from before it: transductive, as they were), each test stretch free to
-    adapt on any of the user's recording before it."""
+    for (``adaptation_protocol``; files from before it: transductive, as they were): ``setup`` the test users'
+    repetitions recorded before use (:func:`..learning.folds.setup_repetitions`), else any of the user's recording
+    before each stretch."""
     update_s = saved.get("adaptation_update_s") or 0.0
     return StreamScoring(
         raw=raw,
@@ -105,6 +112,7 @@ def model_scoring(saved: dict, raw: DB23, normalised: DB23, limit: int) -> Strea
         adaptation_frames=limit,
         protocol=saved.get("adaptation_protocol") or "transductive",
         update_frames=max(1, ms_to_frames(1000 * update_s, raw.frame_rate_hz)),
+        setup=setup or {},
     )
 
 
@@ -122,7 +130,8 @@ def scored_test_streams(model_path: Path, tensor_paths: list[Path], fold_name: s
     else:
         normalised = raw.normalised(saved["normalisation_"])
         codes = subject_codes(saved, raw, selections.train, fold, model_path)
-        logits, seconds = stream_logits(saved, raw, normalised, selections.test_pool, limit, codes)
+        setup = setup_repetitions(selections, with_validation=True)
+        logits, seconds = stream_logits(saved, raw, normalised, selections.test_pool, limit, codes, setup)
     return saved, raw, logits, seconds
 
 

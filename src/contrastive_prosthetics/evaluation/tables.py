@@ -34,7 +34,7 @@ OPTIONAL_COLUMNS = {
         "model",
         "adabn",
         "adaptation",
-        "adaptation_protocol",  # deployable (the recording before each stretch), transductive or none
+        "adaptation_protocol",  # setup, past (both deployable), transductive or none
         "fold",
         "window",
         "subject",  # "all": every test subject's frames pooled; else one subject's (at k = K only)
@@ -67,7 +67,7 @@ OPTIONAL_COLUMNS = {
         "model",
         "adabn",
         "adaptation",
-        "adaptation_protocol",  # deployable (the recording before each stretch), transductive or none
+        "adaptation_protocol",  # setup, past (both deployable), transductive or none
         "fold",
         "window",
         "rest_bias",  # the bias on rest's logit these decisions were taken with: the calibrated one + bias_offset

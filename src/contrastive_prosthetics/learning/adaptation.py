@@ -17,16 +17,19 @@ frames it scores, nor choose adaptation frames by their labels:
     optimistic as ``scored_frames``, and a decision then depends on the other frames in its batch.
 
 The continuous recording (the stream evaluation and the rest calibration, :mod:`.stream_scoring`) is scored under
-one of two protocols (``evaluation.adaptation_protocol``) for a ``cross_fitted`` model:
+one of three protocols (``evaluation.adaptation_protocol``) for a ``cross_fitted`` model; the first two are
+deployable, reading nothing recorded after the frames they score:
 
-``deployable`` (the headline)
-    A stretch is scored with statistics from the subject's recording before it, as a controller that updates its
+``setup`` (the headline)
+    The user's recordings made before the controller is used: their training repetitions (and, for a test
+    repetition, the validation ones), the session a within-subject model is trained on. A user with none (a new
+    user of a leave-one-subject-out fold) adapts as ``past``.
+``past``
+    A stretch is scored with statistics from the user's recording before it, as a controller that updates its
     statistics every ``evaluation.adaptation_update_s`` of the session would hold them (:func:`past_network`):
     nothing recorded after the stretch starts, nothing of a left-out repetition.
 ``transductive``
     ``cross_fitted`` as above: the other scored repetitions, later ones included; no controller can do that.
-
-Without AdaBN the model's training statistics score every frame.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from .models import adapt_batchnorm, batchnorm_layers, batchnorm_statistics, set
 from .poses import with_subject_codes
 
 ADAPTATION_SOURCES = ("cross_fitted", "scored_frames", "batch_statistics")
-ADAPTATION_PROTOCOLS = ("deployable", "transductive")
+ADAPTATION_PROTOCOLS = ("setup", "past", "transductive")
+DEPLOYABLE = ("setup", "past")  # the protocols that read nothing recorded after the scored frames
 MIN_PAST_S = 2.0  # less of a user's recording than this, and no statistics are theirs yet: the stretch waits
 
 
@@ -96,20 +100,20 @@ def cross_fitted_network(
 
 
 def protocol_of(adabn: bool, adaptation: str, protocol: str) -> str:
-    """What a model's streams are scored under: ``none`` without AdaBN (nothing adapts), ``deployable`` for a
-    cross-fitted model under that protocol, else ``transductive`` (``scored_frames`` and ``batch_statistics`` read the
-    scored frames themselves)."""
+    """What a model's streams are scored under: ``none`` without AdaBN (nothing adapts), the deployable protocol
+    asked for (``setup``, ``past``) for a cross-fitted model, else ``transductive`` (``scored_frames`` and
+    ``batch_statistics`` read the scored frames themselves)."""
     if not adabn:
         return "none"
     if protocol not in ADAPTATION_PROTOCOLS:
         raise InputError(f"evaluation.adaptation_protocol: {protocol!r}; choose from {list(ADAPTATION_PROTOCOLS)}")
-    return "deployable" if adaptation == "cross_fitted" and protocol == "deployable" else "transductive"
+    return protocol if adaptation == "cross_fitted" else "transductive"
 
 
 def past_positions(
     data: DB23, subject: int, start: int, update_frames: int, left_out: list[int]
 ) -> tuple[torch.Tensor, int]:
-    """Stream positions a deployable adaptation of the subject's stretch starting at ``start`` reads: the subject's
+    """Stream positions a ``past`` adaptation of the subject's stretch starting at ``start`` reads: the subject's
     frames before the last statistics update at or before ``start`` (updates every ``update_frames`` from the
     subject's first frame), outside the ``left_out`` repetitions (and outside every repetition, 0: a held-out
     stretch); and that update's position (what the statistics depend on)."""

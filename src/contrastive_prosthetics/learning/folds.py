@@ -284,6 +284,22 @@ def _fold_selections(data: DB23, fold: dict, name: str) -> FoldSelections:
     raise InputError(f"folds.{name}.scheme: unknown scheme {fold['scheme']!r}; use 'repetitions' or 'subjects'")
 
 
+def setup_repetitions(selections: FoldSelections, with_validation: bool) -> dict[int, list[int]]:
+    """Per subject the training selection holds, the repetitions recorded before a controller is used (the
+    ``setup`` adaptation protocol, :mod:`.adaptation`): its training repetitions, and with ``with_validation`` its
+    validation ones (for scoring its test repetitions; a validation repetition being scored adapts on the training
+    ones alone). A subject that never trains (a new user, a validation subject) has none."""
+    train, validation = selections.train, selections.validation
+    validating = set(validation.subjects.tolist()) if with_validation else set()
+    setup = {}
+    for subject in train.subjects.tolist():
+        repetitions = set((train.repetitions + 1).tolist())
+        if subject in validating:
+            repetitions |= set((validation.repetitions + 1).tolist())
+        setup[subject] = sorted(repetitions)
+    return setup
+
+
 def held_out_frames(streams: Streams, unseen: torch.Tensor, rest: int) -> torch.Tensor:
     """[frame] True for every run of an ``unseen`` class in the stream (by its relabelled class) and for the rest runs
     right before and right after each: the release after a movement is labelled rest but is still that movement's

@@ -32,8 +32,9 @@ NETWORK_FIELDS = {
     "model": "the model's name in the configuration",
     "adabn": "whether it adapts batch-norm statistics to each subject",
     "adaptation": "where AdaBN statistics come from, or 'none'",
-    "adaptation_protocol": "what its streams (rest bias, selection, evaluation) adapt on: 'deployable' (the "
-    "recording before each stretch), 'transductive' (other scored repetitions, or the scored frames) or 'none'",
+    "adaptation_protocol": "what its streams (rest bias, selection, evaluation) adapt on: 'setup' (the user's "
+    "recordings before use), 'past' (the recording before each stretch), 'transductive' (other scored repetitions, or "
+    "the scored frames) or 'none'",
     "adaptation_update_s": "evaluation.adaptation_update_s: how often a deployable controller updates its statistics",
     "fold": "the fold's name",
     "fold_spec": "the fold's configuration",

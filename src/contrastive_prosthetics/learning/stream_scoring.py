@@ -35,13 +35,14 @@ class StreamScoring:
     adaptation_frames: int  # training.adaptation_frames: the most frames a cross-fitted adaptation reads
     codes: torch.Tensor | None = None  # [subject, class, code]
     protocol: str = "transductive"  # evaluation.adaptation_protocol (:mod:`.adaptation`)
-    update_frames: int = 1  # a deployable controller's statistics update every this many frames
+    update_frames: int = 1  # a past-protocol controller's statistics update every this many frames
     left_out: dict[int, list[int]] = field(default_factory=dict)  # subject → repetitions no adaptation reads
+    setup: dict[int, list[int]] = field(default_factory=dict)  # subject → repetitions recorded before use
 
     @property
-    def deployable(self) -> bool:
-        """Whether each stretch adapts on the recording before it (a cross-fitted AdaBN model, deployable)."""
-        return protocol_of(self.adabn, self.adaptation, self.protocol) == "deployable"
+    def scored_under(self) -> str:
+        """The protocol this model's streams are scored under (:func:`.adaptation.protocol_of`)."""
+        return protocol_of(self.adabn, self.adaptation, self.protocol)
 
     def network(
         self, model: torch.nn.Module, subject: int, repetition: int, pool: list[int], memo: dict | None = None
@@ -55,10 +56,31 @@ class StreamScoring:
         self, model: torch.nn.Module, subject: int, repetition: int, pool: list[int], memo: dict | None = None
     ) -> Iterator[tuple[np.ndarray, torch.nn.Module]]:
         """Each stretch of the subject's repetition (its stream positions) with the network that scores it: one
-        per repetition (:meth:`network`), or, deployable, each stretch's own from the recording before it
-        (:func:`.adaptation.past_network`); a stretch a deployed controller could not adapt for yet is left out."""
+        per repetition (:meth:`network`, transductive), one per user on their ``setup`` repetitions (``setup``), or
+        each stretch's own from the recording before it (``past``, and ``setup`` for a user without setup
+        repetitions: :func:`.adaptation.past_network`); a stretch a deployed controller could not adapt for yet is
+        left out."""
         stretches = scored_stretches(self.raw, subject, [repetition])
-        if not self.deployable:
+        protocol = self.scored_under
+        if protocol == "setup" and self.setup.get(subject):
+            # Repetition 0 is no repetition: every setup repetition adapts, none is scored.
+            network = (
+                cross_fitted_network(
+                    model,
+                    self.normalised,
+                    subject,
+                    0,
+                    self.setup[subject],
+                    model.config.context,
+                    self.adaptation_frames,
+                    memo=memo,
+                ).eval()
+                if stretches
+                else None
+            )
+            yield from ((positions, network) for positions in stretches)
+            return
+        if protocol not in ("setup", "past"):
             network = self.network(model, subject, repetition, pool, memo) if stretches else None
             yield from ((positions, network) for positions in stretches)
             return

@@ -33,7 +33,7 @@ from .augmentation import BatchAugmenter
 from .calibration_free import calibration_free
 from .dataset import DB23, Normalisation, Selection, choose_device
 from .decision_choice import setting_calibrations
-from .folds import FoldSelections, fold_selections, training_view
+from .folds import FoldSelections, fold_selections, setup_repetitions, training_view
 from .logits import write_logits
 from .model_file import write_network_file
 from .models import (
@@ -118,6 +118,7 @@ class Setting:
             protocol=self.settings.adaptation_protocol,
             update_frames=max(1, ms_to_frames(1000 * self.settings.adaptation_update_s, self.data.frame_rate_hz)),
             left_out=self.selections.test_pool,  # a test repetition adapts nothing training reads, past or not
+            setup=setup_repetitions(self.selections, with_validation=False),
         )
 
     def validation_streams(

@@ -52,8 +52,8 @@ class TrainingSettings:
     rest_false_activation_target: float | None  # evaluation's: the rest bias's target on validation streams
     vote_window_ms: float  # evaluation's: the vote the rest calibration decides with
     onset_gate: dict | None  # evaluation's: the amplitude gate in front of the classifier (None: none)
-    adaptation_protocol: str  # evaluation's: deployable or transductive streams (.adaptation)
-    adaptation_update_s: float  # evaluation's: how often a deployable controller updates its statistics
+    adaptation_protocol: str  # evaluation's: setup, past or transductive streams (.adaptation)
+    adaptation_update_s: float  # evaluation's: how often a past-protocol controller updates statistics
     rest_promise: str  # evaluation's: average (one bias) or per_user (each validation subject's own too)
     decision: dict  # evaluation's: the decision rule, its grid chosen among at the end of training (decision_rules)
     log_floor_quanta: float = 0.0  # and at least this many quantisation steps of the channel (0: no such floor)
