@@ -84,8 +84,14 @@ def tiny_db1_override(db1_dir: Path) -> dict:
             "loso": {"models": ["lda"]},
             "zero-shot": {"sets": 1},
             # No calibration and one repetition: every method and baseline runs, on the model built for new users
-            # (per-user normalisation, DB1's ring rotation and gain jitter); three subjects hold one new user a fold.
-            "new-user": {"counts": [0, 1], "new_users": 1, "models": ["contrastive_transfer"]},
+            # (per-user normalisation, DB1's ring rotation and gain jitter); three subjects hold one new user a fold,
+            # validated on one (db1.yaml's two would leave none to train on).
+            "new-user": {
+                "counts": [0, 1],
+                "new_users": 1,
+                "validation_subjects": 1,
+                "models": ["contrastive_transfer"],
+            },
         },
         "calibration": {"scratch_epochs": 1},
         "architecture": {"width": 16, "conv_maps": 4, "depth": 1},
