@@ -53,6 +53,12 @@ def scoring(
     )
 
 
+def stretch_networks(scored: StreamScoring, network, subject: int, repetition: int, pool: list[int]) -> list:
+    """(positions, network) of every stretch of the repetition that ``scored`` scores, in order."""
+    pairs = scored.networks(network, subject, repetition, pool)
+    return [(positions, adapted) for adapted, stretches in pairs for positions in stretches]
+
+
 def test_the_past_is_every_frame_of_the_user_before_the_last_update_outside_left_out_repetitions(raw):
     streams, subject = raw.streams, 1
     first = int(streams.offset[subject])
@@ -75,8 +81,8 @@ def test_no_later_frame_and_no_left_out_repetition_reaches_a_deployable_stretchs
     start = int(target[0])
 
     def statistics(protocol: str, data: DB23) -> torch.Tensor:
-        networks = scoring(data, protocol, left_out={subject: [2, 5]}).stretch_networks(
-            model(data), subject, repetition, pool
+        networks = stretch_networks(
+            scoring(data, protocol, left_out={subject: [2, 5]}), model(data), subject, repetition, pool
         )
         (network,) = [network for positions, network in networks if positions[0] == start]
         return torch.cat([torch.cat(layer[:2]) for layer in batchnorm_statistics(network)])
@@ -99,9 +105,9 @@ def test_a_stretch_with_too_little_recording_before_it_is_not_scored(raw):
     every = [p for r in stretches for p in stretches[r]]
     earliest = min(every, key=lambda positions: positions[0])
     network = model(raw)
-    past = [p for r in stretches for p, _ in scoring(raw, "past").stretch_networks(network, subject, r, [])]
+    past = [p for r in stretches for p, _ in stretch_networks(scoring(raw, "past"), network, subject, r, [])]
     transductive = [
-        p for r in stretches for p, _ in scoring(raw, "transductive").stretch_networks(network, subject, r, [1, 2])
+        p for r in stretches for p, _ in stretch_networks(scoring(raw, "transductive"), network, subject, r, [1, 2])
     ]
     assert len(transductive) == len(every) > len(past) > 0
     assert not any(np.array_equal(p, earliest) for p in past)
@@ -127,7 +133,7 @@ def test_setup_adapts_a_user_on_their_setup_repetitions_alone_and_a_user_without
 
     def networks(data: DB23, protocol: str = "setup") -> list:
         by_repetition = [
-            list(scoring(data, protocol, setup=setup).stretch_networks(model(data), s, r, [2, 5]))
+            stretch_networks(scoring(data, protocol, setup=setup), model(data), s, r, [2, 5])
             for s in (0, 1)
             for r in (2, 5)
         ]

@@ -77,23 +77,25 @@ def stream_logits(
     context = saved["network"].config.context
     gate = OnsetGate.from_dict(saved.get("onset_gate"))
     scoring = model_scoring(saved, raw, normalised, limit, setup)
+    memo = {}  # a user's setup statistics, or the past's at one update, adapted once for every stretch they score
     out, seconds, timed = [], [], 0
     for subject, repetitions in test_pool.items():
         live = raw.channel_mask[subject]
+        bias = class_bias(raw.classes, subject_rest_bias(saved, raw.subject_names[subject]))
         for repetition in repetitions:
-            for positions, model in scoring.stretch_networks(saved["network"], subject, repetition, repetitions):
+            for model, stretches in scoring.networks(saved["network"], subject, repetition, repetitions, memo):
                 model = with_subject_codes(model, codes, subject)
-                bias = class_bias(raw.classes, subject_rest_bias(saved, raw.subject_names[subject]))
                 scorer = FrameScorer(model, saved["normalisation_"], live, len(raw.classes), bias=bias)
-                frames = raw.stream_context(torch.from_numpy(positions), context)
-                if timed < TIMED_FRAMES:
-                    sample = frames[: TIMED_FRAMES - timed]
-                    start = time.perf_counter()
-                    scorer(sample)
-                    seconds.append((time.perf_counter() - start) / len(sample))
-                    timed += len(sample)
-                scores = with_gate(scorer(frames, batch=SCORING_BATCH), raw, subject, positions, gate)
-                out.append((subject, positions, scores))
+                for positions in stretches:
+                    frames = raw.stream_context(torch.from_numpy(positions), context)
+                    if timed < TIMED_FRAMES:
+                        sample = frames[: TIMED_FRAMES - timed]
+                        start = time.perf_counter()
+                        scorer(sample)
+                        seconds.append((time.perf_counter() - start) / len(sample))
+                        timed += len(sample)
+                    scores = with_gate(scorer(frames, batch=SCORING_BATCH), raw, subject, positions, gate)
+                    out.append((subject, positions, scores))
     return out, float(np.median(seconds)) if seconds else float("nan")
 
 

@@ -98,6 +98,19 @@ def rest_false_activation(stretches: list, rest: int, vote_frames: int, bias: fl
     return _LaidEndToEnd.of(stretches).false_activation(rest, vote_frames, bias)
 
 
+def smallest_meeting(rate_at, reach: float, target: float) -> float:
+    """The smallest bias in [-reach, reach] whose rate ``rate_at(bias)`` is at most ``target``, by bisection: the rate
+    never rises as the bias grows, and at ``reach`` every frame is decided as rest."""
+    low, high = -reach, reach
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        if rate_at(middle) <= target:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def calibrate_rest_bias(
     stretches: list, rest: int, vote_frames: int, target: float, rule: Hysteresis | None = None
 ) -> RestCalibration:
@@ -113,13 +126,7 @@ def calibrate_rest_bias(
     # Beyond the largest margin, rest wins every frame (or loses every one).
     reach = float((laid.logits - laid.logits[:, rest : rest + 1]).abs().max()) + 1.0
     reach += 0.0 if rule is None else RULE_REACH
-    low, high = -reach, reach  # the rate at `high` is 0: every frame decided as rest
-    for _ in range(BISECTION_STEPS):
-        middle = (low + high) / 2
-        if laid.false_activation(rest, vote_frames, middle, rule)[0] <= target:
-            high = middle
-        else:
-            low = middle
+    high = smallest_meeting(lambda bias: laid.false_activation(rest, vote_frames, bias, rule)[0], reach, target)
     after, _ = laid.false_activation(rest, vote_frames, high, rule)
     return RestCalibration(high, target, after, before, frames)
 
@@ -140,14 +147,7 @@ def shared_margin(users: list[tuple[list, float]], rest: int, vote_frames: int, 
 
     # Beyond every user's largest margin from its own bias, rest wins every frame (or loses every one).
     reach = max(float((s.logits - s.logits[:, rest : rest + 1]).abs().max()) + abs(bias) for s, bias in laid) + 1.0
-    low, high = -reach, reach
-    for _ in range(BISECTION_STEPS):
-        middle = (low + high) / 2
-        if mean_rate(middle) <= target:
-            high = middle
-        else:
-            low = middle
-    return high
+    return smallest_meeting(mean_rate, reach, target)
 
 
 def per_user_biases(
@@ -200,7 +200,7 @@ def validation_streams(
     """(positions, logits, truth) of every stretch of the ``selection``'s subjects' recordings during its
     repetitions (the validation ones: never a test frame), scored as the stream evaluation scores test streams
     (``scoring``): the controller's scorer, each stretch with the network's adaptation state
-    (:meth:`.stream_scoring.StreamScoring.stretch_networks`: from ``pool``, or deployable from the recording before
+    (:meth:`.stream_scoring.StreamScoring.networks`: from ``pool``, or deployable from the recording before
     it) and each subject's class codes when given, the onset ``gate`` in front (if any), no bias. The stretches are
     those the raw stream holds in these repetitions: a zero-shot fold's held-out frames are outside every one there
     (:func:`.folds.training_view`). ``memo``: adapted statistics of these weights to reuse."""
@@ -208,14 +208,15 @@ def validation_streams(
     out = []
     for subject in selection.subjects.tolist():
         for repetition in (selection.repetitions + 1).tolist():
-            for positions, network in scoring.stretch_networks(model, subject, repetition, pool[subject], memo):
+            for network, stretches in scoring.networks(model, subject, repetition, pool[subject], memo):
                 network = with_subject_codes(network, scoring.codes, subject)
                 scorer = FrameScorer(network, scoring.normalisation, raw.channel_mask[subject], len(raw.classes))
-                index = torch.from_numpy(positions).to(raw.streams.frames.device)
-                logits = with_gate(
-                    scorer(raw.stream_context(index, context), batch=4096).cpu(), raw, subject, positions, gate
-                )
-                out.append((positions, logits, raw.streams.classes[index].cpu().numpy()))
+                for positions in stretches:
+                    index = torch.from_numpy(positions).to(raw.streams.frames.device)
+                    logits = with_gate(
+                        scorer(raw.stream_context(index, context), batch=4096).cpu(), raw, subject, positions, gate
+                    )
+                    out.append((positions, logits, raw.streams.classes[index].cpu().numpy()))
     return out
 
 

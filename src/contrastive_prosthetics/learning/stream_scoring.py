@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.ninapro import REST
-from .adaptation import cross_fitted_network, past_network, protocol_of
+from .adaptation import DEPLOYABLE, cross_fitted_network, past_network, protocol_of
 from .dataset import DB23, Normalisation
 from .models import adapt_batchnorm
 from .onset_gate import OnsetGate, frame_amplitude, gate_states, gated, rest_level
@@ -52,46 +52,40 @@ class StreamScoring:
             model, self.adabn, self.adaptation, self.normalised, subject, repetition, pool, self.adaptation_frames, memo
         )
 
-    def stretch_networks(
+    def networks(
         self, model: torch.nn.Module, subject: int, repetition: int, pool: list[int], memo: dict | None = None
-    ) -> Iterator[tuple[np.ndarray, torch.nn.Module]]:
-        """Each stretch of the subject's repetition (its stream positions) with the network that scores it: one
-        per repetition (:meth:`network`, transductive), one per user on their ``setup`` repetitions (``setup``), or
-        each stretch's own from the recording before it (``past``, and ``setup`` for a user without setup
-        repetitions: :func:`.adaptation.past_network`); a stretch a deployed controller could not adapt for yet is
-        left out."""
+    ) -> Iterator[tuple[torch.nn.Module, list[np.ndarray]]]:
+        """The networks that score the stretches of the subject's repetition, each once with the stretches (stream
+        positions) it scores: one for the repetition (:meth:`network`, transductive), one per user on their
+        ``setup`` repetitions (``setup``), or each stretch's own from the recording before it (``past``, and
+        ``setup`` for a user without setup repetitions: :func:`.adaptation.past_network`); a stretch a deployed
+        controller could not adapt for yet is left out."""
         stretches = scored_stretches(self.raw, subject, [repetition])
+        if not stretches:
+            return
         protocol = self.scored_under
         if protocol == "setup" and self.setup.get(subject):
             # Repetition 0 is no repetition: every setup repetition adapts, none is scored.
-            network = (
+            context = model.config.context
+            setup = self.setup[subject]
+            yield (
                 cross_fitted_network(
-                    model,
-                    self.normalised,
-                    subject,
-                    0,
-                    self.setup[subject],
-                    model.config.context,
-                    self.adaptation_frames,
-                    memo=memo,
-                ).eval()
-                if stretches
-                else None
+                    model, self.normalised, subject, 0, setup, context, self.adaptation_frames, memo=memo
+                ).eval(),
+                stretches,
             )
-            yield from ((positions, network) for positions in stretches)
             return
-        if protocol not in ("setup", "past"):
-            network = self.network(model, subject, repetition, pool, memo) if stretches else None
-            yield from ((positions, network) for positions in stretches)
+        if protocol not in DEPLOYABLE:
+            yield self.network(model, subject, repetition, pool, memo), stretches
             return
+        settings = dict(update_frames=self.update_frames, limit=self.adaptation_frames, memo=memo)
         for positions in stretches:
-            settings = dict(update_frames=self.update_frames, limit=self.adaptation_frames, memo=memo)
             left_out = self.left_out.get(subject, [])
             network = past_network(model, self.normalised, subject, int(positions[0]), left_out=left_out, **settings)
             if network is None:
                 log.info("subject %d, stretch at %d: nothing recorded before it, not scored", subject, positions[0])
                 continue
-            yield positions, network.eval()
+            yield network.eval(), [positions]
 
 
 def class_bias(classes: list[str], rest_bias: float) -> torch.Tensor:
