@@ -1,0 +1,142 @@
+"""Pose decoding: each subject's glove standardised by its own training frames, a head on the EMG encoder trained to
+decode it, class descriptions from other people's gloves, and what a zero-shot fold keeps from the head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_train import ARCHITECTURE, CLASSES, FOLD, digest, settings_of, write_subject
+
+from contrastive_prosthetics.core.errors import InputError
+from contrastive_prosthetics.data.tensor_file import read_tensor_file
+from contrastive_prosthetics.learning.dataset import DB23
+from contrastive_prosthetics.learning.glove import glove_normalisation, pose_descriptions
+from contrastive_prosthetics.learning.logits import read_logits
+from contrastive_prosthetics.learning.model_file import load_model_file
+from contrastive_prosthetics.learning.train import train_fold
+
+POSE_MODEL = {
+    "kind": "contrastive",
+    "adabn": True,
+    "adaptation": "cross_fitted",
+    "class_encoder": "pose",
+    "pose_decoder": {"weight": 1.0},
+}
+MIXING = np.random.default_rng(5).normal(0.0, 1.0, (6, 22))  # the hand's pose follows the muscles' activation
+
+
+def write_gloved_subject(path, subject: int, unseen_scale: float = 1.0, glove_shift: dict | None = None):
+    """test_train's subject with a glove that follows each class's activation pattern, in the subject's own units
+    (scale and offset differ between people); ``glove_shift`` {(subject, class, repetition 1-based): degrees} moves
+    a cell's."""
+    rng = np.random.default_rng(100 + subject)
+    patterns = np.random.default_rng(99).uniform(0.0, 3.0, (len(CLASSES), 6))  # test_train's
+    pose = patterns @ MIXING  # [class, 22]
+    glove = pose[:, None, None, :] * rng.uniform(0.5, 2.0) + rng.normal(0.0, 20.0, 22)
+    glove = glove + rng.normal(0.0, 0.5, (len(CLASSES), 6, 20, 22))
+    for (who, c, r), shift in (glove_shift or {}).items():
+        if who == subject:
+            glove[c, r - 1] += shift
+    poses = torch.tensor(np.broadcast_to(pose[:, None], (len(CLASSES), 6, 22)) - pose[0], dtype=torch.float32)
+    return write_subject(path, subject, unseen_scale=unseen_scale, pose=poses, glove=glove)
+
+
+def posed_streams(tmp_path, **changes):
+    paths = [write_gloved_subject(tmp_path / f"s{s}.pt", s, **changes) for s in (1, 2, 3)]
+    return DB23.load(paths, device="cpu", with_streams=True, with_stream_glove=True)
+
+
+def test_a_tensor_file_without_the_stream_glove_is_refused_by_name(tmp_path):
+    path = write_gloved_subject(tmp_path / "s1.pt", 1)
+    payload = read_tensor_file(path)
+    del payload["stream_glove"]
+    torch.save(payload, path)  # as an older version wrote it: by hand, as the writer refuses it
+    with pytest.raises(InputError, match=r"s1\.pt.*stream_glove.*convert them again"):
+        DB23.load([path], device="cpu", with_streams=True, with_stream_glove=True)
+    DB23.load([path], device="cpu", with_streams=True)  # what does not decode pose does not need it
+
+
+def test_each_subjects_glove_is_standardised_by_its_own_training_repetitions_only(tmp_path):
+    data = posed_streams(tmp_path / "a")
+    train = data.select(repetitions=FOLD["train"])
+    norm = glove_normalisation(data.streams, train, len(data.subjects))
+    streams = data.streams
+    for s in range(3):
+        rows = (streams.subject == s) & torch.isin(streams.repetition, torch.tensor(FOLD["train"]))
+        z = norm.apply(streams.glove[rows], streams.subject[rows])
+        torch.testing.assert_close(z.mean(0), torch.zeros(22), atol=1e-4, rtol=0)
+        torch.testing.assert_close(z.std(0, unbiased=False), torch.ones(22), atol=1e-4, rtol=0)
+    # A test repetition's glove (repetition 2) changes no statistic; a training repetition's (1) does.
+    moved = glove_normalisation(posed_streams(tmp_path / "b", glove_shift={(1, 3, 2): 50.0}).streams, train, 3)
+    assert torch.equal(moved.mean, norm.mean) and torch.equal(moved.std, norm.std)
+    trained = glove_normalisation(posed_streams(tmp_path / "c", glove_shift={(1, 3, 1): 50.0}).streams, train, 3)
+    assert not torch.equal(trained.mean, norm.mean)
+
+
+def test_a_sensor_without_readings_or_spread_has_no_target(tmp_path):
+    data = posed_streams(tmp_path)
+    streams = data.streams
+    streams.glove[streams.subject == 1, 4] = torch.nan  # subject 1's file lacks sensor 4
+    streams.glove[streams.subject == 2, 7] = 3.0  # subject 2's sensor 7 never moves
+    norm = glove_normalisation(streams, data.select(repetitions=FOLD["train"]), 3)
+    assert not norm.usable[1, 4] and not norm.usable[2, 7] and norm.usable.sum() == 3 * 22 - 2
+    z = norm.apply(streams.glove, streams.subject)
+    assert z[streams.subject == 1, 4].isnan().all() and z[streams.subject == 2, 7].isnan().all()
+    assert torch.isfinite(z[streams.subject == 0]).all()
+
+
+def test_a_subjects_descriptions_are_the_other_subjects_standardised_glove(tmp_path):
+    data = posed_streams(tmp_path / "a")
+    train = data.select(repetitions=FOLD["train"])
+    norm = glove_normalisation(data.streams, train, 3)
+    described = pose_descriptions(data.streams, norm, train, len(CLASSES))
+    streams = data.streams
+    z = norm.apply(streams.glove, streams.subject)
+    timely = torch.isin(streams.repetition, torch.tensor(FOLD["train"]))
+    for s in range(3):
+        for c in (0, 5):
+            rows = timely & (streams.subject != s) & (streams.classes == c)
+            torch.testing.assert_close(described[s, c], z[rows].mean(0), atol=1e-5, rtol=1e-5)
+    # Subject 0's own glove of A5, in a training repetition, describes A5 to the others and never to subject 0.
+    moved = posed_streams(tmp_path / "b", glove_shift={(1, 5, 1): 30.0})
+    norm_moved = glove_normalisation(moved.streams, train, 3)
+    norm_moved = type(norm_moved)(norm.mean, norm.std, norm.usable)  # the same statistics: only the cell differs
+    again = pose_descriptions(moved.streams, norm_moved, train, len(CLASSES))
+    shifted = torch.tensor([0, 1, 2])[(described[:, 5] != again[:, 5]).any(1)].tolist()
+    assert 0 not in shifted and shifted  # write_gloved_subject's subject 1 is index 0
+
+
+def pose_run(tmp_path, name, fold=FOLD, **changes):
+    paths = [write_gloved_subject(tmp_path / name / f"s{s}.pt", s, **changes) for s in (1, 2, 3)]
+    out = tmp_path / name / "out"
+    train_fold(paths, "pose", POSE_MODEL, ARCHITECTURE, "zs", fold, settings_of(), 0, out, "cpu")
+    return out
+
+
+@pytest.mark.slow
+def test_a_pose_decoder_learns_the_glove_and_logits_keep_its_poses(tmp_path):
+    out = pose_run(tmp_path, "a")
+    logits = read_logits(out / "logits.pt")
+    pose, glove = logits["pose"], logits["glove"]
+    assert pose.shape == glove.shape == (len(logits["label"]), 22)
+    correlation = torch.stack([torch.corrcoef(torch.stack((pose[:, k], glove[:, k])))[0, 1] for k in range(22)])
+    assert correlation.mean() > 0.5  # the decoded pose follows the glove on held-out repetitions
+    assert logits["pose_descriptions"].shape == (3, len(CLASSES), 22)
+    saved = load_model_file(out / "model.pt")
+    assert saved["model_config"]["pose_weight"] == 1.0 and saved["network"].pose_head is not None
+    assert digest(out / "model.pt") == digest(pose_run(tmp_path, "b") / "model.pt")  # CPU reruns: the same bits
+
+
+@pytest.mark.slow
+def test_the_head_never_reads_a_held_out_gestures_emg_or_glove(tmp_path):
+    """A zero-shot fold's pose decoder: the held-out gesture's EMG fifty times louder, or its glove moved in a
+    training repetition, trains the same weights; its glove there still describes it (to the other subjects)."""
+    fold = {**FOLD, "unseen": ["A5"]}
+    plain = pose_run(tmp_path, "plain", fold)
+    louder = pose_run(tmp_path, "louder", fold, unseen_scale=50.0)
+    moved = pose_run(tmp_path, "moved", fold, glove_shift={(1, 5, 1): 30.0})
+    assert digest(plain / "model.pt") == digest(louder / "model.pt") == digest(moved / "model.pt")
+    described = [read_logits(run / "logits.pt")["pose_descriptions"] for run in (plain, moved)]
+    assert not torch.equal(described[0][1:, 5], described[1][1:, 5])
+    torch.testing.assert_close(described[0][0], described[1][0])  # subject 1's own glove never describes A5 to it
