@@ -62,7 +62,8 @@ def write_subject(
 ):
     """RMS-like frames: each class has its own pattern over 6 channels; subjects differ in electrode gains. With
     ``pose``, hand poses [class, rep, 22] and a glove mask of every sensor (and class A5's EMG, not its features,
-    scaled by ``unseen_scale``); with ``glove`` [class, rep, frame, 22], the glove at every segment (and stream) frame."""
+    scaled by ``unseen_scale``); with ``glove`` [class, rep, frame, 22], the glove at every segment and stream
+    frame."""
     rng = np.random.default_rng(subject)
     patterns = np.random.default_rng(99).uniform(0.0, 3.0, (len(CLASSES), 6))
     gains = rng.uniform(0.5, 2.0, 6)

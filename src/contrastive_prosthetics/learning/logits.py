@@ -93,9 +93,7 @@ def write_logits(
             "unseen": list(unseen),  # gestures held out of training (zero-shot folds)
         }
         | (
-            {}
-            if poses is None
-            else {"pose": poses.pose, "glove": poses.glove, "pose_descriptions": poses.descriptions}
+            {} if poses is None else {"pose": poses.pose, "glove": poses.glove, "pose_descriptions": poses.descriptions}
         ),
         path,
     )
