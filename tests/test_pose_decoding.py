@@ -4,12 +4,14 @@ decode it, class descriptions from other people's gloves, and what a zero-shot f
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_train import ARCHITECTURE, CLASSES, FOLD, digest, settings_of, write_subject
 
 from contrastive_prosthetics.core.errors import InputError
 from contrastive_prosthetics.data.tensor_file import read_tensor_file
+from contrastive_prosthetics.evaluation.pose_decoding import evaluate_pose_decoding
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.glove import glove_normalisation, pose_descriptions
 from contrastive_prosthetics.learning.logits import read_logits
@@ -126,6 +128,10 @@ def test_a_pose_decoder_learns_the_glove_and_logits_keep_its_poses(tmp_path):
     saved = load_model_file(out / "model.pt")
     assert saved["model_config"]["pose_weight"] == 1.0 and saved["network"].pose_head is not None
     assert digest(out / "model.pt") == digest(pose_run(tmp_path, "b") / "model.pt")  # CPU reruns: the same bits
+    evaluate_pose_decoding(out / "logits.pt", tmp_path / "pose_decoding.tsv")
+    table = pd.read_csv(tmp_path / "pose_decoding.tsv", sep="\t")
+    assert sorted(set(table["set"])) == ["rest", "seen"] and len(table) == 6  # no unseen gesture in this fold
+    assert (table.loc[table["set"] == "seen", "mse"] < table.loc[table["set"] == "seen", "mean_pose_mse"]).all()
 
 
 @pytest.mark.slow
@@ -140,3 +146,49 @@ def test_the_head_never_reads_a_held_out_gestures_emg_or_glove(tmp_path):
     described = [read_logits(run / "logits.pt")["pose_descriptions"] for run in (plain, moved)]
     assert not torch.equal(described[0][1:, 5], described[1][1:, 5])
     torch.testing.assert_close(described[0][0], described[1][0])  # subject 1's own glove never describes A5 to it
+
+
+def hand_worked_payload() -> dict:
+    """Two subjects, rest + A1 (seen) + A2 (unseen), four frames of each per subject: the decoded pose is 2 × the
+    glove + 1 on sensor 0 (r = 1), minus the glove on sensor 1 (r = -1); sensor 2 never moves (no r); sensor 3 has
+    no target for subject 1."""
+    label = torch.tensor([0, 1, 2]).repeat_interleave(4).repeat(2)
+    subject = torch.tensor([0, 1]).repeat_interleave(12)
+    glove = torch.zeros(24, 22)
+    glove[:, :2] = torch.arange(24.0)[:, None] % 4
+    glove[:, 4:] = 1.0
+    glove[subject == 1, 3] = torch.nan
+    pose = glove.nan_to_num().clone()
+    pose[:, 0] = 2 * glove[:, 0] + 1
+    pose[:, 1] = -glove[:, 1]
+    leading = {"model": "m", "adabn": True, "adaptation": "cross_fitted", "fold": "zs", "window": "onset"}
+    classes, subjects = ["rest", "A1", "A2"], ["db1/s1", "db1/s2"]
+    return leading | {"label": label, "subject": subject, "pose": pose, "glove": glove, "classes": classes,
+                      "subjects": subjects, "unseen": ["A2"]}  # fmt: skip
+
+
+def test_the_pose_table_scores_each_subjects_sets_apart_in_standardised_units():
+    from contrastive_prosthetics.evaluation.pose_decoding import pose_decoding_table
+
+    table = pose_decoding_table(hand_worked_payload())
+    assert table[["subject", "set"]].values.tolist() == [
+        [s, name] for s in ("db1/s1", "db1/s2") for name in ("seen", "unseen", "rest")
+    ]
+    assert (table["frames"] == 4).all()
+    assert (table["correlation_1"] == 1.0).all() and (table["correlation_2"] == -1.0).all()
+    assert table["correlation_3"].isna().all() and table["correlation_4"].isna().iloc[3:].all()
+    # Errors on sensors 0 and 1 only: (g + 1)² and (2g)² for g = 0..3, over 22 sensors (21 without a target).
+    errors = sum((g + 1) ** 2 + (2 * g) ** 2 for g in range(4))
+    assert table["mse"].tolist() == pytest.approx([errors / (4 * 22)] * 3 + [errors / (4 * 21)] * 3)
+    truths = sum(2 * g**2 for g in range(4)) + 4 * 18  # sensors 0, 1 and the 18 at 1.0
+    assert table["mean_pose_mse"].iloc[0] == pytest.approx(truths / (4 * 22))
+    assert table["mean_correlation"].tolist() == pytest.approx([0.0] * 6)  # +1 and -1; the rest have no spread
+
+
+def test_a_logits_file_without_decoded_poses_is_refused_by_name():
+    from contrastive_prosthetics.evaluation.pose_decoding import pose_decoding_table
+
+    payload = hand_worked_payload()
+    del payload["pose"]
+    with pytest.raises(InputError, match=r"m/zs: its logits.pt holds no decoded pose.*pose_decoder"):
+        pose_decoding_table(payload)

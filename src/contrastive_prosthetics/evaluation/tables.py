@@ -132,6 +132,20 @@ OPTIONAL_COLUMNS = {
         "window",
         "scored_by",
     ],
+    "pose_decoding": [  # pose_decoding.py: per subject and set, the decoded pose against the glove
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "subject",
+        "set",  # seen, unseen (a zero-shot fold's held-out gestures) or rest
+        "frames",
+        "mse",  # squared error, in the subject's standardised glove units, over frames and sensors with a target
+        "mean_pose_mse",  # the same for always decoding the subject's training mean (0): decoding nothing
+        "mean_correlation",  # Pearson's r of decoded and true pose over the frames, per sensor, averaged over sensors
+        *(f"correlation_{sensor}" for sensor in range(1, 23)),  # each glove sensor's (NaN: no target or no spread)
+    ],
 }
 STREAM_COLUMNS = OPTIONAL_COLUMNS  # the stream tables' entries
 

@@ -430,9 +430,8 @@ def train_fold(
         decision=None if decision is None else decision.as_dict(),
         calibration_free=free,
     )
-
     # The one place test data are read.
-    memo = {}  # the test repetitions' cross-fitted statistics, for their segments and their rest windows
+    memo = {}  # the test repetitions' cross-fitted statistics: their segments, rest windows and decoded poses
     logits, index = setting.scores(model, selections.test, selections.test_pool, memo)
     write_logits(
         out_dir / "logits.pt",
