@@ -12,6 +12,7 @@ from test_train import ARCHITECTURE, CLASSES, FOLD, digest, settings_of, write_s
 from contrastive_prosthetics.core.errors import InputError
 from contrastive_prosthetics.data.tensor_file import read_tensor_file
 from contrastive_prosthetics.evaluation.pose_decoding import evaluate_pose_decoding
+from contrastive_prosthetics.evaluation.zero_shot import pose_matching
 from contrastive_prosthetics.learning.dataset import DB23
 from contrastive_prosthetics.learning.glove import glove_normalisation, pose_descriptions
 from contrastive_prosthetics.learning.logits import read_logits
@@ -143,9 +144,14 @@ def test_the_head_never_reads_a_held_out_gestures_emg_or_glove(tmp_path):
     louder = pose_run(tmp_path, "louder", fold, unseen_scale=50.0)
     moved = pose_run(tmp_path, "moved", fold, glove_shift={(1, 5, 1): 30.0})
     assert digest(plain / "model.pt") == digest(louder / "model.pt") == digest(moved / "model.pt")
-    described = [read_logits(run / "logits.pt")["pose_descriptions"] for run in (plain, moved)]
-    assert not torch.equal(described[0][1:, 5], described[1][1:, 5])
-    torch.testing.assert_close(described[0][0], described[1][0])  # subject 1's own glove never describes A5 to it
+    payloads = [read_logits(run / "logits.pt") for run in (plain, louder, moved)]
+    described = [payload["pose_descriptions"] for payload in payloads]
+    assert torch.equal(described[0], described[1])  # no one's EMG describes a class
+    assert not torch.equal(described[0][1:, 5], described[2][1:, 5])
+    torch.testing.assert_close(described[0][0], described[2][0])  # subject 1's own glove never describes A5 to it
+    # So subject 1's frames are decided by its decoded pose the same, whatever its own glove of A5 in training.
+    own = [pose_matching(payload)["logits"][payload["subject"] == 0] for payload in (payloads[0], payloads[2])]
+    torch.testing.assert_close(own[0], own[1])
 
 
 def hand_worked_payload() -> dict:
@@ -192,3 +198,41 @@ def test_a_logits_file_without_decoded_poses_is_refused_by_name():
     del payload["pose"]
     with pytest.raises(InputError, match=r"m/zs: its logits.pt holds no decoded pose.*pose_decoder"):
         pose_decoding_table(payload)
+
+
+def test_pose_matching_decides_the_class_whose_description_is_nearest_over_the_sensors_described():
+    from contrastive_prosthetics.evaluation.zero_shot import pose_matching
+
+    descriptions = torch.zeros(2, 3, 22)
+    descriptions[:, 1, 0], descriptions[:, 2, 0] = 2.0, -2.0
+    descriptions[0, :, 5] = torch.nan  # subject 0: nobody described sensor 5, which then takes no part
+    descriptions[1, 2] = torch.nan  # subject 1: class 2 has no description, and is never chosen
+    pose = torch.zeros(4, 22)
+    pose[:, 0] = torch.tensor([1.8, -1.5, 0.1, -1.9])
+    pose[0, 5] = 100.0  # far off on the sensor subject 0 lacks: no matter
+    payload = {"pose": pose, "subject": torch.tensor([0, 0, 1, 1]), "pose_descriptions": descriptions}
+    scores = pose_matching(payload | {"rest_window_logits": torch.zeros(1)})
+    assert scores["logits"].argmax(1).tolist() == [1, 2, 0, 0]
+    assert "rest_window_logits" not in scores
+    torch.testing.assert_close(scores["logits"][0, 1], torch.tensor(-(0.2**2) / 21))
+
+
+def test_a_pose_decoders_zero_shot_rows_stand_beside_the_class_encoders_on_the_same_windows():
+    """test_poses's hand-worked windows: the class encoder decides two of the six unseen gesture windows right; a
+    decoded pose that is each frame's true class's description decides all of them."""
+    from test_poses import hand_worked_payload as zero_shot_payload
+
+    from contrastive_prosthetics.evaluation.zero_shot import zero_shot_tables
+
+    def decoded(payload: dict) -> dict:
+        descriptions = torch.randn(1, 5, 22, generator=torch.Generator().manual_seed(0))
+        pose = descriptions[0, payload["label"]]
+        return payload | {"pose": pose, "glove": pose, "pose_descriptions": descriptions}
+
+    tables = zero_shot_tables(decoded(zero_shot_payload()), decoded(zero_shot_payload(True)), 2, trials=2, seed=0)
+    table = tables["zero_shot"].set_index(["set", "decided_by"])
+    assert table.loc[("unseen", "class_encoder"), "gesture_accuracy"] == pytest.approx(1 / 3)
+    assert table.loc[("unseen", "pose_decoder"), "gesture_accuracy"] == 1.0
+    assert len(table) == 6 and set(tables["zero_shot_confusion"]["set"]) == {"unseen", "seen", "all"}
+    assert len(tables["zero_shot_confusion"]) == len(zero_shot_tables(zero_shot_payload(), zero_shot_payload(True),
+                                                                      2, 2, 0)["zero_shot_confusion"])  # fmt: skip
