@@ -44,6 +44,7 @@ localrules:
     aggregate_stream,
     stream_summary,
     aggregate_zero_shot,
+    aggregate_pose_decoding,
     figures,
     calibration_summary,
 
@@ -55,7 +56,12 @@ rule all:
         logits=all_logits(),
         tables=expand(
             "results/eval/{table}.tsv",
-            table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + STREAM_SUMMARY_TABLES + ZERO_SHOT_TABLES,
+            table=EVALUATION_TABLES
+            + SUMMARY_TABLES
+            + STREAM_TABLES
+            + STREAM_SUMMARY_TABLES
+            + ZERO_SHOT_TABLES
+            + POSE_DECODING_TABLES,
         ),
         figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),
         calibration=calibration_outputs(),

@@ -175,6 +175,16 @@ def add_fold_over_a_subject_outside_the_data(config):
             r"evaluation.onset_gate: 'dwell_ms' is a required property",
             id="onset gate without its dwell",
         ),
+        pytest.param(
+            lambda c: c["models"].update(lda={"kind": "lda", "adabn": False, "pose_decoder": {"weight": 1.0}}),
+            r"models.lda.pose_decoder: LDA has no EMG encoder to decode pose",
+            id="pose decoder on LDA",
+        ),
+        pytest.param(
+            lambda c: c["models"]["contrastive_pose"].update(pose_decoder={"weight": 0}),
+            r"models.contrastive_pose.pose_decoder.weight: 0 is less than or equal to the minimum of 0",
+            id="pose decoder without weight",
+        ),
     ],
 )
 def test_bad_config_is_rejected_with_the_key_named(change, message):

@@ -103,6 +103,20 @@ def test_glove_channel_with_nan_is_masked(tmp_path):
     assert torch.isfinite(tensors["glove"]).all()
 
 
+def test_the_stream_glove_is_the_segments_glove_at_their_frames_with_the_same_channels_masked(tmp_path):
+    protocol = make_protocol([1, 2], DB1.repetitions, movement_samples=150, rest_samples=130)
+    glove = np.random.default_rng(0).normal(size=(len(protocol.stimulus), 22))
+    glove[500, 3] = np.nan
+    path = write_mat(tmp_path / "S1_A1_E1.mat", protocol, emg_for(protocol, 10, rectified=True), glove=glove)
+    tensors = convert_db1(path)
+    stream_glove, start = tensors["stream_glove"], tensors["segment_start"]
+    assert stream_glove.dtype == torch.float32 and stream_glove.shape == (len(tensors["stream"]), 22)
+    for c, r in zip(*tensors["valid"].nonzero(as_tuple=True), strict=True):
+        assert torch.equal(tensors["glove"][c, r], stream_glove[start[c, r] : start[c, r] + 100])
+    assert (stream_glove[:, 3] == 0).all() and torch.isfinite(stream_glove).all()
+    assert stream_glove[:, 0].std() > 0.5  # the glove itself, not zeros
+
+
 def test_segments_of_2khz_recording_equal_continuous_filtering(tmp_path):
     protocol = make_protocol([1, 2], DB2.repetitions, movement_samples=2600, rest_samples=2200, relabel_trim=100)
     emg = emg_for(protocol, DB2.n_channels, seed=3) + 0.5  # an offset: the filter's start-up would show it

@@ -173,8 +173,9 @@ def test_the_zero_shot_table_leads_with_the_unseen_gestures_own_windows():
     tables = zero_shot_tables(hand_worked_payload(), hand_worked_payload(perfect=True), 2, trials=2, seed=0)
     table = tables["zero_shot"]
     assert list(table.columns) == OPTIONAL_COLUMNS["zero_shot"]
-    assert list(table.columns[5:12]) == [
+    assert list(table.columns[5:13]) == [
         "set",
+        "decided_by",
         "gesture_accuracy",
         "gesture_chance",
         "gesture_windows_as_rest",

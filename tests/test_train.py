@@ -57,10 +57,13 @@ NO_REST_BIAS |= {"rest_promise": "average"}
 FOLD = {"scheme": "repetitions", "train": [1, 3, 4], "validation": [6], "test": [2, 5]}
 
 
-def write_subject(path, subject: int, separation: float = 1.0, test_scale: float = 1.0, unseen_scale=1.0, pose=None):
+def write_subject(
+    path, subject: int, separation: float = 1.0, test_scale: float = 1.0, unseen_scale=1.0, pose=None, glove=None
+):
     """RMS-like frames: each class has its own pattern over 6 channels; subjects differ in electrode gains. With
     ``pose``, hand poses [class, rep, 22] and a glove mask of every sensor (and class A5's EMG, not its features,
-    scaled by ``unseen_scale``)."""
+    scaled by ``unseen_scale``); with ``glove`` [class, rep, frame, 22], the glove at every segment and stream
+    frame."""
     rng = np.random.default_rng(subject)
     patterns = np.random.default_rng(99).uniform(0.0, 3.0, (len(CLASSES), 6))
     gains = rng.uniform(0.5, 2.0, 6)
@@ -81,6 +84,7 @@ def write_subject(path, subject: int, separation: float = 1.0, test_scale: float
         features=features,
         glove_mask=glove_mask,
         pose=pose,
+        glove=glove,
     )
     write_tensor_file(payload, path)
     return path

@@ -61,7 +61,8 @@ def test_default_dag_plans_every_subject(tmp_path):
     windows = len(DEFAULT["preprocess"]["windows"])
     assert windows == 1  # the demonstration trains the reference's onset window only
     # reps-2-5 trains four networks and LDA; the zero-shot family's one set trains contrastive_pose alone; the
-    # calibration family one contrastive model per subject, each calibrated (its own scoring).
+    # calibration family one contrastive model per subject, each calibrated (its own scoring). contrastive_pose
+    # decodes pose: its pose decoding is scored on reps-2-5 and on the zero-shot set.
     networks, sets, subjects = 4, 1, 3
     assert jobs == {
         "convert": "3",
@@ -77,6 +78,8 @@ def test_default_dag_plans_every_subject(tmp_path):
         "aggregate_stream": "1",
         "stream_summary": "1",
         "aggregate_zero_shot": "1",
+        "pose_decoding": str((1 + sets) * windows),
+        "aggregate_pose_decoding": "1",
         "figures": "1",
         "all": "1",
     }

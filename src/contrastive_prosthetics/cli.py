@@ -166,6 +166,12 @@ def command_zero_shot(args: argparse.Namespace) -> None:
     )
 
 
+def command_pose_decoding(args: argparse.Namespace) -> None:
+    from .evaluation.pose_decoding import evaluate_pose_decoding
+
+    evaluate_pose_decoding(Path(args.logits), Path(args.out))
+
+
 def command_calibration_curve(args: argparse.Namespace) -> None:
     import torch
 
@@ -331,6 +337,10 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option | OneOf, ...]] = {
         SEED,
         TORCH_THREADS,
         EVAL_OUT_DIR,
+    ),
+    Subcommand("pose-decoding", "a pose-decoding model's decoded pose against the glove", command_pose_decoding): (
+        helped(LOGITS, "the logits.pt of a model with a pose_decoder"),
+        option("--out", "results/eval/{model}/{fold}/{window}/pose_decoding.tsv"),
     ),
     Subcommand(
         "calibration-curve", "calibrate a new user's model with c repetitions, every c", command_calibration_curve

@@ -107,6 +107,8 @@ def check_models(config: dict, source: str) -> None:
     for name, model in config["models"].items():
         if model["kind"] == "lda" and model["adabn"]:
             raise ConfigError(f"{source}: models.{name}.adabn: LDA has no batch normalisation; set adabn: false")
+        if model["kind"] == "lda" and "pose_decoder" in model:
+            raise ConfigError(f"{source}: models.{name}.pose_decoder: LDA has no EMG encoder to decode pose; remove it")
 
 
 def check_folds(config: dict, source: str) -> None:

@@ -7,6 +7,7 @@ from contrastive_prosthetics.evaluation.artefacts import (
     EVALUATION_TABLES,
     FIGURES,
     FULL_TABLES,
+    POSE_DECODING_TABLES,
     STREAM_TABLES,
     STREAM_SUMMARY_TABLES,
     SUMMARY_TABLES,
@@ -108,6 +109,12 @@ def stream_runs(pattern):
     if config["preprocess"]["rms_alignment"] != "causal":
         return []
     return evaluated_runs(pattern)
+
+
+def pose_decoding_runs(pattern):
+    """``pattern`` over every run the subset-size evaluation scores (evaluated_runs) of a model with a pose_decoder."""
+    decoders = [name for name, model in config["models"].items() if model.get("pose_decoder")]
+    return [path for path in evaluated_runs(pattern) if path.split("/")[2] in decoders]
 
 
 def calibration_runs(pattern):

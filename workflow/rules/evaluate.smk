@@ -184,3 +184,40 @@ rule aggregate_zero_shot:
     shell:
         "python -m contrastive_prosthetics concatenate --inputs {params.inputs} --tables {params.tables} "
         "--out-dir {params.out_dir} > {log} 2>&1"
+
+
+# Pose-decoding models: the decoded pose against the glove, per subject, on the held-out repetitions' seen gestures,
+# a zero-shot fold's unseen ones and rest (from logits.pt, which keeps both for every test frame).
+rule pose_decoding:
+    input:
+        "results/models/{model}/{fold}/{window}/logits.pt",
+    output:
+        "results/eval/{model}/{fold}/{window}/pose_decoding.tsv",
+    log:
+        "logs/pose_decoding/{model}/{fold}/{window}.log",
+    benchmark:
+        "benchmarks/pose_decoding/{model}/{fold}/{window}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m contrastive_prosthetics pose-decoding --logits {input} --out {output} > {log} 2>&1"
+
+
+rule aggregate_pose_decoding:
+    input:
+        pose_decoding_runs("results/eval/{model}/{fold}/{window}/pose_decoding.tsv"),
+    output:
+        [run_table(table) for table in POSE_DECODING_TABLES],
+    log:
+        "logs/aggregate_pose_decoding.log",
+    benchmark:
+        "benchmarks/aggregate_pose_decoding.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        inputs=pose_decoding_runs("results/eval/{model}/{fold}/{window}"),
+        tables=POSE_DECODING_TABLES,
+        out_dir=output_folder,
+    shell:
+        "python -m contrastive_prosthetics concatenate --inputs {params.inputs} --tables {params.tables} "
+        "--out-dir {params.out_dir} > {log} 2>&1"

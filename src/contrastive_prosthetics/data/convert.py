@@ -167,8 +167,10 @@ def convert_subject(
     valid = chosen.run_first >= 0
     stream_features = np.concatenate(recorded.features)
     recorded.features.clear()  # one copy of the features in memory: the stream's
-    segments = cut_segments(recorded, stream, stream_features, chosen, valid, windows)
+    stream_glove = np.concatenate([glove.result() for glove in recorded.gloves])
+    segments = cut_segments(recorded, stream, stream_features, stream_glove, chosen, valid, windows)
     live_channels, glove_mask = mask_channels(spec, subject, stream, recorded.flat, segments, valid)
+    stream_glove[:, ~glove_mask] = 0.0  # as in the segments; a missing reading elsewhere stays NaN: no target
     stream_features[:, ~live_channels] = 0.0
     absent = [f"{classes[c]}/rep{r + 1}" for c, r in zip(*np.nonzero(~valid), strict=True)]
     if absent:
@@ -179,6 +181,7 @@ def convert_subject(
         stream_repetition=np.concatenate(recorded.repetitions),
         stream_file=np.concatenate(recorded.files),
         stream_features=torch.from_numpy(stream_features).to(STREAM_FEATURE_DTYPE),
+        stream_glove=stream_glove,
         segments=segments,
         run_first=chosen.run_first,
         run_last=chosen.run_last,
@@ -292,14 +295,14 @@ def cut_segments(
     recorded: SubjectStream,
     stream: np.ndarray,
     all_features: np.ndarray,
+    all_gloves: np.ndarray,
     chosen: Segments,
     valid: np.ndarray,
     windows: dict,
 ) -> dict:
-    """Per window, the ``chosen`` segments of every valid (class, repetition) cut from the ``stream`` and its
-    features, with their glove and the hand's pose: window → :data:`.tensor_file.SEGMENT_KEYS` (zeros where not
-    valid)."""
-    all_gloves = np.concatenate([glove.result() for glove in recorded.gloves])
+    """Per window, the ``chosen`` segments of every valid (class, repetition) cut from the ``stream``, its
+    features and its glove (``all_gloves``, at every frame), with the hand's pose: window →
+    :data:`.tensor_file.SEGMENT_KEYS` (zeros where not valid)."""
     rest_first, rest_last = preceding_rest(chosen.run_first, recorded.rest_runs)
     glove_sums = running_sums(all_gloves)
     rest_pose = mean_over(glove_sums, rest_first, rest_last)  # [class, rep, 22]

@@ -11,6 +11,9 @@ file's bytes, so the writer checks it):
     stream_features   bfloat16 [frame, channel, 4]  Hudgins features (MAV, WL, ZC, SSC) of the 200 ms ending at
                                                 each frame: causal, what a classical controller reads (bfloat16:
                                                 0.4 % of each value, half the bytes; readers widen it)
+    stream_glove      float32 [frame, 22]       the glove at each frame's last sample (the segments' rule), channels
+                                                ``glove_mask`` leaves out zero, any other missing reading NaN: what
+                                                pose decoding trains on (float32: databases record different units)
     segments          per window of ``preprocess.windows`` (e.g. onset, steady), a dict of
         emg           float32 [class, rep, frame, channel]   the segments: exact slices of ``stream``
         features      bfloat16 [class, rep, frame, channel, 4]  Hudgins features: slices of ``stream_features``
@@ -26,8 +29,8 @@ file's bytes, so the writer checks it):
     feature_names, classes, metadata (database, subject, amputee, rates, parameters, seed, sources + SHA-256)
 
 The file carries no format key (``metadata["version"]`` is the package version that wrote it), and adding one would
-change every file's bytes: a file is recognised by its keys. Files converted by older versions may lack the stream
-or the poses, so the reader asks only for the keys every reader uses, and :func:`window_of` and
+change every file's bytes: a file is recognised by its keys. Files converted by older versions may lack the stream,
+its glove or the poses, so the reader asks only for the keys every reader uses, and :func:`window_of` and
 :func:`check_streams` for those their caller uses; a file that lacks them is to be converted again.
 """
 
@@ -47,7 +50,7 @@ from .preprocess import HUDGINS_FEATURES
 # The stream features are four per electrode and frame, 4x the stream itself in float32; bfloat16 keeps float32's
 # range (volts to counts) to 3 significant digits, far below the features' own noise, at half the size.
 STREAM_FEATURE_DTYPE = torch.bfloat16
-STREAM_KEYS = ("stream", "stream_class", "stream_repetition", "stream_file", "stream_features")
+STREAM_KEYS = ("stream", "stream_class", "stream_repetition", "stream_file", "stream_features", "stream_glove")
 KEYS = (
     *STREAM_KEYS,
     "segments",
@@ -151,27 +154,32 @@ def window_of(payload: dict, window: str, fields: Iterable[str] = ("emg",), path
     return view
 
 
-def check_streams(paths: list[Path], payloads: list[dict], with_features: bool = False) -> None:
+def check_streams(
+    paths: list[Path], payloads: list[dict], with_features: bool = False, with_glove: bool = False
+) -> None:
     """An error naming every file without the continuous stream (files converted before it was kept), or without
-    its features when ``with_features`` (files converted before they were kept)."""
-    wanted = [key for key in STREAM_KEYS if with_features or key != "stream_features"]
+    its features when ``with_features``, or its glove when ``with_glove`` (files converted before they were kept)."""
+    optional = {"stream_features": with_features, "stream_glove": with_glove}
+    wanted = [key for key in STREAM_KEYS if optional.get(key, True)]
     missing = [
         str(path)
         for path, payload in zip(paths, payloads, strict=True)
         if not all(key in payload for key in (*wanted, "segment_start"))
     ]
     if missing:
-        what = "continuous stream or its features (stream_features)" if with_features else "continuous stream"
+        parts = [name for name, asked in optional.items() if asked]
+        what = f"continuous stream or its {' or '.join(parts)}" if parts else "continuous stream"
         raise InputError(f"{missing}: no {what}; convert them again with this version")
 
 
-def stream_of_segments(emg, valid, features=None) -> dict:
+def stream_of_segments(emg, valid, features=None, glove=None) -> dict:
     """The stream of a subject whose recording is its segments back to back, in (class, repetition) order, every
     valid segment a slice of it labelled with its class and repetition (hand-made subjects: tests, benchmarks):
-    ``stream*`` (:data:`STREAM_KEYS`; the segments' ``features``, default zeros), and each segment's
+    ``stream*`` (:data:`STREAM_KEYS`; the segments' ``features`` and ``glove``, default zeros), and each segment's
     ``segment_start`` (-1: not valid)."""
     emg, valid = torch.as_tensor(emg), torch.as_tensor(valid)
     features = torch.zeros((*emg.shape, 4)) if features is None else torch.as_tensor(features).float()
+    glove = torch.zeros((*emg.shape[:3], 22)) if glove is None else torch.as_tensor(glove).float()
     n_classes, n_reps, n_frames = emg.shape[:3]
     cells = valid.nonzero()  # (class, rep) in order
     start = torch.full((n_classes, n_reps), -1, dtype=torch.long)
@@ -182,6 +190,7 @@ def stream_of_segments(emg, valid, features=None) -> dict:
         "stream_repetition": (cells[:, 1] + 1).repeat_interleave(n_frames).to(torch.int16),
         "stream_file": torch.zeros(len(cells) * n_frames, dtype=torch.int8),
         "stream_features": features[valid].reshape(-1, *features.shape[-2:]).to(STREAM_FEATURE_DTYPE),
+        "stream_glove": glove[valid].reshape(-1, glove.shape[-1]),
         "segment_start": start,
     }
 
@@ -208,12 +217,13 @@ def payload_from_segments(
     emg, valid = torch.as_tensor(emg).float(), torch.as_tensor(valid)
     shape = emg.shape[:3]
     features = torch.zeros((*emg.shape, 4)) if features is None else torch.as_tensor(features).float()
-    streams = stream_of_segments(emg, valid, features)
+    glove = torch.zeros((*shape, 22)) if glove is None else torch.as_tensor(glove).float()
+    streams = stream_of_segments(emg, valid, features, glove)
     start = streams.pop("segment_start")
     segment = {
         "emg": emg,
         "features": features,
-        "glove": torch.zeros((*shape, 22)) if glove is None else torch.as_tensor(glove).float(),
+        "glove": glove,
         "segment_start": start,
         "pose": torch.zeros((*shape[:2], 22)) if pose is None else torch.as_tensor(pose).float(),
     }

@@ -11,6 +11,9 @@ STREAM_TABLES = ("stream_metrics", "stream_tradeoff", "stream_timing")
 STREAM_SUMMARY_TABLES = ("stream_summary",)
 # Tables of zero-shot folds (rule zero_shot, per model × zero-shot fold × window; then aggregate_zero_shot).
 ZERO_SHOT_TABLES = ("zero_shot", "zero_shot_subsets", "zero_shot_confusion")
+# The decoded pose against the glove (rule pose_decoding, per pose-decoding model × fold × window; then
+# aggregate_pose_decoding).
+POSE_DECODING_TABLES = ("pose_decoding",)
 # Run-level tables that stay files beside the report instead of being embedded in it: one row per random subset
 # or per confusion cell, tens of MB at full scale. subset_summary, metrics and the figures summarise them.
 FULL_TABLES = ("subset_accuracy", "confusion")

@@ -90,6 +90,7 @@ OPTIONAL_COLUMNS = {
         "fold",
         "window",
         "set",  # unseen, seen or all: the gestures decided among, with rest
+        "decided_by",  # class_encoder (the logits), or pose_decoder (the decoded pose matched to descriptions)
         "gesture_accuracy",  # of the set's gesture windows (true class not rest), the share decided right
         "gesture_chance",  # its chance: 1 / classes (the set's gestures + rest); a decision of rest is a miss
         "gesture_windows_as_rest",  # of the set's gesture windows, the share decided as rest
@@ -131,6 +132,20 @@ OPTIONAL_COLUMNS = {
         "fold",
         "window",
         "scored_by",
+    ],
+    "pose_decoding": [  # pose_decoding.py: per subject and set, the decoded pose against the glove
+        "model",
+        "adabn",
+        "adaptation",
+        "fold",
+        "window",
+        "subject",
+        "set",  # seen, unseen (a zero-shot fold's held-out gestures) or rest
+        "frames",
+        "mse",  # squared error, in the subject's standardised glove units, over frames and sensors with a target
+        "mean_pose_mse",  # the same for always decoding the subject's training mean (0): decoding nothing
+        "mean_correlation",  # Pearson's r of decoded and true pose over the frames, per sensor, averaged over sensors
+        *(f"correlation_{sensor}" for sensor in range(1, 23)),  # each glove sensor's (NaN: no target or no spread)
     ],
 }
 STREAM_COLUMNS = OPTIONAL_COLUMNS  # the stream tables' entries

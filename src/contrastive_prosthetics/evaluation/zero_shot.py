@@ -19,8 +19,12 @@ with the numbers of the set's own gesture windows (windows whose true class is o
 
 then the balanced accuracy (mean recall over the set's gestures and rest: rest's recall weighs as much as every
 gesture's, and can carry it), the accuracy over all its windows (rest's too) and their chance, one over the set's
-classes. ``zero_shot_confusion.tsv`` holds the voted windows' [true, decided] counts among each set's classes, rest
-included, by the model and by the oracle (``scored_by``). The subset-size curve over the unseen gestures (k =
+classes. ``decided_by`` says how: ``class_encoder``, the model's logits (the pose class encoder); and, for a model with
+a pose decoder, ``pose_decoder`` beside it: each frame decided by the class whose description (its mean standardised
+glove over the other training subjects' training repetitions, :mod:`..learning.glove`) is nearest the frame's decoded
+pose (:func:`pose_matching`), then the same vote, on the same frames, against the oracle's pose decoder.
+``zero_shot_confusion.tsv`` holds the class encoder's voted windows' [true, decided] counts among each set's classes,
+rest included, by the model and by the oracle (``scored_by``). The subset-size curve over the unseen gestures (k =
 1..their number, rest added) comes with it, its rest false activation over the test rest windows scored among the
 same classes, as the main evaluation's (:mod:`.rest_windows`).
 """
@@ -35,7 +39,7 @@ import torch
 from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
 from ..data.ninapro import REST
-from ..learning.logits import PER_FRAME, read_logits
+from ..learning.logits import DECODED_POSE, PER_FRAME, read_logits
 from .artefacts import ZERO_SHOT_SETS as SETS
 from .evaluate import classification_metrics
 from .rest_windows import rest_window_payload
@@ -51,7 +55,7 @@ def restricted(payload: dict, names: list[str]) -> dict:
     keep = torch.isin(payload["label"], columns)
     relabel = torch.full((len(payload["classes"]),), -1, dtype=torch.long)
     relabel[columns] = torch.arange(len(names))
-    out = {key: value[keep] if key in PER_FRAME else value for key, value in payload.items()}
+    out = {key: value[keep] if key in (*PER_FRAME, *DECODED_POSE) else value for key, value in payload.items()}
     out["logits"] = out["logits"][:, columns]
     if "rest_window_logits" in out:
         out["rest_window_logits"] = out["rest_window_logits"][..., columns]
@@ -83,6 +87,23 @@ def voted_metrics(payload: dict, window_frames: int) -> tuple[dict, torch.Tensor
     return numbers, confusion
 
 
+def pose_matching(payload: dict) -> dict:
+    """``payload`` (a pose decoder's) decided by its decoded pose: each frame's score for a class is minus the mean
+    squared distance, in standardised glove units, between the frame's decoded pose and the class's description for
+    its subject, over the sensors every described class has there; a class with no description for that subject is
+    never chosen. The rest windows are left out (the subset-size curve is the class encoder's)."""
+    pose, subject, descriptions = payload["pose"].double(), payload["subject"], payload["pose_descriptions"].double()
+    scores = torch.full((len(pose), descriptions.shape[1]), torch.finfo(torch.float32).min)
+    for who in subject.unique().tolist():  # a few subjects, each a [frame × class] distance matrix
+        rows, described = subject == who, descriptions[who]
+        has = torch.isfinite(described).any(1)
+        sensors = torch.isfinite(described[has]).all(0)
+        distance = torch.cdist(pose[rows][:, sensors], described[has][:, sensors]) ** 2 / sensors.sum().clamp(min=1)
+        scores[rows.nonzero(), has.nonzero().squeeze(1)] = -distance.float()
+    out = {key: value for key, value in payload.items() if not key.startswith("rest_window")}
+    return out | {"logits": scores}
+
+
 def confusion_rows(confusion: torch.Tensor, classes: list[str]) -> pd.DataFrame:
     """Long-format [true, decided] window counts, zero counts omitted."""
     true, decided = confusion.nonzero(as_tuple=True)
@@ -108,21 +129,26 @@ def zero_shot_tables(
     gestures = [name for name in payload["classes"] if name != REST]
     sets = dict(zip(SETS, (unseen, [g for g in gestures if g not in unseen], gestures), strict=True))
     leading = {key: payload[key] for key in ("model", "adabn", "adaptation", "fold", "window")}
+    deciders = {"class_encoder": (payload, oracle)}
+    if "pose" in payload and "pose" in oracle:  # a pose decoder: its own decisions beside the class encoder's
+        deciders["pose_decoder"] = (pose_matching(payload), pose_matching(oracle))
     rows, confusions = [], []
     for name, chosen in sets.items():
         names = [REST, *chosen]
-        model, model_confusion = voted_metrics(restricted(payload, names), window_frames)
-        best, best_confusion = voted_metrics(restricted(oracle, names), window_frames)
-        chance = {"gesture_chance": 1 / len(names), "chance": 1 / len(names)}
-        described = {
-            "gestures": " ".join(chosen),
-            "classes": len(names),
-            "gesture_windows": int(model_confusion[1:].sum()),
-        }
-        oracle_numbers = {f"oracle_{key}": value for key, value in best.items()}
-        rows.append(leading | {"set": name} | model | chance | oracle_numbers | described)
-        for who, confusion in (("model", model_confusion), ("oracle", best_confusion)):
-            confusions.append(confusion_rows(confusion, names).assign(**leading, set=name, scored_by=who))
+        for decided_by, (scored, best_scored) in deciders.items():
+            model, model_confusion = voted_metrics(restricted(scored, names), window_frames)
+            best, best_confusion = voted_metrics(restricted(best_scored, names), window_frames)
+            chance = {"gesture_chance": 1 / len(names), "chance": 1 / len(names)}
+            described = {
+                "gestures": " ".join(chosen),
+                "classes": len(names),
+                "gesture_windows": int(model_confusion[1:].sum()),
+            }
+            oracle_numbers = {f"oracle_{key}": value for key, value in best.items()}
+            rows.append(leading | {"set": name, "decided_by": decided_by} | model | chance | oracle_numbers | described)
+            if decided_by == "class_encoder":  # the confusion counts and subset curve are the class encoder's
+                for who, confusion in (("model", model_confusion), ("oracle", best_confusion)):
+                    confusions.append(confusion_rows(confusion, names).assign(**leading, set=name, scored_by=who))
     subsets = draw_subsets(len(unseen), trials, seed)
     curves = []
     for who, source in (("model", payload), ("oracle", oracle)):

@@ -159,21 +159,29 @@ class DB23:
         with_features: bool = False,
         with_streams: bool = False,
         window: str | None = None,
+        with_stream_glove: bool = False,
     ) -> DB23:
         """The converted subjects at ``paths``, their segments of ``window`` (default: the first window they were
-        converted with), on ``device``; glove angles, Hudgins features and the continuous streams on request."""
+        converted with), on ``device``; glove angles, Hudgins features and the continuous streams (with their glove:
+        ``with_stream_glove``) on request."""
         paths = [Path(p) for p in paths]
         if not paths:
             raise InputError("DB23.load needs at least one converted subject file")
         fields = ("emg", *(("glove",) if with_glove else ()), *(("features",) if with_features else ()))
-        payloads, window, classes, rate = _read_subjects(paths, window, fields, with_streams, with_features)
+        payloads, window, classes, rate = _read_subjects(
+            paths, window, fields, with_streams, with_features, with_stream_glove
+        )
         emg, valid, channel_mask, glove = _stack_segments(payloads, len(classes), with_glove)
         subjects = [
             SubjectInfo(p["metadata"]["database"], int(p["metadata"]["subject"]), bool(p["metadata"]["amputee"]))
             for p in payloads
         ]
         n_reps, n_channels = emg.shape[2], emg.shape[4]
-        streams = concatenate_streams(payloads, n_channels, n_reps, with_features) if with_streams else None
+        streams = (
+            concatenate_streams(payloads, n_channels, n_reps, with_features, with_stream_glove)
+            if with_streams
+            else None
+        )
         data = cls(
             emg, valid, channel_mask, glove, classes, subjects, torch.device("cpu"), frame_rate_hz=rate, streams=streams
         )
@@ -346,7 +354,12 @@ def quantisation_step(values: torch.Tensor) -> float:
 
 
 def _read_subjects(
-    paths: list[Path], window: str | None, fields: tuple[str, ...], with_streams: bool, with_features: bool = False
+    paths: list[Path],
+    window: str | None,
+    fields: tuple[str, ...],
+    with_streams: bool,
+    with_features: bool = False,
+    with_glove: bool = False,
 ) -> tuple[list[dict], str, list[str], float]:
     """Each file's tensors with the segments of ``window`` (default: the first file's first) at the top, the window,
     and the classes and frame rate every file shares. An error names the file that lacks the window, the segment
@@ -355,7 +368,7 @@ def _read_subjects(
     window = window or first_window(payloads[0])
     payloads = [window_of(payload, window, fields, path) for path, payload in zip(paths, payloads, strict=True)]
     if with_streams:
-        check_streams(paths, payloads, with_features)
+        check_streams(paths, payloads, with_features, with_glove)
     classes = payloads[0]["classes"]
     for path, payload in zip(paths, payloads, strict=True):
         if payload["classes"] != classes:

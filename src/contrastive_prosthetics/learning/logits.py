@@ -11,6 +11,12 @@ Per rest window (every window of the segment's length in the test repetitions' r
     rest_window_subject     long    [window]  index into ``subjects``
     rest_window_repetition  long    [window]  1-based NinaPro repetition
     rest_window_start       long    [window]  its first frame in the subject's stream (the tensor file's ``stream``)
+Per test frame, from a model that decodes pose (``pose_decoder``; absent otherwise, and in older files):
+    pose        float32 [frame, 22]     the decoded pose, in the subject's standardised glove units (:mod:`.glove`)
+    glove       float32 [frame, 22]     the true standardised glove at the frame (NaN: no target)
+Per file, from such a model:
+    pose_descriptions  float32 [subject, class, 22]  each class's pose as described to each subject by the other
+                                        training subjects' gloves (NaN: none), what its decoded pose is matched to
 Per file:
     subjects, amputee, classes          names of the axes the indices point into
     frame_rate_hz                       frames per second (vote windows in frames are computed from it)
@@ -31,6 +37,7 @@ from ..core.torch_file import load_torch_file
 
 PER_FRAME = ("logits", "label", "subject", "repetition", "frame")
 PER_REST_WINDOW = ("rest_window_logits", "rest_window_subject", "rest_window_repetition", "rest_window_start")
+DECODED_POSE = ("pose", "glove")  # optional per-frame keys (pose-decoding models), filtered with the frames
 PER_FILE = ("subjects", "amputee", "classes", "frame_rate_hz", "model", "fold", "window", "adabn", "adaptation")
 
 
@@ -56,10 +63,11 @@ def write_logits(
     unseen: list[str] = (),
     *,
     rest_windows: RestWindows,
+    poses=None,
 ) -> None:
     """Write every test frame's scores and the test rest windows'; ``index`` [frame, 4] holds (subject, class,
     rep, frame), 0-based, into ``data`` (a DB23: subject names, amputee flags, classes and frame rate come from
-    it)."""
+    it). ``poses``: a pose-decoding model's :class:`.glove.DecodedPoses` of the same frames (None: none)."""
     index = index.cpu()
     atomic_torch_save(
         {
@@ -83,7 +91,10 @@ def write_logits(
             "fold": fold_name,
             "window": data.window,
             "unseen": list(unseen),  # gestures held out of training (zero-shot folds)
-        },
+        }
+        | (
+            {} if poses is None else {"pose": poses.pose, "glove": poses.glove, "pose_descriptions": poses.descriptions}
+        ),
         path,
     )
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import InputError
+from .pose_head import pose_head
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ModelConfig:
     class_encoder: str = "onehot"  # "onehot": a linear map of each class's one-hot code; "pose": an MLP of its pose
     code_dim: int = 22  # length of a pose code (the glove's sensors)
     input_norm: bool = False  # a batch norm of each electrode's input: per-user normalisation under AdaBN
+    pose_weight: float = 0.0  # > 0: a head decodes the glove from the embedding, its loss weighted so (pose_decoder)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -224,9 +226,14 @@ class ContrastiveModel(nn.Module):
             self.register_buffer("class_codes", torch.eye(config.n_classes), persistent=False)
         else:  # the pose prototypes, set from training data (poses.pose_prototypes) and saved with the weights
             self.register_buffer("class_codes", torch.zeros(config.n_classes, config.code_dim))
+        self.pose_head = pose_head(config)
 
     def encode_emg(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.emg_encoder(x), dim=-1)
+
+    def decode_pose(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames → [frame, sensor] the decoded standardised glove (a model with a pose head)."""
+        return self.pose_head(self.emg_encoder(x))
 
     def encode_classes(self, codes: torch.Tensor | None = None) -> torch.Tensor:
         return F.normalize(self.class_encoder(self.class_codes if codes is None else codes), dim=-1)
@@ -235,14 +242,24 @@ class ContrastiveModel(nn.Module):
         return self.logit_scale.clamp(max=math.log(100)).exp()  # CLIP clamps at 100 to keep training stable
 
     def group_logits(
-        self, x: torch.Tensor, classes: torch.Tensor, present: torch.Tensor, reference: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self,
+        x: torch.Tensor,
+        classes: torch.Tensor,
+        present: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        with_poses: bool = False,
+    ):
         """Groups [group, class, (context,) channel] → [group, frame, class] logits of each group's frames vs its
         classes. Only ``present`` frames are encoded (absent ones are placeholders that must not shift batch
         statistics); their rows are zeros, which the loss masks. ``reference`` frames, when given, set the batch
-        statistics (see :class:`ReferenceBatchNorm1d`)."""
-        frames = encode_present(self.encode_emg, x, present, reference, self)
-        return self.scale() * frames @ self.encode_classes()[classes].T
+        statistics (see :class:`ReferenceBatchNorm1d`). ``with_poses``: (logits, [group, class, sensor] decoded
+        poses), from the same encoding."""
+        if not with_poses:
+            frames = encode_present(self.encode_emg, x, present, reference, self)
+            return self.scale() * frames @ self.encode_classes()[classes].T
+        embedded = encode_present(self.emg_encoder, x, present, reference, self)
+        logits = self.scale() * F.normalize(embedded, dim=-1) @ self.encode_classes()[classes].T
+        return logits, self.pose_head(embedded)
 
     def forward(self, x: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         """Frames [frame, channel] → logits over every class [frame, class]."""
@@ -258,12 +275,24 @@ class ClassifierModel(nn.Module):
         self.emg_encoder = EMGEncoder(config)
         # A linear head straight on the embedding, as the contrastive model compares that embedding linearly.
         self.head = nn.Linear(config.embedding_dim, config.n_classes)
+        self.pose_head = pose_head(config)
+
+    def decode_pose(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pose_head(self.emg_encoder(x))
 
     def group_logits(
-        self, x: torch.Tensor, classes: torch.Tensor, present: torch.Tensor, reference: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        encode = lambda frames: self.head(self.emg_encoder(frames))  # noqa: E731
-        return encode_present(encode, x, present, reference, self)[..., classes]
+        self,
+        x: torch.Tensor,
+        classes: torch.Tensor,
+        present: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        with_poses: bool = False,
+    ):
+        if not with_poses:
+            encode = lambda frames: self.head(self.emg_encoder(frames))  # noqa: E731
+            return encode_present(encode, x, present, reference, self)[..., classes]
+        embedded = encode_present(self.emg_encoder, x, present, reference, self)
+        return self.head(embedded)[..., classes], self.pose_head(embedded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.emg_encoder(x))

@@ -25,6 +25,8 @@ class ContrastiveBatch:
     present: torch.Tensor  # [group, class] False where the group's subject never recorded the class
     subjects: torch.Tensor  # [group, class] indices into DB23's subject axis: where each frame came from
     reference: torch.Tensor | None = None  # [frame, (context,) channel] the subject's unlabelled recording, or None
+    # [group, class, sensor] each frame's standardised glove (NaN: no target) when the streams carry it (pose decoding)
+    glove: torch.Tensor | None = None
 
 
 class ContrastiveSampler:
@@ -124,6 +126,10 @@ class ContrastiveSampler:
         if not self.per_subject:
             subjects = self.pooled_subject.reshape(-1).take(position)
         present = (counts > 0).expand(shape)
+        glove = None
+        if self.data.streams is not None and self.data.streams.glove is not None:  # the frames' stream positions
+            start = self.data.streams.segment_start.reshape(-1).take((chosen + frames) // self.n_frames)
+            glove = self.data.streams.glove[start + (chosen + frames) % self.n_frames].to(self.data.device)
         if self.context == 1:
             x = self.flat.index_select(0, (chosen + frames).reshape(-1)).view(*shape, -1)
         else:
@@ -142,6 +148,7 @@ class ContrastiveSampler:
             present=present.to(device),
             subjects=subjects.to(device),
             reference=reference,
+            glove=glove,
         )
 
     def __iter__(self) -> Iterator[ContrastiveBatch]:

@@ -140,12 +140,14 @@ class StreamSampler:
             recording = self.recordings[int(row)]
             pick = (torch.rand(self.reference_frames, generator=self.generator, device=device) * len(recording)).long()
             reference = self.data.stream_context(recording[pick], self.context).to(self.data.device)
+        glove = None if self.data.streams.glove is None else self.data.streams.glove[position].to(self.data.device)
         return ContrastiveBatch(
             x=x.to(self.data.device),
             classes=self.classes,
             present=present.to(self.data.device),
             subjects=subjects.to(self.data.device),
             reference=reference,
+            glove=glove,
         )
 
     def __iter__(self) -> Iterator[ContrastiveBatch]:

@@ -22,14 +22,21 @@ class Streams:
     # [frame, channel, 4] Hudgins features of each frame, when loaded (with_features): the classical baseline's
     # input, kept on the CPU where scikit-learn reads it.
     features: torch.Tensor | None = None
+    # [frame, 22] the glove at each frame, when loaded (with_stream_glove): raw, or each subject's standardised
+    # (:mod:`.glove`); NaN where a sensor has no reading. Pose decoding's target.
+    glove: torch.Tensor | None = None
 
     def to(self, move) -> Streams:
         fields = ("frames", "subject", "repetition", "classes", "offset", "segment_start")
-        return replace(self, **{name: move(getattr(self, name)) for name in fields})
+        moved = {name: move(getattr(self, name)) for name in fields}
+        return replace(self, **moved, glove=None if self.glove is None else move(self.glove))
 
 
-def concatenate_streams(payloads: list[dict], n_channels: int, n_reps: int, with_features: bool = False) -> Streams:
-    """One Streams over the subjects' files, channels padded to ``n_channels``, repetitions to ``n_reps``."""
+def concatenate_streams(
+    payloads: list[dict], n_channels: int, n_reps: int, with_features: bool = False, with_glove: bool = False
+) -> Streams:
+    """One Streams over the subjects' files, channels padded to ``n_channels``, repetitions to ``n_reps``; the
+    glove's sensors a file lacks (its ``glove_mask``) NaN, as no reading."""
     lengths = torch.tensor([len(p["stream"]) for p in payloads])
     offset = torch.cumsum(lengths, 0) - lengths
     frames = torch.zeros((int(lengths.sum()), n_channels))
@@ -52,4 +59,10 @@ def concatenate_streams(payloads: list[dict], n_channels: int, n_reps: int, with
         offset=offset,
         segment_start=segment_start,
         features=features,
+        glove=torch.cat([_stream_glove(p) for p in payloads]) if with_glove else None,
     )
+
+
+def _stream_glove(payload: dict) -> torch.Tensor:
+    """A file's stream glove, float32, its masked sensors NaN (conversion stores them as zeros)."""
+    return torch.where(payload["glove_mask"], payload["stream_glove"].float(), torch.nan)

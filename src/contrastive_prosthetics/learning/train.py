@@ -34,15 +34,12 @@ from .calibration_free import calibration_free
 from .dataset import DB23, Normalisation, Selection, choose_device
 from .decision_choice import setting_calibrations
 from .folds import FoldSelections, fold_selections, setup_repetitions, training_view
+from .glove import decoded_test_poses, decoding_view
 from .logits import write_logits
 from .model_file import write_network_file
-from .models import (
-    ModelConfig,
-    build_model,
-    model_losses,
-    parameter_groups,
-)
+from .models import ModelConfig, build_model, model_losses, parameter_groups
 from .onset_gate import OnsetGate
+from .pose_head import batch_loss
 from .poses import fold_codes
 from .rest_bias import validation_streams
 from .rest_windows import setting_rest_windows
@@ -82,6 +79,7 @@ class Setting:
     class_codes: torch.Tensor | None = None  # pose prototypes for a pose class encoder (a new user's)
     raw: DB23 | None = None  # the training view before normalisation: what the controller reads (rest calibration)
     subject_codes: torch.Tensor | None = None  # [subject, class, 22] each subject's prototypes (zero-shot folds)
+    pose_descriptions: torch.Tensor | None = None  # [subject, class, 22] the classes' poses from the others' gloves
     normalisation: Normalisation | None = None  # the training selection's, for the controller's scorer
 
     def scores(
@@ -204,8 +202,7 @@ def train_once(
         for _ in tqdm(range(settings.steps_per_epoch), desc=f"{description} epoch {epoch}", leave=False, mininterval=5):
             batch = augmenter(sampler.draw())
             with device.autocast:
-                logits = model.group_logits(batch.x, batch.classes, batch.present, batch.reference).float()
-                loss = loss_of(logits, batch)
+                logits, loss = batch_loss(model, batch, loss_of)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -314,7 +311,10 @@ def fold_setting(
     settings = settings.for_model(model_settings)
     adabn = bool(model_settings["adabn"])
     adaptation = model_settings.get("adaptation", "cross_fitted") if adabn else "none"  # as logits.pt says
-    loaded = DB23.load(tensor_paths, device=str(chosen.device), with_streams=True, window=window)
+    decodes = bool(model_settings.get("pose_decoder"))
+    loaded = DB23.load(
+        tensor_paths, device=str(chosen.device), with_streams=True, window=window, with_stream_glove=decodes
+    )
     selections = fold_selections(loaded, fold, fold_name)
     raw = training_view(loaded, fold, selections)  # a zero-shot fold's held-out stretches left out
     normalisation = raw.normalisation(
@@ -323,7 +323,9 @@ def fold_setting(
         epsilon_fraction=settings.log_floor,
         floor_quanta=settings.log_floor_quanta,
     )
-    data = raw.normalised(normalisation)
+    data, descriptions = raw.normalised(normalisation), None
+    if decodes:  # each subject's glove standardised: the pose head's target
+        data, descriptions = decoding_view(loaded, raw, data, selections.train)
     config = ModelConfig(
         kind=model_settings["kind"],
         n_channels=data.emg.shape[-1],
@@ -338,6 +340,7 @@ def fold_setting(
         # Per-user input normalisation needs batch norms whose statistics are one person's: AdaBN's.
         input_norm=settings.normalisation == "per_subject" and adabn,
         logit_scale=None if architecture["logit_scale"] == "learnable" else float(architecture["logit_scale"]),
+        pose_weight=float(model_settings["pose_decoder"]["weight"]) if decodes else 0.0,
     )
     log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
     codes = subject_codes = None
@@ -359,6 +362,7 @@ def fold_setting(
         raw=raw,
         subject_codes=subject_codes,
         normalisation=normalisation,
+        pose_descriptions=descriptions,
     )
     return setting, normalisation
 
@@ -426,9 +430,8 @@ def train_fold(
         decision=None if decision is None else decision.as_dict(),
         calibration_free=free,
     )
-
     # The one place test data are read.
-    memo = {}  # the test repetitions' cross-fitted statistics, for their segments and their rest windows
+    memo = {}  # the test repetitions' cross-fitted statistics: their segments, rest windows and decoded poses
     logits, index = setting.scores(model, selections.test, selections.test_pool, memo)
     write_logits(
         out_dir / "logits.pt",
@@ -441,5 +444,6 @@ def train_fold(
         setting.adaptation,
         fold.get("unseen", []),
         rest_windows=setting_rest_windows(setting, model, memo),
+        poses=decoded_test_poses(setting, model, index, memo),
     )
     log.info("wrote %s", out_dir)

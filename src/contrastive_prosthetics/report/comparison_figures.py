@@ -188,6 +188,8 @@ def zero_shot_figure(
     if table.empty:
         return save_figure(no_data_figure(title, "No zero-shot folds in this run."), out_stem)
     rows = with_labels(table)
+    if "decided_by" in rows:  # a pose decoder's decisions beside the class encoder's, as a model of their own
+        rows["label"] = rows["label"].where(rows["decided_by"] != "pose_decoder", rows["label"] + " by pose")
     colours = extend_colours(colours, rows["label"])
     labels = sorted(rows["label"].unique())
     figure = Figure(figsize=(17, 5.2), layout="constrained")
