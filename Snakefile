@@ -55,7 +55,12 @@ rule all:
         logits=all_logits(),
         tables=expand(
             "results/eval/{table}.tsv",
-            table=EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + STREAM_SUMMARY_TABLES + ZERO_SHOT_TABLES,
+            table=EVALUATION_TABLES
+            + SUMMARY_TABLES
+            + STREAM_TABLES
+            + STREAM_SUMMARY_TABLES
+            + ZERO_SHOT_TABLES
+            + ZERO_SHOT_STREAM_TABLES,
         ),
         figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),
         calibration=calibration_outputs(),

@@ -43,7 +43,7 @@ from .models import (
     parameter_groups,
 )
 from .onset_gate import OnsetGate
-from .poses import fold_codes
+from .poses import FoldCodes, fold_codes, pose_fields
 from .rest_bias import validation_streams
 from .rest_windows import setting_rest_windows
 from .sampling import ContrastiveSampler
@@ -83,6 +83,7 @@ class Setting:
     raw: DB23 | None = None  # the training view before normalisation: what the controller reads (rest calibration)
     subject_codes: torch.Tensor | None = None  # [subject, class, 22] each subject's prototypes (zero-shot folds)
     normalisation: Normalisation | None = None  # the training selection's, for the controller's scorer
+    pose: FoldCodes | None = None  # a pose class encoder's codes as computed (on the CPU), what model.pt saves
 
     def scores(
         self, model: torch.nn.Module, selection: Selection, pool: dict, memo: dict | None = None
@@ -340,11 +341,11 @@ def fold_setting(
         logit_scale=None if architecture["logit_scale"] == "learnable" else float(architecture["logit_scale"]),
     )
     log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
-    codes = subject_codes = None
+    codes = subject_codes = pose = None
     if config.class_encoder == "pose":  # an unseen gesture is described to each subject by the others' gloves
         unseen = [data.classes.index(gesture) for gesture in fold.get("unseen", [])]
-        codes, subject_codes = fold_codes(loaded, selections.train, unseen)
-        codes = codes.to(chosen.device)
+        pose = fold_codes(loaded, selections.train, unseen)
+        codes, subject_codes = pose.new_user.to(chosen.device), pose.subjects
         subject_codes = None if subject_codes is None else subject_codes.to(chosen.device)
     setting = Setting(
         data=data,
@@ -359,6 +360,7 @@ def fold_setting(
         raw=raw,
         subject_codes=subject_codes,
         normalisation=normalisation,
+        pose=pose,
     )
     return setting, normalisation
 
@@ -382,7 +384,7 @@ def train_fold(
     setting, normalisation = fold_setting(
         tensor_paths, model_name, model_settings, architecture, fold_name, fold, settings, seed, device, window
     )
-    data, selections, codes = setting.data, setting.selections, setting.class_codes
+    data, selections = setting.data, setting.selections
 
     search_rows, hyper = search(setting, seed)
     model, history, extra = train_once(setting, hyper, setting.settings.final_epochs, seed, "final")
@@ -414,7 +416,7 @@ def train_fold(
         fold=fold_name,
         fold_spec=fold,
         unseen=fold.get("unseen", []),
-        pose_prototypes=None if codes is None else codes.cpu(),
+        **pose_fields(setting.pose),
         best_epoch=extra["best_epoch"],
         history=history,
         seed=seed,
