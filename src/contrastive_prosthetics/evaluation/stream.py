@@ -32,6 +32,7 @@ The metrics per (k, subset, vote), and how they are computed for every subset at
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -59,6 +60,7 @@ from .subsets import draw_subsets
 from .tables import OPTIONAL_COLUMNS as STREAM_COLUMNS
 from .zero_shot_stream import zero_shot_stream_table
 
+log = logging.getLogger(__name__)
 TIMED_FRAMES = 500  # frames per job scored one at a time, as the controller does, to time a decision
 SCORING_BATCH = 4096  # frames per network call for the rest: the same arithmetic, 30-100x faster
 
@@ -232,16 +234,16 @@ def evaluate_stream(
 def zero_shot_streams(scored, raw: DB23, saved: dict, fold: dict, oracle_path: Path | None, leading, scoring):
     """``zero_shot_stream.tsv`` (:mod:`.zero_shot_stream`) of a zero-shot fold's network: its test stretches
     ``scored`` beside the oracle's (``oracle_path``, the same model trained on every gesture, its streams scored on
-    its own fold, as its stream job scores them); ``scoring`` is (tensor paths, adaptation limit, vote frames, frame
-    ms). The header only for any other run."""
+    its own fold, as its stream job scores them; None: the oracle's columns empty); ``scoring`` is (tensor paths,
+    adaptation limit, vote frames, frame ms). The header only for any other run."""
     if not fold.get("unseen") or "estimators" in saved:
         return pd.DataFrame(columns=STREAM_COLUMNS["zero_shot_stream"])
-    if oracle_path is None:
-        raise InputError(
-            f"{saved['model']}/{saved['fold']}: a zero-shot fold's stream evaluation needs its oracle's model.pt "
-            f"(--oracle: the same model on fold {fold.get('oracle')})"
-        )
     tensor_paths, limit, vote_frames, frame_ms = scoring
+    rule = Hysteresis.from_dict(saved.get("decision"))
+    if oracle_path is None:  # outside the pipeline, a zero-shot model whose oracle was not trained: its rows alone
+        log.warning("%s/%s: no oracle given (--oracle): its columns stay empty", saved["model"], saved["fold"])
+        leading = leading | {"oracle_fold": ""}
+        return zero_shot_stream_table(scored, None, raw, (rule, None), fold["unseen"], vote_frames, frame_ms, leading)
     trained = read_model_file(oracle_path)  # its own fold: the oracle's codes, repetitions and setup
     oracle, oracle_raw, logits, _ = scored_test_streams(
         oracle_path, tensor_paths, trained["fold"], trained["fold_spec"], limit
@@ -250,7 +252,7 @@ def zero_shot_streams(scored, raw: DB23, saved: dict, fold: dict, oracle_path: P
         raise InputError(f"{oracle_path}: the oracle has other classes than {saved['fold']}: {oracle_raw.classes}")
     truth_of = raw.streams.classes.numpy()
     oracle_scored = [(subject, positions, scores, truth_of[positions]) for subject, positions, scores in logits]
-    rules = (Hysteresis.from_dict(saved.get("decision")), Hysteresis.from_dict(oracle.get("decision")))
+    rules = (rule, Hysteresis.from_dict(oracle.get("decision")))
     leading = leading | {"oracle_fold": trained["fold"]}
     return zero_shot_stream_table(scored, oracle_scored, raw, rules, fold["unseen"], vote_frames, frame_ms, leading)
 

@@ -21,7 +21,8 @@ its own streams scored on the same frames with its own rest bias, decided among 
     accuracy                 every frame of rest and the set's gestures, transitions included
     onset_delay_p50_ms       the median onset delay of the set's movements, and onsets_missed, the share never reached
 
-each with its ``oracle_`` twin. Runs outside zero-shot folds write the table with its header only.
+each with its ``oracle_`` twin (empty where no oracle was given, outside the pipeline). Runs outside zero-shot folds
+write the table with its header only.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def model_rows(scored: list, raw, rule: Hysteresis | None, sets: dict, vote_fram
 
 def zero_shot_stream_table(
     scored: list,
-    oracle_scored: list,
+    oracle_scored: list | None,
     raw,
     rules: tuple[Hysteresis | None, Hysteresis | None],
     unseen: list[str],
@@ -71,22 +72,22 @@ def zero_shot_stream_table(
     leading: dict,
 ) -> pd.DataFrame:
     """``zero_shot_stream.tsv``'s rows (see the module) of one zero-shot run: ``scored`` and ``oracle_scored`` are
-    the model's and the oracle's test stretches ``(subject, positions, logits, truth)`` over the classes of ``raw``,
-    ``rules`` their saved decision rules (None: the vote only), ``leading`` the columns naming the run (and its
-    oracle's fold)."""
+    the model's and the oracle's test stretches ``(subject, positions, logits, truth)`` over the classes of ``raw``
+    (``oracle_scored`` None: the oracle's columns empty), ``rules`` their saved decision rules (None: the vote only),
+    ``leading`` the columns naming the run (and its oracle's fold)."""
     if not unseen:
         raise InputError(f"{leading['model']}/{leading['fold']}: not a zero-shot fold (no unseen gestures)")
-    frames = [(subject, positions.tolist()) for subject, positions, *_ in scored]
-    if frames != [(subject, positions.tolist()) for subject, positions, *_ in oracle_scored]:
-        raise InputError(
-            f"{leading['model']}/{leading['fold']}: the oracle ({leading['oracle_fold']}) scored other test frames; "
-            "a zero-shot fold copies its oracle's subjects and repetitions: check the folds in config"
-        )
     sets = gesture_sets(raw.classes, unseen)
     model = model_rows(scored, raw, rules[0], sets, vote_frames, frame_ms)
-    oracle = model_rows(oracle_scored, raw, rules[1], sets, vote_frames, frame_ms)
-    oracle = oracle[KEYS + METRICS].rename(columns={name: f"oracle_{name}" for name in METRICS})
-    table = model.merge(oracle, on=KEYS, how="left", validate="one_to_one")
+    if oracle_scored is None:
+        table = model.assign(**{f"oracle_{name}": float("nan") for name in METRICS})
+    else:
+        table = model.merge(
+            oracle_rows(scored, oracle_scored, raw, rules[1], sets, vote_frames, frame_ms, leading),
+            on=KEYS,
+            how="left",
+            validate="one_to_one",
+        )
     described = pd.DataFrame(
         {
             "set": list(sets),
@@ -97,3 +98,15 @@ def zero_shot_stream_table(
     table = table.merge(described, on="set", how="left")
     table = table.assign(movement_chance=1 / table["classes"])
     return table.assign(**leading)[OPTIONAL_COLUMNS["zero_shot_stream"]]
+
+
+def oracle_rows(scored, oracle_scored, raw, rule, sets, vote_frames, frame_ms, leading) -> pd.DataFrame:
+    """The oracle's rows (:func:`model_rows`) on the same frames, its metrics named ``oracle_*``."""
+    frames = [(subject, positions.tolist()) for subject, positions, *_ in scored]
+    if frames != [(subject, positions.tolist()) for subject, positions, *_ in oracle_scored]:
+        raise InputError(
+            f"{leading['model']}/{leading['fold']}: the oracle ({leading['oracle_fold']}) scored other test frames; "
+            "a zero-shot fold copies its oracle's subjects and repetitions: check the folds in config"
+        )
+    oracle = model_rows(oracle_scored, raw, rule, sets, vote_frames, frame_ms)
+    return oracle[KEYS + METRICS].rename(columns={name: f"oracle_{name}" for name in METRICS})
