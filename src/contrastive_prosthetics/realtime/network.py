@@ -103,8 +103,8 @@ def described(
         )
     if coding.spread is None:
         raise InputError(
-            f"{source}: no pose_spread, how its pose prototypes were standardised: it was written before model.pt "
-            "recorded it; train it again to describe gestures to it"
+            f"{source}: no pose_spread, how its pose prototypes were standardised: a model.pt written before it was "
+            "recorded (train it again to describe gestures to it), or a torch model given without pose_coding="
         )
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"a described gesture needs a name, not {name!r}")
