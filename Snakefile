@@ -61,6 +61,7 @@ rule all:
             + STREAM_TABLES
             + STREAM_SUMMARY_TABLES
             + ZERO_SHOT_TABLES
+            + ZERO_SHOT_STREAM_TABLES
             + POSE_DECODING_TABLES,
         ),
         figures=expand("results/figures/{name}.{ext}", name=FIGURES, ext=["svg", "png"]),

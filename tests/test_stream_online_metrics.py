@@ -100,7 +100,7 @@ def test_pooled_rows_sum_the_subjects_counts_and_the_table_lists_the_columns():
     4 / 55, instability 6 / 170, 2 of 3 onsets; and stream_metrics.tsv lists the three columns."""
     from types import SimpleNamespace
 
-    from contrastive_prosthetics.evaluation.stream import POOLED, per_subject_metrics
+    from contrastive_prosthetics.evaluation.stream_metrics import POOLED, per_subject_metrics
     from contrastive_prosthetics.evaluation.tables import OPTIONAL_COLUMNS
 
     scored = [

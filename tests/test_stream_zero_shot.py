@@ -105,3 +105,16 @@ def test_the_guard_band_counted_apart_is_what_training_leaves_out(zero_shot_mode
     weighted = table.guard_accuracy * table.guard_frames + table.settled_accuracy * (table.frames - table.guard_frames)
     np.testing.assert_allclose(weighted / table.frames, table.accuracy)
     assert list(table.columns[-4:]) == ["guard_ms", "guard_frames", "guard_accuracy", "settled_accuracy"]
+
+
+def test_without_its_oracle_the_zero_shot_stream_table_leaves_the_oracle_columns_empty(zero_shot_model, tmp_path):
+    """Outside the pipeline a zero-shot model's stream evaluation runs without its oracle: zero_shot_stream.tsv has
+    every set's rows, pooled and per test subject, and empty oracle columns."""
+    from contrastive_prosthetics.evaluation.tables import read_table
+
+    out, paths = zero_shot_model
+    settings = dict(subset_sizes=[2], trials=1, subset_trials=2, vote_ms=[0, 50], seed=0, adaptation_limit=1000)
+    evaluate_stream(out / "model.pt", paths, "zs", ZERO_SHOT, tmp_path, **settings)
+    table = read_table(tmp_path / "zero_shot_stream.tsv")
+    assert len(table) == 3 * (1 + 3) * 2 and set(table.query("set == 'unseen'")["gestures"]) == {UNSEEN}
+    assert table["movement_accuracy"].notna().all() and table["oracle_movement_accuracy"].isna().all()

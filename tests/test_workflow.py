@@ -36,6 +36,8 @@ from contrastive_prosthetics.evaluation.artefacts import (
     FULL_TABLES,
     STREAM_TABLES,
     SUMMARY_TABLES,
+    ZERO_SHOT_SETS,
+    ZERO_SHOT_STREAM_TABLES,
     ZERO_SHOT_TABLES,
 )
 from contrastive_prosthetics.evaluation.calibration_summary import METRICS
@@ -179,7 +181,7 @@ def test_every_table_has_a_row_per_run_group_subset_and_vote(tiny_run):
     assert len(runs) == 5 * 2 and {model for model, _, _ in runs} == set(config["models"])
     tables = {
         name: pd.read_csv(tiny_run / f"results/eval/{name}.tsv", sep="\t")
-        for name in EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES
+        for name in EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES + ZERO_SHOT_STREAM_TABLES
     }
     gestures, groups, subjects = 17, 5, 2  # groups: all, intact, amputee and each of the two subjects
     vote_frames = evaluation["vote_window_ms"] // 10  # 10 ms frames
@@ -205,6 +207,11 @@ def test_every_table_has_a_row_per_run_group_subset_and_vote(tiny_run):
     for name, rows in (("zero_shot", 3), ("zero_shot_subsets", 2 * size * evaluation["subset_trials"])):
         assert tables[name].groupby(["model", "fold", "window"]).size().to_dict() == dict.fromkeys(zero_shot_runs, rows)
     # The confusion counts every voted window of each set once, by the model and by its oracle.
+    # The zero-shot stream: each set pooled and per test subject, at every stream vote, beside the oracle's.
+    streamed = tables["zero_shot_stream"]
+    rows = len(ZERO_SHOT_SETS) * (1 + subjects) * len(evaluation["stream_vote_ms"])
+    assert streamed.groupby(["model", "fold", "window"]).size().to_dict() == dict.fromkeys(zero_shot_runs, rows)
+    assert set(streamed["oracle_fold"]) == {"reps-2-5"} and streamed["oracle_movement_accuracy"].notna().all()
     counted = tables["zero_shot_confusion"].groupby(["model", "fold", "window", "set", "scored_by"])["windows"].sum()
     assert counted.groupby(level=[0, 1, 2, 3]).nunique().eq(1).all() and len(counted) == len(zero_shot_runs) * 3 * 2
     summary = tables["subset_summary"]
@@ -273,7 +280,7 @@ def test_report_embeds_every_figure_and_summary_table_with_its_caption_and_stays
     html = path.read_text(errors="replace")
     for figure in FIGURES:
         assert f"{figure}.svg" in html, figure
-    tables = EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES
+    tables = EVALUATION_TABLES + SUMMARY_TABLES + STREAM_TABLES + ZERO_SHOT_TABLES + ZERO_SHOT_STREAM_TABLES
     embedded = [table for table in tables if table not in FULL_TABLES]
     added = report.stdout + report.stderr  # snakemake logs "Adding <file> (<size>)." for each embedded file
     for table in embedded:

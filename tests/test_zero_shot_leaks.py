@@ -15,7 +15,8 @@ from contrastive_prosthetics.learning.adaptation import adaptation_frames
 from contrastive_prosthetics.learning.dataset import DB23, Streams, SubjectInfo
 from contrastive_prosthetics.learning.models import build_model
 from contrastive_prosthetics.learning.sampling import ContrastiveSampler
-from contrastive_prosthetics.learning.train import fold_setting, train_fold, training_sampler
+from contrastive_prosthetics.learning.train import fold_setting, train_fold
+from contrastive_prosthetics.learning.training_batches import training_sampler
 
 CLASSES = ["rest", "A1", "A2", "A3", "A4"]
 UNSEEN = "A2"

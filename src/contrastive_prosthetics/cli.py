@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .core.command_line import (
+    DESCRIBE,
     EVAL_DIR,
     EVAL_OUT_DIR,
     EVALUATION_JSON,
@@ -122,6 +123,7 @@ def command_stream(args: argparse.Namespace) -> None:
         vote_ms=args.vote_ms,
         seed=args.seed,
         adaptation_limit=args.adaptation_frames,
+        oracle_path=Path(args.oracle) if args.oracle else None,
     )
 
 
@@ -290,6 +292,7 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option | OneOf, ...]] = {
         option("--vote-ms", "causal vote lengths (0: none)", nargs="+", type=float),
         SEED,
         option("--adaptation-frames", "training.adaptation_frames", type=int),
+        option("--oracle", "a zero-shot fold's: the same model's model.pt on the fold it copies", required=False),
         TORCH_THREADS,
         EVAL_OUT_DIR,
     ),
@@ -306,6 +309,7 @@ SUBCOMMANDS: dict[Subcommand, tuple[Option | OneOf, ...]] = {
         option(
             "--adapt-seconds", "adapt on its first seconds (default 100)", type=float, default=100.0, required=False
         ),
+        helped(DESCRIBE, f"{DESCRIBE[1]['help']}; choose it in --gestures"),
     ),
     **REALTIME_SUBCOMMANDS,
     Subcommand("aggregate", "concatenate per model x fold evaluation tables", command_aggregate): (

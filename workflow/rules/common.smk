@@ -11,6 +11,7 @@ from contrastive_prosthetics.evaluation.artefacts import (
     STREAM_TABLES,
     STREAM_SUMMARY_TABLES,
     SUMMARY_TABLES,
+    ZERO_SHOT_STREAM_TABLES,
     ZERO_SHOT_TABLES,
 )
 from contrastive_prosthetics.learning.folds import (
@@ -147,6 +148,18 @@ def oracle_logits(wildcards):
     """The logits of the same model on a zero-shot fold's oracle: the fold it copies, with every gesture trained."""
     oracle = config["folds"][wildcards.fold]["oracle"]
     return f"results/models/{wildcards.model}/{oracle}/{wildcards.window}/logits.pt"
+
+
+def oracle_model(wildcards):
+    """A zero-shot fold's oracle model.pt (the same model on the fold it copies), which its stream job scores too;
+    none for any other fold."""
+    oracle = config["folds"][wildcards.fold].get("oracle")
+    return [f"results/models/{wildcards.model}/{oracle}/{wildcards.window}/model.pt"] if oracle else []
+
+
+def oracle_option(wildcards, input):
+    """--oracle of the stream job of a zero-shot fold, or nothing."""
+    return f"--oracle {input.oracle}" if input.oracle else ""
 
 
 def all_logits():

@@ -58,15 +58,18 @@ rule aggregate:
 
 
 # Every frame of the test recordings decided as the real-time controller would, per model × fold × window (LDA from
-# the causal features conversion keeps for every stream frame); skipped when the RMS is centred (not causal).
+# the causal features conversion keeps for every stream frame); skipped when the RMS is centred (not causal). A
+# zero-shot fold's also among its unseen, seen and all gestures, beside its oracle's streams (zero_shot_stream).
 rule stream:
     input:
         model="results/models/{model}/{fold}/{window}/model.pt",
         tensors=fold_tensors,
+        oracle=oracle_model,
     output:
         metrics="results/eval/{model}/{fold}/{window}/stream_metrics.tsv",
         tradeoff="results/eval/{model}/{fold}/{window}/stream_tradeoff.tsv",
         timing="results/eval/{model}/{fold}/{window}/stream_timing.tsv",
+        zero_shot="results/eval/{model}/{fold}/{window}/zero_shot_stream.tsv",
     log:
         "logs/stream/{model}/{fold}/{window}.log",
     benchmark:
@@ -84,12 +87,13 @@ rule stream:
         vote_ms=" ".join(map(str, config["evaluation"]["stream_vote_ms"])),
         seed=config["seed"],
         adaptation_frames=config["training"]["adaptation_frames"],
+        oracle=oracle_option,
         out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics stream --model {input.model} --tensors {input.tensors} "
         "--fold {wildcards.fold} --fold-json {params.fold:q} --subset-sizes {params.sizes} --trials {params.trials} "
         "--subset-trials {params.subset_trials} --vote-ms {params.vote_ms} --seed {params.seed} "
-        "--adaptation-frames {params.adaptation_frames} --threads {threads} "
+        "--adaptation-frames {params.adaptation_frames} {params.oracle} --threads {threads} "
         "--out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -98,8 +102,9 @@ rule aggregate_stream:
         stream_runs("results/eval/{model}/{fold}/{window}/stream_metrics.tsv"),
         stream_runs("results/eval/{model}/{fold}/{window}/stream_tradeoff.tsv"),
         stream_runs("results/eval/{model}/{fold}/{window}/stream_timing.tsv"),
+        stream_runs("results/eval/{model}/{fold}/{window}/zero_shot_stream.tsv"),
     output:
-        [run_table(table) for table in STREAM_TABLES],
+        [run_table(table) for table in STREAM_TABLES + ZERO_SHOT_STREAM_TABLES],
     log:
         "logs/aggregate_stream.log",
     benchmark:
@@ -108,7 +113,7 @@ rule aggregate_stream:
         "../../envs/pipeline.yaml"
     params:
         inputs=stream_runs("results/eval/{model}/{fold}/{window}"),
-        tables=STREAM_TABLES,
+        tables=STREAM_TABLES + ZERO_SHOT_STREAM_TABLES,
         out_dir=output_folder,
     shell:
         "python -m contrastive_prosthetics concatenate --inputs {params.inputs} --tables {params.tables} "

@@ -36,6 +36,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def name_and_path(text: str) -> tuple[str, str]:
+    """NAME=FILE, as --describe takes it."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
+    return name, path
+
+
 def helped(option: Option, help: str | None) -> Option:
     """``option`` with another help text (the same argument, described for one subcommand)."""
     flag, settings = option
@@ -58,6 +66,16 @@ EVAL_OUT_DIR = option("--out-dir", EVAL_DIR)
 RUN_OUT_DIR = option("--out-dir")
 TABLES = option("--tables", nargs="+")
 FAMILIES_JSON = option("--families-json")
+DESCRIBE = option(
+    "--describe",
+    "NAME=FILE: a gesture given only by its mean glove pose (a text file of 22 numbers: the mean glove over the "
+    "movement less the mean over the rest before it), for a model with a pose class encoder; repeat for more",
+    action="append",
+    type=name_and_path,
+    default=[],
+    metavar="NAME=FILE",
+    required=False,
+)
 
 
 class Subcommand(NamedTuple):

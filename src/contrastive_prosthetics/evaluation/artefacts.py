@@ -7,6 +7,9 @@ EVALUATION_TABLES = ("subset_accuracy", "subset_exact", "voting", "metrics", "co
 SUMMARY_TABLES = ("summary", "subset_summary")
 # Tables of the continuous-stream evaluation (rule stream, per network × fold × window; then aggregate_stream).
 STREAM_TABLES = ("stream_metrics", "stream_tradeoff", "stream_timing")
+# The stream table of zero-shot folds, written by rule stream beside its tables (its header only outside zero-shot
+# folds) and concatenated by aggregate_stream: the unseen, seen and all gestures' stream metrics beside the oracle's.
+ZERO_SHOT_STREAM_TABLES = ("zero_shot_stream",)
 # The stream metrics over users and the rest promise user by user (rule stream_summary, stream_summary.py).
 STREAM_SUMMARY_TABLES = ("stream_summary",)
 # Tables of zero-shot folds (rule zero_shot, per model × zero-shot fold × window; then aggregate_zero_shot).

@@ -32,6 +32,7 @@ The metrics per (k, subset, vote), and how they are computed for every subset at
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from ..core.atomic import atomic_write_frame
 from ..core.errors import InputError
 from ..core.units import ms_to_frames
 from ..learning.dataset import DB23, Selection
-from ..learning.decision_rules import VOTE, Hysteresis
+from ..learning.decision_rules import Hysteresis
 from ..learning.folds import fold_selections, setup_repetitions
 from ..learning.inference import FrameScorer
 from ..learning.lda import lda_stream_logits
@@ -53,11 +54,13 @@ from ..learning.poses import fold_codes, with_subject_codes
 from ..learning.rest_bias import subject_rest_bias
 from ..learning.stream_sampling import guard_mask, guard_width
 from ..learning.stream_scoring import StreamScoring, class_bias, with_gate
-from .stream_metrics import stream_metrics
+from .stream_metrics import decided_rows, rule_rows
 from .stream_tradeoff import tradeoff_table
 from .subsets import draw_subsets
 from .tables import OPTIONAL_COLUMNS as STREAM_COLUMNS
+from .zero_shot_stream import zero_shot_stream_table
 
+log = logging.getLogger(__name__)
 TIMED_FRAMES = 500  # frames per job scored one at a time, as the controller does, to time a decision
 SCORING_BATCH = 4096  # frames per network call for the rest: the same arithmetic, 30-100x faster
 
@@ -146,7 +149,7 @@ def subject_codes(saved: dict, raw: DB23, train: Selection, fold: dict, model_pa
     unseen = [raw.classes.index(gesture) for gesture in fold.get("unseen", [])]
     if saved["model_config"].get("class_encoder") != "pose" or not unseen:
         return None
-    new_user, codes = fold_codes(raw, train, unseen)
+    new_user, codes, _ = fold_codes(raw, train, unseen)
     stored = saved.get("pose_prototypes")
     if stored is not None and not torch.allclose(new_user, stored.float(), 1e-4, 1e-5):
         raise InputError(
@@ -154,45 +157,6 @@ def subject_codes(saved: dict, raw: DB23, train: Selection, fold: dict, model_pa
             f"{saved['fold']}): the tensors changed since training; train again"
         )
     return codes
-
-
-POOLED = "all"  # the subject column of rows over every test subject's frames
-
-
-def per_subject_metrics(
-    scored: list,
-    raw: DB23,
-    subsets: dict,
-    vote_frames: list[int],
-    frame_ms: float,
-    guard: np.ndarray | None = None,
-    rule: Hysteresis | None = None,
-) -> list:
-    """Each test subject's own stream metrics (at the subset sizes given: the headline k = K), so that a summary can
-    give subject means with intervals, not only pooled frames; decided by ``rule`` (None: the votes)."""
-    subjects = sorted({subject for subject, *_ in scored})
-    return [
-        stream_metrics(
-            [s for s in scored if s[0] == subject], raw.classes, subsets, vote_frames, frame_ms, guard, rule=rule
-        ).assign(subject=raw.subject_names[subject])
-        for subject in subjects
-    ]
-
-
-def rule_rows(table: pd.DataFrame, rule: Hysteresis | None) -> pd.DataFrame:
-    """Rows decided by the vote (``rule`` None: as they always were, rule ``vote``) or by the model's rule (its
-    name; vote_frames 0 and vote_ms empty: no vote)."""
-    if rule is None:
-        return table.assign(rule=VOTE)
-    return table.assign(rule=rule.rule, vote_frames=0, vote_ms=np.nan)
-
-
-def decided_rows(scored, raw: DB23, subsets: dict, vote_frames, frame_ms, guard, rule: Hysteresis | None):
-    """The pooled rows of every subset and each subject's at k = K, by the votes or by ``rule``."""
-    n_gestures, votes = len(raw.classes) - 1, vote_frames if rule is None else [0]
-    pooled = stream_metrics(scored, raw.classes, subsets, votes, frame_ms, guard, rule=rule).assign(subject=POOLED)
-    each = per_subject_metrics(scored, raw, {n_gestures: subsets[n_gestures]}, votes, frame_ms, guard, rule)
-    return rule_rows(pd.concat([pooled, *each], ignore_index=True), rule)
 
 
 def stream_guard(raw: DB23, guard_ms: float) -> np.ndarray:
@@ -215,10 +179,12 @@ def evaluate_stream(
     vote_ms: list[float],
     seed: int,
     adaptation_limit: int,
+    oracle_path: Path | None = None,
 ) -> pd.DataFrame:
     """Score the test repetitions' streams with one trained network or LDA model and write ``stream_metrics.tsv``,
-    ``stream_tradeoff.tsv`` (:mod:`.stream_tradeoff`) and ``stream_timing.tsv`` (seconds per decision, not
-    bit-identical across runs) into ``out_dir``. The subsets are the first ``trials`` (at most all) of the
+    ``stream_tradeoff.tsv`` (:mod:`.stream_tradeoff`), ``stream_timing.tsv`` (seconds per decision, not
+    bit-identical across runs) and ``zero_shot_stream.tsv`` (:func:`zero_shot_streams`; ``oracle_path``: the oracle's
+    model.pt of a zero-shot fold) into ``out_dir``. The subsets are the first ``trials`` (at most all) of the
     ``subset_trials`` the subset-size evaluation draws with ``seed``; at k = K, the one subset of every gesture,
     scored once. The guard band is the model's (``training.guard_ms``, in model.pt): its frames are counted on their
     own."""
@@ -259,7 +225,36 @@ def evaluate_stream(
     timing = pd.DataFrame([leading | {"compute_ms": 1000 * seconds, "rms_window_ms": window_ms(saved, raw)}])
     timing = timing.assign(frame_ms=frame_ms)
     atomic_write_frame(timing[STREAM_COLUMNS["stream_timing"]], out_dir / "stream_timing.tsv")
+    scoring = (tensor_paths, adaptation_limit, vote_frames, frame_ms)
+    zero_shot = zero_shot_streams(scored, raw, saved, fold, oracle_path, leading, scoring)
+    atomic_write_frame(zero_shot, out_dir / "zero_shot_stream.tsv")
     return table
+
+
+def zero_shot_streams(scored, raw: DB23, saved: dict, fold: dict, oracle_path: Path | None, leading, scoring):
+    """``zero_shot_stream.tsv`` (:mod:`.zero_shot_stream`) of a zero-shot fold's network: its test stretches
+    ``scored`` beside the oracle's (``oracle_path``, the same model trained on every gesture, its streams scored on
+    its own fold, as its stream job scores them; None: the oracle's columns empty); ``scoring`` is (tensor paths,
+    adaptation limit, vote frames, frame ms). The header only for any other run."""
+    if not fold.get("unseen") or "estimators" in saved:
+        return pd.DataFrame(columns=STREAM_COLUMNS["zero_shot_stream"])
+    tensor_paths, limit, vote_frames, frame_ms = scoring
+    rule = Hysteresis.from_dict(saved.get("decision"))
+    if oracle_path is None:  # outside the pipeline, a zero-shot model whose oracle was not trained: its rows alone
+        log.warning("%s/%s: no oracle given (--oracle): its columns stay empty", saved["model"], saved["fold"])
+        leading = leading | {"oracle_fold": ""}
+        return zero_shot_stream_table(scored, None, raw, (rule, None), fold["unseen"], vote_frames, frame_ms, leading)
+    trained = read_model_file(oracle_path)  # its own fold: the oracle's codes, repetitions and setup
+    oracle, oracle_raw, logits, _ = scored_test_streams(
+        oracle_path, tensor_paths, trained["fold"], trained["fold_spec"], limit
+    )
+    if oracle_raw.classes != raw.classes:
+        raise InputError(f"{oracle_path}: the oracle has other classes than {saved['fold']}: {oracle_raw.classes}")
+    truth_of = raw.streams.classes.numpy()
+    oracle_scored = [(subject, positions, scores, truth_of[positions]) for subject, positions, scores in logits]
+    rules = (rule, Hysteresis.from_dict(oracle.get("decision")))
+    leading = leading | {"oracle_fold": trained["fold"]}
+    return zero_shot_stream_table(scored, oracle_scored, raw, rules, fold["unseen"], vote_frames, frame_ms, leading)
 
 
 def window_ms(saved: dict, raw: DB23) -> float:

@@ -38,6 +38,7 @@ from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from ..data.preprocess import find_runs
 from ..learning.batched_decisions import decide_subsets
+from ..learning.decision_rules import VOTE
 
 STABLE_MS = 100  # a decision counts as reached once it stays right this long
 STEADY_AFTER_MS = 1000  # steady movement starts this long after the onset
@@ -326,3 +327,45 @@ def _metric_frame(counts: pd.DataFrame, delays: np.ndarray, frame_ms: float) -> 
         }
     )
     return table[columns]
+
+
+POOLED = "all"  # the subject column of rows over every test subject's frames
+
+
+def per_subject_metrics(
+    scored: list,
+    raw,
+    subsets: dict,
+    vote_frames: list[int],
+    frame_ms: float,
+    guard: np.ndarray | None = None,
+    rule=None,
+) -> list:
+    """Each test subject's own stream metrics (at the subset sizes given: the headline k = K), so that a summary can
+    give subject means with intervals, not only pooled frames; decided by ``rule`` (None: the votes). ``raw``: the
+    data scored (its ``classes`` and ``subject_names``)."""
+    subjects = sorted({subject for subject, *_ in scored})
+    return [
+        stream_metrics(
+            [s for s in scored if s[0] == subject], raw.classes, subsets, vote_frames, frame_ms, guard, rule=rule
+        ).assign(subject=raw.subject_names[subject])
+        for subject in subjects
+    ]
+
+
+def rule_rows(table: pd.DataFrame, rule) -> pd.DataFrame:
+    """Rows decided by the vote (``rule`` None: as they always were, rule ``vote``) or by the model's rule (its
+    name; vote_frames 0 and vote_ms empty: no vote)."""
+    if rule is None:
+        return table.assign(rule=VOTE)
+    return table.assign(rule=rule.rule, vote_frames=0, vote_ms=np.nan)
+
+
+def decided_rows(scored, raw, subsets: dict, vote_frames, frame_ms, guard, rule, per_subject: dict | None = None):
+    """The pooled rows of every subset and each subject's at ``per_subject`` (default: k = K's subset), by the votes
+    or by ``rule``."""
+    n_gestures, votes = len(raw.classes) - 1, vote_frames if rule is None else [0]
+    per_subject = {n_gestures: subsets[n_gestures]} if per_subject is None else per_subject
+    pooled = stream_metrics(scored, raw.classes, subsets, votes, frame_ms, guard, rule=rule).assign(subject=POOLED)
+    each = per_subject_metrics(scored, raw, per_subject, votes, frame_ms, guard, rule)
+    return rule_rows(pd.concat([pooled, *each], ignore_index=True), rule)

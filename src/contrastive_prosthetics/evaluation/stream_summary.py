@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import subject_interval
-from .stream import POOLED
+from .stream_metrics import POOLED
 from .summary import with_family
 
 METRICS = (

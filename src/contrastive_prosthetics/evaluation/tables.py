@@ -117,6 +117,34 @@ OPTIONAL_COLUMNS = {
         "decided",
         "windows",
     ],
+    "zero_shot_stream": [  # a zero-shot fold's stream decided among each set's gestures + rest (zero_shot_stream.py)
+        "model",
+        "adabn",
+        "adaptation",
+        "adaptation_protocol",
+        "fold",
+        "window",
+        "oracle_fold",  # the fold the oracle (the same model trained on every gesture) was trained and scored on
+        "set",  # unseen, seen or all: the gestures decided among, with rest
+        "subject",  # "all": every test subject's frames pooled; else one subject's
+        "rule",  # as stream_metrics'
+        "vote_frames",
+        "vote_ms",
+        "movement_accuracy",  # the set's gestures' own frames decided right (rest decided is a miss)
+        "movement_chance",  # 1 / classes
+        "rest_false_activation",  # rest frames decided as one of the set's gestures
+        "accuracy",  # every frame of rest and the set's gestures
+        "onset_delay_p50_ms",
+        "onsets_missed",
+        "oracle_movement_accuracy",  # the same, by the oracle on the same frames and classes
+        "oracle_rest_false_activation",
+        "oracle_accuracy",
+        "oracle_onset_delay_p50_ms",
+        "oracle_onsets_missed",
+        "gestures",
+        "classes",
+        "frames",  # the frames accuracy counts (rest and the set's gestures)
+    ],
     "zero_shot_subsets": [
         "k",
         "trial",

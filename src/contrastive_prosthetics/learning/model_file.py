@@ -41,6 +41,8 @@ NETWORK_FIELDS = {
     "window": "the segment window trained on",
     "unseen": "gestures held out of training (zero-shot folds)",
     "pose_prototypes": "[class, sensor] pose prototypes of a pose class encoder, or None",
+    "pose_spread": "[sensor] float64: what every pose prototype was divided by (learning/poses.py), so that a gesture "
+    "described by its pose after training is coded alike (Controller.describe); None without a pose class encoder",
     "best_epoch": "the kept epoch, 1-based: the lowest finite validation loss",
     "history": "per epoch: losses, accuracies, learning rate (no timings, so that reruns give identical files)",
     "seed": "the seed of the run",
@@ -125,9 +127,10 @@ def _described_by(data: DB23, schema: dict) -> dict:
 
 def write_network_file(path: Path, data: DB23, **fields) -> None:
     """Write a network's ``model.pt``: every field of :data:`NETWORK_FIELDS`, those that describe the data taken from
-    ``data`` (``personalisation`` None unless given: training's models are nobody's); a missing or unknown field is a
-    ``ValueError``."""
-    _write(path, NETWORK_FIELDS, {"personalisation": None} | _described_by(data, NETWORK_FIELDS) | fields)
+    ``data`` (``personalisation`` None unless given: training's models are nobody's; ``pose_spread`` None unless given:
+    only a pose class encoder has one); a missing or unknown field is a ``ValueError``."""
+    optional = {"personalisation": None, "pose_spread": None}
+    _write(path, NETWORK_FIELDS, optional | _described_by(data, NETWORK_FIELDS) | fields)
 
 
 def write_personalised_file(path: Path, saved: dict, **changes) -> None:

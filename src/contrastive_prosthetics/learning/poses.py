@@ -10,16 +10,25 @@ fold whose test subjects also train, no one's own glove describes their unseen g
 divided by its standard deviation over the trained classes' prototypes, which no unseen gesture's pose touches, so
 that the trained classes' codes are one table for every subject. A glove sensor a subject's file lacks (NaN,
 masked at conversion) takes no part in that subject's means; a sensor none of the subjects averaged has is zero.
+
+A gesture described after training (:meth:`..realtime.controller.Controller.describe`) is a pose in the same units
+(the mean glove over the movement less the mean over the rest before it, 22 raw values, e.g. averaged over other
+people's recordings: :func:`pose_description`), divided by the same spread, which model.pt carries (``pose_spread``)
+beside the new user's prototypes (:func:`described_code`).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from .dataset import DB23, Selection
+
+SPREAD_FLOOR = 1e-9  # a sensor whose prototypes spread less than this (a missing one: all zero) codes as zero
 
 
 def subject_prototypes(data: DB23, selection: Selection, unseen: Sequence[int] = ()) -> torch.Tensor:
@@ -30,22 +39,57 @@ def subject_prototypes(data: DB23, selection: Selection, unseen: Sequence[int] =
     everyone, others = _mean_poses(data, selection)
     held_out = _held_out(data, unseen)
     prototypes = torch.where(held_out[None, :, None], others, everyone)
-    return _standardised(prototypes, everyone, held_out)
+    return _standardised(prototypes, pose_spread(everyone, held_out))
 
 
 def pose_prototypes(data: DB23, selection: Selection, unseen: Sequence[int] = ()) -> torch.Tensor:
     """[class, 22] a new user's prototypes (none of the training subjects: the mean over every one of them),
     standardised as :func:`subject_prototypes` does: what a saved model carries."""
     everyone, _ = _mean_poses(data, selection)
-    return _standardised(everyone, everyone, _held_out(data, unseen))
+    return _standardised(everyone, pose_spread(everyone, _held_out(data, unseen)))
 
 
-def fold_codes(data: DB23, train: Selection, unseen: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+class FoldCodes(NamedTuple):
+    """A pose class encoder's codes in one fold (:func:`fold_codes`)."""
+
+    new_user: torch.Tensor  # [class, 22] what model.pt carries (pose_prototypes)
+    subjects: torch.Tensor | None  # [subject, class, 22] with unseen gestures; None without
+    spread: torch.Tensor  # [22] float64, the divisor of every code: model.pt's pose_spread
+
+
+def fold_codes(data: DB23, train: Selection, unseen: Sequence[int]) -> FoldCodes:
     """A pose class encoder's codes in one fold, from the training subjects' training repetitions of every class:
-    a new user's (:func:`pose_prototypes`, what model.pt carries) and, with ``unseen`` gestures, each subject's
-    (:func:`subject_prototypes`; None without). Training and the stream evaluation both take them from here."""
+    a new user's (:func:`pose_prototypes`, what model.pt carries), with ``unseen`` gestures each subject's
+    (:func:`subject_prototypes`), and the spread they were divided by. Training and the stream evaluation both take
+    them from here."""
     cells = Selection(train.subjects, torch.arange(len(data.classes)), train.repetitions)
-    return pose_prototypes(data, cells, unseen), subject_prototypes(data, cells, unseen) if unseen else None
+    everyone, _ = _mean_poses(data, cells)
+    spread = pose_spread(everyone, _held_out(data, unseen))
+    subjects = subject_prototypes(data, cells, unseen) if unseen else None
+    return FoldCodes(pose_prototypes(data, cells, unseen), subjects, spread)
+
+
+def pose_fields(codes: FoldCodes | None) -> dict:
+    """model.pt's pose_prototypes (a new user's codes) and pose_spread (their divisor), of a fold's ``codes`` (None:
+    no pose class encoder, neither)."""
+    if codes is None:
+        return {"pose_prototypes": None, "pose_spread": None}
+    return {"pose_prototypes": codes.new_user.cpu(), "pose_spread": codes.spread.cpu()}
+
+
+def pose_description(data: DB23, selection: Selection, gesture: str) -> np.ndarray:
+    """[22] a gesture's pose as a description (raw glove units, not standardised): its mean pose over the cells of
+    ``selection`` (subjects and repetitions; e.g. other people's), as a prototype's mean is taken."""
+    cells = Selection(selection.subjects, torch.arange(len(data.classes)), selection.repetitions)
+    everyone, _ = _mean_poses(data, cells)
+    return everyone[data.classes.index(gesture)].numpy()
+
+
+def described_code(pose: np.ndarray, spread: torch.Tensor) -> torch.Tensor:
+    """[22] the class code of a pose description (:func:`pose_description`'s units), divided by ``spread`` (model.pt's
+    ``pose_spread``) as training divided every prototype: a described gesture is coded as a trained one."""
+    pose = torch.as_tensor(np.asarray(pose, dtype=np.float64))
+    return _standardised(pose, spread.double())
 
 
 def _mean_poses(data: DB23, selection: Selection) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,10 +114,15 @@ def _held_out(data: DB23, unseen: Sequence[int]) -> torch.Tensor:
     return held_out
 
 
-def _standardised(prototypes: torch.Tensor, everyone: torch.Tensor, held_out: torch.Tensor) -> torch.Tensor:
-    """Every sensor divided by its standard deviation over the trained classes' prototypes (0 where it has none)."""
-    spread = everyone[~held_out].std(0)
-    return torch.where(spread > 1e-9, prototypes / spread.clamp(min=1e-9), 0.0).float()
+def pose_spread(everyone: torch.Tensor, held_out: torch.Tensor) -> torch.Tensor:
+    """[22] every sensor's standard deviation over the trained classes' mean poses (``everyone``, float64): no unseen
+    gesture's pose touches it."""
+    return everyone[~held_out].std(0)
+
+
+def _standardised(prototypes: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    """Every sensor divided by its spread (:func:`pose_spread`; 0 where it has none)."""
+    return torch.where(spread > SPREAD_FLOOR, prototypes / spread.clamp(min=SPREAD_FLOOR), 0.0).float()
 
 
 def with_subject_codes(model: torch.nn.Module, codes: torch.Tensor | None, subject: int) -> torch.nn.Module:

@@ -29,7 +29,6 @@ from ..core.errors import InputError
 from ..core.units import ms_to_frames
 from ..data.ninapro import REST
 from .adaptation import predict, protocol_of
-from .augmentation import BatchAugmenter
 from .calibration_free import calibration_free
 from .dataset import DB23, Normalisation, Selection, choose_device
 from .decision_choice import setting_calibrations
@@ -40,13 +39,12 @@ from .model_file import write_network_file
 from .models import ModelConfig, build_model, model_losses, parameter_groups
 from .onset_gate import OnsetGate
 from .pose_head import batch_loss
-from .poses import fold_codes
+from .poses import FoldCodes, fold_codes, pose_fields
 from .rest_bias import validation_streams
 from .rest_windows import setting_rest_windows
-from .sampling import ContrastiveSampler
-from .stream_sampling import StreamSampler, guard_width
 from .stream_scoring import StreamScoring
 from .stream_selection import STREAM_SCORE, movement_accuracy_at
+from .training_batches import training_augmenter, training_sampler
 from .training_settings import HyperParameters, TrainingSettings, sample_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -81,6 +79,7 @@ class Setting:
     subject_codes: torch.Tensor | None = None  # [subject, class, 22] each subject's prototypes (zero-shot folds)
     pose_descriptions: torch.Tensor | None = None  # [subject, class, 22] the classes' poses from the others' gloves
     normalisation: Normalisation | None = None  # the training selection's, for the controller's scorer
+    pose: FoldCodes | None = None  # a pose class encoder's codes as computed (on the CPU), what model.pt saves
 
     def scores(
         self, model: torch.nn.Module, selection: Selection, pool: dict, memo: dict | None = None
@@ -143,30 +142,6 @@ class Setting:
         loss = torch.nn.functional.cross_entropy(logits, labels).item()
         accuracy = (logits.argmax(1) == labels).float().mean().item()
         return loss, accuracy
-
-
-def training_sampler(setting: Setting, seed: int) -> ContrastiveSampler | StreamSampler:
-    """Groups of one frame of every class, from the training repetitions' clean segments or their whole stream."""
-    settings = setting.settings
-    # AdaBN normalises each subject with its own statistics at test time, so training batches come from one
-    # subject each and batch norm learns within-subject statistics; without it, batches mix subjects.
-    # A model that will adapt on a subject's continuous recording trains with batch statistics from it too.
-    reference = settings.reference_frames if setting.adabn and setting.adaptation == "cross_fitted" else 0
-    shape = dict(per_subject=setting.adabn, context=setting.config.context, reference_frames=reference)
-    train = setting.selections.train
-    if settings.frames == "stream":
-        guard = guard_width(settings.guard_ms, setting.data.frame_rate_hz)
-        onset = settings.onset_guard(setting.data)
-        return StreamSampler(
-            setting.data, train, settings.groups, seed=seed, guard_frames=guard, onset_guard_frames=onset, **shape
-        )
-    return ContrastiveSampler(setting.data, train, settings.groups, seed=seed, **shape)
-
-
-def training_augmenter(setting: Setting, seed: int) -> BatchAugmenter:
-    """``training.augmentation`` of the setting's training batches, seeded from the run's seed (off: batches pass as
-    they are): training batches only; everything that scores a model reads the recordings as recorded."""
-    return BatchAugmenter(setting.settings.augmentation, seed, setting.normalisation, setting.data.channel_mask)
 
 
 def train_once(
@@ -343,11 +318,11 @@ def fold_setting(
         pose_weight=float(model_settings["pose_decoder"]["weight"]) if decodes else 0.0,
     )
     log.info("%s/%s on %s: %d subjects, %s", model_name, fold_name, chosen.device, len(data.subjects), config)
-    codes = subject_codes = None
+    codes = subject_codes = pose = None
     if config.class_encoder == "pose":  # an unseen gesture is described to each subject by the others' gloves
         unseen = [data.classes.index(gesture) for gesture in fold.get("unseen", [])]
-        codes, subject_codes = fold_codes(loaded, selections.train, unseen)
-        codes = codes.to(chosen.device)
+        pose = fold_codes(loaded, selections.train, unseen)
+        codes, subject_codes = pose.new_user.to(chosen.device), pose.subjects
         subject_codes = None if subject_codes is None else subject_codes.to(chosen.device)
     setting = Setting(
         data=data,
@@ -363,6 +338,7 @@ def fold_setting(
         subject_codes=subject_codes,
         normalisation=normalisation,
         pose_descriptions=descriptions,
+        pose=pose,
     )
     return setting, normalisation
 
@@ -386,7 +362,7 @@ def train_fold(
     setting, normalisation = fold_setting(
         tensor_paths, model_name, model_settings, architecture, fold_name, fold, settings, seed, device, window
     )
-    data, selections, codes = setting.data, setting.selections, setting.class_codes
+    data, selections = setting.data, setting.selections
 
     search_rows, hyper = search(setting, seed)
     model, history, extra = train_once(setting, hyper, setting.settings.final_epochs, seed, "final")
@@ -418,7 +394,7 @@ def train_fold(
         fold=fold_name,
         fold_spec=fold,
         unseen=fold.get("unseen", []),
-        pose_prototypes=None if codes is None else codes.cpu(),
+        **pose_fields(setting.pose),
         best_epoch=extra["best_epoch"],
         history=history,
         seed=seed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..core.command_line import (
+    DESCRIBE,
     MODEL_FILE,
     OneOf,
     Option,
@@ -91,5 +92,6 @@ REALTIME_SUBCOMMANDS: dict[Subcommand, tuple[Option | OneOf, ...]] = {
             "--adapt-seconds", "adapt on its first seconds (default 100)", type=float, default=100.0, required=False
         ),
         helped((DATABASE[0], {**DATABASE[1], "required": False}), "the --adapt-on recording's database"),
+        DESCRIBE,
     ),
 }

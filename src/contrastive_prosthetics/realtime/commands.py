@@ -23,12 +23,15 @@ def replay_recording(args: argparse.Namespace) -> pd.DataFrame:
     draws its ``--figure``: this stage imports nothing of the report's)."""
     from ..data.ninapro import database
     from .adabn import recording_emg
+    from .network import read_descriptions
     from .replay import controller_for, recording_subject, replay_to_file
 
     spec = database(args.database)
     adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
     subject = recording_subject(spec, Path(args.recording))  # their own rest bias, where the model has one
-    controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend, adapt_on, subject)
+    described = read_descriptions(args.describe)
+    options = {"adapt_on": adapt_on, "subject": subject, "descriptions": described}
+    controller = controller_for(Path(args.model), spec, args.gestures, args.vote_ms, args.backend, **options)
     timeline = replay_to_file(controller, Path(args.recording), spec, Path(args.out))
     log.info("%d frames, %.1f %% decided right", len(timeline), 100 * (timeline["true"] == timeline["decided"]).mean())
     return timeline
@@ -38,12 +41,14 @@ def command_export(args: argparse.Namespace) -> None:
     from ..data.ninapro import database
     from .adabn import recording_emg
     from .export import export_model
+    from .network import read_descriptions
 
     if args.adapt_on and not args.database:
         raise InputError(f"--adapt-on {args.adapt_on}: give the recording's --database ({', '.join(DATABASES)})")
     spec = database(args.database) if args.database else None
     adapt_on = recording_emg(Path(args.adapt_on), spec, args.adapt_seconds) if args.adapt_on else None
-    for kind, path in export_model(Path(args.model), Path(args.out_dir), adapt_on=adapt_on, spec=spec).items():
+    options = {"adapt_on": adapt_on, "spec": spec, "descriptions": read_descriptions(args.describe)}
+    for kind, path in export_model(Path(args.model), Path(args.out_dir), **options).items():
         log.info("wrote %s: %s", kind, path)
 
 

@@ -14,6 +14,10 @@ the device's numbers:
                   ``choose(gestures)`` changes the chosen gestures with no retraining. Decisions are identical
                   whether a recording is fed sample by sample, in 10 ms chunks or whole (a test proves it).
 
+A gesture given only its pose (:meth:`Controller.describe`, :func:`.network.described`): a model with a pose class
+encoder decides it once described by the mean glove pose of its movement, as a zero-shot fold's stream evaluation
+decides an unseen gesture.
+
 Adaptation (:mod:`.adabn`): a model trained with AdaBN decides only once it is adapted to its user: on their
 unlabelled raw EMG (``adapt_on``, or :meth:`Controller.adapt`), exactly as the pipeline's AdaBN adapts a test
 subject, or with given batch-norm statistics (``batchnorm_state``); without either it refuses to decide. With
@@ -32,7 +36,6 @@ from __future__ import annotations
 import copy
 import logging
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +50,6 @@ from ..learning.decision_rules import Hysteresis, RuleState
 from ..learning.decisions import allowed_classes, decide_latest
 from ..learning.inference import FrameScorer
 from ..learning.model_file import load_model_file, rest_target_of
-from ..learning.models import batchnorm_layers
 from ..learning.onset_gate import GateState, OnsetGate, frame_amplitude, gated, rest_level
 from ..learning.personalise import (
     CalibrationRecording,
@@ -62,7 +64,6 @@ from ..learning.stream_sampling import guard_width
 from ..learning.stream_scoring import class_bias
 from .adabn import (
     MIN_ADAPTATION_FRAMES,
-    adapt_to_user,
     checked_emg,
     load_batchnorm_state,
     not_adabn_message,
@@ -70,39 +71,9 @@ from .adabn import (
     user_frames,
 )
 from .frames import FrameMaker
+from .network import PoseCoding, TorchNetwork, described
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TorchNetwork:
-    """A controller's own torch model and what scoring it needs: adapting re-estimates the model's batch norms,
-    then the scorer is built again (the fast scorer folds the statistics into the layers)."""
-
-    model: torch.nn.Module
-    normalisation: Normalisation
-    live: torch.Tensor
-    bias: torch.Tensor  # the calibrated rest bias of model.pt on rest's logit (0: none)
-    online_adaptation: float | None
-    adabn: bool
-    source: str  # the model, as errors name it
-    hooks: list = field(default_factory=list)  # those of online tracking
-
-    def scorer(self, n_classes: int) -> FrameScorer:
-        # Running statistics change the batch norms as frames arrive: then the network cannot be folded.
-        fast = self.online_adaptation is None
-        return FrameScorer(self.model, self.normalisation, self.live, n_classes, fast=fast, bias=self.bias)
-
-    def track(self) -> None:
-        if self.online_adaptation is not None:
-            self.hooks = track_statistics(self.model, self.online_adaptation)
-
-    def adapt(self, params: PreprocessParams, spec: DatabaseSpec, emg: np.ndarray) -> int:
-        for hook in self.hooks:  # tracking would move the statistics AdaBN estimates, as activations pass through
-            hook.remove()
-        n_frames = adapt_to_user(self.model, self.normalisation, self.live, params, spec, emg, self.source)
-        self.track()
-        return n_frames
 
 
 class Controller:
@@ -172,10 +143,12 @@ class Controller:
         rest_target: float | None = None,
         guard_ms: float | None = None,
         rule: Hysteresis | None = None,
+        pose_coding: PoseCoding | None = None,
     ) -> Controller:
         """A controller of a torch model (see the module for ``adabn``, ``adapt_on``, ``batchnorm_state``,
         ``online_adaptation``, ``gate`` and ``gate_rest``); ``source`` names the model in errors; ``rest_target``
-        and ``guard_ms`` are what :meth:`calibrate` uses (the model's training and calibration values)."""
+        and ``guard_ms`` are what :meth:`calibrate` uses (the model's training and calibration values);
+        ``pose_coding`` what :meth:`describe` does (model.pt's)."""
         if batchnorm_state is not None and adapt_on is not None:
             raise InputError(f"{source}: give batchnorm_state or adapt_on, not both")
         model = copy.deepcopy(model).eval()  # the caller's model is left as it was
@@ -184,6 +157,7 @@ class Controller:
         live = torch.ones(spec.n_channels, dtype=torch.bool) if live_channels is None else live_channels
         bias = class_bias(classes, rest_bias)
         network = TorchNetwork(model, normalisation, live, bias, online_adaptation, adabn, source)
+        network.coding = pose_coding or PoseCoding()
         network.track()
         context = model.config.context
         scorer = network.scorer(len(classes))
@@ -222,6 +196,7 @@ class Controller:
                 "rest_target": rest_target_of(saved),
                 "guard_ms": saved.get("guard_ms"),
                 "rule": Hysteresis.from_dict(saved.get("decision")),
+                "pose_coding": PoseCoding.of(saved),
                 **options,
             },
         )
@@ -398,8 +373,26 @@ class Controller:
             return False
         return self.gate_state.push(amplitude)
 
+    def describe(self, name: str, pose: np.ndarray) -> None:
+        """Decide the gesture ``name`` given only its pose: ``pose``, its mean glove pose (22 raw glove values: the
+        mean glove over the movement less the mean over the rest before it, e.g. averaged over other people), coded
+        as training coded every class (:func:`.network.described`, which says what is refused). ``name`` is then a
+        class :meth:`choose` takes; the chosen gestures stay, the vote starts afresh."""
+        network = self.network
+        if network is None:
+            raise InputError(
+                "an exported network's class codes were fixed at export: describe the gesture when exporting "
+                "(contrastive-prosthetics export --describe NAME=FILE)"
+            )
+        rest_bias = float(network.bias[self.classes.index(REST)])
+        self.classes = described(network.model, self.classes, name, pose, network.coding, network.source)
+        network.bias = class_bias(self.classes, rest_bias)
+        self.scorer = network.scorer(len(self.classes))
+        self.choose(self.gestures)
+
     def choose(self, gestures: list[str]) -> None:
         """The gestures the user wants now (rest is always added); no retraining, the vote starts afresh."""
+        self.gestures = list(gestures)
         self.allowed = allowed_classes(self.classes, gestures)
         self.allowed_mask = self.allowed.numpy()
         rest = self.classes.index(REST)
@@ -434,17 +427,3 @@ class Controller:
             latest = decide_latest(np.stack(self.scores), self.allowed_mask, self.vote_frames)
             decisions.append(self.classes[latest])
         return decisions
-
-
-def track_statistics(model: torch.nn.Module, momentum: float) -> list:
-    """Running estimates of every batch-norm layer's input statistics, each frame moving them by ``momentum``; the
-    hooks' handles (``remove()`` stops tracking)."""
-
-    def update(layer, inputs):
-        x = inputs[0].detach()
-        dims = (0, 2) if x.dim() == 3 else (0,)
-        shape = (1, -1, 1) if x.dim() == 3 else (1, -1)
-        layer.running_mean.lerp_(x.mean(dims), momentum)
-        layer.running_var.lerp_(((x - layer.running_mean.view(shape)) ** 2).mean(dims), momentum)
-
-    return [layer.register_forward_pre_hook(update) for layer in batchnorm_layers(model)]

@@ -6,8 +6,11 @@ standardisation, dead channels zeroed, then the network with its batch-norm stat
 its user (on their unlabelled recording, ``adapt_on``, or given, ``batchnorm_state``; :mod:`.adabn`), for it has no
 statistics of its own and is refused without; any other model's trained ones. Beside the two files,
 ``deployment.json`` holds what a controller needs to run it: classes, context, frame rate and preprocessing, and
-where its batch-norm statistics came from. ONNX Runtime is an optional extra (``make test`` installs it; the
-pipeline does not need it).
+where its batch-norm statistics came from. A model with a pose class encoder can be given gestures by their pose
+(``descriptions``, as :meth:`.controller.Controller.describe` takes them): their codes are baked in, and the exported
+network decides them as the controller of model.pt given the same descriptions does (``described`` in
+deployment.json keeps the poses). ONNX Runtime is an optional extra (``make test`` installs it; the pipeline does not
+need it).
 
     contrastive-prosthetics export --model results/models/contrastive_adabn/reps-2-5/onset/model.pt --out-dir deploy \
         --adapt-on S1_E1_A1.mat --database db2
@@ -36,6 +39,7 @@ from ..learning.onset_gate import OnsetGate
 from ..learning.stream_scoring import class_bias
 from .adabn import adapt_to_user, load_batchnorm_state, not_adabn_message, unadapted_message
 from .controller import Controller
+from .network import PoseCoding, described
 
 log = logging.getLogger(__name__)
 ONNX_NAME, TORCHSCRIPT_NAME, DEPLOYMENT_NAME = "model.onnx", "model.ts", "deployment.json"
@@ -93,12 +97,16 @@ def export_model(
     batchnorm_state: dict | None = None,
     adapt_on: np.ndarray | None = None,
     spec: DatabaseSpec | None = None,
+    descriptions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Path]:
     """Write ``model.onnx``, ``model.ts`` and ``deployment.json`` of a trained network into ``out_dir``. An AdaBN
     model is first adapted on ``adapt_on``, its user's unlabelled raw EMG [sample, channel] recorded as ``spec``
-    says, or given ``batchnorm_state``; without either it is refused."""
+    says, or given ``batchnorm_state``; without either it is refused. ``descriptions`` (name → pose) are gestures
+    given by their pose (:func:`.network.described`), decided among the model's classes."""
     saved = load_model_file(model_path)
     network = saved["network"]
+    for name, pose in (descriptions or {}).items():
+        saved["classes"] = described(network, saved["classes"], name, pose, PoseCoding.of(saved), str(model_path))
     n_channels, context = network.config.n_channels, network.config.context
     live = torch.ones(n_channels, dtype=torch.bool) if live_channels is None else torch.tensor(live_channels) > 0
     statistics = deployed_statistics(saved, live, batchnorm_state, adapt_on, spec, str(model_path))
@@ -137,6 +145,7 @@ def export_model(
         "model": saved["model"],
         "fold": saved["fold"],
         "window": saved["window"],
+        "described": {name: np.asarray(pose, dtype=float).tolist() for name, pose in (descriptions or {}).items()},
         "rest_bias": saved.get("rest_bias", 0.0),
         "onset_gate": saved.get("onset_gate"),
         "decision": saved.get("decision"),  # the decision rule (None: the vote; learning/decision_rules.py)

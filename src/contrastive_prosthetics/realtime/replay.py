@@ -54,11 +54,21 @@ def controller_for(
     backend: str,
     adapt_on: np.ndarray | None = None,
     subject: str | None = None,
+    descriptions: dict[str, np.ndarray] | None = None,
 ) -> Controller:
     """The controller of a network's ``model.pt``, or of an export folder run by ``backend``; the vote spans
     ``vote_ms`` at the model's frame rate (0: no vote). An AdaBN ``model.pt`` is adapted on ``adapt_on`` (the
     user's raw EMG, :func:`.adabn.recording_emg`), and refused now, before anything is replayed, without it. A
-    ``model.pt`` decides ``subject``'s recording with their own rest bias where it has one."""
+    ``model.pt`` decides ``subject``'s recording with their own rest bias where it has one, and the gestures of
+    ``descriptions`` (name → pose, :meth:`.controller.Controller.describe`) among ``gestures`` if chosen there."""
+    controller = described_controller(model, spec, gestures, vote_ms, backend, adapt_on, subject, descriptions or {})
+    controller.choose(gestures)
+    return controller
+
+
+def described_controller(model, spec, gestures, vote_ms, backend, adapt_on, subject, descriptions) -> Controller:
+    """:func:`controller_for`'s controller, choosing the ``gestures`` it has before ``descriptions`` are given."""
+    gestures = [name for name in gestures if name not in descriptions]
     model = Path(model)
     if model.is_dir():
         from .export import DEPLOYMENT_NAME, exported_controller
@@ -69,12 +79,15 @@ def controller_for(
                 "exporting (export --adapt-on), or replay the model.pt with --adapt-on"
             )
         rate = json.loads((model / DEPLOYMENT_NAME).read_text())["frame_rate_hz"]
-        return exported_controller(model, spec, gestures, vote_frames(vote_ms, rate), backend)
-    rate = read_network_file(model)["frame_rate_hz"]
-    options = {"adapt_on": adapt_on, "subject": subject}
-    controller = Controller.from_model_file(model, spec, gestures, vote_frames(vote_ms, rate), **options)
+        controller = exported_controller(model, spec, gestures, vote_frames(vote_ms, rate), backend)
+    else:
+        rate = read_network_file(model)["frame_rate_hz"]
+        options = {"adapt_on": adapt_on, "subject": subject}
+        controller = Controller.from_model_file(model, spec, gestures, vote_frames(vote_ms, rate), **options)
     if controller.unadapted is not None:
         raise InputError(controller.unadapted)
+    for name, pose in descriptions.items():
+        controller.describe(name, pose)
     return controller
 
 

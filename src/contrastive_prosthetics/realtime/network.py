@@ -1,0 +1,161 @@
+"""A controller's own torch network (:class:`TorchNetwork`): the model, what scoring it needs, its online tracking of
+batch-norm statistics, and the gestures described to it by their pose alone (:func:`described`).
+
+Describing a gesture: a model whose class encoder reads hand poses (``class_encoder: pose``) scores any class from
+its code, the class's mean pose standardised as training standardised every prototype (:mod:`..learning.poses`). A
+description is such a pose, 22 raw glove values (the mean glove over the movement less the mean over the rest
+before it, e.g. averaged over other people's recordings), divided by the spread model.pt carries (``pose_spread``).
+It adds a class under a new name, or replaces the code of a gesture the model was not trained on (model.pt's
+``unseen``: a zero-shot fold's, coded with the new user's prototypes). A trained class keeps its code: its name is
+refused, as is a pose of the wrong length or with NaN, and a model without a pose class encoder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.errors import InputError
+from ..data.ninapro import DatabaseSpec
+from ..data.preprocess import PreprocessParams
+from ..learning.dataset import Normalisation
+from ..learning.inference import FrameScorer
+from ..learning.models import batchnorm_layers
+from ..learning.poses import described_code
+from .adabn import adapt_to_user
+
+
+@dataclass(frozen=True)
+class PoseCoding:
+    """What describing a gesture by its pose needs of a model.pt: how its prototypes were standardised and which of
+    its classes it was not trained on."""
+
+    spread: torch.Tensor | None = None  # [22] model.pt's pose_spread (None: not a pose model, or an older file)
+    unseen: tuple[str, ...] = ()  # model.pt's unseen: gestures held out of training, whose codes a description replaces
+
+    @classmethod
+    def of(cls, saved: dict) -> PoseCoding:
+        """The coding of a model.pt as read."""
+        return cls(saved.get("pose_spread"), tuple(saved.get("unseen") or ()))
+
+
+@dataclass
+class TorchNetwork:
+    """A controller's own torch model and what scoring it needs: adapting re-estimates the model's batch norms,
+    then the scorer is built again (the fast scorer folds the statistics into the layers)."""
+
+    model: torch.nn.Module
+    normalisation: Normalisation
+    live: torch.Tensor
+    bias: torch.Tensor  # the calibrated rest bias of model.pt on rest's logit (0: none)
+    online_adaptation: float | None
+    adabn: bool
+    source: str  # the model, as errors name it
+    hooks: list = field(default_factory=list)  # those of online tracking
+    coding: PoseCoding = field(default_factory=PoseCoding)  # what describing a gesture by its pose needs
+
+    def scorer(self, n_classes: int) -> FrameScorer:
+        # Running statistics change the batch norms as frames arrive: then the network cannot be folded.
+        fast = self.online_adaptation is None
+        return FrameScorer(self.model, self.normalisation, self.live, n_classes, fast=fast, bias=self.bias)
+
+    def track(self) -> None:
+        if self.online_adaptation is not None:
+            self.hooks = track_statistics(self.model, self.online_adaptation)
+
+    def adapt(self, params: PreprocessParams, spec: DatabaseSpec, emg: np.ndarray) -> int:
+        for hook in self.hooks:  # tracking would move the statistics AdaBN estimates, as activations pass through
+            hook.remove()
+        n_frames = adapt_to_user(self.model, self.normalisation, self.live, params, spec, emg, self.source)
+        self.track()
+        return n_frames
+
+
+def track_statistics(model: torch.nn.Module, momentum: float) -> list:
+    """Running estimates of every batch-norm layer's input statistics, each frame moving them by ``momentum``; the
+    hooks' handles (``remove()`` stops tracking)."""
+
+    def update(layer, inputs):
+        x = inputs[0].detach()
+        dims = (0, 2) if x.dim() == 3 else (0,)
+        shape = (1, -1, 1) if x.dim() == 3 else (1, -1)
+        layer.running_mean.lerp_(x.mean(dims), momentum)
+        layer.running_var.lerp_(((x - layer.running_mean.view(shape)) ** 2).mean(dims), momentum)
+
+    return [layer.register_forward_pre_hook(update) for layer in batchnorm_layers(model)]
+
+
+def described(
+    model: torch.nn.Module, classes: list[str], name: str, pose, coding: PoseCoding, source: str
+) -> list[str]:
+    """Give ``model`` (changed in place) the class ``name`` described by ``pose`` (see the module): a new last class,
+    or the new code of an unseen one. Returns the classes it then decides among; refuses (naming ``source``) what
+    cannot be described."""
+    encoder = getattr(getattr(model, "config", None), "class_encoder", None)
+    if encoder != "pose":
+        raise InputError(
+            f"{source}: its classes are not described by hand poses (class encoder {encoder or 'none'}), so a gesture "
+            "cannot be added from its pose; train a model with class_encoder: pose (config.yaml's contrastive_pose)"
+        )
+    if coding.spread is None:
+        raise InputError(
+            f"{source}: no pose_spread, how its pose prototypes were standardised: a model.pt written before it was "
+            "recorded (train it again to describe gestures to it), or a torch model given without pose_coding="
+        )
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"a described gesture needs a name, not {name!r}")
+    if name in classes and name not in coding.unseen:
+        raise InputError(
+            f"{name!r} is a class {source} was trained on: a description adds a gesture under a new name, or "
+            f"describes one it was not trained on ({', '.join(coding.unseen) or 'none'}); name it otherwise"
+        )
+    pose = np.asarray(pose, dtype=np.float64)
+    sensors = len(coding.spread)
+    if pose.shape != (sensors,):
+        raise InputError(
+            f"the pose of {name!r} has shape {pose.shape}: give the {sensors} glove values of its mean pose (the mean "
+            "glove over the movement less the mean over the rest before it)"
+        )
+    missing = np.flatnonzero(~np.isfinite(pose))
+    if len(missing):
+        raise InputError(
+            f"the pose of {name!r} is NaN or infinite at sensors {missing.tolist()}: a description needs every glove "
+            "value (average over recordings that have the sensor)"
+        )
+    code = described_code(pose, coding.spread).to(model.class_codes)
+    codes = model.class_codes.clone()
+    if name in classes:
+        codes[classes.index(name)] = code
+        model.class_codes = codes
+        return list(classes)
+    model.class_codes = torch.cat([codes, code[None]])
+    return [*classes, name]
+
+
+def pose_file(path: Path) -> np.ndarray:
+    """The pose a text file describes: its numbers (separated by spaces, commas or new lines), in glove order."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise InputError(f"{path}: cannot read the pose description ({error.strerror})") from None
+    words = [word for word in re.split(r"[\s,;]+", text.strip()) if word]
+    try:
+        return np.array([float(word) for word in words])
+    except ValueError:
+        raise InputError(
+            f"{path}: not a pose description: give its 22 glove values as numbers, separated by spaces or commas"
+        ) from None
+
+
+def read_descriptions(pairs: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """--describe's NAME=FILE pairs as {name: pose}; a name given twice is refused."""
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"--describe gives {twice} more than once: describe each gesture once")
+    return {name: pose_file(Path(path)) for name, path in pairs}
