@@ -66,6 +66,18 @@ def test_frames_made_online_are_the_stored_stream_bit_for_bit(tmp_path, chunk):
     assert online.shape == (600, 12) and np.array_equal(online, stream[:600])
 
 
+def test_an_empty_chunk_makes_no_frame_and_changes_nothing(tmp_path):
+    path, emg = db2_recording(tmp_path)
+    stream = convert_subject(DB2, 1, {"B": str(path)}, ["B"], PREPROCESS)["stream"].numpy()
+    maker = FrameMaker(DB2.sampling_rate_hz, PREPROCESS, False, DB2.n_channels)
+    pieces = []
+    for start in range(0, 12000, 500):
+        pieces.append(maker.push(emg[start : start + 500]))
+        empty = maker.push(emg[:0])
+        assert empty.shape == (0, DB2.n_channels)
+    assert np.array_equal(np.concatenate(pieces), stream[:600])
+
+
 def test_db1_envelopes_are_their_own_frames_online(tmp_path):
     protocol = make_protocol([1, 2], DB1.repetitions, movement_samples=150, rest_samples=130)
     emg = emg_for(protocol, DB1.n_channels, rectified=True)

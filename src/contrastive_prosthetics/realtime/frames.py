@@ -33,6 +33,8 @@ class FrameMaker:
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         chunk = np.asarray(chunk, dtype=np.float64).reshape(-1, self.n_channels)
+        if not len(chunk):  # nothing arrived (a driver's empty read): no frame, and the filter's state is kept
+            return np.zeros((0, self.n_channels), dtype=np.float32)
         start = self.samples
         self.samples += len(chunk)
         ends = np.arange(start, self.samples)
