@@ -53,6 +53,23 @@ def test_a_quiet_model_gives_margin_back_to_movements_with_a_negative_bias():
     assert calibration.bias == pytest.approx(-0.2, abs=1e-5)
 
 
+def test_a_tolerance_stops_the_bisection_early_still_meeting_the_target_within_it():
+    from contrastive_prosthetics.learning.rest_bias import smallest_meeting
+
+    calls = []
+
+    def rate_at(bias: float) -> float:
+        calls.append(bias)
+        return 1.0 if bias < 0.3 else 0.0
+
+    exact = smallest_meeting(rate_at, 10.0, 0.5)
+    exact_calls = len(calls)
+    calls.clear()
+    rough = smallest_meeting(rate_at, 10.0, 0.5, tolerance=1e-3)
+    assert rate_at(rough) <= 0.5 and 0.3 <= rough < 0.3 + 1e-3
+    assert rough >= exact and len(calls) - 1 < exact_calls // 2  # 15 halvings of [-10, 10], not 40
+
+
 def test_without_rest_frames_nothing_is_calibrated():
     logits = torch.zeros((5, 3))
     calibration = calibrate_rest_bias([(logits, np.ones(5, dtype=np.int64))], REST, vote_frames=0, target=0.1)

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BISECTION_STEPS = 40  # halvings of the bracket: far below any logit's rounding
+# A decision rule's offset is bisected to this width only: each step decides every validation frame one by one
+# (the rule's recursion), and a thousandth of a logit moves no decision that matters (18 steps, not 40).
+RULE_TOLERANCE = 1e-3
 RULE_REACH = 50.0  # beyond the largest margin, a rule's softmax gives every gesture below exp(-50): never entered
 
 
@@ -98,11 +101,14 @@ def rest_false_activation(stretches: list, rest: int, vote_frames: int, bias: fl
     return _LaidEndToEnd.of(stretches).false_activation(rest, vote_frames, bias)
 
 
-def smallest_meeting(rate_at, reach: float, target: float) -> float:
+def smallest_meeting(rate_at, reach: float, target: float, tolerance: float = 0.0) -> float:
     """The smallest bias in [-reach, reach] whose rate ``rate_at(bias)`` is at most ``target``, by bisection: the rate
-    never rises as the bias grows, and at ``reach`` every frame is decided as rest."""
+    never rises as the bias grows, and at ``reach`` every frame is decided as rest. ``BISECTION_STEPS`` halvings, or
+    fewer once the bracket is narrower than ``tolerance``."""
     low, high = -reach, reach
     for _ in range(BISECTION_STEPS):
+        if high - low < tolerance:
+            break
         middle = (low + high) / 2
         if rate_at(middle) <= target:
             high = middle
@@ -126,7 +132,10 @@ def calibrate_rest_bias(
     # Beyond the largest margin, rest wins every frame (or loses every one).
     reach = float((laid.logits - laid.logits[:, rest : rest + 1]).abs().max()) + 1.0
     reach += 0.0 if rule is None else RULE_REACH
-    high = smallest_meeting(lambda bias: laid.false_activation(rest, vote_frames, bias, rule)[0], reach, target)
+    tolerance = 0.0 if rule is None else RULE_TOLERANCE
+    high = smallest_meeting(
+        lambda bias: laid.false_activation(rest, vote_frames, bias, rule)[0], reach, target, tolerance
+    )
     after, _ = laid.false_activation(rest, vote_frames, high, rule)
     return RestCalibration(high, target, after, before, frames)
 
