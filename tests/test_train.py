@@ -246,7 +246,7 @@ def test_a_search_where_every_trial_diverges_fails_with_a_clear_message(tmp_path
 @pytest.mark.slow
 def test_leave_one_subject_out_selects_on_held_out_subjects(tmp_path, monkeypatch):
     """validation_subjects: the subject after the test subject is held out of training and validates."""
-    from contrastive_prosthetics.learning import train as train_module
+    from contrastive_prosthetics.learning import training_batches as train_module
 
     drawn_subjects = set()
     real_sampler = train_module.ContrastiveSampler

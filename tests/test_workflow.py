@@ -148,7 +148,14 @@ def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
     zero_shot = pd.read_csv(workdir / "results/eval/zero_shot.tsv", sep="\t")
     assert set(zero_shot["set"]) == {"unseen", "seen", "all"} and set(zero_shot["model"]) == {"contrastive_pose"}
     assert (zero_shot["chance"] == 1 / zero_shot["classes"]).all() and zero_shot["oracle_accuracy"].notna().all()
-    assert list(zero_shot.columns[5:9]) == ["set", "gesture_accuracy", "gesture_chance", "gesture_windows_as_rest"]
+    assert list(zero_shot.columns[5:10]) == [
+        "set",
+        "decided_by",
+        "gesture_accuracy",
+        "gesture_chance",
+        "gesture_windows_as_rest",
+    ]
+    assert set(zero_shot["decided_by"]) == {"class_encoder", "pose_decoder"}  # the default pose model decodes pose
     stream = pd.read_csv(workdir / "results/eval/stream_metrics.tsv", sep="\t")
     # Every model, LDA from its stream features.
     assert set(stream["model"]) == {"contrastive_adabn", "classifier", "contrastive_pose", "lda"}
@@ -188,7 +195,9 @@ def test_every_table_has_a_row_per_run_group_subset_and_vote(tiny_run):
     stream_sizes = len({k for k in evaluation["stream_subset_sizes"] if k <= gestures} | {gestures})
     # Each size's drawn subsets pooled, but k = K once (its one subset), then each subject's own row at k = K.
     pooled = (stream_sizes - 1) * evaluation["stream_trials"] + 1
-    stream_rows = (pooled + subjects) * len(evaluation["stream_vote_ms"])
+    # Every causal vote, and the saved decision rule's own rows (the default: hysteresis).
+    decided_by = len(evaluation["stream_vote_ms"]) + (evaluation["decision"]["rule"] != "vote")
+    stream_rows = (pooled + subjects) * decided_by
     per_run = {
         "subset_accuracy": groups * gestures * evaluation["subset_trials"],
         "subset_exact": groups * gestures,
@@ -204,12 +213,13 @@ def test_every_table_has_a_row_per_run_group_subset_and_vote(tiny_run):
         assert groups_of == {run: {"all", "intact", "amputee", "subject:db2/s1", "subject:db3/s6"} for run in runs}
     zero_shot_runs = {run for run in runs if run[1].startswith("zero-shot")}
     size = config["folds"]["zero-shot"]["size"]  # unseen gestures: k = 1..size, model and oracle
-    for name, rows in (("zero_shot", 3), ("zero_shot_subsets", 2 * size * evaluation["subset_trials"])):
+    # zero_shot: each set decided by the class encoder and by the pose decoder (the default pose model has one).
+    for name, rows in (("zero_shot", 3 * 2), ("zero_shot_subsets", 2 * size * evaluation["subset_trials"])):
         assert tables[name].groupby(["model", "fold", "window"]).size().to_dict() == dict.fromkeys(zero_shot_runs, rows)
     # The confusion counts every voted window of each set once, by the model and by its oracle.
     # The zero-shot stream: each set pooled and per test subject, at every stream vote, beside the oracle's.
     streamed = tables["zero_shot_stream"]
-    rows = len(ZERO_SHOT_SETS) * (1 + subjects) * len(evaluation["stream_vote_ms"])
+    rows = len(ZERO_SHOT_SETS) * (1 + subjects) * decided_by
     assert streamed.groupby(["model", "fold", "window"]).size().to_dict() == dict.fromkeys(zero_shot_runs, rows)
     assert set(streamed["oracle_fold"]) == {"reps-2-5"} and streamed["oracle_movement_accuracy"].notna().all()
     counted = tables["zero_shot_confusion"].groupby(["model", "fold", "window", "set", "scored_by"])["windows"].sum()
