@@ -159,7 +159,8 @@ def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
     stream = pd.read_csv(workdir / "results/eval/stream_metrics.tsv", sep="\t")
     # Every model, LDA from its stream features.
     assert set(stream["model"]) == {"contrastive_adabn", "classifier", "contrastive_pose", "lda"}
-    assert set(stream["window"]) == {"onset", "steady"} and set(stream["vote_ms"]) == {0, 50, 100, 250}
+    assert set(stream["window"]) == {"onset", "steady"} and set(stream["vote_ms"].dropna()) == {0, 50, 100, 250}
+    assert set(stream["rule"]) == {"vote", "hysteresis"} and stream["vote_ms"].isna().eq(stream["rule"] != "vote").all()
     assert stream["k"].max() == 17
     # Pooled rows ("all") at every k, and each test subject's own rows at k = K for subject means.
     own = stream[stream["subject"] != "all"]
@@ -169,9 +170,11 @@ def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
     tradeoff = pd.read_csv(workdir / "results/eval/stream_tradeoff.tsv", sep="\t")
     for table in (stream, timing, tradeoff):
         assert (table["adaptation"] == "none").eq(~table["adabn"]).all()
-    # The trade-off holds each model's calibrated operating point, with the stream evaluation's k = K figures.
-    calibrated = tradeoff[tradeoff["calibrated"]].set_index(["model", "fold", "window", "vote_ms"])
-    pooled = stream[(stream["subject"] == "all") & (stream["k"] == 17)].set_index(
+    # The trade-off holds each model's calibrated operating point, with the stream evaluation's k = K figures (the
+    # votes'; a rule's rows have no vote length to match on).
+    calibrated = tradeoff[tradeoff["calibrated"] & tradeoff["vote_ms"].notna()]
+    calibrated = calibrated.set_index(["model", "fold", "window", "vote_ms"])
+    pooled = stream[(stream["subject"] == "all") & (stream["k"] == 17) & (stream["rule"] == "vote")].set_index(
         ["model", "fold", "window", "vote_ms"]
     )
     assert set(calibrated.index) == set(pooled.index)

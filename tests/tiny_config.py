@@ -26,7 +26,12 @@ def tiny(config: dict) -> None:
         "contrastive_adabn": {"kind": "contrastive", "adabn": True, "adaptation": "cross_fitted"},
         "classifier": {"kind": "classifier", "adabn": False},
         "lda": {"kind": "lda", "adabn": False},
-        "contrastive_pose": {"kind": "contrastive", "adabn": False, "class_encoder": "pose"},
+        "contrastive_pose": {
+            "kind": "contrastive",
+            "adabn": False,
+            "class_encoder": "pose",
+            "pose_decoder": {"weight": 1.0},  # as the default's: pose decoding and its tables are exercised
+        },
     }
     config["folds"]["zero-shot"] = {
         "scheme": "zero_shot",
