@@ -218,8 +218,9 @@ def test_pose_matching_decides_the_class_whose_description_is_nearest_over_the_s
 
 
 def test_a_pose_decoders_zero_shot_rows_stand_beside_the_class_encoders_on_the_same_windows():
-    """test_poses's hand-worked windows: the class encoder decides two of the six unseen gesture windows right; a
-    decoded pose that is each frame's true class's description decides all of them."""
+    """test_poses's hand-worked windows: the class encoder decides two of the six unseen gesture windows right and
+    two as rest; a decoded pose that is each frame's true class's description decides the four others right, and
+    leaves rest where the class encoder decided it (4/6, the same 2/6 as rest)."""
     from test_poses import hand_worked_payload as zero_shot_payload
 
     from contrastive_prosthetics.evaluation.zero_shot import zero_shot_tables
@@ -232,7 +233,26 @@ def test_a_pose_decoders_zero_shot_rows_stand_beside_the_class_encoders_on_the_s
     tables = zero_shot_tables(decoded(zero_shot_payload()), decoded(zero_shot_payload(True)), 2, trials=2, seed=0)
     table = tables["zero_shot"].set_index(["set", "decided_by"])
     assert table.loc[("unseen", "class_encoder"), "gesture_accuracy"] == pytest.approx(1 / 3)
-    assert table.loc[("unseen", "pose_decoder"), "gesture_accuracy"] == 1.0
+    assert table.loc[("unseen", "pose_decoder"), "gesture_accuracy"] == pytest.approx(2 / 3)
+    as_rest = table.xs("unseen")["gesture_windows_as_rest"]
+    assert as_rest["pose_decoder"] == as_rest["class_encoder"] == pytest.approx(1 / 3)
+    assert table.loc[("unseen", "pose_decoder"), "oracle_gesture_accuracy"] == 1.0
     assert len(table) == 6 and set(tables["zero_shot_confusion"]["set"]) == {"unseen", "seen", "all"}
     assert len(tables["zero_shot_confusion"]) == len(zero_shot_tables(zero_shot_payload(), zero_shot_payload(True),
                                                                       2, 2, 0)["zero_shot_confusion"])  # fmt: skip
+
+
+def test_the_pose_decoder_moves_where_the_class_encoder_does_and_picks_the_gesture_by_pose():
+    """Frame 0: the class encoder says rest, the pose says gesture 1: rest. Frame 1: the class encoder says gesture
+    2, the pose sits on rest's description: the nearest gesture's (1), never rest. Frame 2: both say gesture 2."""
+    from contrastive_prosthetics.evaluation.zero_shot import rest_gated
+
+    label = torch.tensor([0, 1, 2])
+    pose = {"logits": torch.tensor([[-4.0, -0.1, -9.0], [-0.0, -1.0, -3.0], [-5.0, -2.0, -0.5]]), "label": label,
+            "classes": ["rest", "g1", "g2"]}  # fmt: skip
+    encoder = {"logits": torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 2.0], [0.0, 0.0, 1.0]]), "label": label,
+               "classes": ["rest", "g1", "g2"]}  # fmt: skip
+    assert rest_gated(pose, encoder)["logits"].argmax(1).tolist() == [0, 1, 2]
+    assert pose["logits"][1, 0] == 0.0  # the pose decoder's own scores are left as they were
+    with pytest.raises(AssertionError, match="different frames"):
+        rest_gated(pose, encoder | {"label": torch.tensor([0, 0, 2])})
