@@ -15,7 +15,8 @@ from matplotlib.image import imread
 
 from contrastive_prosthetics.data.ninapro import class_names, describe
 from contrastive_prosthetics.evaluation.artefacts import FIGURES as FIGURE_STEMS
-from contrastive_prosthetics.report.comparison_figures import validation_choice
+from contrastive_prosthetics.evaluation.tables import read_table
+from contrastive_prosthetics.report.comparison_figures import validation_choice, zero_shot_figure
 from contrastive_prosthetics.report.figures import confusion_figure, make_figures, subset_size_figure
 from contrastive_prosthetics.report.plotting import class_sort_key, model_colours, with_labels
 from contrastive_prosthetics.report.training_figures import kept_epoch, search_figure, training_curves_figure
@@ -103,7 +104,7 @@ def write_run(
             for held_out in ("B1 B4", "B2 B6"):
                 for name, count in (("unseen", 2), ("seen", k_max - 2), ("all", k_max)):
                     accuracy = skill(model) - (0.3 if name == "unseen" else 0.0)
-                    zero_shot.append(  # as on DB1: the gesture windows near chance, rest carrying the balanced score
+                    row = (  # as on DB1: the gesture windows near chance, rest carrying the balanced score
                         key
                         | {"fold": f"zs-{held_out.replace(' ', '-')}", "set": name, "gesture_accuracy": accuracy - 0.2}
                         | {"gesture_chance": 1 / (count + 1), "gesture_windows_as_rest": 0.4}
@@ -112,6 +113,9 @@ def write_run(
                         | {"oracle_balanced_accuracy": accuracy + 0.2, "oracle_accuracy": accuracy + 0.2}
                         | {"gestures": held_out, "classes": count + 1, "gesture_windows": 40}
                     )
+                    zero_shot.append(row | {"subject": "all"})
+                    for s, subject in enumerate(subjects):  # each test subject's own rows, off the pooled one's
+                        zero_shot.append(row | {"subject": subject, "gesture_accuracy": accuracy - 0.1 * s})
                 for who in ("model", "oracle"):
                     for k in (1, 2):
                         zero_shot_subsets.append(
@@ -419,3 +423,16 @@ def test_the_zero_shot_figure_leads_with_the_gesture_accuracy_then_the_balanced_
     """Three panels: gesture accuracy per set (first), balanced accuracy per set, and the subset-size curve."""
     svg = check_figure(figures[0] / "zero_shot", 3)
     assert svg.index("Gesture accuracy (%), mean over") < svg.index("Balanced accuracy (%)") < svg.index("Among k")
+
+
+def test_the_zero_shot_figure_draws_the_pooled_rows_only(run, tmp_path):
+    """zero_shot.tsv's per-subject rows leave the figure as the pooled rows alone draw it (and as a table written
+    before them, without a subject column, does)."""
+    table, subsets = (read_table(run / "eval" / f"{name}.tsv") for name in ("zero_shot", "zero_shot_subsets"))
+    assert set(table["subject"]) == {"all", *SUBJECTS}
+    pooled = table[table["subject"] == "all"].drop(columns="subject")
+    drawn = [
+        zero_shot_figure(rows, subsets, tmp_path / name)[0].read_text()
+        for name, rows in (("every", table), ("pooled", pooled))
+    ]
+    assert drawn[0] == drawn[1]

@@ -15,8 +15,9 @@ from contrastive_prosthetics.data.convert import convert_subject
 from contrastive_prosthetics.data.ninapro import DB1
 from contrastive_prosthetics.evaluation import zero_shot
 from contrastive_prosthetics.evaluation.artefacts import ZERO_SHOT_TABLES
+from contrastive_prosthetics.evaluation.stream_metrics import POOLED
 from contrastive_prosthetics.evaluation.tables import OPTIONAL_COLUMNS, read_table
-from contrastive_prosthetics.evaluation.zero_shot import restricted, zero_shot_tables
+from contrastive_prosthetics.evaluation.zero_shot import of_subject, restricted, voted_metrics, zero_shot_tables
 from contrastive_prosthetics.learning.dataset import DB23, SubjectInfo
 from contrastive_prosthetics.learning.poses import pose_prototypes
 
@@ -101,7 +102,7 @@ def test_zero_shot_tables_compare_each_set_with_its_oracle_and_chance():
     for p in (payload, oracle):
         p.update(unseen=["B2", "B5"], window="onset")
     tables = zero_shot_tables(payload, oracle, window_frames=5, trials=4, seed=0)
-    table, curves = tables["zero_shot"].set_index("set"), tables["zero_shot_subsets"]
+    table, curves = pooled_rows(tables["zero_shot"]), tables["zero_shot_subsets"]
     assert list(table.index) == ["unseen", "seen", "all"]
     assert table.loc["unseen", "classes"] == 3 and table.loc["unseen", "chance"] == pytest.approx(1 / 3)
     assert table.loc["seen", "gestures"] == "B1 B3 B4 B6" and table.loc["all", "classes"] == 7
@@ -124,6 +125,11 @@ def test_zero_shot_tables_compare_each_set_with_its_oracle_and_chance():
         zero_shot_tables(without, oracle, window_frames=5, trials=4, seed=0)
 
 
+def pooled_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of every test subject's windows pooled (subject all), by set."""
+    return table[table["subject"] == POOLED].set_index("set")
+
+
 # Hand-worked windows for the zero-shot numbers: (true class, {class: logit}; the others 0), each window two frames
 # alike. Classes rest, B1..B4; B2 and B4 unseen. The decision among a set's classes is the argmax over its columns.
 HAND_WORKED = [
@@ -140,22 +146,25 @@ HAND_WORKED = [
 ]
 
 
-def hand_worked_payload(perfect: bool = False) -> dict:
-    """:data:`HAND_WORKED` as a payload (``perfect``: every window's true class far ahead, an oracle that knows)."""
+def hand_worked_payload(perfect: bool = False, windows: list | None = None) -> dict:
+    """:data:`HAND_WORKED` as a payload (``perfect``: every window's true class far ahead, an oracle that knows);
+    ``windows``: other windows (subject code, true class, scores) instead, of one subject or several."""
     classes = ["rest", "B1", "B2", "B3", "B4"]
-    logits, label, repetition = [], [], []
-    for w, (true, scores) in enumerate(HAND_WORKED):
+    windows = [(0, *window) for window in HAND_WORKED] if windows is None else windows
+    logits, label, subject, repetition = [], [], [], []
+    for w, (who, true, scores) in enumerate(windows):
         row = torch.zeros(len(classes))
         for name, value in ({true: 10.0} if perfect else scores).items():
             row[classes.index(name)] = value
         logits += [row, row]
         label += [classes.index(true)] * 2
+        subject += [who] * 2
         repetition += [w + 1] * 2  # each window its own segment
     frames = len(label)
     payload = make_payload(
         torch.stack(logits),
         torch.tensor(label),
-        torch.zeros(frames, dtype=torch.long),
+        torch.tensor(subject),
         torch.tensor(repetition),
         torch.tensor([0, 1] * (frames // 2)),
         n_gestures=4,
@@ -173,8 +182,9 @@ def test_the_zero_shot_table_leads_with_the_unseen_gestures_own_windows():
     tables = zero_shot_tables(hand_worked_payload(), hand_worked_payload(perfect=True), 2, trials=2, seed=0)
     table = tables["zero_shot"]
     assert list(table.columns) == OPTIONAL_COLUMNS["zero_shot"]
-    assert list(table.columns[5:13]) == [
+    assert list(table.columns[5:14]) == [
         "set",
+        "subject",
         "decided_by",
         "gesture_accuracy",
         "gesture_chance",
@@ -183,7 +193,11 @@ def test_the_zero_shot_table_leads_with_the_unseen_gestures_own_windows():
         "accuracy",
         "chance",
     ]
-    table = table.set_index("set")
+    # One test subject: its own rows are the pooled ones.
+    assert table["subject"].tolist() == [POOLED, "db2/s1"] * 3
+    own = table[table["subject"] == "db2/s1"].set_index("set").drop(columns="subject")
+    pd.testing.assert_frame_equal(own, pooled_rows(table).drop(columns="subject"))
+    table = pooled_rows(table)
     expected = {
         "unseen": (1 / 3, 1 / 3, 1 / 3, 7 / 12, 1 / 2, 6),
         "seen": (1 / 2, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 2),
@@ -204,6 +218,80 @@ def test_the_zero_shot_table_leads_with_the_unseen_gestures_own_windows():
     # The subset curve at k = 2 (both unseen gestures) is the unseen row again.
     curve = tables["zero_shot_subsets"].query("k == 2 and scored_by == 'model'")
     assert curve["gesture_accuracy"].tolist() == pytest.approx([1 / 3] * len(curve))
+
+
+# A second subject's hand-worked windows, decided otherwise (same classes; B2 and B4 unseen), and its oracle's: right
+# but for B4's second window, which it takes for B2.
+SECOND_SUBJECT = [
+    ("B2", {"B2": 2}),  # unseen: B2, right
+    ("B2", {"B2": 2}),  # unseen: B2, right
+    ("B4", {"B4": 2}),  # unseen: B4, right
+    ("B4", {"rest": 2}),  # unseen: rest
+    ("rest", {"B2": 2}),  # unseen: B2, a false activation
+    ("rest", {"rest": 2}),  # rest, right
+]
+SECOND_ORACLE = [(true, {"B2": 2} if w == 3 else {true: 2}) for w, (true, _) in enumerate(SECOND_SUBJECT)]
+
+
+def test_each_test_subject_has_its_own_zero_shot_rows_beside_the_pooled_ones():
+    """Subject db2/s1 has :data:`HAND_WORKED`'s windows, db2/s2 :data:`SECOND_SUBJECT`'s. Among rest, B2 and B4:
+
+        db2/s1  (test_the_zero_shot_table_leads_...) gesture accuracy 2/6 = 1/3, as rest 2/6 = 1/3, balanced
+                (rest 2/2 + B2 1/4 + B4 1/2)/3 = 7/12, accuracy 4/8 = 1/2; oracle (right everywhere) 1, 0, 1, 1
+        db2/s2  gesture accuracy 3/4 (B2 twice, B4 once), as rest 1/4, balanced (rest 1/2 + B2 2/2 + B4 1/2)/3 =
+                2/3, accuracy (3 + 1)/6 = 2/3; oracle: B4's second window as B2, so 3/4, 0, (1 + 1 + 1/2)/3 = 5/6,
+                5/6
+        all     the windows pooled: gesture accuracy 5/10 = 1/2, as rest 3/10, balanced (rest 3/4 + B2 3/6 +
+                B4 2/4)/3 = 7/12 (not the subjects' mean, 5/8), accuracy 8/14 = 4/7; oracle 9/10, 0,
+                (1 + 1 + 3/4)/3 = 11/12, 13/14
+
+    Every set's pooled row is the vote over all the windows, each subject's over its own: the counts add up."""
+    model = hand_worked_payload(windows=[(0, *w) for w in HAND_WORKED] + [(1, *w) for w in SECOND_SUBJECT])
+    oracle_windows = [(0, true, {true: 10.0}) for true, _ in HAND_WORKED] + [(1, *w) for w in SECOND_ORACLE]
+    oracle = hand_worked_payload(windows=oracle_windows)
+    tables = zero_shot_tables(model, oracle, 2, trials=2, seed=0)
+    table = tables["zero_shot"]
+    assert table[["set", "subject"]].values.tolist() == [
+        [name, subject] for name in ("unseen", "seen", "all") for subject in (POOLED, "db2/s1", "db2/s2")
+    ]
+    numbers = ["gesture_accuracy", "gesture_windows_as_rest", "balanced_accuracy", "accuracy"]
+    oracle_numbers = [f"oracle_{name}" for name in numbers]
+    unseen = table[table["set"] == "unseen"].set_index("subject")
+    expected = {
+        "db2/s1": ((1 / 3, 1 / 3, 7 / 12, 1 / 2), (1, 0, 1, 1), 6),
+        "db2/s2": ((3 / 4, 1 / 4, 2 / 3, 2 / 3), (3 / 4, 0, 5 / 6, 5 / 6), 4),
+        POOLED: ((1 / 2, 3 / 10, 7 / 12, 4 / 7), (9 / 10, 0, 11 / 12, 13 / 14), 10),
+    }
+    for subject, (own, oracles, gesture_windows) in expected.items():
+        assert unseen.loc[subject, numbers].tolist() == pytest.approx(own), subject
+        assert unseen.loc[subject, oracle_numbers].tolist() == pytest.approx(oracles), subject
+        assert unseen.loc[subject, "gesture_windows"] == gesture_windows
+    for name, part in table.groupby("set"):
+        names = ["rest", *part["gestures"].iloc[0].split()]
+        rows = part.set_index("subject")
+        pooled, _ = voted_metrics(restricted(model, names), 2)
+        best, _ = voted_metrics(restricted(oracle, names), 2)
+        assert rows.loc[POOLED, numbers].tolist() == list(pooled.values()), name  # exactly the pooled vote
+        assert rows.loc[POOLED, oracle_numbers].tolist() == list(best.values()), name
+        assert rows.loc[POOLED, "gesture_windows"] == rows.loc[["db2/s1", "db2/s2"], "gesture_windows"].sum()
+    # The confusion counts stay pooled.
+    confusion = tables["zero_shot_confusion"]
+    assert confusion.query("set == 'unseen' and scored_by == 'model'")["windows"].sum() == 14
+
+
+def test_a_subjects_payload_keeps_its_frames_and_its_rest_windows():
+    payload = grid_payload(n_gestures=2, subjects=3, repetitions=2, frames=4, seed=0, rest_windows=2)
+    payload |= {"pose": torch.randn(len(payload["label"]), 22), "glove": torch.zeros(len(payload["label"]), 22)}
+    second = of_subject(payload, "db2/s2")
+    assert (second["subject"] == 1).all() and len(second["label"]) == 3 * 2 * 4
+    torch.testing.assert_close(second["pose"], payload["pose"][payload["subject"] == 1])
+    assert (second["rest_window_subject"] == 1).all() and second["rest_window_logits"].shape == (2 * 2, 4, 3)
+    torch.testing.assert_close(
+        second["rest_window_start"], payload["rest_window_start"][payload["rest_window_subject"] == 1]
+    )
+    assert second["subjects"] == payload["subjects"] and second["classes"] == payload["classes"]
+    with pytest.raises(ValueError, match="no subject db2/s9"):
+        of_subject(payload, "db2/s9")
 
 
 def test_the_zero_shot_confusion_counts_each_sets_windows_by_true_and_decided_class():
@@ -244,7 +332,7 @@ def test_the_zero_shot_confusion_counts_each_sets_windows_by_true_and_decided_cl
     unseen = pd.Series(counts("unseen"))
     gestures = unseen.drop("rest", level=0)
     assert gestures.xs("rest", level=1).sum() / gestures.sum() == pytest.approx(
-        tables["zero_shot"].set_index("set").loc["unseen", "gesture_windows_as_rest"]
+        pooled_rows(tables["zero_shot"]).loc["unseen", "gesture_windows_as_rest"]
     )
 
 
@@ -257,5 +345,6 @@ def test_evaluate_zero_shot_writes_its_three_tables(tmp_path, monkeypatch):
     )
     written = {name: read_table(tmp_path / f"{name}.tsv") for name in ZERO_SHOT_TABLES}
     assert list(written["zero_shot"].columns) == OPTIONAL_COLUMNS["zero_shot"]
-    assert written["zero_shot"]["gesture_accuracy"].tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 4])
+    assert written["zero_shot"]["subject"].tolist() == [POOLED, "db2/s1"] * 3  # read back as names
+    assert pooled_rows(written["zero_shot"])["gesture_accuracy"].tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 4])
     assert written["zero_shot_confusion"]["windows"].sum() == 2 * (8 + 4 + 10)  # model and oracle, every set

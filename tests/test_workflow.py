@@ -148,13 +148,16 @@ def test_pipeline_makes_tensors_models_and_every_table(tiny_run):
     zero_shot = pd.read_csv(workdir / "results/eval/zero_shot.tsv", sep="\t")
     assert set(zero_shot["set"]) == {"unseen", "seen", "all"} and set(zero_shot["model"]) == {"contrastive_pose"}
     assert (zero_shot["chance"] == 1 / zero_shot["classes"]).all() and zero_shot["oracle_accuracy"].notna().all()
-    assert list(zero_shot.columns[5:10]) == [
+    assert list(zero_shot.columns[5:11]) == [
         "set",
+        "subject",
         "decided_by",
         "gesture_accuracy",
         "gesture_chance",
         "gesture_windows_as_rest",
     ]
+    # Pooled rows ("all") and each test subject's own (reps-2-5, the fold the zero-shot set copies, tests both).
+    assert set(zero_shot["subject"]) == {"all", "db2/s1", "db3/s6"}
     assert set(zero_shot["decided_by"]) == {"class_encoder", "pose_decoder"}  # the default pose model decodes pose
     stream = pd.read_csv(workdir / "results/eval/stream_metrics.tsv", sep="\t")
     # Every model, LDA from its stream features.
@@ -216,8 +219,10 @@ def test_every_table_has_a_row_per_run_group_subset_and_vote(tiny_run):
         assert groups_of == {run: {"all", "intact", "amputee", "subject:db2/s1", "subject:db3/s6"} for run in runs}
     zero_shot_runs = {run for run in runs if run[1].startswith("zero-shot")}
     size = config["folds"]["zero-shot"]["size"]  # unseen gestures: k = 1..size, model and oracle
-    # zero_shot: each set decided by the class encoder and by the pose decoder (the default pose model has one).
-    for name, rows in (("zero_shot", 3 * 2), ("zero_shot_subsets", 2 * size * evaluation["subset_trials"])):
+    # zero_shot: each set decided by the class encoder and by the pose decoder (the default pose model has one),
+    # pooled and per test subject.
+    zero_shot_rows = len(ZERO_SHOT_SETS) * 2 * (1 + subjects)
+    for name, rows in (("zero_shot", zero_shot_rows), ("zero_shot_subsets", 2 * size * evaluation["subset_trials"])):
         assert tables[name].groupby(["model", "fold", "window"]).size().to_dict() == dict.fromkeys(zero_shot_runs, rows)
     # The confusion counts every voted window of each set once, by the model and by its oracle.
     # The zero-shot stream: each set pooled and per test subject, at every stream vote, beside the oracle's.

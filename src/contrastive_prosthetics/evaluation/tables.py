@@ -90,6 +90,7 @@ OPTIONAL_COLUMNS = {
         "fold",
         "window",
         "set",  # unseen, seen or all: the gestures decided among, with rest
+        "subject",  # "all": every test subject's windows pooled; else one subject's (the oracle's on the same)
         "decided_by",  # class_encoder (the logits), or pose_decoder (the decoded pose matched to descriptions)
         "gesture_accuracy",  # of the set's gesture windows (true class not rest), the share decided right
         "gesture_chance",  # its chance: 1 / classes (the set's gestures + rest); a decision of rest is a miss

@@ -24,10 +24,13 @@ a pose decoder, ``pose_decoder`` beside it: each frame the class encoder decides
 is decided by the gesture whose description (its mean standardised glove over the other training subjects' training
 repetitions, :mod:`..learning.glove`) is nearest the frame's decoded pose (:func:`pose_matching`, :func:`rest_gated`),
 then the same vote, on the same frames, against the oracle's pose decoder.
-``zero_shot_confusion.tsv`` holds the class encoder's voted windows' [true, decided] counts among each set's classes,
-rest included, by the model and by the oracle (``scored_by``). The subset-size curve over the unseen gestures (k =
-1..their number, rest added) comes with it, its rest false activation over the test rest windows scored among the
-same classes, as the main evaluation's (:mod:`.rest_windows`).
+Each (set, decided_by) has a row per test subject (``subject``: its name), the oracle's numbers on that subject's
+frames beside the model's, so that model and oracle can be paired subject by subject and summarised with intervals
+over subjects; and the row of every test subject's windows pooled (``subject`` all, as the stream tables name it).
+``zero_shot_confusion.tsv`` holds the class encoder's voted windows' [true, decided] counts among each set's classes
+(pooled), rest included, by the model and by the oracle (``scored_by``). The subset-size curve over the unseen
+gestures (k = 1..their number, rest added; pooled) comes with it, its rest false activation over the test rest
+windows scored among the same classes, as the main evaluation's (:mod:`.rest_windows`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from ..learning.logits import DECODED_POSE, PER_FRAME, read_logits
 from .artefacts import ZERO_SHOT_SETS as SETS
 from .evaluate import classification_metrics
 from .rest_windows import rest_window_payload
+from .stream_metrics import POOLED
 from .subsets import draw_subsets, subset_size_accuracy
 from .tables import OPTIONAL_COLUMNS
 from .voting import checked_scores, window_frames_for, window_outcomes
@@ -62,6 +66,21 @@ def restricted(payload: dict, names: list[str]) -> dict:
         out["rest_window_logits"] = out["rest_window_logits"][..., columns]
     out["label"] = relabel[out["label"]]
     out["classes"] = list(names)
+    return out
+
+
+def of_subject(payload: dict, name: str) -> dict:
+    """The payload's frames and rest windows of the subject called ``name`` alone; its codes and everything per file
+    as they are. Voting it gives exactly that subject's windows of the whole payload: a window never leaves its
+    (subject, class, repetition) segment (:func:`.voting.window_ids`), and its tie-break sums the same frames."""
+    if name not in payload["subjects"]:
+        raise InputError(f"{payload['model']}/{payload['fold']} has no subject {name} (it has {payload['subjects']})")
+    code = payload["subjects"].index(name)
+    frames = payload["subject"] == code
+    out = {key: value[frames] if key in (*PER_FRAME, *DECODED_POSE) else value for key, value in payload.items()}
+    if "rest_window_subject" in payload:
+        windows = payload["rest_window_subject"] == code
+        out |= {key: value[windows] for key, value in payload.items() if key.startswith("rest_window_")}
     return out
 
 
@@ -135,6 +154,23 @@ def confusion_rows(confusion: torch.Tensor, classes: list[str]) -> pd.DataFrame:
     )
 
 
+def subject_rows(
+    scored: dict, best_scored: dict, subjects: list[str], window_frames: int
+) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
+    """One set's numbers by the model (``scored``) and its oracle (``best_scored``: the same frames and classes),
+    every test subject's windows pooled (subject all) and then each of ``subjects`` alone, the oracle's on the same
+    subject's windows; and the pooled [true, decided] counts of the model and of the oracle."""
+    rows = []
+    for subject in [POOLED, *subjects]:
+        parts = [part if subject == POOLED else of_subject(part, subject) for part in (scored, best_scored)]
+        (model, model_confusion), (best, best_confusion) = (voted_metrics(part, window_frames) for part in parts)
+        if subject == POOLED:
+            pooled = model_confusion, best_confusion
+        oracle_numbers = {f"oracle_{key}": value for key, value in best.items()}
+        rows.append({"subject": subject} | model | oracle_numbers | {"gesture_windows": int(model_confusion[1:].sum())})
+    return rows, *pooled
+
+
 def zero_shot_tables(
     payload: dict, oracle: dict, window_frames: int, trials: int, seed: int
 ) -> dict[str, pd.DataFrame]:
@@ -151,6 +187,8 @@ def zero_shot_tables(
     deciders = {"class_encoder": (payload, oracle)}
     if "pose" in payload and "pose" in oracle:  # a pose decoder: its own decisions beside the class encoder's
         deciders["pose_decoder"] = (pose_matching(payload), pose_matching(oracle))
+    # Every test subject with frames, in code order as the stream tables' (the oracle's found by name).
+    subjects = [payload["subjects"][code] for code in payload["subject"].unique().tolist()]
     rows, confusions = [], []
     for name, chosen in sets.items():
         names = [REST, *chosen]
@@ -159,16 +197,10 @@ def zero_shot_tables(
             if decided_by == "pose_decoder":
                 scored = rest_gated(scored, restricted(payload, names))
                 best_scored = rest_gated(best_scored, restricted(oracle, names))
-            model, model_confusion = voted_metrics(scored, window_frames)
-            best, best_confusion = voted_metrics(best_scored, window_frames)
+            each, model_confusion, best_confusion = subject_rows(scored, best_scored, subjects, window_frames)
             chance = {"gesture_chance": 1 / len(names), "chance": 1 / len(names)}
-            described = {
-                "gestures": " ".join(chosen),
-                "classes": len(names),
-                "gesture_windows": int(model_confusion[1:].sum()),
-            }
-            oracle_numbers = {f"oracle_{key}": value for key, value in best.items()}
-            rows.append(leading | {"set": name, "decided_by": decided_by} | model | chance | oracle_numbers | described)
+            described = {"gestures": " ".join(chosen), "classes": len(names)}
+            rows += [leading | {"set": name, "decided_by": decided_by} | row | chance | described for row in each]
             if decided_by == "class_encoder":  # the confusion counts and subset curve are the class encoder's
                 for who, confusion in (("model", model_confusion), ("oracle", best_confusion)):
                     confusions.append(confusion_rows(confusion, names).assign(**leading, set=name, scored_by=who))

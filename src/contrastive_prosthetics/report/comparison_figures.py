@@ -13,6 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..evaluation.artefacts import ZERO_SHOT_SETS as SETS
+from ..evaluation.stream_metrics import POOLED
 from .plotting import (
     class_description,
     extend_colours,
@@ -183,8 +184,11 @@ def zero_shot_figure(
     """Zero-shot folds, per model, among the unseen, the seen and all gestures (+ rest): first the gesture accuracy
     (the set's gesture windows decided right) with the share decided as rest, then the balanced accuracy, each
     against the same model trained on every gesture (the oracle) and chance; and the gesture accuracy's subset-size
-    curve over the unseen gestures."""
+    curve over the unseen gestures. Of ``table``, the rows of every test subject pooled (``subject`` all): each
+    subject's own rows are for intervals over subjects, and would count a held-out set once per subject here."""
     title = "Gestures never trained on (zero-shot), after majority vote"
+    if "subject" in table:  # tables written before the per-subject rows have the pooled rows only
+        table = table[table["subject"] == POOLED]
     if table.empty:
         return save_figure(no_data_figure(title, "No zero-shot folds in this run."), out_stem)
     rows = with_labels(table)
