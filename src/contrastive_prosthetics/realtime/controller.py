@@ -16,7 +16,8 @@ the device's numbers:
 
 A gesture given only its pose (:meth:`Controller.describe`, :func:`.network.described`): a model with a pose class
 encoder decides it once described by the mean glove pose of its movement, as a zero-shot fold's stream evaluation
-decides an unseen gesture.
+decides an unseen gesture. Described before :meth:`Controller.calibrate`, it keeps its pose's embedding if kept
+(``keep_trained_gestures``); described after, the trained pose class encoder codes it beside the user's embeddings.
 
 Adaptation (:mod:`.adabn`): a model trained with AdaBN decides only once it is adapted to its user: on their
 unlabelled raw EMG (``adapt_on``, or :meth:`Controller.adapt`), exactly as the pipeline's AdaBN adapts a test
@@ -241,7 +242,9 @@ class Controller:
 
         Each class's frames to fit on are logged and kept in :attr:`fit_frames`. A class of the model with none is
         refused (an error naming the classes and ``recorded_in``), unless ``keep_trained_gestures``: then they keep
-        their trained class embeddings (a classifier: head rows), and the log names them. Returns the rest
+        their trained class embeddings (a classifier: head rows), and the log names them. A gesture given by its
+        pose (:meth:`describe`) is such a class unless recorded: kept, its embedding stays the one its pose gave.
+        Gestures can be described after calibrating too, coded by the trained pose class encoder. Returns the rest
         calibration (None when kept)."""
         network = self.calibrated_network()
         guard_ms, rest_target = self.guard_ms, self.rest_target
@@ -263,15 +266,19 @@ class Controller:
                 f"{recorded_in}: no calibration frame of {missing} (outside the {guard_ms:g} ms guard band), which "
                 f"{network.source} decides; record those gestures, calibrate on the first repetitions of every "
                 "gesture (--repetitions C; repetitions=C) rather than the recording's first seconds, or keep their "
-                "trained class embeddings (--keep-trained-gestures; keep_trained_gestures=True)"
+                "trained (or described) class embeddings (--keep-trained-gestures; keep_trained_gestures=True)"
             )
         if missing:
             log.warning(
-                "%s: no calibration frame of %s: they keep their trained class embeddings", recorded_in, missing
+                "%s: no calibration frame of %s: they keep their trained (or described) class embeddings",
+                recorded_in,
+                missing,
             )
         settings = settings or CalibrationSettings()
         for hook in network.hooks:  # online tracking would move the statistics calibration sets
             hook.remove()
+        if network.model.config.class_encoder == "pose":  # prototypes and fine_tune replace it by a one-hot one:
+            network.pose_encoder = network.model.class_encoder  # describe codes gestures with it afterwards
         network.model = personalise(network.model, network.normalisation, recording, method, settings)
         calibration = None
         if rest_target is not None and REST not in missing:  # without rest frames the trained bias is kept
@@ -377,7 +384,9 @@ class Controller:
         """Decide the gesture ``name`` given only its pose: ``pose``, its mean glove pose (22 raw glove values: the
         mean glove over the movement less the mean over the rest before it, e.g. averaged over other people), coded
         as training coded every class (:func:`.network.described`, which says what is refused). ``name`` is then a
-        class :meth:`choose` takes; the chosen gestures stay, the vote starts afresh."""
+        class :meth:`choose` takes; the chosen gestures stay, the vote starts afresh. Before :meth:`calibrate` the
+        described class is one it calibrates (recorded, or kept with ``keep_trained_gestures``); after it, the
+        class's embedding is the trained pose class encoder's of the code, beside the user's calibrated ones."""
         network = self.network
         if network is None:
             raise InputError(
@@ -385,7 +394,9 @@ class Controller:
                 "(contrastive-prosthetics export --describe NAME=FILE)"
             )
         rest_bias = float(network.bias[self.classes.index(REST)])
-        self.classes = described(network.model, self.classes, name, pose, network.coding, network.source)
+        self.classes = described(
+            network.model, self.classes, name, pose, network.coding, network.source, network.pose_encoder
+        )
         network.bias = class_bias(self.classes, rest_bias)
         self.scorer = network.scorer(len(self.classes))
         self.choose(self.gestures)

@@ -7,17 +7,21 @@ description is such a pose, 22 raw glove values (the mean glove over the movemen
 before it, e.g. averaged over other people's recordings), divided by the spread model.pt carries (``pose_spread``).
 It adds a class under a new name, or replaces the code of a gesture the model was not trained on (model.pt's
 ``unseen``: a zero-shot fold's, coded with the new user's prototypes). A trained class keeps its code: its name is
-refused, as is a pose of the wrong length or with NaN, and a model without a pose class encoder.
+refused, as is a pose of the wrong length or with NaN, and a model without a pose class encoder. A model calibrated
+in its controller (prototypes, fine_tune: a one-hot class encoder whose weights are the user's class embeddings)
+keeps the pose class encoder it was trained with beside it (``pose_encoder``), which codes a gesture described
+afterwards.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..core.errors import InputError
 from ..data.ninapro import DatabaseSpec
@@ -57,6 +61,9 @@ class TorchNetwork:
     source: str  # the model, as errors name it
     hooks: list = field(default_factory=list)  # those of online tracking
     coding: PoseCoding = field(default_factory=PoseCoding)  # what describing a gesture by its pose needs
+    # The trained pose class encoder, kept once calibration (prototypes, fine_tune) made the model's class encoder
+    # one-hot: a gesture described afterwards is coded by it (:func:`described`).
+    pose_encoder: torch.nn.Module | None = None
 
     def scorer(self, n_classes: int) -> FrameScorer:
         # Running statistics change the batch norms as frames arrive: then the network cannot be folded.
@@ -90,13 +97,21 @@ def track_statistics(model: torch.nn.Module, momentum: float) -> list:
 
 
 def described(
-    model: torch.nn.Module, classes: list[str], name: str, pose, coding: PoseCoding, source: str
+    model: torch.nn.Module,
+    classes: list[str],
+    name: str,
+    pose,
+    coding: PoseCoding,
+    source: str,
+    pose_encoder: torch.nn.Module | None = None,
 ) -> list[str]:
     """Give ``model`` (changed in place) the class ``name`` described by ``pose`` (see the module): a new last class,
     or the new code of an unseen one. Returns the classes it then decides among; refuses (naming ``source``) what
-    cannot be described."""
+    cannot be described. A model calibrated to its user (a one-hot class encoder whose weights are the class
+    embeddings) takes one given ``pose_encoder``, the pose class encoder it was trained with: the described class's
+    embedding is that encoder's of the code, the other classes' (the user's prototypes) stay."""
     encoder = getattr(getattr(model, "config", None), "class_encoder", None)
-    if encoder != "pose":
+    if encoder != "pose" and pose_encoder is None:
         raise InputError(
             f"{source}: its classes are not described by hand poses (class encoder {encoder or 'none'}), so a gesture "
             "cannot be added from its pose; train a model with class_encoder: pose (config.yaml's contrastive_pose)"
@@ -126,6 +141,8 @@ def described(
             f"the pose of {name!r} is NaN or infinite at sensors {missing.tolist()}: a description needs every glove "
             "value (average over recordings that have the sensor)"
         )
+    if encoder != "pose":
+        return described_embedding(model, classes, name, pose, coding, pose_encoder)
     code = described_code(pose, coding.spread).to(model.class_codes)
     codes = model.class_codes.clone()
     if name in classes:
@@ -133,7 +150,37 @@ def described(
         model.class_codes = codes
         return list(classes)
     model.class_codes = torch.cat([codes, code[None]])
+    # The config counts the classes the model scores: calibration rebuilds the class encoder with config.n_classes
+    # rows (personalise.with_class_embeddings), which without this lacked the described class's (a shape mismatch).
+    model.config = replace(model.config, n_classes=len(model.class_codes))
     return [*classes, name]
+
+
+def described_embedding(
+    model: torch.nn.Module, classes: list[str], name: str, pose, coding: PoseCoding, pose_encoder: torch.nn.Module
+) -> list[str]:
+    """:func:`described` for a calibrated model (one-hot class encoder, its weights the class embeddings), in place:
+    the pose class encoder's embedding of the description's code becomes class ``name``'s (a new last class, or an
+    unseen one's); every other class keeps its embedding. Returns the classes."""
+    with torch.no_grad():
+        embeddings = model.encode_classes()
+        parameter = next(pose_encoder.parameters())
+        code = described_code(pose, coding.spread).to(parameter)
+        embedding = F.normalize(pose_encoder(code[None]), dim=-1).to(embeddings)
+        if name in classes:
+            embeddings[classes.index(name)] = embedding[0]
+        else:
+            embeddings, classes = torch.cat([embeddings, embedding]), [*classes, name]
+        # Calibration left no pose class encoder in the model to code the class with (prototypes and fine_tune make
+        # it one-hot, personalise.with_class_embeddings), so describing refused it; the one-hot encoder is rebuilt
+        # with one more row, in place, as the controller's scorer and online tracking hold this model.
+        linear = torch.nn.Linear(len(embeddings), embeddings.shape[1]).to(embeddings)
+        linear.weight.copy_(embeddings.T)
+        linear.bias.zero_()
+    model.class_encoder = linear
+    model.class_codes = torch.eye(len(embeddings)).to(embeddings)
+    model.config = replace(model.config, n_classes=len(embeddings))
+    return list(classes)
 
 
 def pose_file(path: Path) -> np.ndarray:
