@@ -63,9 +63,11 @@ def test_default_dag_plans_every_subject(tmp_path):
     windows = len(DEFAULT["preprocess"]["windows"])
     assert windows == 1  # the demonstration trains the reference's onset window only
     # reps-2-5 trains four networks and LDA; the zero-shot family's one set trains contrastive_pose alone; the
-    # calibration family one contrastive model per subject, each calibrated (its own scoring). contrastive_pose
-    # decodes pose: its pose decoding is scored on reps-2-5 and on the zero-shot set.
-    networks, sets, subjects = 4, 1, 3
+    # calibration family one contrastive model per new user (an intact subject and the amputee), each calibrated
+    # (its own scoring). contrastive_pose decodes pose: its pose decoding is scored on reps-2-5 and on the zero-shot
+    # set.
+    networks, sets, subjects = 4, 1, len(DEFAULT["folds"]["calibration"]["subjects"])
+    assert subjects == 2
     assert jobs == {
         "convert": "3",
         "synthesize": "6",
@@ -91,7 +93,9 @@ def test_a_calibration_family_of_two_new_users_per_fold_plans_a_network_and_a_cu
     """new_users: 2 over the three subjects: folds of db2/s1 and db2/s2, and of db3/s1; each curve reads its new
     users' tensors."""
     result = snakemake(
-        write_config(tmp_path, lambda c: c["folds"]["calibration"].update(new_users=2)), "--dry-run", "--printshellcmds"
+        write_config(tmp_path, lambda c: c["folds"]["calibration"].update(subjects="all", new_users=2)),
+        "--dry-run",
+        "--printshellcmds",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_counts(result)
