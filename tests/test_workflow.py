@@ -63,7 +63,7 @@ def test_default_dag_plans_every_subject(tmp_path):
     windows = len(DEFAULT["preprocess"]["windows"])
     assert windows == 1  # the demonstration trains the reference's onset window only
     # reps-2-5 trains four networks and LDA; the zero-shot family's one set trains contrastive_pose alone; the
-    # calibration family one contrastive model per new user (an intact subject and the amputee), each calibrated
+    # calibration family one contrastive model per new user (the two DB2 subjects), each calibrated
     # (its own scoring). contrastive_pose decodes pose: its pose decoding is scored on reps-2-5 and on the zero-shot
     # set.
     networks, sets, subjects = 4, 1, len(DEFAULT["folds"]["calibration"]["subjects"])
