@@ -42,8 +42,9 @@ run: $(INSTALLED)
 # Test files sharing a fixture run on one worker (tests/conftest.py). TEST_WORKERS=0 runs all in this process.
 TEST_WORKERS ?= 2
 
+# --durations: the slowest tests named at the end of every run, where the suite's minutes go.
 test: $(INSTALLED) $(EXPORT_INSTALLED) lint
-	CONTRASTIVE_CLUSTER_TEST=$(CLUSTER_TEST) pytest -n $(TEST_WORKERS)
+	CONTRASTIVE_CLUSTER_TEST=$(CLUSTER_TEST) pytest -n $(TEST_WORKERS) --durations=25
 
 # The edit-test loop: the unit tests, in one process: every test but the slow ones (marker slow: a network trained
 # beyond a few optimiser steps, a snakemake run, the real recordings, SLURM), at most 90 s on two cores.
