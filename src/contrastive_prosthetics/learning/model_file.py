@@ -4,20 +4,23 @@ in the order they are saved), their writers and their readers.
 Writers: :func:`write_network_file` (:mod:`.train`) and :func:`write_lda_file` (:mod:`.lda`); each takes the
 fields of its schema, no more and no fewer. Readers: :func:`read_model_file` (either kind, as saved),
 :func:`read_network_file` (a network's, as saved: light, for what a controller needs to know before it is built)
-and :func:`load_model_file` (a network's, with its network and normalisation built, for the controller, export and
-:mod:`..evaluation.stream`). A wrong file gives an error naming the file, the field and what to do.
+and :func:`load_model_file` (a network's, with its network, normalisation and any kept pose class encoder built, for
+the controller, export and :mod:`..evaluation.stream`). A wrong file gives an error naming the file, the field and
+what to do. ``pose_encoder`` is optional (backward compatible): a file written before it existed loads as it did.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..core.atomic import atomic_torch_save
 from ..core.errors import InputError
 from ..core.torch_file import load_torch_file
 from .dataset import DB23, Normalisation
 from .fitted_lda import PICKLED_MODULES, FittedLDA
-from .models import ModelConfig, build_model
+from .models import ModelConfig, build_model, pose_class_encoder
 
 # Fields of a network's model.pt, in the order they are saved.
 NETWORK_FIELDS = {
@@ -43,6 +46,10 @@ NETWORK_FIELDS = {
     "pose_prototypes": "[class, sensor] pose prototypes of a pose class encoder, or None",
     "pose_spread": "[sensor] float64: what every pose prototype was divided by (learning/poses.py), so that a gesture "
     "described by its pose after training is coded alike (Controller.describe); None without a pose class encoder",
+    "pose_encoder": "state_dict of the trained pose class encoder, on the CPU, of a model calibrated to its user by "
+    "prototypes or fine_tune (its class encoder then one-hot, the user's class embeddings): what codes a gesture "
+    "described to it afterwards (Controller.describe, export/replay --describe); None otherwise. Optional: files "
+    "written before it lack it and load unchanged (a calibrated one's gestures can then no longer be described)",
     "best_epoch": "the kept epoch, 1-based: the lowest finite validation loss",
     "history": "per epoch: losses, accuracies, learning rate (no timings, so that reruns give identical files)",
     "seed": "the seed of the run",
@@ -128,14 +135,16 @@ def _described_by(data: DB23, schema: dict) -> dict:
 def write_network_file(path: Path, data: DB23, **fields) -> None:
     """Write a network's ``model.pt``: every field of :data:`NETWORK_FIELDS`, those that describe the data taken from
     ``data`` (``personalisation`` None unless given: training's models are nobody's; ``pose_spread`` None unless given:
-    only a pose class encoder has one); a missing or unknown field is a ``ValueError``."""
-    optional = {"personalisation": None, "pose_spread": None}
+    only a pose class encoder has one; ``pose_encoder`` None: only calibration writes one); a missing or unknown field
+    is a ``ValueError``."""
+    optional = {"personalisation": None, "pose_spread": None, "pose_encoder": None}
     _write(path, NETWORK_FIELDS, optional | _described_by(data, NETWORK_FIELDS) | fields)
 
 
 def write_personalised_file(path: Path, saved: dict, **changes) -> None:
     """Write the ``model.pt`` of a network read from ``saved`` (a model.pt as read) with ``changes``: the fields a
-    calibration to one user replaces (weights, model config, statistics' source, rest bias, personalisation)."""
+    calibration to one user replaces (weights, model config, statistics' source, rest bias, personalisation, the pose
+    class encoder it kept). A field ``saved`` lacks (an older file's) is None: ``pose_encoder`` among them."""
     fields = {key: saved.get(key) for key in NETWORK_FIELDS} | changes
     _write(path, NETWORK_FIELDS, fields)
 
@@ -184,8 +193,9 @@ def read_network_file(path: Path) -> dict:
 
 
 def load_model_file(path: Path) -> dict:
-    """A network's ``model.pt`` with its ``network`` (eval mode) and ``normalisation_`` built; an error naming the
-    file if its ``state_dict`` does not fit its ``model_config`` key for key and shape."""
+    """A network's ``model.pt`` with its ``network`` (eval mode), ``normalisation_`` and ``pose_encoder_`` (the
+    trained pose class encoder a calibrated model keeps, or None) built; an error naming the file if its
+    ``state_dict`` (or ``pose_encoder``) does not fit its ``model_config`` key for key and shape."""
     saved = read_network_file(path)
     model = build_model(ModelConfig(**saved["model_config"]))
     try:
@@ -196,7 +206,25 @@ def load_model_file(path: Path) -> dict:
             f"{path}: state_dict does not fit model_config ({detail}); it was edited or written by another version: "
             "train again"
         ) from None
-    return saved | {"network": model.eval(), "normalisation_": Normalisation.from_state_dict(saved["normalisation"])}
+    built = {"network": model.eval(), "normalisation_": Normalisation.from_state_dict(saved["normalisation"])}
+    return saved | built | {"pose_encoder_": kept_pose_encoder(saved, model.config, path)}
+
+
+def kept_pose_encoder(saved: dict, config: ModelConfig, path: Path) -> torch.nn.Module | None:
+    """The trained pose class encoder a calibrated model.pt keeps (``pose_encoder``), built (eval mode); None
+    without one. Backward compatible: files written before the field existed have none and load as they did."""
+    if saved.get("pose_encoder") is None:
+        return None
+    encoder = pose_class_encoder(config)
+    try:
+        encoder.load_state_dict(saved["pose_encoder"])
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise InputError(
+            f"{path}: pose_encoder does not fit model_config ({detail}); it was edited or written by another "
+            "version: calibrate the trained model.pt again"
+        ) from None
+    return encoder.eval()
 
 
 def rest_target_of(saved: dict) -> float | None:

@@ -202,6 +202,13 @@ class EMGEncoder(nn.Module):
         return self.layers(self.convolutions(x).flatten(1))
 
 
+def pose_class_encoder(config: ModelConfig) -> nn.Sequential:
+    """A pose class encoder: an MLP from a class's pose code (``code_dim``) to its embedding (model.pt's
+    ``pose_encoder`` of a calibrated model is its state)."""
+    hidden = 4 * config.embedding_dim
+    return nn.Sequential(nn.Linear(config.code_dim, hidden), nn.ReLU(), nn.Linear(hidden, config.embedding_dim))
+
+
 class ContrastiveModel(nn.Module):
     """CLIP-style: frames and class codes meet in one normalised embedding space."""
 
@@ -212,10 +219,7 @@ class ContrastiveModel(nn.Module):
         if config.class_encoder == "onehot":
             self.class_encoder = nn.Linear(config.n_classes, config.embedding_dim)  # one-hot codes → embeddings
         elif config.class_encoder == "pose":  # a class described by the hand's pose: new classes need no retraining
-            hidden = 4 * config.embedding_dim
-            self.class_encoder = nn.Sequential(
-                nn.Linear(config.code_dim, hidden), nn.ReLU(), nn.Linear(hidden, config.embedding_dim)
-            )
+            self.class_encoder = pose_class_encoder(config)
         else:
             raise InputError(f"unknown class encoder {config.class_encoder!r}; use onehot or pose")
         if config.logit_scale is None:

@@ -17,7 +17,8 @@ the device's numbers:
 A gesture given only its pose (:meth:`Controller.describe`, :func:`.network.described`): a model with a pose class
 encoder decides it once described by the mean glove pose of its movement, as a zero-shot fold's stream evaluation
 decides an unseen gesture. Described before :meth:`Controller.calibrate`, it keeps its pose's embedding if kept
-(``keep_trained_gestures``); described after, the trained pose class encoder codes it beside the user's embeddings.
+(``keep_trained_gestures``); described after, the trained pose class encoder codes it beside the user's embeddings,
+in the controller that calibrated or in one of the model.pt the calibrate command wrote, which keeps that encoder.
 
 Adaptation (:mod:`.adabn`): a model trained with AdaBN decides only once it is adapted to its user: on their
 unlabelled raw EMG (``adapt_on``, or :meth:`Controller.adapt`), exactly as the pipeline's AdaBN adapts a test
@@ -145,11 +146,13 @@ class Controller:
         guard_ms: float | None = None,
         rule: Hysteresis | None = None,
         pose_coding: PoseCoding | None = None,
+        pose_encoder: torch.nn.Module | None = None,
     ) -> Controller:
         """A controller of a torch model (see the module for ``adabn``, ``adapt_on``, ``batchnorm_state``,
         ``online_adaptation``, ``gate`` and ``gate_rest``); ``source`` names the model in errors; ``rest_target``
         and ``guard_ms`` are what :meth:`calibrate` uses (the model's training and calibration values);
-        ``pose_coding`` what :meth:`describe` does (model.pt's)."""
+        ``pose_coding`` and ``pose_encoder`` (a calibrated model's trained pose class encoder) what :meth:`describe`
+        does (model.pt's)."""
         if batchnorm_state is not None and adapt_on is not None:
             raise InputError(f"{source}: give batchnorm_state or adapt_on, not both")
         model = copy.deepcopy(model).eval()  # the caller's model is left as it was
@@ -158,7 +161,7 @@ class Controller:
         live = torch.ones(spec.n_channels, dtype=torch.bool) if live_channels is None else live_channels
         bias = class_bias(classes, rest_bias)
         network = TorchNetwork(model, normalisation, live, bias, online_adaptation, adabn, source)
-        network.coding = pose_coding or PoseCoding()
+        network.coding, network.pose_encoder = pose_coding or PoseCoding(), copy.deepcopy(pose_encoder)
         network.track()
         context = model.config.context
         scorer = network.scorer(len(classes))
@@ -198,6 +201,7 @@ class Controller:
                 "guard_ms": saved.get("guard_ms"),
                 "rule": Hysteresis.from_dict(saved.get("decision")),
                 "pose_coding": PoseCoding.of(saved),
+                "pose_encoder": saved["pose_encoder_"],
                 **options,
             },
         )
@@ -244,8 +248,9 @@ class Controller:
         refused (an error naming the classes and ``recorded_in``), unless ``keep_trained_gestures``: then they keep
         their trained class embeddings (a classifier: head rows), and the log names them. A gesture given by its
         pose (:meth:`describe`) is such a class unless recorded: kept, its embedding stays the one its pose gave.
-        Gestures can be described after calibrating too, coded by the trained pose class encoder. Returns the rest
-        calibration (None when kept)."""
+        Gestures can be described after calibrating too, coded by the trained pose class encoder (kept in
+        ``network.pose_encoder``, which the calibrate command's model.pt carries). Returns the rest calibration (None
+        when kept)."""
         network = self.calibrated_network()
         guard_ms, rest_target = self.guard_ms, self.rest_target
         if guard_ms is None:
@@ -385,8 +390,9 @@ class Controller:
         mean glove over the movement less the mean over the rest before it, e.g. averaged over other people), coded
         as training coded every class (:func:`.network.described`, which says what is refused). ``name`` is then a
         class :meth:`choose` takes; the chosen gestures stay, the vote starts afresh. Before :meth:`calibrate` the
-        described class is one it calibrates (recorded, or kept with ``keep_trained_gestures``); after it, the
-        class's embedding is the trained pose class encoder's of the code, beside the user's calibrated ones."""
+        described class is one it calibrates (recorded, or kept with ``keep_trained_gestures``); after it (here, or
+        in the model.pt the calibrate command wrote), the class's embedding is the trained pose class encoder's of
+        the code, beside the user's calibrated ones."""
         network = self.network
         if network is None:
             raise InputError(

@@ -105,8 +105,9 @@ def export_model(
     given by their pose (:func:`.network.described`), decided among the model's classes."""
     saved = load_model_file(model_path)
     network = saved["network"]
-    for name, pose in (descriptions or {}).items():
-        saved["classes"] = described(network, saved["classes"], name, pose, PoseCoding.of(saved), str(model_path))
+    coding, source = PoseCoding.of(saved), str(model_path)
+    for name, pose in (descriptions or {}).items():  # a calibrated model's kept pose class encoder codes them
+        saved["classes"] = described(network, saved["classes"], name, pose, coding, source, saved["pose_encoder_"])
     n_channels, context = network.config.n_channels, network.config.context
     live = torch.ones(n_channels, dtype=torch.bool) if live_channels is None else torch.tensor(live_channels) > 0
     statistics = deployed_statistics(saved, live, batchnorm_state, adapt_on, spec, str(model_path))

@@ -8,9 +8,11 @@ before it, e.g. averaged over other people's recordings), divided by the spread 
 It adds a class under a new name, or replaces the code of a gesture the model was not trained on (model.pt's
 ``unseen``: a zero-shot fold's, coded with the new user's prototypes). A trained class keeps its code: its name is
 refused, as is a pose of the wrong length or with NaN, and a model without a pose class encoder. A model calibrated
-in its controller (prototypes, fine_tune: a one-hot class encoder whose weights are the user's class embeddings)
-keeps the pose class encoder it was trained with beside it (``pose_encoder``), which codes a gesture described
-afterwards.
+to its user (prototypes, fine_tune: a one-hot class encoder whose weights are the user's class embeddings) keeps the
+pose class encoder it was trained with beside it (``pose_encoder``), which codes a gesture described afterwards: in
+the controller that calibrated, and in the model.pt the calibrate command writes (its ``pose_encoder``), so that a
+controller, export or replay of that file describes alike. A calibrated model.pt written before it kept the encoder
+is refused with what to do.
 """
 
 from __future__ import annotations
@@ -36,15 +38,22 @@ from .adabn import adapt_to_user
 @dataclass(frozen=True)
 class PoseCoding:
     """What describing a gesture by its pose needs of a model.pt: how its prototypes were standardised and which of
-    its classes it was not trained on."""
+    its classes it was not trained on (and, to refuse aptly, whether an older calibration lost its pose encoder)."""
 
     spread: torch.Tensor | None = None  # [22] model.pt's pose_spread (None: not a pose model, or an older file)
     unseen: tuple[str, ...] = ()  # model.pt's unseen: gestures held out of training, whose codes a description replaces
+    # A model.pt calibrated from a pose model (prototypes, fine_tune) by a version that did not keep its pose class
+    # encoder (no pose_encoder): the model.pt it was calibrated from, for the refusal to name; None otherwise.
+    calibrated_from: str | None = None
 
     @classmethod
     def of(cls, saved: dict) -> PoseCoding:
         """The coding of a model.pt as read."""
-        return cls(saved.get("pose_spread"), tuple(saved.get("unseen") or ()))
+        trained_with_poses = saved.get("pose_prototypes") is not None or saved.get("pose_spread") is not None
+        encoder = saved.get("model_config", {}).get("class_encoder")
+        lost = encoder != "pose" and trained_with_poses and saved.get("pose_encoder") is None
+        calibrated_from = (saved.get("personalisation") or {}).get("from_model") or "the trained model.pt"
+        return cls(saved.get("pose_spread"), tuple(saved.get("unseen") or ()), calibrated_from if lost else None)
 
 
 @dataclass
@@ -108,14 +117,12 @@ def described(
     """Give ``model`` (changed in place) the class ``name`` described by ``pose`` (see the module): a new last class,
     or the new code of an unseen one. Returns the classes it then decides among; refuses (naming ``source``) what
     cannot be described. A model calibrated to its user (a one-hot class encoder whose weights are the class
-    embeddings) takes one given ``pose_encoder``, the pose class encoder it was trained with: the described class's
-    embedding is that encoder's of the code, the other classes' (the user's prototypes) stay."""
+    embeddings) takes one given ``pose_encoder``, the pose class encoder it was trained with (the calibrating
+    controller's, or the one its model.pt keeps): the described class's embedding is that encoder's of the code, the
+    other classes' (the user's prototypes) stay. Without one, :func:`no_pose_encoder` says why it is refused."""
     encoder = getattr(getattr(model, "config", None), "class_encoder", None)
     if encoder != "pose" and pose_encoder is None:
-        raise InputError(
-            f"{source}: its classes are not described by hand poses (class encoder {encoder or 'none'}), so a gesture "
-            "cannot be added from its pose; train a model with class_encoder: pose (config.yaml's contrastive_pose)"
-        )
+        raise InputError(no_pose_encoder(source, encoder, coding))
     if coding.spread is None:
         raise InputError(
             f"{source}: no pose_spread, how its pose prototypes were standardised: a model.pt written before it was "
@@ -154,6 +161,22 @@ def described(
     # rows (personalise.with_class_embeddings), which without this lacked the described class's (a shape mismatch).
     model.config = replace(model.config, n_classes=len(model.class_codes))
     return [*classes, name]
+
+
+def no_pose_encoder(source: str, encoder: str | None, coding: PoseCoding) -> str:
+    """Why a model without a pose class encoder (``encoder``, its class encoder) cannot be described a gesture: one
+    trained without, or a model.pt calibrated before model.pt kept the trained pose class encoder."""
+    if coding.calibrated_from is not None:
+        return (
+            f"{source}: calibrated to its user from a model with a pose class encoder by an older version, which did "
+            "not keep that encoder in model.pt (no pose_encoder), so a gesture cannot be coded from its pose; "
+            "describe it before calibrating (Controller.describe, then calibrate with keep_trained_gestures), or "
+            f"calibrate {coding.calibrated_from} again with this version, which keeps it"
+        )
+    return (
+        f"{source}: its classes are not described by hand poses (class encoder {encoder or 'none'}), so a gesture "
+        "cannot be added from its pose; train a model with class_encoder: pose (config.yaml's contrastive_pose)"
+    )
 
 
 def described_embedding(

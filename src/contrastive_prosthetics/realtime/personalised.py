@@ -21,7 +21,8 @@ subjects under them (model.pt's ``calibration_free``, :func:`.controller.calibra
 
 The written model.pt decides for that user alone: its batch-norm statistics are theirs (``adabn`` false, so it
 needs no further adaptation), its class embeddings or head and its rest bias too, and ``personalisation`` says how
-it was made.
+it was made. A model with a pose class encoder calibrated by prototypes or fine_tune keeps the trained encoder
+(``pose_encoder``): gestures are described to the written file as to the controller that calibrated.
 """
 
 from __future__ import annotations
@@ -191,12 +192,15 @@ def calibration_free_model_file(model_path: Path, out_path: Path) -> None:
 
 def write_calibrated(out_path: Path, saved: dict, controller: Controller, **changes) -> None:
     """The controller's calibrated network as a model.pt (its statistics its own: ``adabn`` false), with the rest of
-    ``saved`` (the model.pt it was read from) and ``changes``."""
-    model = controller.network.model
+    ``saved`` (the model.pt it was read from) and ``changes``. A pose model calibrated by prototypes or fine_tune
+    keeps its trained pose class encoder (``pose_encoder``), so that gestures can still be described to the file;
+    ``pose_spread`` and ``unseen``, the rest of what describing needs, are ``saved``'s."""
+    model, encoder = controller.network.model, controller.network.pose_encoder
     write_personalised_file(
         out_path,
         saved,
         state_dict={key: value.cpu() for key, value in model.state_dict().items()},
+        pose_encoder=None if encoder is None else {key: value.cpu() for key, value in encoder.state_dict().items()},
         model_config=model.config.as_dict(),
         adabn=False,
         adaptation="none",
