@@ -153,20 +153,24 @@ def probabilities(scores: np.ndarray, rest_offset: float) -> np.ndarray:
     return exps / total[..., None]
 
 
-def step(smoothed: np.ndarray, state: np.ndarray, frame: np.ndarray, rule: Hysteresis) -> None:
-    """One frame, in place: ``smoothed`` [..., rest then gestures] moves by ``alpha`` toward the frame's
-    probabilities ``frame``, then ``state`` [...] (0: rest, else the column of a gesture) follows the module's
-    rule."""
+def step(smoothed: np.ndarray, state: np.ndarray, frame: np.ndarray, rule: Hysteresis, alpha: float | None = None):
+    """One frame, in place: ``smoothed`` [..., rest then gestures] moves by ``alpha`` (None: the rule's) toward the
+    frame's probabilities ``frame``, then ``state`` [...] (0: rest, else the column of a gesture) follows the
+    module's rule. Few numpy calls, in place: the evaluation calls this once per frame of its longest stretch."""
     change = frame - smoothed
-    change = change * rule.alpha
+    change *= rule.alpha if alpha is None else alpha
     smoothed += change
     if smoothed.shape[-1] == 1:  # rest alone is allowed: rest, always
         return
     gestures = smoothed[..., 1:]
-    leader, lead = gestures.argmax(-1) + 1, gestures.max(-1)  # the first of equal maxima: the lowest class index
-    leave = (state != 0) & (smoothed[..., 0] >= rule.leave)
-    enter = (lead >= rule.enter) & (leader != state)
-    state[...] = np.where(leave, 0, np.where(enter, leader, state))
+    leader, lead = gestures.argmax(-1), gestures.max(-1)  # the first of equal maxima: the lowest class index
+    leader += 1
+    leave = smoothed[..., 0] >= rule.leave
+    leave &= state != 0
+    enter = lead >= rule.enter
+    enter &= leader != state
+    np.copyto(state, leader, where=enter)
+    state[leave] = 0
 
 
 def _decide_columns(
@@ -185,17 +189,21 @@ def _decide_columns(
     state = np.zeros((n_subsets, len(starts)), dtype=np.int64)
     decided = np.zeros((n_subsets, n_frames), dtype=np.int64)
     running = np.searchsorted(-lengths, -np.arange(int(lengths.max(initial=0))), side="left")  # lengths > t
+    counts, alpha = running.tolist(), rule.alpha
     first = 0
     while first < len(running):
-        count = int(running[first])
+        count = counts[first]
         block = min(len(running) - first, max(1, CHUNK_ELEMENTS // (n_subsets * count * n_columns)))
         frames = (starts[:count, None] + first + np.arange(block)).clip(max=n_frames - 1)  # past an end: unused
         chosen = scores[frames[None, :, :, None], columns[:, None, None, :]]
         block_probabilities = probabilities(chosen, rule.rest_offset)  # [subset, stretch, frame, column]
+        states = np.zeros((n_subsets, count, block), dtype=np.int64)  # each frame's states, written back at the end
         for t in range(first, first + block):
-            count = int(running[t])
-            step(smoothed[:, :count], state[:, :count], block_probabilities[:, :count, t - first], rule)
-            decided[:, starts[:count] + t] = state[:, :count]
+            now = counts[t]
+            step(smoothed[:, :now], state[:, :now], block_probabilities[:, :now, t - first], rule, alpha)
+            states[:, :now, t - first] = state[:, :now]
+        valid = np.arange(block) < lengths[:count, None] - first  # [stretch, frame] inside its stretch
+        decided[:, frames[valid]] = states[:, valid]
         first += block
     return decided
 
