@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from ..data.ninapro import REST
+from ..learning.decision_rules import decide_rule_subsets
 from .stream_metrics import stream_metrics
 
 MARGIN_QUANTILES = np.linspace(0.02, 0.98, 13)  # offsets: where the rest frames' margin has these quantiles
@@ -48,11 +49,31 @@ def tradeoff_table(
     over every scored stretch ``(subject, positions, logits, truth)``, with ``offset`` added to rest's logit;
     decided by ``rule`` (:class:`..learning.decision_rules.Hysteresis`, its own rest offset on top) when given."""
     rest = classes.index(REST)
+    offsets = bias_offsets(scored, rest)
+    if rule is not None:  # every offset decided in one pass of the rule's per-frame loop, as a subset of its own
+        subsets = {len(classes) - 1: every_gesture.expand(len(offsets), -1)}
+        metrics = stream_metrics(scored, classes, subsets, vote_frames, frame_ms, rule=_SweptRule(rule, offsets))
+        swept = offsets[metrics["trial"].to_numpy()]
+        return metrics.assign(trial=0, bias_offset=swept.astype(float), calibrated=swept == 0.0)
     rows = []
-    for offset in bias_offsets(scored, rest):
+    for offset in offsets:
         shift = torch.zeros(len(classes))
         shift[rest] = float(offset)
         shifted = [(subject, positions, logits + shift, truth) for subject, positions, logits, truth in scored]
         metrics = stream_metrics(shifted, classes, {len(classes) - 1: every_gesture}, vote_frames, frame_ms, rule=rule)
         rows.append(metrics.assign(bias_offset=float(offset), calibrated=bool(offset == 0.0)))
     return pd.concat(rows, ignore_index=True)
+
+
+class _SweptRule:
+    """A decision rule (:class:`..learning.decision_rules.Hysteresis`) deciding its subsets (copies of one subset)
+    each with the next of ``offsets`` added to rest's logit: ``stream_metrics`` then scores every offset in one
+    pass, the rule's per-frame loop run once rather than once per offset, with the same decisions as the logits
+    shifted first."""
+
+    def __init__(self, rule, offsets: np.ndarray):
+        self.rule, self.offsets = rule, offsets
+
+    def decide_subsets(self, logits, allowed, vote_frames, starts, rest: int) -> dict[int, torch.Tensor]:
+        decided = decide_rule_subsets(self.rule, logits, allowed[:1], starts, rest, rest_shifts=self.offsets)
+        return {votes: decided[:, 0] for votes in vote_frames}

@@ -174,13 +174,26 @@ def step(smoothed: np.ndarray, state: np.ndarray, frame: np.ndarray, rule: Hyste
 
 
 def _decide_columns(
-    scores: np.ndarray, columns: np.ndarray, starts: np.ndarray, lengths: np.ndarray, rule: Hysteresis
+    scores: np.ndarray,
+    columns: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    rule: Hysteresis,
+    rest_scores: np.ndarray | None = None,
 ) -> np.ndarray:
     """[subset, frame] decided columns of stretches laid end to end (``scores`` [frame, class] float64, each
     subset's ``columns`` [subset, column], rest's first): one loop over the frames of the longest stretch, every
     subset and stretch at once (the stretches still running at a frame are a prefix of the ones sorted longest
     first), the probabilities of a block of frames computed together (element-wise: the same bits as one frame at
-    a time)."""
+    a time). ``rest_scores`` [variant, frame]: rest's column replaced by each variant's in turn, every variant
+    decided in the same loop ([variant, subset, frame]): a bias sweep pays the per-frame loop once."""
+    if rest_scores is not None:  # the variants as extra subsets: subset-major blocks of one variant each
+        n_variants, n_subsets = len(rest_scores), len(columns)
+        stacked = np.concatenate([scores, rest_scores.T], 1)  # variant v's rest score in column n_classes + v
+        variant_columns = np.repeat(columns[None], n_variants, 0)
+        variant_columns[:, :, 0] = scores.shape[1] + np.arange(n_variants)[:, None]
+        decided = _decide_columns(stacked, variant_columns.reshape(-1, columns.shape[1]), starts, lengths, rule)
+        return decided.reshape(n_variants, n_subsets, -1)
     (n_frames, _), (n_subsets, n_columns) = scores.shape, columns.shape
     order = np.argsort(-lengths, kind="stable")
     starts, lengths = starts[order], lengths[order]
@@ -209,12 +222,18 @@ def _decide_columns(
 
 
 def decide_rule_subsets(
-    rule: Hysteresis, logits: torch.Tensor, allowed: torch.Tensor, starts: torch.Tensor | None, rest: int
+    rule: Hysteresis,
+    logits: torch.Tensor,
+    allowed: torch.Tensor,
+    starts: torch.Tensor | None,
+    rest: int,
+    rest_shifts: np.ndarray | None = None,
 ) -> torch.Tensor:
     """[subset, frame] class decisions of ``rule`` for logits [frame, class] (float32, the model's rest bias in
     them) among each subset's ``allowed`` [subset, class] classes (rest among them), the stretches laid end to end
     starting at ``starts`` (None: one stretch), the rule restarting at each: the same bits as :class:`RuleState`
-    fed each stretch frame by frame."""
+    fed each stretch frame by frame. ``rest_shifts`` [shift]: [shift, subset, frame], the decisions with each shift
+    added to rest's logit (in float32, as adding it to the logits first would)."""
     n_frames = len(logits)
     allowed = np.asarray(allowed, dtype=bool)
     if not allowed[:, rest].all():
@@ -222,15 +241,22 @@ def decide_rule_subsets(
     starts = np.zeros(1, dtype=np.int64) if starts is None else np.asarray(starts, dtype=np.int64)
     starts = starts[starts < n_frames] if n_frames else starts[:0]
     lengths = np.diff(np.append(starts, n_frames))
-    scores = logits.numpy().astype(np.float64)
-    decisions = np.zeros((len(allowed), n_frames), dtype=np.int64)
+    raw = logits.numpy()
+    scores = raw.astype(np.float64)
+    rest_scores = None
+    if rest_shifts is not None:
+        shifts = np.asarray(rest_shifts, dtype=np.float32)
+        rest_scores = (raw[None, :, rest] + shifts[:, None]).astype(np.float64)  # [shift, frame]
+    variants = 1 if rest_scores is None else len(rest_scores)
+    decisions = np.zeros((variants, len(allowed), n_frames), dtype=np.int64)
     for size in np.unique(allowed.sum(1)).tolist():  # subsets of one size together, on their own columns
         rows = np.flatnonzero(allowed.sum(1) == size)
         columns = rest_first_columns(allowed[rows], rest)
-        decisions[rows] = np.take_along_axis(columns, _decide_columns(scores, columns, starts, lengths, rule), 1)
+        decided = _decide_columns(scores, columns, starts, lengths, rule, rest_scores).reshape(variants, len(rows), -1)
+        decisions[:, rows] = np.take_along_axis(columns[None], decided, 2)
     import torch
 
-    return torch.from_numpy(decisions)
+    return torch.from_numpy(decisions if rest_shifts is not None else decisions[0])
 
 
 class RuleState:
