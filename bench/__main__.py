@@ -11,6 +11,7 @@ from . import (
     evaluate_speed,
     sampler_speed,
     stream_speed,
+    tradeoff_speed,
     train_speed,
 )
 from .results import markdown, table
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "train": train_speed.main,
     "evaluate": evaluate_speed.main,
     "stream": stream_speed.main,
+    "tradeoff": tradeoff_speed.main,
     "adabn": adabn_speed.main,
     "controller": controller_speed.main,
 }
