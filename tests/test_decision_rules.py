@@ -134,28 +134,3 @@ def test_a_sweep_of_rest_shifts_decides_as_the_logits_shifted_one_at_a_time_bit_
         shifted[:, 0] += float(shift)
         assert torch.equal(decided, decide_rule_subsets(rule, shifted, allowed, starts, 0))
     assert len({tuple(d.flatten().tolist()) for d in swept}) > 1  # the shifts move decisions
-
-
-def test_the_rules_tradeoff_table_is_each_offsets_stream_metrics():
-    """tradeoff_table with a rule scores every offset in one pass; each row equals stream_metrics on the logits
-    shifted by its offset, and offset 0 is the calibrated row."""
-    from contrastive_prosthetics.evaluation.stream_metrics import stream_metrics
-    from contrastive_prosthetics.evaluation.stream_tradeoff import tradeoff_table
-
-    classes = ["rest", "A1", "A2", "A3"]
-    rng = np.random.default_rng(3)
-    truth = np.repeat([0, 1, 0, 2, 0, 3, 0], 40)
-    logits = torch.from_numpy(rng.normal(0, 1, (len(truth), 4))).float()
-    logits[torch.arange(len(truth)), torch.from_numpy(truth)] += 1.0
-    scored = [(0, np.arange(len(truth)), logits, truth)]
-    every = torch.ones((1, 3), dtype=torch.bool)
-    rule = Hysteresis(smoothing_ms=20.0, enter=0.5, leave=0.5, frame_ms=10.0)
-    table = tradeoff_table(scored, classes, every, [0], 10.0, rule)
-    assert (table["trial"] == 0).all() and table["calibrated"].sum() == 1
-    assert table.loc[table["calibrated"], "bias_offset"].item() == 0.0
-    for _, row in table.iterrows():
-        shift = torch.zeros(4)
-        shift[0] = float(row["bias_offset"])
-        alone = stream_metrics([(0, scored[0][1], logits + shift, truth)], classes, {3: every}, [0], 10.0, rule=rule)
-        for column in ("accuracy", "movement_accuracy", "rest_false_activation", "onset_delay_p50_ms"):
-            assert row[column] == alone[column].item() or (np.isnan(row[column]) and np.isnan(alone[column].item()))

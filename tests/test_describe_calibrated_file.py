@@ -162,3 +162,12 @@ def test_a_calibrated_model_trained_without_a_pose_class_encoder_is_refused_as_b
         InputError, match=r"personal\.pt: its classes are not described by hand poses.*class_encoder: pose"
     ):
         Controller.from_model_file(out, DB2, ["B1"], VOTE).describe("grip", POSE)
+
+
+def test_a_pose_encoder_that_does_not_fit_the_model_is_refused_naming_the_file_and_the_field(files, tmp_path):
+    edited = tmp_path / "edited.pt"
+    saved = read_model_file(files["calibrated"])
+    saved["pose_encoder"] = {key: value[:1] for key, value in saved["pose_encoder"].items()}  # shapes cut down
+    atomic_torch_save(saved, edited)
+    with pytest.raises(InputError, match=r"edited\.pt: pose_encoder does not fit model_config .*calibrate the trained"):
+        Controller.from_model_file(edited, DB2, ["B1"], VOTE)

@@ -147,17 +147,24 @@ def test_quiet_and_transition_rest_and_false_activations_per_minute_are_told_apa
         assert row["false_activations_per_min"] == pytest.approx(2 / (200 * FRAME_MS / 60000))
 
 
+TRADEOFF_CLASSES = ["rest", "A1", "A2", "A3"]
+
+
+def tradeoff_stream() -> list:
+    """One stretch of rest and three gestures in turn, logits leaning towards the truth."""
+    rng = np.random.default_rng(3)
+    truth = np.repeat([0, 1, 0, 2, 0, 3, 0], 40)
+    logits = torch.from_numpy(rng.normal(0, 1, (len(truth), 4))).float()
+    logits[torch.arange(len(truth)), torch.from_numpy(truth)] += 1.0
+    return [(0, np.arange(len(truth)), logits, truth)]
+
+
 def test_the_tradeoff_spans_quiet_to_busy_rest_and_holds_the_calibrated_point():
     """Biases placed at quantiles of the rest frames' margin take rest false activation from near 1 to near 0, more
     bias never more false activation, and the row at offset 0 is the stream evaluation's own k = K figure."""
     from contrastive_prosthetics.evaluation.stream_tradeoff import MARGIN_QUANTILES, tradeoff_table
 
-    classes = ["rest", "A1", "A2", "A3"]
-    rng = np.random.default_rng(3)
-    truth = np.repeat([0, 1, 0, 2, 0, 3, 0], 40)
-    logits = torch.from_numpy(rng.normal(0, 1, (len(truth), 4))).float()
-    logits[torch.arange(len(truth)), torch.from_numpy(truth)] += 1.0
-    scored = [(0, np.arange(len(truth)), logits, truth)]
+    classes, scored = TRADEOFF_CLASSES, tradeoff_stream()
     every = torch.ones((1, 3), dtype=torch.bool)
     table = tradeoff_table(scored, classes, every, [0, 5], 10.0)
     frame = table[table["vote_ms"] == 0].sort_values("bias_offset")
@@ -168,6 +175,27 @@ def test_the_tradeoff_spans_quiet_to_busy_rest_and_holds_the_calibrated_point():
     own = stream_metrics(scored, classes, {3: every}, [0, 5], 10.0).set_index("vote_ms")
     for column in ("accuracy", "movement_accuracy", "rest_false_activation", "onset_delay_p50_ms"):
         assert np.allclose(calibrated[column], own.loc[calibrated.index, column], equal_nan=True), column
+
+
+def test_the_rules_tradeoff_table_is_each_offsets_stream_metrics():
+    """tradeoff_table with a rule scores every offset in one pass; each row equals stream_metrics on the logits
+    shifted by its offset, and offset 0 is the calibrated row."""
+    from contrastive_prosthetics.evaluation.stream_tradeoff import tradeoff_table
+    from contrastive_prosthetics.learning.decision_rules import Hysteresis
+
+    classes, scored = TRADEOFF_CLASSES, tradeoff_stream()
+    (_, positions, logits, truth) = scored[0]
+    every = torch.ones((1, 3), dtype=torch.bool)
+    rule = Hysteresis(smoothing_ms=20.0, enter=0.5, leave=0.5, frame_ms=10.0)
+    table = tradeoff_table(scored, classes, every, [0], 10.0, rule)
+    assert (table["trial"] == 0).all() and table["calibrated"].sum() == 1
+    assert table.loc[table["calibrated"], "bias_offset"].item() == 0.0
+    for _, row in table.iterrows():
+        shift = torch.zeros(4)
+        shift[0] = float(row["bias_offset"])
+        alone = stream_metrics([(0, positions, logits + shift, truth)], classes, {3: every}, [0], 10.0, rule=rule)
+        for column in ("accuracy", "movement_accuracy", "rest_false_activation", "onset_delay_p50_ms"):
+            assert row[column] == alone[column].item() or (np.isnan(row[column]) and np.isnan(alone[column].item()))
 
 
 def test_the_guard_band_is_reported_on_its_own():

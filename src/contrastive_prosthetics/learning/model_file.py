@@ -197,15 +197,7 @@ def load_model_file(path: Path) -> dict:
     trained pose class encoder a calibrated model keeps, or None) built; an error naming the file if its
     ``state_dict`` (or ``pose_encoder``) does not fit its ``model_config`` key for key and shape."""
     saved = read_network_file(path)
-    model = build_model(ModelConfig(**saved["model_config"]))
-    try:
-        model.load_state_dict(saved["state_dict"])  # strict: a wrong or missing key is never silently skipped
-    except RuntimeError as error:
-        detail = " ".join(str(error).split())
-        raise InputError(
-            f"{path}: state_dict does not fit model_config ({detail}); it was edited or written by another version: "
-            "train again"
-        ) from None
+    model = fitted(build_model(ModelConfig(**saved["model_config"])), saved, "state_dict", path, "train again")
     built = {"network": model.eval(), "normalisation_": Normalisation.from_state_dict(saved["normalisation"])}
     return saved | built | {"pose_encoder_": kept_pose_encoder(saved, model.config, path)}
 
@@ -215,16 +207,22 @@ def kept_pose_encoder(saved: dict, config: ModelConfig, path: Path) -> torch.nn.
     without one. Backward compatible: files written before the field existed have none and load as they did."""
     if saved.get("pose_encoder") is None:
         return None
-    encoder = pose_class_encoder(config)
+    encoder = fitted(pose_class_encoder(config), saved, "pose_encoder", path, "calibrate the trained model.pt again")
+    return encoder.eval()
+
+
+def fitted(module: torch.nn.Module, saved: dict, field: str, path: Path, remedy: str) -> torch.nn.Module:
+    """``module`` with the weights of ``saved[field]``, loaded strictly (a wrong or missing key is never silently
+    skipped), else an error naming the file, the field and ``remedy``."""
     try:
-        encoder.load_state_dict(saved["pose_encoder"])
+        module.load_state_dict(saved[field])
     except RuntimeError as error:
         detail = " ".join(str(error).split())
         raise InputError(
-            f"{path}: pose_encoder does not fit model_config ({detail}); it was edited or written by another "
-            "version: calibrate the trained model.pt again"
+            f"{path}: {field} does not fit model_config ({detail}); it was edited or written by another version: "
+            f"{remedy}"
         ) from None
-    return encoder.eval()
+    return module
 
 
 def rest_target_of(saved: dict) -> float | None:
