@@ -93,7 +93,8 @@ def tiny_db1_override(db1_dir: Path) -> dict:
                 "models": ["contrastive_transfer"],
             },
         },
-        "calibration": {"scratch_epochs": 1},
+        # Two of db1.yaml's transfer recipes (still chosen between on the validation subject), a few steps each.
+        "calibration": {"scratch_epochs": 1, "transfer": {"learning_rate_scale": [0.3], "steps": 5}},
         "architecture": {"width": 16, "conv_maps": 4, "depth": 1},
         "training": {"groups": 8, "steps_per_epoch": 3, "search": {"trials": 1, "epochs": 1}, "final": {"epochs": 1}},
         "evaluation": {"subset_trials": 8, "stream_trials": 1, "stream_subset_sizes": [3]},
