@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,7 +76,7 @@ class Hysteresis:
     def __post_init__(self):
         check_rule_values({"smoothing_ms": self.smoothing_ms, "enter": self.enter, "leave": self.leave})
 
-    @property
+    @cached_property  # read once per frame of the evaluation's loop: computed once per rule
     def alpha(self) -> float:
         return 1.0 if self.smoothing_ms == 0 else 1.0 - math.exp(-self.frame_ms / self.smoothing_ms)
 
@@ -153,12 +154,12 @@ def probabilities(scores: np.ndarray, rest_offset: float) -> np.ndarray:
     return exps / total[..., None]
 
 
-def step(smoothed: np.ndarray, state: np.ndarray, frame: np.ndarray, rule: Hysteresis, alpha: float | None = None):
-    """One frame, in place: ``smoothed`` [..., rest then gestures] moves by ``alpha`` (None: the rule's) toward the
-    frame's probabilities ``frame``, then ``state`` [...] (0: rest, else the column of a gesture) follows the
-    module's rule. Few numpy calls, in place: the evaluation calls this once per frame of its longest stretch."""
+def step(smoothed: np.ndarray, state: np.ndarray, frame: np.ndarray, rule: Hysteresis) -> None:
+    """One frame, in place: ``smoothed`` [..., rest then gestures] moves by ``alpha`` toward the frame's
+    probabilities ``frame``, then ``state`` [...] (0: rest, else the column of a gesture) follows the module's
+    rule. Few numpy calls, in place: the evaluation calls this once per frame of its longest stretch."""
     change = frame - smoothed
-    change *= rule.alpha if alpha is None else alpha
+    change *= rule.alpha
     smoothed += change
     if smoothed.shape[-1] == 1:  # rest alone is allowed: rest, always
         return
@@ -174,26 +175,13 @@ def step(smoothed: np.ndarray, state: np.ndarray, frame: np.ndarray, rule: Hyste
 
 
 def _decide_columns(
-    scores: np.ndarray,
-    columns: np.ndarray,
-    starts: np.ndarray,
-    lengths: np.ndarray,
-    rule: Hysteresis,
-    rest_scores: np.ndarray | None = None,
+    scores: np.ndarray, columns: np.ndarray, starts: np.ndarray, lengths: np.ndarray, rule: Hysteresis
 ) -> np.ndarray:
     """[subset, frame] decided columns of stretches laid end to end (``scores`` [frame, class] float64, each
     subset's ``columns`` [subset, column], rest's first): one loop over the frames of the longest stretch, every
     subset and stretch at once (the stretches still running at a frame are a prefix of the ones sorted longest
     first), the probabilities of a block of frames computed together (element-wise: the same bits as one frame at
-    a time). ``rest_scores`` [variant, frame]: rest's column replaced by each variant's in turn, every variant
-    decided in the same loop ([variant, subset, frame]): a bias sweep pays the per-frame loop once."""
-    if rest_scores is not None:  # the variants as extra subsets: subset-major blocks of one variant each
-        n_variants, n_subsets = len(rest_scores), len(columns)
-        stacked = np.concatenate([scores, rest_scores.T], 1)  # variant v's rest score in column n_classes + v
-        variant_columns = np.repeat(columns[None], n_variants, 0)
-        variant_columns[:, :, 0] = scores.shape[1] + np.arange(n_variants)[:, None]
-        decided = _decide_columns(stacked, variant_columns.reshape(-1, columns.shape[1]), starts, lengths, rule)
-        return decided.reshape(n_variants, n_subsets, -1)
+    a time)."""
     (n_frames, _), (n_subsets, n_columns) = scores.shape, columns.shape
     order = np.argsort(-lengths, kind="stable")
     starts, lengths = starts[order], lengths[order]
@@ -202,7 +190,7 @@ def _decide_columns(
     state = np.zeros((n_subsets, len(starts)), dtype=np.int64)
     decided = np.zeros((n_subsets, n_frames), dtype=np.int64)
     running = np.searchsorted(-lengths, -np.arange(int(lengths.max(initial=0))), side="left")  # lengths > t
-    counts, alpha = running.tolist(), rule.alpha
+    counts = running.tolist()
     first = 0
     while first < len(running):
         count = counts[first]
@@ -213,7 +201,7 @@ def _decide_columns(
         states = np.zeros((n_subsets, count, block), dtype=np.int64)  # each frame's states, written back at the end
         for t in range(first, first + block):
             now = counts[t]
-            step(smoothed[:, :now], state[:, :now], block_probabilities[:, :now, t - first], rule, alpha)
+            step(smoothed[:, :now], state[:, :now], block_probabilities[:, :now, t - first], rule)
             states[:, :now, t - first] = state[:, :now]
         valid = np.arange(block) < lengths[:count, None] - first  # [stretch, frame] inside its stretch
         decided[:, frames[valid]] = states[:, valid]
@@ -242,18 +230,19 @@ def decide_rule_subsets(
     starts = starts[starts < n_frames] if n_frames else starts[:0]
     lengths = np.diff(np.append(starts, n_frames))
     raw = logits.numpy()
-    scores = raw.astype(np.float64)
-    rest_scores = None
-    if rest_shifts is not None:
-        shifts = np.asarray(rest_shifts, dtype=np.float32)
-        rest_scores = (raw[None, :, rest] + shifts[:, None]).astype(np.float64)  # [shift, frame]
-    variants = 1 if rest_scores is None else len(rest_scores)
-    decisions = np.zeros((variants, len(allowed), n_frames), dtype=np.int64)
+    scores, rest_columns = raw.astype(np.float64), np.array([rest])
+    if rest_shifts is not None:  # each shift's rest a column after the classes, its subsets decided as their own
+        shifted = raw[:, rest, None] + np.asarray(rest_shifts, dtype=np.float32)  # in float32, as shifted logits
+        scores = np.concatenate([scores, shifted.astype(np.float64)], 1)
+        rest_columns = raw.shape[1] + np.arange(len(rest_shifts))
+    decisions = np.zeros((len(rest_columns), len(allowed), n_frames), dtype=np.int64)
     for size in np.unique(allowed.sum(1)).tolist():  # subsets of one size together, on their own columns
         rows = np.flatnonzero(allowed.sum(1) == size)
         columns = rest_first_columns(allowed[rows], rest)
-        decided = _decide_columns(scores, columns, starts, lengths, rule, rest_scores).reshape(variants, len(rows), -1)
-        decisions[:, rows] = np.take_along_axis(columns[None], decided, 2)
+        variants = np.repeat(columns[None], len(rest_columns), 0)  # [shift, subset, column], shift-major
+        variants[:, :, 0] = rest_columns[:, None]
+        decided = _decide_columns(scores, variants.reshape(-1, columns.shape[1]), starts, lengths, rule)
+        decisions[:, rows] = np.take_along_axis(columns[None], decided.reshape(len(rest_columns), len(rows), -1), 2)
     import torch
 
     return torch.from_numpy(decisions if rest_shifts is not None else decisions[0])
