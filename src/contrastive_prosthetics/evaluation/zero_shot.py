@@ -53,6 +53,12 @@ from .tables import OPTIONAL_COLUMNS
 from .voting import checked_scores, window_frames_for, window_outcomes
 
 
+def frames_kept(payload: dict, keep: torch.Tensor) -> dict:
+    """The payload with its per-frame entries (scores, labels, decoded poses) at the frames ``keep`` [frame] only;
+    the rest as it is."""
+    return {key: value[keep] if key in (*PER_FRAME, *DECODED_POSE) else value for key, value in payload.items()}
+
+
 def restricted(payload: dict, names: list[str]) -> dict:
     """The payload's frames of the classes ``names`` and their scores over just those classes (relabelled); its rest
     windows, all of them (they count where rest is among ``names``), scored over just those classes too."""
@@ -60,7 +66,7 @@ def restricted(payload: dict, names: list[str]) -> dict:
     keep = torch.isin(payload["label"], columns)
     relabel = torch.full((len(payload["classes"]),), -1, dtype=torch.long)
     relabel[columns] = torch.arange(len(names))
-    out = {key: value[keep] if key in (*PER_FRAME, *DECODED_POSE) else value for key, value in payload.items()}
+    out = frames_kept(payload, keep)
     out["logits"] = out["logits"][:, columns]
     if "rest_window_logits" in out:
         out["rest_window_logits"] = out["rest_window_logits"][..., columns]
@@ -76,8 +82,7 @@ def of_subject(payload: dict, name: str) -> dict:
     if name not in payload["subjects"]:
         raise InputError(f"{payload['model']}/{payload['fold']} has no subject {name} (it has {payload['subjects']})")
     code = payload["subjects"].index(name)
-    frames = payload["subject"] == code
-    out = {key: value[frames] if key in (*PER_FRAME, *DECODED_POSE) else value for key, value in payload.items()}
+    out = frames_kept(payload, payload["subject"] == code)
     if "rest_window_subject" in payload:
         windows = payload["rest_window_subject"] == code
         out |= {key: value[windows] for key, value in payload.items() if key.startswith("rest_window_")}
@@ -160,15 +165,16 @@ def subject_rows(
     """One set's numbers by the model (``scored``) and its oracle (``best_scored``: the same frames and classes),
     every test subject's windows pooled (subject all) and then each of ``subjects`` alone, the oracle's on the same
     subject's windows; and the pooled [true, decided] counts of the model and of the oracle."""
-    rows = []
-    for subject in [POOLED, *subjects]:
-        parts = [part if subject == POOLED else of_subject(part, subject) for part in (scored, best_scored)]
+
+    def row(subject: str, parts: tuple[dict, dict]) -> tuple[dict, torch.Tensor, torch.Tensor]:
         (model, model_confusion), (best, best_confusion) = (voted_metrics(part, window_frames) for part in parts)
-        if subject == POOLED:
-            pooled = model_confusion, best_confusion
         oracle_numbers = {f"oracle_{key}": value for key, value in best.items()}
-        rows.append({"subject": subject} | model | oracle_numbers | {"gesture_windows": int(model_confusion[1:].sum())})
-    return rows, *pooled
+        windows = {"gesture_windows": int(model_confusion[1:].sum())}
+        return {"subject": subject} | model | oracle_numbers | windows, model_confusion, best_confusion
+
+    pooled, model_confusion, best_confusion = row(POOLED, (scored, best_scored))
+    each = [row(subject, (of_subject(scored, subject), of_subject(best_scored, subject)))[0] for subject in subjects]
+    return [pooled, *each], model_confusion, best_confusion
 
 
 def zero_shot_tables(
@@ -184,19 +190,19 @@ def zero_shot_tables(
     gestures = [name for name in payload["classes"] if name != REST]
     sets = dict(zip(SETS, (unseen, [g for g in gestures if g not in unseen], gestures), strict=True))
     leading = {key: payload[key] for key in ("model", "adabn", "adaptation", "fold", "window")}
-    deciders = {"class_encoder": (payload, oracle)}
-    if "pose" in payload and "pose" in oracle:  # a pose decoder: its own decisions beside the class encoder's
-        deciders["pose_decoder"] = (pose_matching(payload), pose_matching(oracle))
+    # A pose decoder decides beside the class encoder (which gesture; the class encoder's rest: rest_gated).
+    posed = (pose_matching(payload), pose_matching(oracle)) if "pose" in payload and "pose" in oracle else None
     # Every test subject with frames, in code order as the stream tables' (the oracle's found by name).
     subjects = [payload["subjects"][code] for code in payload["subject"].unique().tolist()]
     rows, confusions = [], []
     for name, chosen in sets.items():
         names = [REST, *chosen]
+        encoded = restricted(payload, names), restricted(oracle, names)
+        deciders = {"class_encoder": encoded}
+        if posed is not None:
+            gated = (rest_gated(restricted(pose, names), by) for pose, by in zip(posed, encoded, strict=True))
+            deciders["pose_decoder"] = tuple(gated)
         for decided_by, (scored, best_scored) in deciders.items():
-            scored, best_scored = restricted(scored, names), restricted(best_scored, names)
-            if decided_by == "pose_decoder":
-                scored = rest_gated(scored, restricted(payload, names))
-                best_scored = rest_gated(best_scored, restricted(oracle, names))
             each, model_confusion, best_confusion = subject_rows(scored, best_scored, subjects, window_frames)
             chance = {"gesture_chance": 1 / len(names), "chance": 1 / len(names)}
             described = {"gestures": " ".join(chosen), "classes": len(names)}
