@@ -171,3 +171,13 @@ def test_a_pose_encoder_that_does_not_fit_the_model_is_refused_naming_the_file_a
     atomic_torch_save(saved, edited)
     with pytest.raises(InputError, match=r"edited\.pt: pose_encoder does not fit model_config .*calibrate the trained"):
         Controller.from_model_file(edited, DB2, ["B1"], VOTE)
+
+
+def test_a_pose_model_calibrated_by_adabn_keeps_its_pose_class_encoder_in_the_model_and_none_beside_it(files, tmp_path):
+    out = tmp_path / "adabn.pt"
+    calibrate_model_file(files["trained"], [files["recording"]], DB2, out, "adabn", repetitions=REPETITIONS)
+    saved = read_model_file(out)
+    assert saved["model_config"]["class_encoder"] == "pose" and saved["pose_encoder"] is None
+    controller = Controller.from_model_file(out, DB2, ["B1"], VOTE)
+    controller.describe("grip", POSE)  # coded by the model's own pose class encoder
+    assert controller.classes == [*CLASSES, "grip"]

@@ -282,9 +282,11 @@ class Controller:
         settings = settings or CalibrationSettings()
         for hook in network.hooks:  # online tracking would move the statistics calibration sets
             hook.remove()
-        if network.model.config.class_encoder == "pose":  # prototypes and fine_tune replace it by a one-hot one:
-            network.pose_encoder = network.model.class_encoder  # describe codes gestures with it afterwards
-        network.model = personalise(network.model, network.normalisation, recording, method, settings)
+        trained = network.model
+        network.model = personalise(trained, network.normalisation, recording, method, settings)
+        if trained.config.class_encoder == "pose" and network.model.config.class_encoder != "pose":
+            # prototypes and fine_tune replaced the pose class encoder by a one-hot one: describe codes with this
+            network.pose_encoder = trained.class_encoder
         calibration = None
         if rest_target is not None and REST not in missing:  # without rest frames the trained bias is kept
             rest, votes = self.classes.index(REST), self.vote_frames
